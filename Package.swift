@@ -1,0 +1,38 @@
+// swift-tools-version:6.0
+// NexJobs: a PostgreSQL job queue and ad-platform sync workers.
+// No Swift package dependencies (the design card says so): libpq and OpenSSL come in as system libraries.
+import PackageDescription
+
+let package = Package(
+    name: "nexjobs",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "nexjobs", targets: ["nexjobs"])
+    ],
+    targets: [
+        .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
+        .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
+        .target(name: "Postgres", dependencies: ["CLibPQ"]),
+        .target(name: "Cron"),
+        .target(name: "Queue", dependencies: ["Postgres"]),
+        .target(name: "HTTP"),
+        .target(name: "Platforms", dependencies: ["Postgres"]),
+        .target(name: "Sandbox", dependencies: ["HTTP"]),
+        .target(name: "Privacy", dependencies: ["COpenSSL", "Postgres", "Queue"]),
+        .target(name: "Sync", dependencies: ["Platforms", "Queue", "Privacy", "Postgres"]),
+        .target(name: "Runtime", dependencies: ["Queue", "Cron", "Sync", "Privacy", "HTTP", "Postgres"]),
+        .executableTarget(name: "nexjobs", dependencies: ["Runtime", "Sandbox", "Queue", "Postgres", "HTTP"]),
+        // Test-only helpers: a fresh PostgreSQL database per test, built from NEXJOBS_TEST_DATABASE_URL.
+        .target(name: "PGTestSupport", dependencies: ["Postgres", "Queue"], path: "Tests/PGTestSupport"),
+        .testTarget(name: "PostgresTests", dependencies: ["Postgres", "PGTestSupport"]),
+        .testTarget(name: "QueueTests", dependencies: ["Queue", "Postgres", "PGTestSupport"]),
+        .testTarget(name: "CronTests", dependencies: ["Cron"]),
+        .testTarget(name: "HTTPTests", dependencies: ["HTTP"]),
+        .testTarget(name: "PlatformsTests", dependencies: ["Platforms", "Sandbox", "HTTP", "PGTestSupport"]),
+        .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "HTTP"]),
+        .testTarget(name: "PrivacyTests", dependencies: ["Privacy", "PGTestSupport"]),
+        .testTarget(name: "SyncTests", dependencies: ["Sync", "Sandbox", "PGTestSupport"]),
+        .testTarget(name: "RuntimeTests", dependencies: ["Runtime", "Queue", "PGTestSupport"]),
+        .testTarget(name: "CLITests", dependencies: ["PGTestSupport", "Postgres"]),
+    ]
+)

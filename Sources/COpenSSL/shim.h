@@ -1,0 +1,9 @@
+#ifndef NEXJOBS_COPENSSL_SHIM_H
+#define NEXJOBS_COPENSSL_SHIM_H
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+#include <openssl/sha.h>
+#include <openssl/err.h>
+#include <openssl/crypto.h>
+#endif
