@@ -78,6 +78,8 @@ public struct CronExpression: Sendable, Hashable, CustomStringConvertible {
 
     public var description: String { text }
 
+    /// Two expressions are equal when they fire at the same times, whatever their spelling
+    /// (`@daily` equals `0 0 * * *`, `0 0 * * 7` equals `0 0 * * SUN`).
     public static func == (lhs: CronExpression, rhs: CronExpression) -> Bool {
         lhs.minutes == rhs.minutes && lhs.hours == rhs.hours && lhs.daysOfMonth == rhs.daysOfMonth
             && lhs.months == rhs.months && lhs.daysOfWeek == rhs.daysOfWeek

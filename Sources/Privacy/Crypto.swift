@@ -33,8 +33,9 @@ public func hmacSHA256(key: [UInt8], message: [UInt8]) -> [UInt8] {
     let result = withNonNullBase(key) { keyPointer in
         withNonNullBase(message) { messagePointer in
             mac.withUnsafeMutableBufferPointer { out in
-                HMAC(EVP_sha256(), keyPointer, Int32(clamping: key.count), messagePointer, message.count,
-                     out.baseAddress, &length)
+                HMAC(
+                    EVP_sha256(), keyPointer, Int32(clamping: key.count), messagePointer, message.count,
+                    out.baseAddress, &length)
             }
         }
     }

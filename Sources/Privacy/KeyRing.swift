@@ -97,7 +97,8 @@ public struct KeyRing: Sendable, CustomStringConvertible, CustomDebugStringConve
         environment: [String: String] = ProcessInfo.processInfo.environment
     ) throws -> KeyRing {
         guard let value = environment[variable] else {
-            throw KeyRingError(code: .empty, reason: "\(variable) is not set; expected id:base64key[,id2:base64key2...]")
+            throw KeyRingError(
+                code: .empty, reason: "\(variable) is not set; expected id:base64key[,id2:base64key2...]")
         }
         do {
             return try KeyRing(parsing: value)

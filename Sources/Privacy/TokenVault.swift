@@ -128,7 +128,8 @@ public struct TokenVault: Sendable, CustomStringConvertible {
 
     static func parse(_ sealed: [UInt8]) throws -> Parts {
         guard sealed.count >= 2 else {
-            throw TokenVaultError(code: .truncated, keyID: nil, reason: "\(sealed.count) bytes is too short to be sealed")
+            throw TokenVaultError(
+                code: .truncated, keyID: nil, reason: "\(sealed.count) bytes is too short to be sealed")
         }
         guard sealed[0] == formatVersion else {
             throw TokenVaultError(

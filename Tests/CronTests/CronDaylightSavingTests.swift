@@ -143,7 +143,8 @@ final class CronDaylightSavingTests: XCTestCase {
             assertStrictlyIncreasing(result)
             var irregular: [String] = []
             for (earlier, later) in zip(result, result.dropFirst()) where later.timeIntervalSince(earlier) != 3600 {
-                irregular.append(String(local(earlier, timeZone).prefix(10)) + " +\(Int(later.timeIntervalSince(earlier)))")
+                irregular.append(
+                    String(local(earlier, timeZone).prefix(10)) + " +\(Int(later.timeIntervalSince(earlier)))")
             }
             XCTAssertEqual(irregular, ["\(fallBackGap) +7200"], identifier)
             // 365 days of 24 hours, minus the one repeated hour that fires once.
@@ -155,14 +156,21 @@ final class CronDaylightSavingTests: XCTestCase {
         let losAngeles = zone("America/Los_Angeles")
         // 01:45 PDT (first pass) is earlier than 01:30 PST (second pass): it is the latest fire.
         XCTAssertEqual(
-            local(cron("45 1 * * *").latestFire(atOrBefore: instant("2026-11-01T01:30:00-08:00"), in: losAngeles), losAngeles),
+            local(
+                cron("45 1 * * *").latestFire(atOrBefore: instant("2026-11-01T01:30:00-08:00"), in: losAngeles),
+                losAngeles),
             "2026-11-01T01:45:00-07:00")
         // The nonexistent 02:30 fired at 03:00 PDT.
         XCTAssertEqual(
-            local(cron("30 2 * * *").latestFire(atOrBefore: instant("2026-03-08T03:10:00-07:00"), in: losAngeles), losAngeles),
+            local(
+                cron("30 2 * * *").latestFire(atOrBefore: instant("2026-03-08T03:10:00-07:00"), in: losAngeles),
+                losAngeles),
             "2026-03-08T03:00:00-07:00")
         XCTAssertEqual(
-            local(cron("30 2 * * *").latestFire(atOrBefore: instant("2026-03-08T02:59:00-08:00").addingTimeInterval(60), in: losAngeles), losAngeles),
+            local(
+                cron("30 2 * * *").latestFire(
+                    atOrBefore: instant("2026-03-08T02:59:00-08:00").addingTimeInterval(60), in: losAngeles), losAngeles
+            ),
             "2026-03-08T03:00:00-07:00")
         let paris = zone("Europe/Paris")
         XCTAssertEqual(
@@ -181,13 +189,17 @@ final class CronDaylightSavingTests: XCTestCase {
                 let expression = cron(text)
                 let start = instant(day)
                 let all = expression.fireTimes(
-                    from: start.addingTimeInterval(-86_400), through: start.addingTimeInterval(2 * 86_400), in: timeZone)
+                    from: start.addingTimeInterval(-86_400), through: start.addingTimeInterval(2 * 86_400), in: timeZone
+                )
                 var probe = start
                 while probe < start.addingTimeInterval(5 * 3600) {
                     let expectedLatest = all.last { $0 <= probe }
                     let expectedNext = all.first { $0 > probe }
-                    XCTAssertEqual(expression.latestFire(atOrBefore: probe, in: timeZone), expectedLatest, "\(text) \(identifier) \(probe)")
-                    XCTAssertEqual(expression.next(after: probe, in: timeZone), expectedNext, "\(text) \(identifier) \(probe)")
+                    XCTAssertEqual(
+                        expression.latestFire(atOrBefore: probe, in: timeZone), expectedLatest,
+                        "\(text) \(identifier) \(probe)")
+                    XCTAssertEqual(
+                        expression.next(after: probe, in: timeZone), expectedNext, "\(text) \(identifier) \(probe)")
                     probe.addTimeInterval(300)
                 }
             }

@@ -20,11 +20,14 @@ final class CronScheduleTests: XCTestCase {
         let from = instant("2026-01-05T10:00:00Z")
         let through = instant("2026-01-05T10:30:00Z")
         XCTAssertEqual(every.fireTimes(from: from, through: through, in: utc).count, 4)
-        XCTAssertEqual(every.fireTimes(from: from, through: through, in: utc, limit: 2).map { local($0, utc) },
+        XCTAssertEqual(
+            every.fireTimes(from: from, through: through, in: utc, limit: 2).map { local($0, utc) },
             ["2026-01-05T10:00:00Z", "2026-01-05T10:10:00Z"])
         XCTAssertEqual(every.fireTimes(from: through, through: from, in: utc), [])
         XCTAssertEqual(every.fireTimes(from: from, through: through, in: utc, limit: 0), [])
-        XCTAssertEqual(cron("* * * * *").fireTimes(from: from, through: from.addingTimeInterval(86_400 * 30), in: utc).count, 10_000)
+        XCTAssertEqual(
+            cron("* * * * *").fireTimes(from: from, through: from.addingTimeInterval(86_400 * 30), in: utc).count,
+            10_000)
     }
 
     func testDayOfMonthOrDayOfWeekWhenBothRestricted() {
@@ -80,16 +83,24 @@ final class CronScheduleTests: XCTestCase {
 
     func testFebruary29OnlyInLeapYears() {
         let expression = cron("0 0 29 2 *")
-        XCTAssertEqual(local(expression.next(after: instant("2025-01-01T00:00:00Z"), in: utc), utc), "2028-02-29T00:00:00Z")
-        XCTAssertEqual(local(expression.next(after: instant("2028-02-29T00:00:00Z"), in: utc), utc), "2032-02-29T00:00:00Z")
+        XCTAssertEqual(
+            local(expression.next(after: instant("2025-01-01T00:00:00Z"), in: utc), utc), "2028-02-29T00:00:00Z")
+        XCTAssertEqual(
+            local(expression.next(after: instant("2028-02-29T00:00:00Z"), in: utc), utc), "2032-02-29T00:00:00Z")
         // 2100 is not a leap year (divisible by 100, not by 400); 2000 was.
-        XCTAssertEqual(local(expression.next(after: instant("2097-01-01T00:00:00Z"), in: utc), utc), "2104-02-29T00:00:00Z")
-        XCTAssertEqual(local(expression.next(after: instant("1997-01-01T00:00:00Z"), in: utc), utc), "2000-02-29T00:00:00Z")
-        XCTAssertEqual(local(expression.latestFire(atOrBefore: instant("2104-02-28T00:00:00Z"), in: utc), utc), "2096-02-29T00:00:00Z")
+        XCTAssertEqual(
+            local(expression.next(after: instant("2097-01-01T00:00:00Z"), in: utc), utc), "2104-02-29T00:00:00Z")
+        XCTAssertEqual(
+            local(expression.next(after: instant("1997-01-01T00:00:00Z"), in: utc), utc), "2000-02-29T00:00:00Z")
+        XCTAssertEqual(
+            local(expression.latestFire(atOrBefore: instant("2104-02-28T00:00:00Z"), in: utc), utc),
+            "2096-02-29T00:00:00Z")
         // Feb 29 that is also a Sunday (`*` weekday step: both must match): 2032, then 2060.
         let sundays = cron("0 0 29 2 */7")
-        XCTAssertEqual(local(sundays.next(after: instant("2026-01-01T00:00:00Z"), in: utc), utc), "2032-02-29T00:00:00Z")
-        XCTAssertEqual(local(sundays.next(after: instant("2032-03-01T00:00:00Z"), in: utc), utc), "2060-02-29T00:00:00Z")
+        XCTAssertEqual(
+            local(sundays.next(after: instant("2026-01-01T00:00:00Z"), in: utc), utc), "2032-02-29T00:00:00Z")
+        XCTAssertEqual(
+            local(sundays.next(after: instant("2032-03-01T00:00:00Z"), in: utc), utc), "2060-02-29T00:00:00Z")
     }
 
     /// Cross-checks day matching and calendar arithmetic against Foundation's Calendar, day by day.
@@ -112,7 +123,9 @@ final class CronScheduleTests: XCTestCase {
                 let domMatches = expression.daysOfMonth.contains(parts.day!)
                 let dowMatches = expression.daysOfWeek.contains(parts.weekday! - 1)
                 let both = text.split(separator: " ")[2].hasPrefix("*") || text.split(separator: " ")[4].hasPrefix("*")
-                if expression.months.contains(parts.month!) && (both ? domMatches && dowMatches : domMatches || dowMatches) {
+                if expression.months.contains(parts.month!)
+                    && (both ? domMatches && dowMatches : domMatches || dowMatches)
+                {
                     expected.append(day)
                 }
                 day = Calendar.utc.date(byAdding: .day, value: 1, to: day)!
@@ -133,7 +146,8 @@ final class CronScheduleTests: XCTestCase {
             "2025-12-31T23:00:00Z")
         let monthly = cron("@monthly")
         XCTAssertEqual(
-            local(monthly.latestFire(atOrBefore: instant("2026-03-15T00:00:00Z"), in: utc), utc), "2026-03-01T00:00:00Z")
+            local(monthly.latestFire(atOrBefore: instant("2026-03-15T00:00:00Z"), in: utc), utc), "2026-03-01T00:00:00Z"
+        )
         let yearly = cron("0 0 1 JAN *")
         XCTAssertEqual(
             local(yearly.latestFire(atOrBefore: instant("2026-12-31T00:00:00Z"), in: utc), utc), "2026-01-01T00:00:00Z")

@@ -61,7 +61,9 @@ final class AESGCMKnownAnswerTests: XCTestCase {
         let sealed = try AESGCM.seal(key: key, nonce: nonce, plaintext: Array("secret".utf8), aad: [1, 2])
         var tag = sealed.tag
         tag[15] ^= 1
-        XCTAssertThrowsError(try AESGCM.open(key: key, nonce: nonce, ciphertext: sealed.ciphertext, tag: tag, aad: [1, 2])) {
+        XCTAssertThrowsError(
+            try AESGCM.open(key: key, nonce: nonce, ciphertext: sealed.ciphertext, tag: tag, aad: [1, 2])
+        ) {
             XCTAssertEqual($0 as? AESGCM.Failure, .authentication)
         }
         XCTAssertThrowsError(

@@ -47,8 +47,10 @@ final class KeyRingTests: XCTestCase {
             ("a:not base64!", .invalidBase64, "key 'a' is not valid base64"),
             ("a:\(base64(short))", .wrongKeyLength, "key 'a' is 16 bytes; AES-256 needs exactly 32"),
             ("a:\(base64(long))", .wrongKeyLength, "key 'a' is 33 bytes; AES-256 needs exactly 32"),
-            ("a:\(base64(good)),b:\(base64(randomKey())),a:\(base64(randomKey()))", .duplicateKeyID,
-             "key id 'a' appears more than once"),
+            (
+                "a:\(base64(good)),b:\(base64(randomKey())),a:\(base64(randomKey()))", .duplicateKeyID,
+                "key id 'a' appears more than once"
+            ),
         ]
         for (value, code, message) in cases {
             XCTAssertThrowsError(try KeyRing(parsing: value), value) { error in

@@ -45,7 +45,9 @@ final class TokenVaultTests: XCTestCase {
         XCTAssertEqual(Array(sealed[2..<7]), Array("key-7".utf8))
         XCTAssertEqual(sealed.count, 30 + 5 + plaintext.utf8.count)
         XCTAssertFalse(
-            sealed.indices.dropLast(plaintext.utf8.count - 1).contains { Array(sealed[$0..<$0 + plaintext.utf8.count]) == Array(plaintext.utf8) },
+            sealed.indices.dropLast(plaintext.utf8.count - 1).contains {
+                Array(sealed[$0..<$0 + plaintext.utf8.count]) == Array(plaintext.utf8)
+            },
             "plaintext visible in the sealed bytes")
         XCTAssertEqual(try vault.keyID(of: sealed), "key-7")
     }
@@ -56,7 +58,9 @@ final class TokenVaultTests: XCTestCase {
         let vault = try vault([("k1", (0..<32).map(UInt8.init))])
         let sealed = hex("01026b31000102030405060708090a0b336dbd7eaba7a425f99eac0a6dec5b025c355859aa")
         XCTAssertEqual(try vault.open(sealed, associatedData: "ad_connections:1:access_token"), "token")
-        assertVaultError(.authenticationFailed) { try vault.open(sealed, associatedData: "ad_connections:2:access_token") }
+        assertVaultError(.authenticationFailed) {
+            try vault.open(sealed, associatedData: "ad_connections:2:access_token")
+        }
     }
 
     func testNonceDiffersEveryTime() throws {
@@ -89,7 +93,9 @@ final class TokenVaultTests: XCTestCase {
         // Body and tag bytes fail authentication specifically.
         var body = sealed
         body[20] ^= 0x01
-        assertVaultError(.authenticationFailed, { try vault.open(body, associatedData: self.rowAD) }, secrets: [plaintext], keys: [key])
+        assertVaultError(
+            .authenticationFailed, { try vault.open(body, associatedData: self.rowAD) }, secrets: [plaintext],
+            keys: [key])
         var version = sealed
         version[0] = 2
         assertVaultError(.unsupportedVersion) { try vault.open(version, associatedData: self.rowAD) }
@@ -105,7 +111,8 @@ final class TokenVaultTests: XCTestCase {
         let vault = try vault([("k1", randomKey())])
         let sealed = try vault.seal("truncate-me", associatedData: rowAD)
         for length in 0..<sealed.count {
-            XCTAssertThrowsError(try vault.open(Array(sealed.prefix(length)), associatedData: rowAD), "length \(length)")
+            XCTAssertThrowsError(
+                try vault.open(Array(sealed.prefix(length)), associatedData: rowAD), "length \(length)")
         }
         let headerOnly = Array(sealed.prefix(4 + 12 + 15))
         assertVaultError(.truncated) { try vault.open(headerOnly, associatedData: self.rowAD) }
@@ -122,7 +129,8 @@ final class TokenVaultTests: XCTestCase {
         for other in [
             "ad_connections:43:access_token", "ad_connections:42:refresh_token", "", "ad_connections:42:access_token ",
         ] {
-            assertVaultError(.authenticationFailed, { try vault.open(sealed, associatedData: other) }, secrets: [plaintext])
+            assertVaultError(
+                .authenticationFailed, { try vault.open(sealed, associatedData: other) }, secrets: [plaintext])
         }
     }
 
@@ -183,7 +191,9 @@ final class TokenVaultTests: XCTestCase {
         XCTAssertEqual(try retired.open(resealed, associatedData: rowAD), plaintext)
         assertVaultError(.unknownKeyID) { try retired.open(oldSealed, associatedData: self.rowAD) }
         // Reseal keeps the row binding.
-        assertVaultError(.authenticationFailed) { try after.reseal(oldSealed, associatedData: "ad_connections:1:access_token") }
+        assertVaultError(.authenticationFailed) {
+            try after.reseal(oldSealed, associatedData: "ad_connections:1:access_token")
+        }
     }
 
     func testNeedsRotationForUnreadableValues() throws {
