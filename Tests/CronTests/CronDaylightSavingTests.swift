@@ -206,6 +206,22 @@ final class CronDaylightSavingTests: XCTestCase {
         }
     }
 
+    /// Samoa skipped 2011-12-30 entirely (-10:00 to +14:00): the whole day is a gap, so a noon schedule runs
+    /// once at the first instant after it, then resumes.
+    func testAWholeSkippedDay() {
+        let apia = zone("Pacific/Apia")
+        let result = fires("0 12 * * *", apia, "2011-12-29T00:00:00-10:00", "2012-01-01T23:00:00+14:00")
+        XCTAssertEqual(
+            result.map { local($0, apia) },
+            [
+                "2011-12-29T12:00:00-10:00", "2011-12-31T00:00:00+14:00", "2011-12-31T12:00:00+14:00",
+                "2012-01-01T12:00:00+14:00",
+            ])
+        XCTAssertEqual(
+            local(cron("0 12 * * *").latestFire(atOrBefore: instant("2011-12-31T06:00:00+14:00"), in: apia), apia),
+            "2011-12-31T00:00:00+14:00")
+    }
+
     func testFixedOffsetAndOtherZones() {
         let tokyo = zone("Asia/Tokyo")
         XCTAssertEqual(

@@ -159,3 +159,22 @@ final class CronParsingTests: XCTestCase {
             local(expression.next(after: instant("2026-01-31T00:00:00Z"), in: utc), utc), "2026-02-02T00:00:00Z")
     }
 }
+
+final class CronCodableTests: XCTestCase {
+    private struct Schedule: Codable, Equatable {
+        var cron: CronExpression
+    }
+
+    func testEncodesAsTextAndDecodesByParsing() throws {
+        let schedule = Schedule(cron: try CronExpression("*/15 9-17 * * MON-FRI"))
+        let json = String(decoding: try JSONEncoder().encode(schedule), as: UTF8.self)
+        XCTAssertEqual(json, #"{"cron":"*\/15 9-17 * * MON-FRI"}"#)
+        let decoded = try JSONDecoder().decode(Schedule.self, from: Data(json.utf8))
+        XCTAssertEqual(decoded, schedule)
+        XCTAssertEqual(decoded.cron.text, "*/15 9-17 * * MON-FRI")
+        XCTAssertThrowsError(try JSONDecoder().decode(Schedule.self, from: Data(#"{"cron":"61 * * * *"}"#.utf8))) {
+            error in
+            XCTAssertTrue("\(error)".contains("minute field: '61'"), "\(error)")
+        }
+    }
+}
