@@ -5,6 +5,7 @@ import XCTest
 /// Errors of the test environment itself.
 public struct TestEnvironmentError: Error, CustomStringConvertible {
     public var description: String
+    public init(description: String) { self.description = description }
 }
 
 /// A fresh, migrated database owned by one test, on the server named by `NEXJOBS_TEST_DATABASE_URL`.

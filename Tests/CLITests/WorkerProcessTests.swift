@@ -1,0 +1,166 @@
+import Foundation
+import PGTestSupport
+import Postgres
+import XCTest
+
+/// Real `nexjobs worker` processes: draining, crashes, signals, database restarts.
+final class WorkerProcessTests: XCTestCase {
+    var db: TestDatabase!
+
+    override func setUp() async throws {
+        do { db = try await TestDatabase.create(name) } catch { XCTFail("\(error)"); throw error }
+    }
+
+    override func tearDown() async throws { await db?.drop() }
+
+    func count(_ sql: String, pool: PGPool? = nil) async throws -> Int {
+        try await (pool ?? db.pool).query(PGQuery(unsafeSQL: sql)).first!.decode(0)
+    }
+
+    func worker(_ extra: [String] = [], url: String? = nil) throws -> NexjobsProcess {
+        let p = NexjobsProcess(["worker", "--retry-base", "50ms"] + extra, databaseURL: url ?? db.url,
+                               environment: ["NEXJOBS_LOG_LEVEL": "warning"])
+        try p.start()
+        return p
+    }
+
+    func testTenThousandJobsDrainedByThreeWorkersExactlyOnce() async throws {
+        try await db.pool.execute("""
+            SELECT nexjobs.enqueue('noop', '{"record": true}') FROM generate_series(1, 10000)
+            """)
+        let workers = try (0..<3).map { _ in try worker(["--concurrency", "20"]) }
+        try await assertEventually(timeout: .seconds(180)) {
+            try await count("SELECT count(*)::int FROM nexjobs.jobs WHERE state = 'completed'") == 10_000
+        }
+        for w in workers { w.signal(SIGTERM) }
+        for w in workers {
+            let status = await w.wait(timeout: .seconds(30))
+            XCTAssertEqual(status, 0, w.text)
+        }
+        let executions = try await count("SELECT count(*)::int FROM nexjobs.noop_log")
+        let distinct = try await count("SELECT count(DISTINCT job_id)::int FROM nexjobs.noop_log")
+        let leftover = try await count("SELECT count(*)::int FROM nexjobs.jobs WHERE state <> 'completed'")
+        let byWorkers = try await count("SELECT count(DISTINCT worker)::int FROM nexjobs.noop_log")
+        XCTAssertEqual(executions, 10_000)
+        XCTAssertEqual(distinct, 10_000)
+        XCTAssertEqual(leftover, 0)
+        XCTAssertEqual(byWorkers, 3, "all three workers took part")
+    }
+
+    func testKilledWorkersJobsAreRescuedAndFinishedByAnother() async throws {
+        try await db.pool.execute("""
+            SELECT nexjobs.enqueue('noop', '{"record": true, "sleep_ms": 3000}') FROM generate_series(1, 4)
+            """)
+        let a = try worker(["--concurrency", "4", "--lease", "2s", "--heartbeat", "500ms", "--no-maintenance"])
+        try await assertEventually(timeout: .seconds(30)) {
+            try await count("SELECT count(*)::int FROM nexjobs.jobs WHERE state = 'running'") == 4
+        }
+        a.signal(SIGKILL)
+        _ = await a.wait(timeout: .seconds(10))
+        let b = try worker(["--concurrency", "4", "--lease", "2s", "--heartbeat", "500ms",
+                            "--maintenance-interval", "300ms"])
+        try await assertEventually(timeout: .seconds(60)) {
+            try await count("SELECT count(*)::int FROM nexjobs.jobs WHERE state = 'completed'") == 4
+        }
+        b.signal(SIGTERM)
+        let status = await b.wait(timeout: .seconds(30))
+        XCTAssertEqual(status, 0, b.text)
+        let rescued = try await count("""
+            SELECT count(*)::int FROM nexjobs.jobs
+             WHERE attempt = 2 AND errors->0->>'error' LIKE 'rescued: worker % lost its lease'
+            """)
+        XCTAssertEqual(rescued, 4, "every job shows the rescue in its history")
+        // At-least-once: attempt 1 started on the killed worker, attempt 2 finished on the other.
+        let secondAttempts = try await count("SELECT count(*)::int FROM nexjobs.noop_log WHERE attempt = 2")
+        XCTAssertEqual(secondAttempts, 4)
+    }
+
+    func testSIGTERMLetsRunningJobsFinishWithinGrace() async throws {
+        try await db.pool.execute("""
+            SELECT nexjobs.enqueue('noop', '{"sleep_ms": 1500}') FROM generate_series(1, 3)
+            """)
+        let w = try worker(["--concurrency", "3", "--grace", "20s"])
+        try await assertEventually {
+            try await count("SELECT count(*)::int FROM nexjobs.jobs WHERE state = 'running'") == 3
+        }
+        w.signal(SIGTERM)
+        let status = await w.wait(timeout: .seconds(30))
+        XCTAssertEqual(status, 0, w.text)
+        let done = try await count("SELECT count(*)::int FROM nexjobs.jobs WHERE state = 'completed' AND attempt = 1")
+        XCTAssertEqual(done, 3)
+    }
+
+    func testSIGTERMHandsBackJobsThatOutliveTheGraceWithoutChargingAnAttempt() async throws {
+        try await db.pool.execute("""
+            SELECT nexjobs.enqueue('noop', '{"sleep_ms": 600000}') FROM generate_series(1, 2)
+            """)
+        let w = try worker(["--concurrency", "2", "--grace", "500ms"])
+        try await assertEventually {
+            try await count("SELECT count(*)::int FROM nexjobs.jobs WHERE state = 'running'") == 2
+        }
+        let clock = ContinuousClock()
+        let began = clock.now
+        w.signal(SIGTERM)
+        let status = await w.wait(timeout: .seconds(30))
+        XCTAssertEqual(status, 0, w.text)
+        XCTAssertLessThan(clock.now - began, .seconds(10))
+        let handedBack = try await count("""
+            SELECT count(*)::int FROM nexjobs.jobs
+             WHERE state = 'available' AND attempt = 0 AND errors = '[]' AND locked_by IS NULL
+            """)
+        XCTAssertEqual(handedBack, 2)
+    }
+
+    func testWorkerSurvivesAPostgreSQLRestartWithoutLosingJobs() async throws {
+        // A private cluster: restarting the shared one would disturb other tests.
+        let tmp = FileManager.default.temporaryDirectory.appendingPathComponent("nexjobs-restart-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: tmp, withIntermediateDirectories: true)
+        _ = chmod(tmp.path, 0o755)
+        let dataDir = tmp.appendingPathComponent("data").path
+        let port = String(Int.random(in: 42000...49000))
+        let script = TestDatabase.repositoryRoot.appendingPathComponent("deploy/pg-cluster.sh").path
+        func cluster(_ args: String...) throws -> String {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/bin/bash")
+            p.arguments = [script] + args
+            let pipe = Pipe()
+            p.standardOutput = pipe
+            try p.run()
+            let out = pipe.fileHandleForReading.readDataToEndOfFile()
+            p.waitUntilExit()
+            guard p.terminationStatus == 0 else {
+                throw TestEnvironmentError(description: "pg-cluster.sh \(args) failed")
+            }
+            return String(decoding: out, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        let adminURL = try cluster("start", dataDir, port)
+        defer {
+            _ = try? cluster("stop", dataDir)
+            try? FileManager.default.removeItem(at: tmp)
+        }
+        let (code, out) = try await NexjobsProcess.run(["migrate"], databaseURL: adminURL)
+        XCTAssertEqual(code, 0, out)
+        let pool = try PGPool(url: adminURL, maxConnections: 2)
+        try await pool.execute("""
+            SELECT nexjobs.enqueue('noop', '{"record": true, "sleep_ms": 20}') FROM generate_series(1, 300)
+            """)
+        let w = try worker(["--concurrency", "5", "--lease", "30s"], url: adminURL)
+        try await assertEventually {
+            try await count("SELECT count(*)::int FROM nexjobs.jobs WHERE state = 'completed'", pool: pool) >= 20
+        }
+        _ = try cluster("restart", dataDir)
+        let afterRestart = try PGPool(url: adminURL, maxConnections: 2)
+        try await assertEventually(timeout: .seconds(90), "worker output: \(w.text)") {
+            (try? await count("SELECT count(*)::int FROM nexjobs.jobs WHERE state = 'completed'",
+                              pool: afterRestart)) == 300
+        }
+        w.signal(SIGTERM)
+        let status = await w.wait(timeout: .seconds(30))
+        XCTAssertEqual(status, 0, w.text)
+        XCTAssertTrue(w.text.contains("failed"), "the outage was noticed and logged")
+        let distinct = try await count("SELECT count(DISTINCT job_id)::int FROM nexjobs.noop_log", pool: afterRestart)
+        XCTAssertEqual(distinct, 300)
+        await pool.close()
+        await afterRestart.close()
+    }
+}
