@@ -22,6 +22,7 @@ let package = Package(
         .target(name: "Sync", dependencies: ["Platforms", "Queue", "Privacy", "Postgres"]),
         .target(name: "Runtime", dependencies: ["Queue", "Cron", "Sync", "Privacy", "HTTP", "Postgres"]),
         .executableTarget(name: "nexjobs", dependencies: ["Runtime", "Sandbox", "Queue", "Postgres", "HTTP"]),
+        .executableTarget(name: "http-bench", dependencies: ["HTTP"], path: "bench/http", exclude: ["README.md", "run.sh"]),
         // Test-only helpers: a fresh PostgreSQL database per test, built from NEXJOBS_TEST_DATABASE_URL.
         .target(name: "PGTestSupport", dependencies: ["Postgres", "Queue"], path: "Tests/PGTestSupport"),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres", "PGTestSupport"]),
