@@ -17,7 +17,7 @@ let package = Package(
         .target(name: "Queue", dependencies: ["Postgres"]),
         .target(name: "HTTP"),
         .target(name: "Platforms", dependencies: ["Postgres"]),
-        .target(name: "Sandbox", dependencies: ["HTTP"]),
+        .target(name: "Sandbox", dependencies: ["HTTP"], exclude: ["README.md"]),
         .target(name: "Privacy", dependencies: ["COpenSSL", "Postgres", "Queue"]),
         .target(name: "Sync", dependencies: ["Platforms", "Queue", "Privacy", "Postgres"]),
         .target(name: "Runtime", dependencies: ["Queue", "Cron", "Sync", "Privacy", "HTTP", "Postgres"]),

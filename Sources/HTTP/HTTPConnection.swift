@@ -1,11 +1,11 @@
 import Dispatch
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// Serves one accepted socket on its own thread: reads requests, runs the handler, writes responses.
@@ -35,7 +35,9 @@ struct HTTPConnection {
             // Wait for the first byte of the next request.
             let requestDeadline: Int64
             if buffer.isEmpty {
-                let idleDeadline = first ? acceptedAt + limits.readTimeout.milliseconds
+                let idleDeadline =
+                    first
+                    ? acceptedAt + limits.readTimeout.milliseconds
                     : Socket.nowMS() + limits.idleTimeout.milliseconds
                 switch read(into: &buffer, until: idleDeadline, stopAware: true) {
                 case .data: break
@@ -97,7 +99,8 @@ struct HTTPConnection {
             buffer.removeFirst(total)
 
             let response = runHandler(request)
-            let close = head.wantsClose || server.isStopping
+            let close =
+                head.wantsClose || server.isStopping
                 || response.headers["Connection"]?.lowercased() == "close" || response.truncatedBodyLength != nil
             var bytes = Self.serialize(response, close: close, headOnly: head.method == "HEAD")
             if let cut = response.truncatedBodyLength, head.method != "HEAD" {
@@ -169,7 +172,9 @@ struct HTTPConnection {
                 continue
             }
             // Header injection guard: a CR or LF in a handler-supplied value would split the response.
-            if name.utf8.contains(where: { $0 == 13 || $0 == 10 }) || value.utf8.contains(where: { $0 == 13 || $0 == 10 }) {
+            if name.utf8.contains(where: { $0 == 13 || $0 == 10 })
+                || value.utf8.contains(where: { $0 == 13 || $0 == 10 })
+            {
                 continue
             }
             head += "\(name): \(value)\r\n"

@@ -1,9 +1,9 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// An error from the server's socket setup, carrying the failing call and errno text (never request data).
@@ -29,9 +29,9 @@ enum Socket {
         var hints = addrinfo()
         hints.ai_family = AF_UNSPEC
         #if os(Linux)
-        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+            hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
         #else
-        hints.ai_socktype = SOCK_STREAM
+            hints.ai_socktype = SOCK_STREAM
         #endif
         hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV
         var result: UnsafeMutablePointer<addrinfo>?
@@ -52,7 +52,7 @@ enum Socket {
             _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
             var one: Int32 = 1
             setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-            if bind(fd, ai.pointee.ai_addr, ai.pointee.ai_addrlen) != 0 || Glibc_listen(fd, backlog) != 0 {
+            if bind(fd, ai.pointee.ai_addr, ai.pointee.ai_addrlen) != 0 || systemListen(fd, backlog) != 0 {
                 lastErrno = errno
                 close(fd)
                 continue
@@ -107,14 +107,14 @@ enum Socket {
         var storage = sockaddr_storage()
         var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
         let fd = withUnsafeMutablePointer(to: &storage) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc_accept(listenFD, $0, &len) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { systemAccept(listenFD, $0, &len) }
         }
         guard fd >= 0 else { return nil }
         _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
         var one: Int32 = 1
         setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
         #if canImport(Darwin)
-        setsockopt(fd, SOL_SOCKET, SO_NOSIGPIPE, &one, socklen_t(MemoryLayout<Int32>.size))
+            setsockopt(fd, SOL_SOCKET, SO_NOSIGPIPE, &one, socklen_t(MemoryLayout<Int32>.size))
         #endif
         let (host, port) = address(of: storage)
         let remote = host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
@@ -168,9 +168,9 @@ enum Socket {
     }
 
     #if os(Linux)
-    static let noSignalFlag = Int32(MSG_NOSIGNAL)
+        static let noSignalFlag = Int32(MSG_NOSIGNAL)
     #else
-    static let noSignalFlag: Int32 = 0
+        static let noSignalFlag: Int32 = 0
     #endif
 
     /// Milliseconds on a monotonic clock.
@@ -183,12 +183,12 @@ enum Socket {
 
 // Module-qualified names avoid the clash between these C functions and the `Socket.listen`/`accept` helpers.
 #if canImport(Glibc)
-private let Glibc_listen = Glibc.listen
-private let Glibc_accept = Glibc.accept
+    private let systemListen = Glibc.listen
+    private let systemAccept = Glibc.accept
 #elseif canImport(Musl)
-private let Glibc_listen = Musl.listen
-private let Glibc_accept = Musl.accept
+    private let systemListen = Musl.listen
+    private let systemAccept = Musl.accept
 #elseif canImport(Darwin)
-private let Glibc_listen = Darwin.listen
-private let Glibc_accept = Darwin.accept
+    private let systemListen = Darwin.listen
+    private let systemAccept = Darwin.accept
 #endif

@@ -18,7 +18,8 @@ extension Sandbox {
             if let token = body["token"]?.text {
                 return revoke(token: token) ? .json("{\"revoked\":1}") : controlError("unknown token", status: 404)
             }
-            guard let p = body["platform"]?.text, let platform = SandboxPlatform(rawValue: p == "snap" ? "snapchat" : p),
+            guard let p = body["platform"]?.text,
+                let platform = SandboxPlatform(rawValue: p == "snap" ? "snapchat" : p),
                 let index = body["connection"]?.intValue, world.connection(platform, index) != nil
             else { return controlError("give {\"token\"} or {\"platform\", \"connection\"}") }
             revokeConnection(platform, index)
@@ -107,7 +108,9 @@ extension Sandbox {
 
     private func clockJSON() -> String {
         let offset = state.withLock { $0.dayOffset }
-        let todays = world.accountOrder.compactMap { world.accounts[$0] }.map { ($0.id, JSONText.string(localToday($0).description)) }
+        let todays = world.accountOrder.compactMap { world.accounts[$0] }.map {
+            ($0.id, JSONText.string(localToday($0).description))
+        }
         return JSONText.object([("advanced_days", "\(offset)"), ("account_today", JSONText.object(todays))])
     }
 }

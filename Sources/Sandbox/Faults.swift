@@ -60,8 +60,9 @@ public struct FaultConfig: Sendable, Equatable {
     public var rules: [FaultRule]
 
     /// Creates a fault configuration; the default injects nothing.
-    public init(probabilities: [FaultKind: Double] = [:], slowDelay: Duration = .milliseconds(500), rules: [FaultRule] = [])
-    {
+    public init(
+        probabilities: [FaultKind: Double] = [:], slowDelay: Duration = .milliseconds(500), rules: [FaultRule] = []
+    ) {
         self.probabilities = probabilities
         self.slowDelay = slowDelay
         self.rules = rules
@@ -93,11 +94,15 @@ public struct FaultConfig: Sendable, Equatable {
 
     /// Parses the JSON accepted by `POST /_sandbox/faults`; nil with a reason on bad input.
     static func parse(_ text: String) -> Result<FaultConfig, SandboxInputError> {
-        guard let v = JSONValue.parse(text), case .object = v else { return .failure(SandboxInputError("body is not a JSON object")) }
+        guard let v = JSONValue.parse(text), case .object = v else {
+            return .failure(SandboxInputError("body is not a JSON object"))
+        }
         var config = FaultConfig()
         if case .object(let probs)? = v["probabilities"] {
             for (name, value) in probs {
-                guard let kind = FaultKind(rawValue: name) else { return .failure(SandboxInputError("unknown fault kind \(name)")) }
+                guard let kind = FaultKind(rawValue: name) else {
+                    return .failure(SandboxInputError("unknown fault kind \(name)"))
+                }
                 guard let p = value.doubleValue, (0...1).contains(p) else {
                     return .failure(SandboxInputError("probability of \(name) must be in 0...1"))
                 }

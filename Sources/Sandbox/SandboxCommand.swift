@@ -2,9 +2,9 @@ import Dispatch
 import Foundation
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// `nexjobs sandbox [--port P] [--seed S] [--snap-token-ttl SECONDS]`: serves until SIGINT or SIGTERM.
@@ -33,7 +33,9 @@ public func runSandboxCommand(arguments: [String]) async -> Int32 {
                 """)
             return 0
         case "--port":
-            guard let v = value(), let p = Int(v), (0...65535).contains(p) else { return usage("--port needs 0...65535") }
+            guard let v = value(), let p = Int(v), (0...65535).contains(p) else {
+                return usage("--port needs 0...65535")
+            }
             port = p
         case "--host":
             guard let v = value() else { return usage("--host needs a value") }

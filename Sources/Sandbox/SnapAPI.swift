@@ -217,7 +217,9 @@ extension Sandbox {
                 403, "E3002", "None of the requested actions [READ_CONTAINER_ENTITY] can be authorized for this user")
         }
         let items = conn.accountIDs.map { id in
-            JSONText.object([("sub_request_status", JSONText.string("SUCCESS")), ("adaccount", adAccountJSON(world.accounts[id]!))])
+            JSONText.object([
+                ("sub_request_status", JSONText.string("SUCCESS")), ("adaccount", adAccountJSON(world.accounts[id]!)),
+            ])
         }
         return snapPage(req, root: "adaccounts", items: items)
     }
@@ -235,7 +237,9 @@ extension Sandbox {
                 (
                     "adaccounts",
                     JSONText.array([
-                        JSONText.object([("sub_request_status", JSONText.string("SUCCESS")), ("adaccount", adAccountJSON(a))])
+                        JSONText.object([
+                            ("sub_request_status", JSONText.string("SUCCESS")), ("adaccount", adAccountJSON(a)),
+                        ])
                     ])
                 )
             ])
@@ -407,7 +411,8 @@ extension Sandbox {
             guard endDay.day - startDay.day <= 31 else {
                 return snapError(
                     400, "E1001",
-                    "Unsupported Stats Query: Timeseries queries with DAY granularity must have a range of at most 31 days")
+                    "Unsupported Stats Query: Timeseries queries with DAY granularity must have a range of at most 31 days"
+                )
             }
         }
         let lastDay = granularity == "DAY" ? endDay - 1 : Zone.localDay(tz, at: endUnix - 1)
@@ -474,7 +479,8 @@ extension Sandbox {
         }
         func body(_ entityID: String, _ type: String, _ ads: [Ad]) -> [(String, String)] {
             let (ts, total) = series(ads)
-            return header(entityID, type) + (granularity == "DAY" ? [("timeseries", ts)] : [("stats", statsJSON(total))])
+            return header(entityID, type)
+                + (granularity == "DAY" ? [("timeseries", ts)] : [("stats", statsJSON(total))])
         }
 
         var stat: [(String, String)]
@@ -483,8 +489,10 @@ extension Sandbox {
             let type: String
             switch breakdown {
             case "campaign" where ["adaccounts"].contains(kind):
-                groups = account.campaigns.filter { c in c.adGroups.contains { g in g.ads.contains { a in ads.contains { $0.id == a.id } } } }
-                    .map { ($0.id, $0.adGroups.flatMap(\.ads)) }
+                groups = account.campaigns.filter { c in
+                    c.adGroups.contains { g in g.ads.contains { a in ads.contains { $0.id == a.id } } }
+                }
+                .map { ($0.id, $0.adGroups.flatMap(\.ads)) }
                 type = "CAMPAIGN"
             case "adsquad" where ["adaccounts", "campaigns"].contains(kind):
                 groups = account.allAdGroups.filter { g in g.ads.contains { a in ads.contains { $0.id == a.id } } }
@@ -507,7 +515,8 @@ extension Sandbox {
         } else {
             stat = body(id, statType, ads)
         }
-        let (root, item) = granularity == "DAY" ? ("timeseries_stats", "timeseries_stat") : ("total_stats", "total_stat")
+        let (root, item) =
+            granularity == "DAY" ? ("timeseries_stats", "timeseries_stat") : ("total_stats", "total_stat")
         return snapOK([
             (
                 root,

@@ -302,8 +302,14 @@ indirect enum JSONValue: Equatable, Sendable {
                     o[k] = v
                     skipSpace()
                     guard i < bytes.count else { return nil }
-                    if bytes[i] == UInt8(ascii: ",") { i += 1; continue }
-                    if bytes[i] == UInt8(ascii: "}") { i += 1; return .object(o) }
+                    if bytes[i] == UInt8(ascii: ",") {
+                        i += 1
+                        continue
+                    }
+                    if bytes[i] == UInt8(ascii: "}") {
+                        i += 1
+                        return .object(o)
+                    }
                     return nil
                 }
             case UInt8(ascii: "["):
@@ -321,8 +327,14 @@ indirect enum JSONValue: Equatable, Sendable {
                     a.append(v)
                     skipSpace()
                     guard i < bytes.count else { return nil }
-                    if bytes[i] == UInt8(ascii: ",") { i += 1; continue }
-                    if bytes[i] == UInt8(ascii: "]") { i += 1; return .array(a) }
+                    if bytes[i] == UInt8(ascii: ",") {
+                        i += 1
+                        continue
+                    }
+                    if bytes[i] == UInt8(ascii: "]") {
+                        i += 1
+                        return .array(a)
+                    }
                     return nil
                 }
             case UInt8(ascii: "\""):

@@ -123,7 +123,8 @@ extension Sandbox {
             return tiktokError(40002, "app_id and secret are required.")
         }
         let token = body["refresh_token"]?.text
-        guard case .ok(let index) = checkToken(token, .tiktok, kind: .refresh), let conn = world.connection(.tiktok, index)
+        guard case .ok(let index) = checkToken(token, .tiktok, kind: .refresh),
+            let conn = world.connection(.tiktok, index)
         else { return tiktokError(40107, "Refresh token is invalid.") }
         // Refresh tokens rotate: the old one stops working.
         revoke(token: token!)
@@ -198,7 +199,9 @@ extension Sandbox {
     private func tiktokPaging(_ req: HTTPRequest) -> Answer<(page: Int, size: Int)> {
         let page = req.query["page"].map { Int($0) } ?? 1
         let size = req.query["page_size"].map { Int($0) } ?? 10
-        guard let page, page >= 1 else { return .failure(tiktokError(40002, "page: Must be greater than or equal to 1.")) }
+        guard let page, page >= 1 else {
+            return .failure(tiktokError(40002, "page: Must be greater than or equal to 1."))
+        }
         guard let size, (1...1000).contains(size) else {
             return .failure(tiktokError(40002, "page_size: Must be between 1 and 1000."))
         }
@@ -259,7 +262,8 @@ extension Sandbox {
 
         func status(_ s: EntityStatus) -> (String, String) {
             switch s {
-            case .active: return ("ENABLE", level == .campaign ? "CAMPAIGN_STATUS_ENABLE" : "\(prefix)_STATUS_DELIVERY_OK")
+            case .active:
+                return ("ENABLE", level == .campaign ? "CAMPAIGN_STATUS_ENABLE" : "\(prefix)_STATUS_DELIVERY_OK")
             case .paused: return ("DISABLE", "\(prefix)_STATUS_DISABLE")
             case .deleted: return ("DISABLE", "\(prefix)_STATUS_DELETE")
             }
@@ -372,7 +376,9 @@ extension Sandbox {
         case "AUCTION_CAMPAIGN": idDimension = "campaign_id"
         case "AUCTION_ADGROUP": idDimension = "adgroup_id"
         case "AUCTION_AD": idDimension = "ad_id"
-        default: return tiktokError(40002, "data_level: Must be one of AUCTION_ADVERTISER, AUCTION_CAMPAIGN, AUCTION_ADGROUP, AUCTION_AD.")
+        default:
+            return tiktokError(
+                40002, "data_level: Must be one of AUCTION_ADVERTISER, AUCTION_CAMPAIGN, AUCTION_ADGROUP, AUCTION_AD.")
         }
         guard let dimensions = Self.idList(req.query["dimensions"]), !dimensions.isEmpty else {
             return tiktokError(40002, "dimensions: Missing data for required field.")

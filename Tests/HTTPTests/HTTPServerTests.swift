@@ -50,14 +50,16 @@ final class HTTPServerTests: XCTestCase {
         let port = try serve { router in
             router.add("GET", "/v1/adaccounts/:id/stats") { req in
                 let q = req.query.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ";")
-                return .json("{\"id\":\"\(req.pathParameters["id"] ?? "")\",\"q\":\"\(q)\",\"raw\":\"\(req.rawQuery)\"}")
+                return .json(
+                    "{\"id\":\"\(req.pathParameters["id"] ?? "")\",\"q\":\"\(q)\",\"raw\":\"\(req.rawQuery)\"}")
             }
         }
         let r = try XCTUnwrap(get(port, "/v1/adaccounts/a%20b/stats?x=1&fields=spend%2Cswipes&x=2&s=a+b"))
         XCTAssertEqual(r.status, 200)
         XCTAssertEqual(r.header("Content-Type"), "application/json")
         XCTAssertEqual(
-            r.text, "{\"id\":\"a b\",\"q\":\"fields=spend,swipes;s=a b;x=2\",\"raw\":\"x=1&fields=spend%2Cswipes&x=2&s=a+b\"}")
+            r.text,
+            "{\"id\":\"a b\",\"q\":\"fields=spend,swipes;s=a b;x=2\",\"raw\":\"x=1&fields=spend%2Cswipes&x=2&s=a+b\"}")
         XCTAssertNotNil(r.header("Date"))
         XCTAssertEqual(r.header("Content-Length"), String(r.body.count))
 
@@ -388,7 +390,8 @@ final class HTTPParsingTests: XCTestCase {
     }
 
     func testParseHead() throws {
-        let raw = Array("GET /a%2Fb/c?x=1 HTTP/1.1\r\nHost: h\r\nConnection: keep-alive, Close\r\nContent-Length: 0\r\n\r\n".utf8)
+        let raw = Array(
+            "GET /a%2Fb/c?x=1 HTTP/1.1\r\nHost: h\r\nConnection: keep-alive, Close\r\nContent-Length: 0\r\n\r\n".utf8)
         let head = try RequestHeadParser.parse(raw[...], limits: .init()).get()
         XCTAssertEqual(head.method, "GET")
         XCTAssertEqual(head.rawPath, "/a%2Fb/c")

@@ -2,9 +2,9 @@ import Foundation
 import XCTest
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// A blocking test client on a raw TCP socket, so tests can send bytes no well-behaved client would.
@@ -79,7 +79,10 @@ final class RawClient {
         let deadline = Date().addingTimeInterval(timeout)
         var headEnd: Int?
         while headEnd == nil {
-            if let r = findHeadEnd() { headEnd = r; break }
+            if let r = findHeadEnd() {
+                headEnd = r
+                break
+            }
             guard fill(deadline: deadline) else { return nil }
         }
         let head = String(decoding: buffer[0..<headEnd!], as: UTF8.self)
@@ -159,6 +162,14 @@ struct SplitMix64: RandomNumberGenerator {
 final class Counter: @unchecked Sendable {  // guarded by `lock`
     private let lock = NSLock()
     private var n = 0
-    func increment() { lock.lock(); n += 1; lock.unlock() }
-    var value: Int { lock.lock(); defer { lock.unlock() }; return n }
+    func increment() {
+        lock.lock()
+        n += 1
+        lock.unlock()
+    }
+    var value: Int {
+        lock.lock()
+        defer { lock.unlock() }
+        return n
+    }
 }

@@ -44,7 +44,9 @@ final class SandboxControlTests: SandboxTestCase {
 
         let set = try await client.send(
             "POST", s.baseURL + "/_sandbox/faults",
-            body: #"{"probabilities":{"rate_limit":0.25},"slow_delay_ms":50,"rules":[{"kind":"server_error","platform":"snap","count":2}]}"#)
+            body:
+                #"{"probabilities":{"rate_limit":0.25},"slow_delay_ms":50,"rules":[{"kind":"server_error","platform":"snap","count":2}]}"#
+        )
         XCTAssertEqual(set.status, 200, set.text)
         XCTAssertEqual(s.faults().probabilities[.rateLimit], 0.25)
         XCTAssertEqual(s.faults().rules, [FaultRule(kind: .serverError, platform: .snapchat, count: 2)])
@@ -54,7 +56,8 @@ final class SandboxControlTests: SandboxTestCase {
         XCTAssertEqual(s.faults(), .none)
 
         let d = demo(s, .tiktok, 1)
-        let revoke = try await client.send("POST", s.baseURL + "/_sandbox/revoke", body: #"{"platform":"tiktok","connection":1}"#)
+        let revoke = try await client.send(
+            "POST", s.baseURL + "/_sandbox/revoke", body: #"{"platform":"tiktok","connection":1}"#)
         XCTAssertEqual(revoke.status, 200)
         let after = try await tiktok(s, "campaign/get/", [("advertiser_id", d.accountIDs[0])], token: d.accessToken)
         XCTAssertEqual(after.json?["code"], .number("40105"))
@@ -92,7 +95,10 @@ final class SandboxControlTests: SandboxTestCase {
         let sn = demo(s, .snapchat)
         let adv = t.accountIDs[0]
         func fault(_ kind: FaultKind, _ platform: SandboxPlatform, path: String? = nil) {
-            s.setFaults(FaultConfig(slowDelay: .milliseconds(300), rules: [FaultRule(kind: kind, platform: platform, pathContains: path, count: 1)]))
+            s.setFaults(
+                FaultConfig(
+                    slowDelay: .milliseconds(300),
+                    rules: [FaultRule(kind: kind, platform: platform, pathContains: path, count: 1)]))
         }
         func tt() async throws -> Reply {
             try await tiktok(s, "campaign/get/", [("advertiser_id", adv)], token: t.accessToken)
@@ -172,7 +178,8 @@ final class SandboxControlTests: SandboxTestCase {
         // Targeted at an OAuth endpoint, which probabilities never touch.
         fault(.serverError, .snapchat, path: "/login/oauth2")
         let oauth = try await client.send(
-            "POST", s.snapOAuthURL, body: "grant_type=refresh_token&client_id=c&client_secret=s&refresh_token=\(sn.refreshToken)")
+            "POST", s.snapOAuthURL,
+            body: "grant_type=refresh_token&client_id=c&client_secret=s&refresh_token=\(sn.refreshToken)")
         XCTAssertTrue([500, 503].contains(oauth.status))
     }
 
@@ -201,5 +208,23 @@ final class SandboxControlTests: SandboxTestCase {
         XCTAssertEqual(bad, 2)
         let unknown = await runSandboxCommand(arguments: ["--bogus"])
         XCTAssertEqual(unknown, 2)
+    }
+}
+
+final class SandboxIntrospectionTests: XCTestCase {
+    func testAccountsAndEntitiesDescribeTheWorld() {
+        let s = Sandbox(config: SandboxConfig(today: fixedToday))
+        let accounts = s.accounts()
+        XCTAssertEqual(accounts.count, s.connections().reduce(0) { $0 + $1.accountIDs.count })
+        let la = accounts.first { $0.platform == .tiktok && $0.timezone == "America/Los_Angeles" }
+        XCTAssertEqual(la?.today, "2026-03-20")
+        let tokyo = accounts.first { $0.platform == .snapchat && $0.timezone == "Asia/Tokyo" }
+        XCTAssertEqual(tokyo?.today, "2026-03-20")
+        XCTAssertEqual(accounts.first?.firstDay, "2025-11-21", "120 days of history ending on the local today")
+        let entities = s.entities(account: accounts[0].id)
+        let campaigns = Set(entities.filter { $0.level == .campaign }.map(\.id))
+        XCTAssertFalse(campaigns.isEmpty)
+        XCTAssertTrue(entities.filter { $0.level == .adgroup }.allSatisfy { campaigns.contains($0.parentID!) })
+        XCTAssertEqual(s.entities(account: accounts[0].id, level: .ad).count, entities.filter { $0.level == .ad }.count)
     }
 }

@@ -116,14 +116,19 @@ final class SnapSandboxTests: SandboxTestCase {
         let s = try makeSandbox()
         let (conn, acct) = try laAccount(s)
         let ad = acct.allAds[0]
-        func stats(_ path: String, _ start: String, _ end: String, fields: String = "impressions,swipes,spend,conversion_purchases")
+        func stats(
+            _ path: String, _ start: String, _ end: String,
+            fields: String = "impressions,swipes,spend,conversion_purchases"
+        )
             async throws -> Reply
         {
             try await snap(
-                s, "\(path)/stats?" + query([
-                    ("granularity", "DAY"), ("fields", fields), ("start_time", start), ("end_time", end),
-                    ("swipe_up_attribution_window", "28_DAY"), ("view_attribution_window", "1_DAY"),
-                ]), token: conn.accessToken)
+                s,
+                "\(path)/stats?"
+                    + query([
+                        ("granularity", "DAY"), ("fields", fields), ("start_time", start), ("end_time", end),
+                        ("swipe_up_attribution_window", "28_DAY"), ("view_attribution_window", "1_DAY"),
+                    ]), token: conn.accessToken)
         }
         let misaligned = try await stats("ads/\(ad.id)", "2026-03-01T00:00:00Z", "2026-03-05T00:00:00Z")
         XCTAssertEqual(misaligned.status, 400)
@@ -135,7 +140,8 @@ final class SnapSandboxTests: SandboxTestCase {
         XCTAssertEqual(tooLong.status, 400)
         let backwards = try await stats("ads/\(ad.id)", "2026-03-05T00:00:00-08:00", "2026-03-01T00:00:00-08:00")
         XCTAssertEqual(backwards.json?["error_code"]?.text, "E1008")
-        let acctNonSpend = try await stats("adaccounts/\(acct.id)", "2026-03-01T00:00:00-08:00", "2026-03-05T00:00:00-08:00")
+        let acctNonSpend = try await stats(
+            "adaccounts/\(acct.id)", "2026-03-01T00:00:00-08:00", "2026-03-05T00:00:00-08:00")
         XCTAssertEqual(acctNonSpend.status, 400, "ad account stats serve spend only")
 
         // Across the 2026-03-08 change: PST midnight to PDT midnight.
@@ -145,10 +151,12 @@ final class SnapSandboxTests: SandboxTestCase {
         XCTAssertEqual(stat["type"]?.text, "AD")
         XCTAssertNotNil(stat["finalized_data_end_time"]?.text)
         let series = try XCTUnwrap(stat["timeseries"]?.arrayValue)
-        XCTAssertEqual(series.map { $0["start_time"]!.text! }, [
-            "2026-03-06T00:00:00.000-08:00", "2026-03-07T00:00:00.000-08:00", "2026-03-08T00:00:00.000-08:00",
-            "2026-03-09T00:00:00.000-07:00",
-        ])
+        XCTAssertEqual(
+            series.map { $0["start_time"]!.text! },
+            [
+                "2026-03-06T00:00:00.000-08:00", "2026-03-07T00:00:00.000-08:00", "2026-03-08T00:00:00.000-08:00",
+                "2026-03-09T00:00:00.000-07:00",
+            ])
         for (i, entry) in series.enumerated() {
             let day = "2026-03-0\(6 + i)"
             let truth = s.groundTruth(platform: .snapchat, account: acct.id, from: day, to: day)
@@ -172,12 +180,14 @@ final class SnapSandboxTests: SandboxTestCase {
             let end = min(today + 1, start + 31)
             let tz = acct.timezone
             let r = try await snap(
-                s, "adaccounts/\(acct.id)/stats?" + query([
-                    ("granularity", "DAY"), ("breakdown", "ad"),
-                    ("fields", "spend,conversion_purchases,conversion_purchases_value"),
-                    ("start_time", Zone.snapTimestamp(tz, Zone.midnight(tz, start))),
-                    ("end_time", Zone.snapTimestamp(tz, Zone.midnight(tz, end))),
-                ]), token: conn.accessToken)
+                s,
+                "adaccounts/\(acct.id)/stats?"
+                    + query([
+                        ("granularity", "DAY"), ("breakdown", "ad"),
+                        ("fields", "spend,conversion_purchases,conversion_purchases_value"),
+                        ("start_time", Zone.snapTimestamp(tz, Zone.midnight(tz, start))),
+                        ("end_time", Zone.snapTimestamp(tz, Zone.midnight(tz, end))),
+                    ]), token: conn.accessToken)
             XCTAssertEqual(r.status, 200, r.text)
             let stat = try XCTUnwrap(r.json?["timeseries_stats"]?.arrayValue?.first?["timeseries_stat"])
             for ad in stat["breakdown_stats"]?["ad"]?.arrayValue ?? [] {

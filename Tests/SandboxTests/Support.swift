@@ -5,7 +5,7 @@ import XCTest
 @testable import Sandbox
 
 #if canImport(FoundationNetworking)
-import FoundationNetworking
+    import FoundationNetworking
 #endif
 
 /// An HTTP reply as the tests look at it.

@@ -69,7 +69,9 @@ final class TikTokSandboxTests: SandboxTestCase {
         // The first seed whose account has deleted campaigns (a pure function of the seed, so always the same).
         let seed = try XCTUnwrap(
             (UInt64(1)...100).first { seed in
-                Sandbox(config: config(seed)).world.accounts.values.contains { $0.campaigns.contains { $0.status == .deleted } }
+                Sandbox(config: config(seed)).world.accounts.values.contains {
+                    $0.campaigns.contains { $0.status == .deleted }
+                }
             })
         let s = try makeSandbox(config(seed))
         let d = demo(s, .tiktok)
@@ -127,7 +129,10 @@ final class TikTokSandboxTests: SandboxTestCase {
                 [
                     ("advertiser_id", adv), ("service_type", "AUCTION"), ("report_type", "BASIC"),
                     ("data_level", level), ("dimensions", "[\"\(dim)\",\"stat_time_day\"]"),
-                    ("metrics", #"["spend","impressions","clicks","conversion","cost_per_conversion","total_purchase_value"]"#),
+                    (
+                        "metrics",
+                        #"["spend","impressions","clicks","conversion","cost_per_conversion","total_purchase_value"]"#
+                    ),
                     ("start_date", start), ("end_date", end), ("page_size", "1000"),
                 ], token: d.accessToken)
         }
@@ -175,7 +180,8 @@ final class TikTokSandboxTests: SandboxTestCase {
                         ], token: d.accessToken)
                     let data = try XCTUnwrap(r.json?["data"], r.text)
                     for row in data["list"]!.arrayValue! {
-                        let key = row["dimensions"]![dim]!.text! + "|" + row["dimensions"]!["stat_time_day"]!.text!.prefix(10)
+                        let key =
+                            row["dimensions"]![dim]!.text! + "|" + row["dimensions"]!["stat_time_day"]!.text!.prefix(10)
                         got[key] = (
                             Decimal(string: row["metrics"]!["spend"]!.text!)!,
                             Int64(row["metrics"]!["impressions"]!.text!)!, Int64(row["metrics"]!["conversion"]!.text!)!
