@@ -13,11 +13,11 @@ import Dispatch
 /// Not `Sendable`: it lives and dies on its connection thread.
 struct HTTPConnection {
     let fd: Int32
+    /// The server's stop signal: readable once stopping begins.
+    let wakeFD: Int32
     let remoteAddress: String
     let server: HTTPServer
 
-    /// How often an idle wait looks at the stop flag.
-    private static let idleSliceMS: Int64 = 100
     private static let readChunk = 16 * 1024
 
     private enum ReadResult {
@@ -132,9 +132,19 @@ struct HTTPConnection {
         while true {
             let remaining = deadline - Socket.nowMS()
             if remaining <= 0 { return .timeout }
-            if stopAware && server.isStopping { return .stopping }
-            let slice = stopAware ? min(remaining, Self.idleSliceMS) : remaining
-            if Socket.waitReadable(fd, timeoutMS: Int32(clamping: slice)) {
+            if stopAware {
+                var fds = [
+                    pollfd(fd: fd, events: Int16(POLLIN), revents: 0),
+                    pollfd(fd: wakeFD, events: Int16(POLLIN), revents: 0),
+                ]
+                let rc = poll(&fds, 2, Int32(clamping: remaining))
+                if rc < 0 && errno != EINTR { return .eof }
+                if fds[1].revents != 0 { return .stopping }
+                guard fds[0].revents != 0 else { continue }
+                let n = Socket.read(fd, into: &buffer, max: Self.readChunk)
+                return n > 0 ? .data : .eof
+            }
+            if Socket.waitReadable(fd, timeoutMS: Int32(clamping: remaining)) {
                 let n = Socket.read(fd, into: &buffer, max: Self.readChunk)
                 return n > 0 ? .data : .eof
             }

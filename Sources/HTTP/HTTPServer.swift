@@ -24,6 +24,8 @@ public final class HTTPServer: Sendable {
     private struct State {
         var phase: Phase = .idle
         var listenFD: Int32 = -1
+        /// Readable once stopping begins (nobody drains it), which wakes every idle poll at once; closed in
+        /// `deinit`, when no thread can still be polling it.
         var wakeFDs: (read: Int32, write: Int32) = (-1, -1)
         var port = 0
         /// Open connection sockets; the accept thread counts as one more participant in `participants`.
@@ -54,6 +56,15 @@ public final class HTTPServer: Sendable {
         self.requestedPort = port
         self.limits = limits
         self.handler = handler
+    }
+
+    deinit {
+        state.withLock { s in
+            if s.wakeFDs.read >= 0 {
+                close(s.wakeFDs.read)
+                close(s.wakeFDs.write)
+            }
+        }
     }
 
     /// The bound port once started, else 0.
@@ -123,9 +134,6 @@ public final class HTTPServer: Sendable {
         }
         let waiters: [CheckedContinuation<Void, Never>] = state.withLock { s in
             s.phase = .stopped
-            close(s.wakeFDs.read)
-            close(s.wakeFDs.write)
-            s.wakeFDs = (-1, -1)
             defer { s.stopWaiters = [] }
             return s.stopWaiters
         }
@@ -228,7 +236,7 @@ public final class HTTPServer: Sendable {
                 continue
             }
             let thread = Thread { [self] in
-                let connection = HTTPConnection(fd: fd, remoteAddress: remote, server: self)
+                let connection = HTTPConnection(fd: fd, wakeFD: wakeFD, remoteAddress: remote, server: self)
                 connection.serve()
                 leave(connection: fd)
             }
