@@ -147,7 +147,7 @@ struct World: Sendable {
                     for c in 0..<pick(config.campaignsPerAccount) {
                         let cid = platform == .tiktok ? tiktokID() : rng.uuid()
                         var campaign = Campaign(
-                            id: cid, name: "Campaign \(c + 1)", status: status(),
+                            id: cid, name: "Campaign \(c + 1)", status: c == 0 ? .active : status(),
                             objective: platform == .tiktok
                                 ? World.objectives[Int(rng.next() % 5)] : World.snapObjectives[Int(rng.next() % 4)],
                             budgetCents: Int64(5_000 + rng.next() % 50_000) * 100, adGroups: [])
@@ -155,7 +155,10 @@ struct World: Sendable {
                         level[cid] = .campaign
                         for g in 0..<pick(config.adGroupsPerCampaign) {
                             let gid = platform == .tiktok ? tiktokID() : rng.uuid()
-                            let gStatus = campaign.status == .deleted ? .deleted : status()
+                            // The first ad group and ad of the first campaign stay active, so every account
+                            // has something live to show.
+                            let gStatus: EntityStatus =
+                                campaign.status == .deleted ? .deleted : (c == 0 && g == 0 ? .active : status())
                             var group = AdGroup(
                                 id: gid, name: "Ad group \(c + 1).\(g + 1)", campaignID: cid, status: gStatus,
                                 budgetCents: Int64(2_000 + rng.next() % 20_000) * 100, ads: [])
@@ -167,7 +170,9 @@ struct World: Sendable {
                                 group.ads.append(
                                     Ad(
                                         id: aid, name: "Ad \(c + 1).\(g + 1).\(d + 1)", adGroupID: gid,
-                                        campaignID: cid, status: gStatus == .deleted ? .deleted : status(),
+                                        campaignID: cid,
+                                        status: gStatus == .deleted
+                                            ? .deleted : (c == 0 && g == 0 && d == 0 ? .active : status()),
                                         key: adKey))
                                 owner[aid] = id
                                 level[aid] = .ad
