@@ -18,11 +18,12 @@ let package = Package(
         .target(name: "Queue", dependencies: ["Postgres", "Logs"]),
         .target(name: "HTTP"),
         .target(name: "Platforms", dependencies: ["Postgres"]),
-        .target(name: "Sandbox", dependencies: ["HTTP"]),
+        .target(name: "Sandbox", dependencies: ["HTTP"], exclude: ["README.md"]),
         .target(name: "Privacy", dependencies: ["COpenSSL", "Postgres", "Queue"], exclude: ["CIPHERTEXT.md"]),
         .target(name: "Sync", dependencies: ["Platforms", "Queue", "Privacy", "Postgres"]),
         .target(name: "Runtime", dependencies: ["Queue", "Cron", "Sync", "Privacy", "HTTP", "Postgres", "Logs"]),
         .executableTarget(name: "nexjobs", dependencies: ["Runtime", "Sandbox", "Queue", "Postgres", "HTTP", "Logs"]),
+        .executableTarget(name: "http-bench", dependencies: ["HTTP"], path: "bench/http", exclude: ["README.md", "run.sh"]),
         // Test-only helpers: a fresh PostgreSQL database per test, built from NEXJOBS_TEST_DATABASE_URL.
         .target(name: "PGTestSupport", dependencies: ["Postgres", "Queue"], path: "Tests/PGTestSupport"),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres", "PGTestSupport"]),
