@@ -90,8 +90,9 @@ public struct CronScheduleSource: DueWorkSource {
             return !record.isEmpty
         }
         guard inserted else { return false }
-        context.logger.info("schedule fired", ("schedule", s.name), ("kind", s.kind),
-                            ("fire_at", PGTimestamp.format(fireAt)))
+        // Maintenance fires every few seconds; logging each at info would drown the log.
+        context.logger.log(maintenance ? .debug : .info, "schedule fired",
+                           [("schedule", s.name), ("kind", s.kind), ("fire_at", PGTimestamp.format(fireAt))])
         if maintenance {
             let n = try await MaintenanceAction.run(kind: s.kind, args: s.args, context)
             context.logger.debug("maintenance done", ("schedule", s.name), ("rows", String(n)))
