@@ -44,9 +44,11 @@ public struct ConnectionSyncSource: DueWorkSource {
     public func run(_ context: DueWorkContext) async throws -> Int {
         var total = 0
         while context.isLeader() {
-            let row = try await context.pool.query("""
+            let row = try await context.pool.query(
+                """
                 SELECT due, enqueued FROM nexcomet.enqueue_due_syncs(\(batchSize), \(jitter), \(queue), \(priority))
-                """).first
+                """
+            ).first
             let due: Int = try row?.decode(0) ?? 0
             total += try row?.decode(1) ?? 0
             if due < batchSize { break }
@@ -76,10 +78,13 @@ public struct TokenRefreshSource: DueWorkSource {
         while context.isLeader() {
             let margin = "\(LeaderElection.milliseconds(margin)) milliseconds"
             let retry = "\(LeaderElection.milliseconds(retryAfter)) milliseconds"
-            let n: Int = try await context.pool.query("""
-                SELECT nexcomet.enqueue_due_refreshes(\(margin)::interval, \(batchSize), \(retry)::interval,
-                                                      \(queue), \(priority))
-                """).first?.decode(0) ?? 0
+            let n: Int =
+                try await context.pool.query(
+                    """
+                    SELECT nexcomet.enqueue_due_refreshes(\(margin)::interval, \(batchSize), \(retry)::interval,
+                                                          \(queue), \(priority))
+                    """
+                ).first?.decode(0) ?? 0
             total += n
             if n < batchSize { break }
         }

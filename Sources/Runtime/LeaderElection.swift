@@ -92,8 +92,9 @@ public final class LeaderElection: Sendable {
             return false
         } catch {
             // Keep the deadline: leadership ends by itself when it passes without an extension.
-            logger.warning("leader election attempt failed", ("error", "\(error)"),
-                           ("leading_for", "\(remainingLeadership)"))
+            logger.warning(
+                "leader election attempt failed", ("error", "\(error)"),
+                ("leading_for", "\(remainingLeadership)"))
             return isLeader
         }
     }

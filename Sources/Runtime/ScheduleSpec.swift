@@ -19,8 +19,9 @@ public enum ScheduleSpec: Sendable, Hashable, CustomStringConvertible {
         if t.lowercased().hasPrefix("@every") {
             let rest = t.dropFirst("@every".count).trimmingCharacters(in: .whitespaces)
             guard let d = parseDuration(rest), d.components.attoseconds == 0, d >= .seconds(1) else {
-                throw ScheduleSpecError(message: "'\(t)': @every needs a whole number of seconds, at least 1s "
-                    + "(e.g. @every 30s, @every 5m)")
+                throw ScheduleSpecError(
+                    message: "'\(t)': @every needs a whole number of seconds, at least 1s "
+                        + "(e.g. @every 30s, @every 5m)")
             }
             self = .every(seconds: d.components.seconds)
             return

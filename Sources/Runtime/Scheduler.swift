@@ -36,8 +36,9 @@ public final class Scheduler: Sendable {
         self.pool = pool
         self.options = options
         self.logger = logger
-        self.election = LeaderElection(pool: pool, holder: holder ?? Scheduler.defaultHolder(),
-                                       options: options.election, logger: logger)
+        self.election = LeaderElection(
+            pool: pool, holder: holder ?? Scheduler.defaultHolder(),
+            options: options.election, logger: logger)
     }
 
     /// `host:pid:random`, unique per process.
@@ -61,8 +62,9 @@ public final class Scheduler: Sendable {
     /// Runs until `shutdown()` or cancellation, then releases leadership.
     public func run() async throws {
         try options.election.validate()
-        logger.info("scheduler starting", ("holder", election.holder), ("tick", "\(options.tick)"),
-                    ("term", "\(options.election.term)"))
+        logger.info(
+            "scheduler starting", ("holder", election.holder), ("tick", "\(options.tick)"),
+            ("term", "\(options.election.term)"))
         let election = self.election
         let electionTask = Task { await election.run() }
         let tickTask = Task { await self.tickLoop() }
@@ -82,8 +84,9 @@ public final class Scheduler: Sendable {
 
     private func tickLoop() async {
         var lastRun: [Int: ContinuousClock.Instant] = [:]
-        let context = DueWorkContext(pool: pool, logger: logger, holder: election.holder,
-                                     isLeader: { [election] in election.isLeader })
+        let context = DueWorkContext(
+            pool: pool, logger: logger, holder: election.holder,
+            isLeader: { [election] in election.isLeader })
         while !Task.isCancelled && !isStopped {
             let started = ContinuousClock.now
             if election.isLeader {
@@ -96,8 +99,9 @@ public final class Scheduler: Sendable {
                         let n = try await source.run(context)
                         let elapsed = ContinuousClock.now - t0
                         if n > 0 {
-                            logger.info("due work enqueued", ("source", source.name), ("count", String(n)),
-                                        ("elapsed", "\(elapsed)"))
+                            logger.info(
+                                "due work enqueued", ("source", source.name), ("count", String(n)),
+                                ("elapsed", "\(elapsed)"))
                         }
                     } catch {
                         logger.error("due work failed", ("source", source.name), ("error", "\(error)"))

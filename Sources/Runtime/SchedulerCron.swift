@@ -18,7 +18,8 @@ public struct CronScheduleSource: DueWorkSource {
     public init() {}
 
     public func run(_ context: DueWorkContext) async throws -> Int {
-        let rows = try await context.pool.query("""
+        let rows = try await context.pool.query(
+            """
             SELECT name, cron, timezone, kind, args::text, queue, priority, max_attempts, next_fire_at, now()
               FROM nexjobs.schedules
              WHERE enabled AND (next_fire_at IS NULL OR next_fire_at <= now())
@@ -36,7 +37,8 @@ public struct CronScheduleSource: DueWorkSource {
                 if try await fire(s, context) { fired += 1 }
             } catch let e as ScheduleSpecError {
                 context.logger.error("schedule cannot fire", ("schedule", s.name), ("error", e.message))
-                try await context.pool.execute("""
+                try await context.pool.execute(
+                    """
                     UPDATE nexjobs.schedules SET last_error = \(e.message), next_fire_at = 'infinity'
                      WHERE name = \(s.name) AND cron = \(s.cron) AND timezone = \(s.timezone)
                     """)
@@ -59,7 +61,8 @@ public struct CronScheduleSource: DueWorkSource {
         guard let nextFireAt = s.nextFireAt, let fireAt = spec.latestFire(atOrBefore: s.now), fireAt >= nextFireAt
         else {
             // New or redefined schedule: it fires from its next fire time on, not for the past.
-            try await context.pool.execute("""
+            try await context.pool.execute(
+                """
                 UPDATE nexjobs.schedules SET next_fire_at = \(following ?? .distantFuture), last_error = NULL
                  WHERE name = \(s.name) AND cron = \(s.cron) AND timezone = \(s.timezone) AND enabled
                    AND next_fire_at IS NOT DISTINCT FROM \(s.nextFireAt)
@@ -69,19 +72,22 @@ public struct CronScheduleSource: DueWorkSource {
         let maintenance = s.kind.hasPrefix("nexjobs.")
         let holder = context.holder
         let inserted = try await context.pool.withTransaction { conn -> Bool in
-            let record = try await conn.query("""
+            let record = try await conn.query(
+                """
                 INSERT INTO nexjobs.schedule_fires (name, fire_at, holder) VALUES (\(s.name), \(fireAt), \(holder))
                 ON CONFLICT (name, fire_at) DO NOTHING RETURNING 1
                 """)
             if !record.isEmpty && !maintenance {
-                try await conn.execute("""
+                try await conn.execute(
+                    """
                     UPDATE nexjobs.schedule_fires f
                        SET job_id = (nexjobs.enqueue_ex(\(s.kind), \(s.args)::jsonb, \(s.queue), \(s.priority),
                                                         NULL, NULL, \(s.maxAttempts))).id
                      WHERE f.name = \(s.name) AND f.fire_at = \(fireAt)
                     """)
             }
-            try await conn.execute("""
+            try await conn.execute(
+                """
                 UPDATE nexjobs.schedules
                    SET last_fire_at = greatest(last_fire_at, \(fireAt)), next_fire_at = \(following ?? .distantFuture),
                        last_error = NULL
@@ -91,8 +97,9 @@ public struct CronScheduleSource: DueWorkSource {
         }
         guard inserted else { return false }
         // Maintenance fires every few seconds; logging each at info would drown the log.
-        context.logger.log(maintenance ? .debug : .info, "schedule fired",
-                           [("schedule", s.name), ("kind", s.kind), ("fire_at", PGTimestamp.format(fireAt))])
+        context.logger.log(
+            maintenance ? .debug : .info, "schedule fired",
+            [("schedule", s.name), ("kind", s.kind), ("fire_at", PGTimestamp.format(fireAt))])
         if maintenance {
             let n = try await MaintenanceAction.run(kind: s.kind, args: s.args, context)
             context.logger.debug("maintenance done", ("schedule", s.name), ("rows", String(n)))
@@ -114,7 +121,8 @@ public enum MaintenanceAction {
         case "nexjobs.rescue":
             var total = 0
             while context.isLeader() {
-                let rows = try await pool.query("""
+                let rows = try await pool.query(
+                    """
                     SELECT nexjobs.rescue(coalesce((\(args)::jsonb->>'batch_size')::integer, 1000)),
                            coalesce((\(args)::jsonb->>'batch_size')::integer, 1000)
                     """)
@@ -128,7 +136,8 @@ public enum MaintenanceAction {
         case "nexjobs.prune":
             var total = 0
             while context.isLeader() {
-                let rows = try await pool.query("""
+                let rows = try await pool.query(
+                    """
                     SELECT nexjobs.prune(coalesce((\(args)::jsonb->>'completed_retention')::interval, '24 hours'),
                                          coalesce((\(args)::jsonb->>'failed_retention')::interval, '14 days'),
                                          coalesce((\(args)::jsonb->>'batch_size')::integer, 5000)),
@@ -140,7 +149,8 @@ public enum MaintenanceAction {
                 if n < batch { break }
             }
             while context.isLeader() {
-                let n = try await pool.execute("""
+                let n = try await pool.execute(
+                    """
                     DELETE FROM nexjobs.schedule_fires
                      WHERE ctid IN (SELECT ctid FROM nexjobs.schedule_fires
                                      WHERE fired_at < now() - coalesce((\(args)::jsonb->>'fires_retention')::interval,
@@ -152,7 +162,8 @@ public enum MaintenanceAction {
             }
             return total
         default:
-            throw ScheduleSpecError(message: "unknown maintenance kind '\(kind)' (known: nexjobs.rescue, nexjobs.prune)")
+            throw ScheduleSpecError(
+                message: "unknown maintenance kind '\(kind)' (known: nexjobs.rescue, nexjobs.prune)")
         }
     }
 }

@@ -19,8 +19,10 @@ public struct Schedule: Sendable, Equatable {
     public var nextFireAt: Date? = nil
     public var lastError: String? = nil
 
-    public init(name: String, cron: String, timezone: String = "UTC", kind: String, args: String = "{}",
-                queue: String = "default", priority: Int = 0, maxAttempts: Int = 20, enabled: Bool = true) {
+    public init(
+        name: String, cron: String, timezone: String = "UTC", kind: String, args: String = "{}",
+        queue: String = "default", priority: Int = 0, maxAttempts: Int = 20, enabled: Bool = true
+    ) {
         self.name = name
         self.cron = cron
         self.timezone = timezone
@@ -42,7 +44,8 @@ public struct Schedule: Sendable, Equatable {
             throw ScheduleSpecError(message: "kind '\(kind)' must start with a-z and use a-z 0-9 _ . : -")
         }
         if kind.hasPrefix("nexjobs."), !["nexjobs.rescue", "nexjobs.prune"].contains(kind) {
-            throw ScheduleSpecError(message: "unknown maintenance kind '\(kind)' (known: nexjobs.rescue, nexjobs.prune)")
+            throw ScheduleSpecError(
+                message: "unknown maintenance kind '\(kind)' (known: nexjobs.rescue, nexjobs.prune)")
         }
         guard queue.range(of: #"^[A-Za-z0-9_.:-]{1,128}$"#, options: .regularExpression) != nil else {
             throw ScheduleSpecError(message: "queue '\(queue)' must be 1-128 of A-Z a-z 0-9 _ . : -")
@@ -53,7 +56,7 @@ public struct Schedule: Sendable, Equatable {
         guard maxAttempts >= 1 else { throw ScheduleSpecError(message: "max attempts must be at least 1") }
         let trimmed = args.trimmingCharacters(in: .whitespacesAndNewlines)
         guard trimmed.hasPrefix("{"),
-              (try? JSONSerialization.jsonObject(with: Data(trimmed.utf8))) is [String: Any]
+            (try? JSONSerialization.jsonObject(with: Data(trimmed.utf8))) is [String: Any]
         else {
             throw ScheduleSpecError(message: "args must be a JSON object")
         }
@@ -69,15 +72,17 @@ public struct ScheduleStore: Sendable {
 
     /// All schedules by name.
     public func list() async throws -> [Schedule] {
-        let rows = try await pool.query("""
+        let rows = try await pool.query(
+            """
             SELECT name, cron, timezone, kind, args::text, queue, priority, max_attempts, enabled, last_fire_at,
                    next_fire_at, last_error
               FROM nexjobs.schedules ORDER BY name
             """)
         return try rows.map { r in
-            var s = Schedule(name: try r.decode(0), cron: try r.decode(1), timezone: try r.decode(2),
-                             kind: try r.decode(3), args: try r.decode(4), queue: try r.decode(5),
-                             priority: try r.decode(6), maxAttempts: try r.decode(7), enabled: try r.decode(8))
+            var s = Schedule(
+                name: try r.decode(0), cron: try r.decode(1), timezone: try r.decode(2),
+                kind: try r.decode(3), args: try r.decode(4), queue: try r.decode(5),
+                priority: try r.decode(6), maxAttempts: try r.decode(7), enabled: try r.decode(8))
             s.lastFireAt = try r.decode(9, as: Date?.self)
             // 'infinity' marks a schedule that cannot fire; it shows as no next fire.
             s.nextFireAt = r.text(10) == "infinity" ? nil : try r.decode(10, as: Date?.self)
@@ -90,14 +95,16 @@ public struct ScheduleStore: Sendable {
     /// - Returns: false when the name exists and `replace` is false.
     public func add(_ s: Schedule, replace: Bool = false) async throws -> Bool {
         try s.validate()
-        let conflict = replace
+        let conflict =
+            replace
             ? """
-              DO UPDATE SET cron = excluded.cron, timezone = excluded.timezone, kind = excluded.kind,
-                 args = excluded.args, queue = excluded.queue, priority = excluded.priority,
-                 max_attempts = excluded.max_attempts, enabled = excluded.enabled, next_fire_at = NULL
-              """
+            DO UPDATE SET cron = excluded.cron, timezone = excluded.timezone, kind = excluded.kind,
+               args = excluded.args, queue = excluded.queue, priority = excluded.priority,
+               max_attempts = excluded.max_attempts, enabled = excluded.enabled, next_fire_at = NULL
+            """
             : "DO NOTHING"
-        let n = try await pool.execute("""
+        let n = try await pool.execute(
+            """
             INSERT INTO nexjobs.schedules (name, cron, timezone, kind, args, queue, priority, max_attempts, enabled)
             VALUES (\(s.name), \(s.cron), \(s.timezone), \(s.kind), \(s.args)::jsonb, \(s.queue), \(s.priority),
                     \(s.maxAttempts), \(s.enabled))

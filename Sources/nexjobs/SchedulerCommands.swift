@@ -6,11 +6,14 @@ import Runtime
 func schedulerCommand(_ args: [String]) async throws -> Int32 {
     let a = try Arguments(
         args,
-        valued: ["tick", "term", "renew", "standby-retry", "safety-margin", "id", "sync-batch", "sync-jitter",
-                 "refresh-margin", "queue"],
+        valued: [
+            "tick", "term", "renew", "standby-retry", "safety-margin", "id", "sync-batch", "sync-jitter",
+            "refresh-margin", "queue",
+        ],
         flags: ["once", "json"])
     if a.wantsHelp {
-        print("""
+        print(
+            """
             Usage: nexjobs scheduler [--tick 1s] [--term 10s] [options]
 
             Campaigns for leadership in nexjobs.leader (one atomic statement per attempt, safe behind PgBouncer
@@ -87,11 +90,15 @@ func schedulerCommand(_ args: [String]) async throws -> Int32 {
         let ms = Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
         let names = o.sources.map(\.name)
         if a.flag("json") {
-            print(JSONOut.object([("elapsed_ms", .double((ms * 10).rounded() / 10))]
-                                 + names.map { ($0, .int(Int64(counts[$0] ?? 0))) }).text)
+            print(
+                JSONOut.object(
+                    [("elapsed_ms", .double((ms * 10).rounded() / 10))]
+                        + names.map { ($0, .int(Int64(counts[$0] ?? 0))) }
+                ).text)
         } else {
-            print("tick: " + names.map { "\($0)=\(counts[$0] ?? 0)" }.joined(separator: " ")
-                  + String(format: " elapsed=%.1fms", ms))
+            print(
+                "tick: " + names.map { "\($0)=\(counts[$0] ?? 0)" }.joined(separator: " ")
+                    + String(format: " elapsed=%.1fms", ms))
         }
         return Exit.ok
     }
@@ -135,7 +142,8 @@ func schedulesCommand(_ args: [String]) async throws -> Int32 {
 private func schedulesList(_ args: [String]) async throws -> Int32 {
     let a = try Arguments(args, valued: [], flags: ["json"])
     if a.wantsHelp {
-        print("""
+        print(
+            """
             Usage: nexjobs schedules list [--json]
 
             Every schedule with its cron expression, time zone, kind, queue, state and last / next fire time.
@@ -149,30 +157,39 @@ private func schedulesList(_ args: [String]) async throws -> Int32 {
     await pool.close()
     func time(_ d: Date?) -> JSONOut { d.map { .string(PGTimestamp.format($0)) } ?? .null }
     if a.flag("json") {
-        print(JSONOut.array(schedules.map { s in
-            .object([("name", .string(s.name)), ("cron", .string(s.cron)), ("timezone", .string(s.timezone)),
-                     ("kind", .string(s.kind)), ("args", .raw(s.args)), ("queue", .string(s.queue)),
-                     ("priority", .int(Int64(s.priority))), ("max_attempts", .int(Int64(s.maxAttempts))),
-                     ("enabled", .bool(s.enabled)), ("last_fire_at", time(s.lastFireAt)),
-                     ("next_fire_at", time(s.nextFireAt)), ("last_error", s.lastError.map { .string($0) } ?? .null)])
-        }).text)
+        print(
+            JSONOut.array(
+                schedules.map { s in
+                    .object([
+                        ("name", .string(s.name)), ("cron", .string(s.cron)), ("timezone", .string(s.timezone)),
+                        ("kind", .string(s.kind)), ("args", .raw(s.args)), ("queue", .string(s.queue)),
+                        ("priority", .int(Int64(s.priority))), ("max_attempts", .int(Int64(s.maxAttempts))),
+                        ("enabled", .bool(s.enabled)), ("last_fire_at", time(s.lastFireAt)),
+                        ("next_fire_at", time(s.nextFireAt)), ("last_error", s.lastError.map { .string($0) } ?? .null),
+                    ])
+                }
+            ).text)
     } else {
-        print(pad("NAME", 22) + pad("CRON", 16) + pad("TIMEZONE", 16) + pad("KIND", 20) + pad("QUEUE", 12)
-              + pad("ENABLED", 8) + pad("LAST FIRE", 30) + "NEXT FIRE")
+        print(
+            pad("NAME", 22) + pad("CRON", 16) + pad("TIMEZONE", 16) + pad("KIND", 20) + pad("QUEUE", 12)
+                + pad("ENABLED", 8) + pad("LAST FIRE", 30) + "NEXT FIRE")
         for s in schedules {
             let next = s.lastError.map { "error: \($0)" } ?? s.nextFireAt.map(PGTimestamp.format) ?? "-"
-            print(pad(s.name, 22) + pad(s.cron, 16) + pad(s.timezone, 16) + pad(s.kind, 20) + pad(s.queue, 12)
-                  + pad(s.enabled ? "yes" : "no", 8) + pad(s.lastFireAt.map(PGTimestamp.format) ?? "-", 30) + next)
+            print(
+                pad(s.name, 22) + pad(s.cron, 16) + pad(s.timezone, 16) + pad(s.kind, 20) + pad(s.queue, 12)
+                    + pad(s.enabled ? "yes" : "no", 8) + pad(s.lastFireAt.map(PGTimestamp.format) ?? "-", 30) + next)
         }
     }
     return Exit.ok
 }
 
 private func schedulesAdd(_ args: [String]) async throws -> Int32 {
-    let a = try Arguments(args, valued: ["cron", "timezone", "kind", "args", "queue", "priority", "max-attempts"],
-                          flags: ["disabled", "replace"])
+    let a = try Arguments(
+        args, valued: ["cron", "timezone", "kind", "args", "queue", "priority", "max-attempts"],
+        flags: ["disabled", "replace"])
     if a.wantsHelp {
-        print("""
+        print(
+            """
             Usage: nexjobs schedules add NAME --cron EXPR --kind KIND [--timezone TZ] [--args JSON] [--queue Q]
                                          [--priority P] [--max-attempts N] [--disabled] [--replace]
 
@@ -218,10 +235,12 @@ private func schedulesToggle(_ args: [String], enable: Bool) async throws -> Int
     let verb = enable ? "enable" : "disable"
     let a = try Arguments(args, valued: [], flags: [])
     if a.wantsHelp {
-        let what = enable
+        let what =
+            enable
             ? "Enables a schedule; it fires from its next fire time after now (no catch-up for the disabled time)."
             : "Disables a schedule; it stops firing until enabled."
-        print("""
+        print(
+            """
             Usage: nexjobs schedules \(verb) NAME
 
             \(what)
@@ -244,7 +263,8 @@ private func schedulesToggle(_ args: [String], enable: Bool) async throws -> Int
 private func schedulesRemove(_ args: [String]) async throws -> Int32 {
     let a = try Arguments(args, valued: [], flags: [])
     if a.wantsHelp {
-        print("""
+        print(
+            """
             Usage: nexjobs schedules remove NAME
 
             Deletes a schedule and its fire records (jobs it enqueued are kept).

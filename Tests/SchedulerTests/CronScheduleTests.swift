@@ -49,7 +49,8 @@ final class CronScheduleTests: XCTestCase {
         _ = try await ScheduleStore(pool: db.pool).add(
             Schedule(name: "minutely", cron: "* * * * *", kind: "report", args: #"{"id": "123456789012345678"}"#))
         // As if the last leader computed the next fire 10 minutes ago and then everything was down.
-        try await db.pool.execute("""
+        try await db.pool.execute(
+            """
             UPDATE nexjobs.schedules SET next_fire_at = date_trunc('minute', now()) - interval '10 minutes'
              WHERE name = 'minutely'
             """)
@@ -63,7 +64,8 @@ final class CronScheduleTests: XCTestCase {
         XCTAssertLessThanOrEqual(abs(fired[0].timeIntervalSince(dbNow)), 60)
         XCTAssertGreaterThan(fired[0], dbNow.addingTimeInterval(-61))
         // The job carries the schedule's kind and args verbatim (the big id is not rounded).
-        let job = try await db.pool.query("""
+        let job = try await db.pool.query(
+            """
             SELECT j.kind, j.args->>'id' FROM nexjobs.schedule_fires f JOIN nexjobs.jobs j ON j.id = f.job_id
              WHERE f.name = 'minutely'
             """)
@@ -81,7 +83,8 @@ final class CronScheduleTests: XCTestCase {
         let db = try await TestDatabase.create(maxConnections: 12)
         try await db.pool.execute("DELETE FROM nexjobs.schedules")
         _ = try await ScheduleStore(pool: db.pool).add(Schedule(name: "race", cron: "0 0 1 1 *", kind: "report"))
-        try await db.pool.execute("""
+        try await db.pool.execute(
+            """
             UPDATE nexjobs.schedules SET next_fire_at = date_trunc('year', now()) WHERE name = 'race'
             """)
         // Eight schedulers that all believe they lead tick at once over the same due schedule.
@@ -126,7 +129,8 @@ final class CronScheduleTests: XCTestCase {
     func testABadDefinitionWrittenBySQLIsReportedAndDoesNotBlockOthers() async throws {
         let db = try await TestDatabase.create()
         try await db.pool.execute("DELETE FROM nexjobs.schedules")
-        try await db.pool.execute("""
+        try await db.pool.execute(
+            """
             INSERT INTO nexjobs.schedules (name, cron, kind, next_fire_at) VALUES
               ('bad', '99 * * * *', 'report', now() - interval '1 hour'),
               ('good', '* * * * *', 'report', now() - interval '1 hour')
@@ -150,11 +154,13 @@ final class CronScheduleTests: XCTestCase {
 
     func testMaintenanceSchedulesRescueExpiredLeasesInTheLeader() async throws {
         let db = try await TestDatabase.create()
-        try await db.pool.execute("""
+        try await db.pool.execute(
+            """
             INSERT INTO nexjobs.jobs (kind, state, attempt, locked_by, locked_until, attempted_at)
             VALUES ('report', 'running', 1, 'gone-worker', now() - interval '1 minute', now())
             """)
-        try await db.pool.execute("""
+        try await db.pool.execute(
+            """
             UPDATE nexjobs.schedules SET next_fire_at = to_timestamp(floor(extract(epoch FROM now()) / 5) * 5)
              WHERE name = 'maintenance.rescue'
             """)
@@ -163,7 +169,8 @@ final class CronScheduleTests: XCTestCase {
         let state: String = try await db.pool.query("SELECT state FROM nexjobs.jobs WHERE kind = 'report'")
             .first!.decode(0)
         XCTAssertEqual(state, "retryable")
-        let record = try await db.pool.query("""
+        let record = try await db.pool.query(
+            """
             SELECT job_id FROM nexjobs.schedule_fires WHERE name = 'maintenance.rescue'
             """)
         XCTAssertEqual(record.count, 1)

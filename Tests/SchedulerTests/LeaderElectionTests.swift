@@ -48,7 +48,7 @@ final class LeaderElectionTests: XCTestCase {
         // `a` stops extending (as if frozen): within the term the standby cannot take over, after it it can.
         let early = await b.attempt()
         XCTAssertFalse(early)
-        let took = try await waitUntil(timeout: .seconds(5)) { await b.attempt() }
+        let took = await waitUntil(timeout: .seconds(5)) { await b.attempt() }
         XCTAssertTrue(took)
         let v1 = try await currentHolder(db)
         XCTAssertEqual(v1, "b")
@@ -65,7 +65,7 @@ final class LeaderElectionTests: XCTestCase {
         _ = await a.attempt()
         await a.release()
         XCTAssertFalse(a.isLeader)
-        let took = try await waitUntil(timeout: .milliseconds(500)) { await b.attempt() }
+        let took = await waitUntil(timeout: .milliseconds(500)) { await b.attempt() }
         XCTAssertTrue(took, "a released term is free long before it would have expired")
         await db.drop()
     }
@@ -73,23 +73,27 @@ final class LeaderElectionTests: XCTestCase {
     func testALeaderThatCannotExtendStopsActingBeforeItsTermEnds() async throws {
         let db = try await TestDatabase.create()
         let admin = try PGPool(url: try TestDatabase.adminURL(), maxConnections: 1)
-        let leaderPool = try PGPool(url: db.url, maxConnections: 1, acquireTimeout: .milliseconds(300),
-                                    applicationName: "leader-under-test")
+        let leaderPool = try PGPool(
+            url: db.url, maxConnections: 1, acquireTimeout: .milliseconds(300),
+            applicationName: "leader-under-test")
         let a = LeaderElection(pool: leaderPool, holder: "a", options: fastElection(), logger: quietLogger)
         let won = await a.attempt()
         XCTAssertTrue(won)
         // Cut the leader off the database: no new connections, existing ones killed.
         try await admin.execute(PGQuery(unsafeSQL: "ALTER DATABASE \"\(db.name)\" ALLOW_CONNECTIONS false"))
-        try await admin.execute("""
+        try await admin.execute(
+            """
             SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'leader-under-test'
             """)
         let task = Task { await a.run() }
         let stopped = await waitUntil(timeout: .seconds(5)) { !a.isLeader }
         XCTAssertTrue(stopped)
         // At the moment it stopped acting, its term (by the database clock) had not yet ended.
-        let termLeft: Bool = try await db.pool.query("""
+        let termLeft: Bool = try await db.pool.query(
+            """
             SELECT term_until > clock_timestamp() FROM nexjobs.leader WHERE name = 'scheduler'
-            """).first!.decode(0)
+            """
+        ).first!.decode(0)
         XCTAssertTrue(termLeft, "the leader must stop acting before its term ends, not after")
         task.cancel()
         await task.value

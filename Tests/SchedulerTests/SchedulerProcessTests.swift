@@ -8,8 +8,10 @@ final class SchedulerProcessTests: XCTestCase {
     // Short terms so five handovers fit in about half a minute; same ratios as the defaults.
     static let term = 3.0
     static let standbyRetry = 0.3
-    let timing = ["--tick", "100ms", "--term", "3s", "--renew", "500ms", "--standby-retry", "300ms",
-                  "--safety-margin", "1s"]
+    let timing = [
+        "--tick", "100ms", "--term", "3s", "--renew", "500ms", "--standby-retry", "300ms",
+        "--safety-margin", "1s",
+    ]
 
     struct Leader: Equatable {
         var holder: String
@@ -17,22 +19,28 @@ final class SchedulerProcessTests: XCTestCase {
     }
 
     func leader(_ db: TestDatabase) async throws -> Leader? {
-        guard let row = try await db.pool.query("""
-            SELECT holder, elected_at FROM nexjobs.leader WHERE name = 'scheduler' AND term_until > now()
-            """).first else { return nil }
+        guard
+            let row = try await db.pool.query(
+                """
+                SELECT holder, elected_at FROM nexjobs.leader WHERE name = 'scheduler' AND term_until > now()
+                """
+            ).first
+        else { return nil }
         return Leader(holder: try row.decode(0), electedAt: try row.decode(1))
     }
 
     func start(_ id: String, _ db: TestDatabase) throws -> NexjobsProcess {
-        let p = NexjobsProcess(["scheduler", "--id", id] + timing, databaseURL: db.url,
-                               environment: ["NEXJOBS_LOG_LEVEL": "info"])
+        let p = NexjobsProcess(
+            ["scheduler", "--id", id] + timing, databaseURL: db.url,
+            environment: ["NEXJOBS_LOG_LEVEL": "info"])
         try p.start()
         return p
     }
 
     func testKill9HandoversFireEveryScheduledTimeExactlyOnce() async throws {
         let db = try await TestDatabase.create()
-        try await db.pool.execute("""
+        try await db.pool.execute(
+            """
             INSERT INTO nexjobs.schedules (name, cron, kind, args) VALUES ('every2s', '@every 2s', 'noop', '{}')
             """)
         var processes: [String: NexjobsProcess] = [:]
@@ -63,9 +71,11 @@ final class SchedulerProcessTests: XCTestCase {
             leaders.append(l.holder)
             // Let the leader act: it fires the every-2s schedule at least once.
             let acted = try await waitUntil(timeout: .seconds(5)) {
-                let n: Int = try await db.pool.query("""
+                let n: Int = try await db.pool.query(
+                    """
                     SELECT count(*) FROM nexjobs.schedule_fires WHERE name = 'every2s' AND holder = \(l.holder)
-                    """).first!.decode(0)
+                    """
+                ).first!.decode(0)
                 return n > 0
             }
             XCTAssertTrue(acted, "leader \(l.holder) fires due schedules")
@@ -100,7 +110,8 @@ final class SchedulerProcessTests: XCTestCase {
         }
         processes.removeAll()
 
-        let rows = try await db.pool.query("""
+        let rows = try await db.pool.query(
+            """
             SELECT f.fire_at, f.job_id, j.kind FROM nexjobs.schedule_fires f LEFT JOIN nexjobs.jobs j ON j.id = f.job_id
              WHERE f.name = 'every2s' ORDER BY f.fire_at
             """)
@@ -111,15 +122,19 @@ final class SchedulerProcessTests: XCTestCase {
         // Exactly once: one job per fire, each fire its own job, and no other noop jobs.
         XCTAssertFalse(jobIDs.contains(nil), "every fire enqueued its job")
         XCTAssertEqual(Set(jobIDs.compactMap { $0 }).count, fires.count)
-        XCTAssertEqual(try rows.map { try $0.decode(2, as: String?.self) }, Array(repeating: "noop", count: fires.count))
-        let jobs: Int = try await db.pool.query("SELECT count(*) FROM nexjobs.jobs WHERE kind = 'noop'").first!.decode(0)
+        XCTAssertEqual(
+            try rows.map { try $0.decode(2, as: String?.self) }, Array(repeating: "noop", count: fires.count))
+        let jobs: Int = try await db.pool.query("SELECT count(*) FROM nexjobs.jobs WHERE kind = 'noop'").first!.decode(
+            0)
         XCTAssertEqual(jobs, fires.count, "no fire time enqueued twice")
         // None skipped: a missing fire time is only allowed while nobody led (from a kill to the takeover; the
         // killed leader may have ticked last up to one tick before), and then the new leader fired the latest.
         for (a, b) in zip(fires, fires.dropFirst()) {
             var t = a.addingTimeInterval(2)
             while t < b {
-                let excused = windows.contains { t >= $0.from.addingTimeInterval(-0.5) && t <= $0.to.addingTimeInterval(0.5) }
+                let excused = windows.contains {
+                    t >= $0.from.addingTimeInterval(-0.5) && t <= $0.to.addingTimeInterval(0.5)
+                }
                 XCTAssertTrue(excused, "fire time \(PGTimestamp.format(t)) was skipped outside a handover")
                 t = t.addingTimeInterval(2)
             }

@@ -30,12 +30,16 @@ final class SchedulesCommandTests: XCTestCase {
     func testAddDisableEnableRemoveRoundTripThroughTheTable() async throws {
         let db = try await TestDatabase.create()
         let (added, addText) = try await run(
-            ["schedules", "add", "weekly", "--cron", "0 6 * * MON", "--timezone", "Europe/Paris",
-             "--kind", "weekly_report", "--args", #"{"account": "7123456789012345678"}"#, "--priority", "5"], db)
+            [
+                "schedules", "add", "weekly", "--cron", "0 6 * * MON", "--timezone", "Europe/Paris",
+                "--kind", "weekly_report", "--args", #"{"account": "7123456789012345678"}"#, "--priority", "5",
+            ], db)
         XCTAssertEqual(added, 0, addText)
-        let row = try await db.pool.query("""
+        let row = try await db.pool.query(
+            """
             SELECT cron, timezone, kind, args->>'account', priority, enabled FROM nexjobs.schedules WHERE name = 'weekly'
-            """).first
+            """
+        ).first
         XCTAssertEqual(try row?.decode(0, as: String.self), "0 6 * * MON")
         XCTAssertEqual(try row?.decode(1, as: String.self), "Europe/Paris")
         XCTAssertEqual(try row?.decode(2, as: String.self), "weekly_report")
@@ -87,8 +91,10 @@ final class SchedulesCommandTests: XCTestCase {
     }
 
     func testEverySubcommandHasHelp() async throws {
-        for sub in [["schedules", "list"], ["schedules", "add"], ["schedules", "enable"], ["schedules", "disable"],
-                    ["schedules", "remove"], ["schedules"], ["scheduler"]] {
+        for sub in [
+            ["schedules", "list"], ["schedules", "add"], ["schedules", "enable"], ["schedules", "disable"],
+            ["schedules", "remove"], ["schedules"], ["scheduler"],
+        ] {
             let (status, text) = try await NexjobsProcess.run(sub + ["--help"], databaseURL: nil)
             XCTAssertEqual(status, 0, text)
             XCTAssertTrue(text.contains("Usage: nexjobs"), text)
@@ -98,7 +104,8 @@ final class SchedulesCommandTests: XCTestCase {
     func testOnceRunsOneTickAsLeaderAndRefusesWhenAnotherLeads() async throws {
         let db = try await TestDatabase.create()
         try await db.pool.execute("INSERT INTO nexcomet.organizations (id, name) VALUES (1, 'o')")
-        try await db.pool.execute("""
+        try await db.pool.execute(
+            """
             INSERT INTO nexcomet.ad_connections (organization_id, platform, next_sync_at)
             SELECT 1, 'tiktok', now() - interval '1 minute' FROM generate_series(1, 25)
             """)
