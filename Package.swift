@@ -35,6 +35,7 @@ let package = Package(
         .testTarget(name: "PrivacyTests", dependencies: ["Privacy", "PGTestSupport"]),
         .testTarget(name: "SyncTests", dependencies: ["Sync", "Sandbox", "PGTestSupport"]),
         .testTarget(name: "RuntimeTests", dependencies: ["Runtime", "Queue", "PGTestSupport"]),
+        .testTarget(name: "SchedulerTests", dependencies: ["Runtime", "Queue", "Cron", "Postgres", "Logs", "PGTestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["PGTestSupport", "Postgres"]),
     ]
 )

@@ -11,10 +11,6 @@ func currentLeader(_ pool: PGPool) async throws -> String? {
     ).first?.decode(0, as: String.self)
 }
 
-func schedulerCommand(_ args: [String]) async throws -> Int32 {
-    throw UsageError("the scheduler is not built yet (issue 4)")
-}
-
 func sandboxCommand(_ args: [String]) async throws -> Int32 {
     throw UsageError("the sandbox is not built yet (issue 3)")
 }

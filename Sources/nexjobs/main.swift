@@ -12,6 +12,7 @@ let topHelp = """
       migrate      apply sql/NNN_*.sql migrations (safe to run twice or concurrently)
       worker       claim and run jobs
       scheduler    run the scheduler (leader election, cron schedules, due work)
+      schedules    list | add | enable | disable | remove cron schedules
       enqueue      enqueue a job and print its id
       jobs         list | show | retry | cancel jobs
       stats        job counts by queue and state, oldest due job, throughput
@@ -40,6 +41,7 @@ if argv.isEmpty || argv[0] == "--help" || argv[0] == "-h" || argv[0] == "help" {
         case "jobs": code = try await jobsCommand(rest)
         case "stats": code = try await statsCommand(rest)
         case "scheduler": code = try await schedulerCommand(rest)
+        case "schedules": code = try await schedulesCommand(rest)
         case "sandbox": code = try await sandboxCommand(rest)
         default: throw UsageError("unknown command '\(argv[0])'")
         }

@@ -1,0 +1,104 @@
+import Foundation
+import PGTestSupport
+import Postgres
+import XCTest
+
+/// The nexcomet domain schema (sql/020_domain.sql) and the scheduler migrations.
+final class DomainSchemaTests: XCTestCase {
+    func testMigrationsApplyTwiceWithoutError() async throws {
+        let db = try await TestDatabase.create()
+        for name in ["010_scheduler.sql", "020_domain.sql", "021_due_work.sql"] {
+            let sql = try String(contentsOf: TestDatabase.sqlDirectory.appendingPathComponent(name), encoding: .utf8)
+            try await db.pool.withConnection { try await $0.simpleQuery(sql) }
+        }
+        let schedules: Int = try await db.pool.query("SELECT count(*) FROM nexjobs.schedules").first!.decode(0)
+        XCTAssertEqual(schedules, 3, "seeds are not duplicated")
+        await db.drop()
+    }
+
+    func testMetricsSummaryDerivesCPAAndROASFromSummedFactsExactly() async throws {
+        let db = try await TestDatabase.create()
+        try await db.pool.execute(
+            """
+            WITH o AS (INSERT INTO nexcomet.organizations (name) VALUES ('o') RETURNING id),
+                 c AS (INSERT INTO nexcomet.ad_connections (organization_id, platform) SELECT id, 'tiktok' FROM o
+                       RETURNING id)
+            INSERT INTO nexcomet.ad_accounts (connection_id, platform, external_id, currency, timezone)
+            SELECT id, 'tiktok', '7000000000000000001', 'EUR', 'Europe/Paris' FROM c
+            """)
+        // The campaign's CPA is its summed spend over summed conversions, 30.01 / 4 = 7.5025; averaging its ads'
+        // CPAs (10.01 and 6.67) would give 8.34.
+        try await db.pool.execute(
+            """
+            INSERT INTO nexcomet.daily_metrics (platform, ad_account_id, level, entity_id, date, campaign_id,
+                                                currency, spend, impressions, clicks, conversions, conversion_value)
+            VALUES ('tiktok', 1, 'ad', '9007199254740993', '2026-11-01', '1800000000000000001', 'EUR', 10.01, 1000, 10, 1, 20.00),
+                   ('tiktok', 1, 'ad', '9007199254740995', '2026-11-01', '1800000000000000001', 'EUR', 20.00, 2000, 20, 3, 30.03),
+                   ('tiktok', 1, 'campaign', '1800000000000000001', '2026-11-01', NULL, 'EUR', 30.01, 3000, 30, 4, 50.03),
+                   ('tiktok', 1, 'ad', '9007199254740997', '2026-11-01', '1800000000000000001', 'EUR', 5.00, 10, 0, 0, 0)
+            """)
+        let campaign = try await db.pool.query(
+            """
+            SELECT cpa::text, roas::text, spend::text FROM nexcomet.metrics_summary
+             WHERE level = 'campaign' AND entity_id = '1800000000000000001'
+            """
+        ).first
+        XCTAssertEqual(try campaign?.decode(0, as: String.self).hasPrefix("7.5025"), true)
+        XCTAssertEqual(try campaign?.decode(1, as: String.self).hasPrefix("1.667"), true)
+        XCTAssertEqual(try campaign?.decode(2, as: String.self), "30.01")
+        let noConversions = try await db.pool.query(
+            """
+            SELECT cpa, roas::text FROM nexcomet.metrics_summary WHERE entity_id = '9007199254740997'
+            """
+        ).first
+        XCTAssertNil(noConversions?.text(0), "CPA is NULL, not an error, without conversions")
+        XCTAssertEqual(try noConversions?.decode(1, as: String.self), "0.00000000000000000000")
+        // Entity ids above 2^53 stay exact text.
+        let ids: [String] = try await db.pool.query(
+            """
+            SELECT entity_id FROM nexcomet.daily_metrics WHERE level = 'ad' ORDER BY entity_id
+            """
+        ).map { try $0.decode(0) }
+        XCTAssertEqual(ids, ["9007199254740993", "9007199254740995", "9007199254740997"])
+        await db.drop()
+    }
+
+    func testOneOpenReauthNotificationPerConnection() async throws {
+        let db = try await TestDatabase.create()
+        try await db.pool.execute("INSERT INTO nexcomet.organizations (id, name) VALUES (1, 'o')")
+        try await db.pool.execute(
+            "INSERT INTO nexcomet.ad_connections (id, organization_id, platform) VALUES (1, 1, 'snapchat')")
+        let insert: PGQuery = """
+            INSERT INTO nexcomet.notifications (organization_id, connection_id, kind, payload)
+            VALUES (1, 1, 'reauth_required', '{}')
+            ON CONFLICT (connection_id) WHERE kind = 'reauth_required' AND sent_at IS NULL DO NOTHING
+            """
+        let first = try await db.pool.execute(insert)
+        let second = try await db.pool.execute(insert)
+        XCTAssertEqual(first, 1)
+        XCTAssertEqual(second, 0, "a second open notice for the same connection is not written")
+        try await db.pool.execute("UPDATE nexcomet.notifications SET sent_at = now()")
+        let afterSent = try await db.pool.execute(insert)
+        XCTAssertEqual(afterSent, 1, "once the mailer sent it, a new one may open")
+        await db.drop()
+    }
+
+    func testMoneyColumnsAreNumericAndPlatformIdsAreText() async throws {
+        let db = try await TestDatabase.create()
+        let types = try await db.pool.query(
+            """
+            SELECT table_name || '.' || column_name, data_type FROM information_schema.columns
+             WHERE table_schema = 'nexcomet'
+               AND column_name IN ('spend', 'conversion_value', 'budget', 'external_id', 'entity_id')
+             ORDER BY 1
+            """)
+        XCTAssertFalse(types.isEmpty)
+        for row in types {
+            let column: String = try row.decode(0)
+            let type: String = try row.decode(1)
+            let expected = column.hasSuffix("_id") ? "text" : "numeric"
+            XCTAssertEqual(type, expected, column)
+        }
+        await db.drop()
+    }
+}
