@@ -91,7 +91,7 @@ public struct SnapchatClient: AdPlatformClient {
     }
 
     private func tokenRequest(_ form: [(String, String)], secrets: [String]) async throws -> OAuthTokens {
-        let endpoint = configuration.tokenURL.path
+        let endpoint = QueryString.path(of: configuration.tokenURL)
         let scrubber = SecretScrubber(secrets: [configuration.clientSecret] + secrets)
         let request = OAuthTokenRequest(
             url: configuration.tokenURL, contentType: "application/x-www-form-urlencoded",
@@ -209,8 +209,8 @@ public struct SnapchatClient: AdPlatformClient {
             var next = QueryString.url(base: configuration.apiBaseURL, path: path, query: query)
             while let url = next {
                 let body = try await get(url, accountId: account.id, session: session)
-                rows += try Self.statsRows(body, level: level, breakdown: breakdown, account: account, endpoint: url.path)
-                next = try nextLink(body, endpoint: url.path)
+                rows += try Self.statsRows(body, level: level, breakdown: breakdown, account: account, endpoint: QueryString.path(of: url))
+                next = try nextLink(body, endpoint: QueryString.path(of: url))
             }
         }
         return rows
@@ -292,17 +292,17 @@ public struct SnapchatClient: AdPlatformClient {
         var all: [JSONValue] = []
         while let url = next {
             let body = try await get(url, accountId: accountId, session: session)
-            guard let wrappers = body[root]?.arrayValue else { throw malformed(url.path, "\(root) missing") }
+            guard let wrappers = body[root]?.arrayValue else { throw malformed(QueryString.path(of: url), "\(root) missing") }
             for wrapper in wrappers {
                 if let status = wrapper["sub_request_status"]?.stringValue, status.uppercased() != "SUCCESS" {
                     throw PlatformError(
-                        .permanent, platform: .snapchat, endpoint: url.path,
+                        .permanent, platform: .snapchat, endpoint: QueryString.path(of: url),
                         message: "sub request status \(status)")
                 }
-                guard let record = wrapper[item] else { throw malformed(url.path, "\(root)[].\(item) missing") }
+                guard let record = wrapper[item] else { throw malformed(QueryString.path(of: url), "\(root)[].\(item) missing") }
                 all.append(record)
             }
-            next = try nextLink(body, endpoint: url.path)
+            next = try nextLink(body, endpoint: QueryString.path(of: url))
         }
         return all
     }
@@ -323,8 +323,8 @@ public struct SnapchatClient: AdPlatformClient {
         if let expiry = tokens.accessTokenExpiresAt, tokens.refreshToken != nil,
             expiry.timeIntervalSinceNow < configuration.refreshMargin.seconds
         {
-            logger.log(.info, "snapchat access token about to expire, refreshing", ["endpoint": url.path])
-            tokens = try await refresh(session, stale: tokens.accessToken, endpoint: url.path)
+            logger.log(.info, "snapchat access token about to expire, refreshing", ["endpoint": QueryString.path(of: url)])
+            tokens = try await refresh(session, stale: tokens.accessToken, endpoint: QueryString.path(of: url))
             refreshed = true
         }
         while true {
@@ -337,10 +337,10 @@ public struct SnapchatClient: AdPlatformClient {
                     url, headers: ["Authorization": "Bearer \(tokens.accessToken)"],
                     timeout: configuration.requestTimeout)
             } catch {
-                throw transportFailure(error, endpoint: url.path)
+                throw transportFailure(error, endpoint: QueryString.path(of: url))
             }
             do {
-                return try checked(response, endpoint: url.path, scrubber: scrubber)
+                return try checked(response, endpoint: QueryString.path(of: url), scrubber: scrubber)
             } catch let error as PlatformError where error.kind == .accessTokenExpired {
                 guard !refreshed, tokens.refreshToken != nil else {
                     var reauth = error
@@ -349,8 +349,8 @@ public struct SnapchatClient: AdPlatformClient {
                     throw reauth
                 }
                 refreshed = true
-                logger.log(.info, "snapchat access token rejected, refreshing", ["endpoint": url.path])
-                tokens = try await refresh(session, stale: tokens.accessToken, endpoint: url.path)
+                logger.log(.info, "snapchat access token rejected, refreshing", ["endpoint": QueryString.path(of: url)])
+                tokens = try await refresh(session, stale: tokens.accessToken, endpoint: QueryString.path(of: url))
             }
         }
     }

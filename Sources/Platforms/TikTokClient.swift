@@ -75,7 +75,7 @@ public struct TikTokClient: AdPlatformClient {
         guard let url = QueryString.url(base: configuration.baseURL, path: path, query: []) else {
             throw PlatformError(.permanent, platform: .tiktok, endpoint: path, message: "invalid base URL")
         }
-        let endpoint = url.path
+        let endpoint = QueryString.path(of: url)
         let scrubber = SecretScrubber(secrets: [configuration.secret] + secrets)
         let request = OAuthTokenRequest(
             url: url, contentType: "application/json", body: Array(body.jsonText.utf8))
@@ -321,10 +321,10 @@ public struct TikTokClient: AdPlatformClient {
                 response = try await transport.get(
                     url, headers: ["Access-Token": tokens.accessToken], timeout: configuration.requestTimeout)
             } catch {
-                throw Self.transportFailure(error, endpoint: url.path)
+                throw Self.transportFailure(error, endpoint: QueryString.path(of: url))
             }
             do {
-                return try envelopeData(response, endpoint: url.path, scrubber: scrubber)
+                return try envelopeData(response, endpoint: QueryString.path(of: url), scrubber: scrubber)
             } catch let error as PlatformError where error.kind == .accessTokenExpired {
                 guard !refreshed, tokens.refreshToken != nil else {
                     var reauth = error
@@ -333,7 +333,7 @@ public struct TikTokClient: AdPlatformClient {
                     throw reauth
                 }
                 refreshed = true
-                logger.log(.info, "tiktok access token expired, refreshing", ["endpoint": url.path])
+                logger.log(.info, "tiktok access token expired, refreshing", ["endpoint": QueryString.path(of: url)])
                 do {
                     _ = try await session.refresh(replacing: tokens.accessToken) { try await refreshTokens($0) }
                 } catch is RefreshUnavailable {
@@ -409,6 +409,11 @@ public struct TikTokClient: AdPlatformClient {
     }
 
     private func malformed(_ path: String, _ why: String) -> PlatformError {
-        PlatformError(.malformedResponse, platform: .tiktok, endpoint: path, message: why)
+        PlatformError(.malformedResponse, platform: .tiktok, endpoint: endpointPath(path), message: why)
+    }
+
+    /// The full API path of `path` under the configured base, as used in error messages.
+    private func endpointPath(_ path: String) -> String {
+        QueryString.url(base: configuration.baseURL, path: path, query: []).map(QueryString.path(of:)) ?? path
     }
 }

@@ -103,6 +103,12 @@ enum QueryString {
         return URL(string: text)
     }
 
+    /// The percent-encoded path of `url` exactly as sent, trailing `/` kept (TikTok paths end with one, and
+    /// `URL.path` would drop it). Never includes the query, which may carry secrets.
+    static func path(of url: URL) -> String {
+        URLComponents(url: url, resolvingAgainstBaseURL: false)?.percentEncodedPath ?? url.path
+    }
+
     /// A JSON array of strings, as TikTok expects for `fields`, `dimensions`, `metrics` and `advertiser_ids`.
     static func jsonArray(_ items: [String]) -> String {
         JSONValue.array(items.map { .string($0) }).jsonText
