@@ -125,3 +125,32 @@ func expectPlatformError(
 }
 
 func date(_ text: String) -> LocalDate { LocalDate(parsing: text)! }
+
+/// Snap-style envelopes and cursor pagination.
+enum SnapFixture {
+    /// One page of `items` (inner JSON objects) wrapped as `{root: [{sub_request_status, item: {...}}]}`, with an
+    /// absolute `paging.next_link` while more remain.
+    static func page(_ items: [String], root: String, item: String, request: HTTPRequest, base: String) -> HTTPResponse {
+        let limit = Int(request.query["limit"] ?? "50") ?? 50
+        let offset = Int(request.query["cursor"] ?? "0") ?? 0
+        let slice = items[min(offset, items.count)..<min(offset + limit, items.count)]
+        let wrapped = slice.map { #"{"sub_request_status":"SUCCESS","\#(item)":\#($0)}"# }
+        var paging = ""
+        if offset + limit < items.count {
+            paging = #","paging":{"next_link":"\#(base)\#(request.path)?cursor=\#(offset + limit)&limit=\#(limit)"}"#
+        }
+        return .json(
+            #"{"request_status":"SUCCESS","request_id":"r","\#(root)":[\#(wrapped.joined(separator: ","))]\#(paging)}"#)
+    }
+
+    static func error(_ status: Int, code: String, message: String) -> HTTPResponse {
+        .json(
+            #"{"request_status":"ERROR","request_id":"r","debug_message":"\#(message)","display_message":"x","error_code":"\#(code)"}"#,
+            status: status)
+    }
+
+    static func token(_ access: String, refresh: String = "snap-refresh-2", expiresIn: Int = 1800) -> HTTPResponse {
+        .json(
+            #"{"access_token":"\#(access)","token_type":"Bearer","expires_in":\#(expiresIn),"refresh_token":"\#(refresh)","scope":"snapchat-marketing-api"}"#)
+    }
+}
