@@ -1,0 +1,129 @@
+import CLibPQ
+import Foundation
+
+/// A notification received through LISTEN.
+public struct PGNotification: Sendable {
+    public var channel: String
+    public var payload: String
+}
+
+/// Listens on channels over its own dedicated connection and thread.
+///
+/// The thread waits in `poll()` on the connection's socket, so it never occupies Swift's cooperative pool. When the
+/// connection drops it reconnects with exponential backoff (100 ms doubling to 5 s), LISTENs again and calls
+/// `onReconnect`: notifications sent meanwhile are lost, so the owner should poll once then.
+public final class PGListener: @unchecked Sendable {
+    // `stopFlag` is a lock-protected flag; every libpq handle lives only on `thread`.
+    private let config: PGConfig
+    private let channels: [String]
+    private let onNotify: @Sendable (PGNotification) -> Void
+    private let onReconnect: @Sendable () -> Void
+    private let onError: @Sendable (String) -> Void
+    private let stopFlag = LockedFlag()
+    private let finished = DispatchSemaphore(value: 0)
+    private var thread: Thread?
+
+    public init(config: PGConfig, channels: [String],
+                onNotify: @escaping @Sendable (PGNotification) -> Void,
+                onReconnect: @escaping @Sendable () -> Void = {},
+                onError: @escaping @Sendable (String) -> Void = { _ in }) {
+        self.config = config
+        self.channels = channels
+        self.onNotify = onNotify
+        self.onReconnect = onReconnect
+        self.onError = onError
+    }
+
+    /// Starts the listening thread. Returns once the first LISTEN succeeded or failed (then it keeps retrying).
+    public func start() {
+        let ready = DispatchSemaphore(value: 0)
+        let t = Thread { [self] in
+            self.loop(ready: ready)
+            self.finished.signal()
+        }
+        t.name = "nexjobs.pg.listener"
+        thread = t
+        t.start()
+        ready.wait()
+    }
+
+    /// Stops the thread and closes its connection (within ~100 ms).
+    public func stop() {
+        guard thread != nil else { return }
+        stopFlag.set()
+        finished.wait()
+        thread = nil
+    }
+
+    private func connectAndListen() -> OpaquePointer? {
+        let conn = withCStrings(["dbname", "application_name", "connect_timeout"]) { k in
+            withCStrings([config.connectionString, "nexjobs-listener", "10"]) { v in PQconnectdbParams(k, v, 1) }
+        }
+        guard let conn else { return nil }
+        guard PQstatus(conn) == CONNECTION_OK else {
+            onError("listener cannot connect: " + config.scrub(lastError(conn)))
+            PQfinish(conn)
+            return nil
+        }
+        silenceNotices(conn)
+        for ch in channels {
+            guard let escaped = PQescapeIdentifier(conn, ch, ch.utf8.count) else {
+                PQfinish(conn)
+                return nil
+            }
+            let sql = "LISTEN " + String(cString: escaped)
+            PQfreemem(escaped)
+            let res = PQexec(conn, sql)
+            let ok = res != nil && PQresultStatus(res) == PGRES_COMMAND_OK
+            PQclear(res)
+            if !ok {
+                onError("LISTEN failed: " + config.scrub(lastError(conn)))
+                PQfinish(conn)
+                return nil
+            }
+        }
+        PQsetnonblocking(conn, 1)
+        return conn
+    }
+
+    private func loop(ready: DispatchSemaphore) {
+        var conn: OpaquePointer? = connectAndListen()
+        ready.signal()
+        var backoffMs = 100
+        var needsReconnectSignal = false
+        while !stopFlag.value {
+            guard let c = conn else {
+                var waited = 0
+                while waited < backoffMs && !stopFlag.value { usleep(50_000); waited += 50 }
+                backoffMs = min(backoffMs * 2, 5_000)
+                conn = connectAndListen()
+                if conn != nil { needsReconnectSignal = true }
+                continue
+            }
+            if needsReconnectSignal {
+                needsReconnectSignal = false
+                backoffMs = 100
+                onReconnect()
+            }
+            var fds = pollfd(fd: PQsocket(c), events: Int16(POLLIN), revents: 0)
+            let r = poll(&fds, 1, 100)
+            if r < 0 && errno != EINTR { PQfinish(c); conn = nil; continue }
+            if r > 0 || PQisBusy(c) == 0 {
+                if PQconsumeInput(c) == 0 {
+                    onError("listener connection lost: " + config.scrub(lastError(c)))
+                    PQfinish(c)
+                    conn = nil
+                    continue
+                }
+                while let n = PQnotifies(c) {
+                    let note = PGNotification(channel: String(cString: n.pointee.relname),
+                                              payload: String(cString: n.pointee.extra))
+                    PQfreemem(n)
+                    onNotify(note)
+                }
+            }
+            if PQstatus(c) != CONNECTION_OK { PQfinish(c); conn = nil }
+        }
+        if let c = conn { PQfinish(c) }
+    }
+}

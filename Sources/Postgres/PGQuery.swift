@@ -1,0 +1,193 @@
+import Foundation
+
+/// A SQL statement with its parameters, parameterized by construction.
+///
+/// Every interpolated value becomes a `$n` placeholder and a bind; the value never enters the SQL text.
+/// Raw SQL must be spelled out: `"SELECT ... \(unsafeSQL: fragment)"` or `PGQuery(unsafeSQL:)`.
+/// Parameters are sent in text format; cast them in SQL where the type is ambiguous (`$1::bigint[]`).
+public struct PGQuery: Sendable, ExpressibleByStringInterpolation {
+    public var sql: String
+    public var binds: [String?]
+
+    public init(unsafeSQL sql: String, binds: [String?] = []) {
+        self.sql = sql
+        self.binds = binds
+    }
+
+    public init(stringLiteral value: String) {
+        self.sql = value
+        self.binds = []
+    }
+
+    public init(stringInterpolation: StringInterpolation) {
+        self.sql = stringInterpolation.sql
+        self.binds = stringInterpolation.binds
+    }
+
+    public struct StringInterpolation: StringInterpolationProtocol {
+        var sql = ""
+        var binds: [String?] = []
+
+        public init(literalCapacity: Int, interpolationCount: Int) {
+            sql.reserveCapacity(literalCapacity + interpolationCount * 3)
+            binds.reserveCapacity(interpolationCount)
+        }
+
+        public mutating func appendLiteral(_ literal: String) { sql += literal }
+
+        public mutating func appendInterpolation<T: PGEncodable>(_ value: T) {
+            binds.append(value.pgText)
+            sql += "$\(binds.count)"
+        }
+
+        public mutating func appendInterpolation<T: PGEncodable>(_ value: T?) {
+            binds.append(value?.pgText)
+            sql += "$\(binds.count)"
+        }
+
+        /// Inserts SQL text verbatim. Only for fragments the program itself owns, never input.
+        public mutating func appendInterpolation(unsafeSQL fragment: String) { sql += fragment }
+    }
+}
+
+// MARK: - Encoding
+
+/// A value that can be sent as a text-format parameter.
+public protocol PGEncodable: Sendable {
+    /// The PostgreSQL text representation, or nil for NULL.
+    var pgText: String? { get }
+}
+
+extension String: PGEncodable { public var pgText: String? { self } }
+extension Substring: PGEncodable { public var pgText: String? { String(self) } }
+extension Int: PGEncodable { public var pgText: String? { String(self) } }
+extension Int64: PGEncodable { public var pgText: String? { String(self) } }
+extension Int32: PGEncodable { public var pgText: String? { String(self) } }
+extension Int16: PGEncodable { public var pgText: String? { String(self) } }
+extension Bool: PGEncodable { public var pgText: String? { self ? "t" : "f" } }
+extension Double: PGEncodable { public var pgText: String? { String(self) } }
+extension Decimal: PGEncodable {
+    public var pgText: String? { NSDecimalNumber(decimal: self).description(withLocale: Locale(identifier: "en_US_POSIX")) }
+}
+extension UUID: PGEncodable { public var pgText: String? { uuidString.lowercased() } }
+extension Date: PGEncodable {
+    /// ISO 8601 in UTC with microseconds.
+    public var pgText: String? { PGTimestamp.format(self) }
+}
+extension Duration: PGEncodable {
+    /// An `interval` literal in microseconds.
+    public var pgText: String? {
+        let (s, atto) = components
+        let micros = s * 1_000_000 + atto / 1_000_000_000_000
+        return "\(micros) microseconds"
+    }
+}
+
+/// A `jsonb`/`json` parameter given as JSON text.
+public struct PGJSON: PGEncodable, Hashable {
+    public var text: String
+    public init(_ text: String) { self.text = text }
+    public var pgText: String? { text }
+}
+
+extension Array: PGEncodable where Element: PGEncodable {
+    /// A one-dimensional array literal; every element quoted, NULL for nil elements.
+    public var pgText: String? {
+        var out = "{"
+        out.reserveCapacity(count * 8 + 2)
+        for (i, element) in enumerated() {
+            if i > 0 { out += "," }
+            if let t = element.pgText {
+                out += "\""
+                for ch in t.unicodeScalars {
+                    if ch == "\"" || ch == "\\" { out += "\\" }
+                    out.unicodeScalars.append(ch)
+                }
+                out += "\""
+            } else {
+                out += "NULL"
+            }
+        }
+        out += "}"
+        return out
+    }
+}
+
+extension Optional: PGEncodable where Wrapped: PGEncodable {
+    public var pgText: String? { self.flatMap { $0.pgText } }
+}
+
+// MARK: - Decoding
+
+/// A value that can be read from a text-format result column.
+public protocol PGDecodable {
+    init(pgText: String) throws
+}
+
+func decodeFailure(_ type: Any.Type, _ text: String) -> PGError {
+    PGError(.decoding, "cannot decode \(type) from a \(text.utf8.count)-byte value")
+}
+
+extension String: PGDecodable { public init(pgText: String) { self = pgText } }
+extension Int: PGDecodable {
+    public init(pgText: String) throws {
+        guard let v = Int(pgText) else { throw decodeFailure(Int.self, pgText) }
+        self = v
+    }
+}
+extension Int64: PGDecodable {
+    public init(pgText: String) throws {
+        guard let v = Int64(pgText) else { throw decodeFailure(Int64.self, pgText) }
+        self = v
+    }
+}
+extension Int32: PGDecodable {
+    public init(pgText: String) throws {
+        guard let v = Int32(pgText) else { throw decodeFailure(Int32.self, pgText) }
+        self = v
+    }
+}
+extension Int16: PGDecodable {
+    public init(pgText: String) throws {
+        guard let v = Int16(pgText) else { throw decodeFailure(Int16.self, pgText) }
+        self = v
+    }
+}
+extension Double: PGDecodable {
+    public init(pgText: String) throws {
+        guard let v = Double(pgText) else { throw decodeFailure(Double.self, pgText) }
+        self = v
+    }
+}
+extension Bool: PGDecodable {
+    public init(pgText: String) throws {
+        switch pgText {
+        case "t", "true": self = true
+        case "f", "false": self = false
+        default: throw decodeFailure(Bool.self, pgText)
+        }
+    }
+}
+extension Decimal: PGDecodable {
+    public init(pgText: String) throws {
+        guard let v = Decimal(string: pgText, locale: Locale(identifier: "en_US_POSIX")) else {
+            throw decodeFailure(Decimal.self, pgText)
+        }
+        self = v
+    }
+}
+extension UUID: PGDecodable {
+    public init(pgText: String) throws {
+        guard let v = UUID(uuidString: pgText) else { throw decodeFailure(UUID.self, pgText) }
+        self = v
+    }
+}
+extension Date: PGDecodable {
+    public init(pgText: String) throws {
+        guard let v = PGTimestamp.parse(pgText) else { throw decodeFailure(Date.self, pgText) }
+        self = v
+    }
+}
+extension PGJSON: PGDecodable {
+    public init(pgText: String) { self.text = pgText }
+}
