@@ -1,1 +1,367 @@
-// Module Sandbox.
+import Foundation
+import HTTP
+
+/// A value or the error response to send instead.
+enum Answer<Value> {
+    case success(Value)
+    case failure(HTTPResponse)
+}
+
+/// One row of the sandbox's ground truth: what a correct sync must have stored for one entity and day.
+public struct TruthRow: Sendable, Equatable {
+    public var platform: SandboxPlatform
+    public var accountID: String
+    public var level: SandboxLevel
+    public var entityID: String
+    /// Account-local date, `YYYY-MM-DD`.
+    public var date: String
+    public var currency: String
+    public var spend: Decimal
+    public var impressions: Int64
+    /// TikTok clicks, Snap swipes.
+    public var clicks: Int64
+    public var conversions: Int64
+    public var conversionValue: Decimal
+}
+
+/// Sums over every day and ad of one account (the account level of the truth).
+public struct AccountTotal: Sendable, Equatable {
+    public var platform: SandboxPlatform
+    public var accountID: String
+    public var currency: String
+    public var spend: Decimal
+    public var impressions: Int64
+    public var clicks: Int64
+    public var conversions: Int64
+    public var conversionValue: Decimal
+}
+
+/// How many API requests for one account arrived within one wall-clock second.
+public struct RequestCount: Sendable, Equatable {
+    public var platform: SandboxPlatform
+    public var accountID: String
+    /// Unix seconds.
+    public var second: Int
+    public var count: Int
+}
+
+/// One OAuth grant of the synthetic world, with the demo tokens issued for it at start.
+public struct SandboxConnectionInfo: Sendable, Equatable {
+    public var platform: SandboxPlatform
+    public var index: Int
+    public var authCode: String
+    public var accessToken: String
+    public var refreshToken: String
+    /// Advertiser ids (TikTok) or ad account ids (Snap) the grant covers.
+    public var accountIDs: [String]
+    /// Snap only (empty for TikTok).
+    public var organizationID: String
+}
+
+/// A local fake of the TikTok Marketing API v1.3 and the Snap Marketing API v1, with control endpoints.
+///
+/// See `Sources/Sandbox/README.md` for the world, the tokens, the control endpoints and the faults.
+/// Everything is deterministic from `SandboxConfig.seed`, except Snap token expiry (wall clock) and the
+/// per-second request counts.
+public final class Sandbox: Sendable {
+    enum TokenKind: Sendable {
+        case access, refresh
+    }
+
+    struct Token: Sendable {
+        let platform: SandboxPlatform
+        let connection: Int
+        let kind: TokenKind
+        /// Wall-clock expiry (Snap access tokens); nil never expires.
+        var expiresAt: Date?
+        var revoked = false
+    }
+
+    struct State: Sendable {
+        var tokens: [String: Token] = [:]
+        var generations: [String: Int] = [:]
+        var faults: FaultEngine
+        var counts: [String: [Int: Int]] = [:]
+        var dayOffset = 0
+        var requestSeq = 0
+        var server: HTTPServer?
+        var port = 0
+        var demo: [SandboxConnectionInfo] = []
+    }
+
+    let config: SandboxConfig
+    let world: World
+    let state: Guarded<State>
+
+    /// Builds the world from `config`; nothing listens until `start`.
+    public init(config: SandboxConfig = .init()) {
+        self.config = config
+        self.world = World(config: config)
+        self.state = Guarded(State(faults: FaultEngine(seed: config.seed)))
+        var demo: [SandboxConnectionInfo] = []
+        for c in world.connections {
+            let (access, refresh) = issueTokens(c.platform, c.index)
+            demo.append(
+                SandboxConnectionInfo(
+                    platform: c.platform, index: c.index, authCode: c.authCode, accessToken: access,
+                    refreshToken: refresh, accountIDs: c.accountIDs, organizationID: c.organizationID))
+        }
+        state.withLock { $0.demo = demo }
+    }
+
+    /// Starts serving both APIs and the control endpoints; returns the bound port (0 picks a free one).
+    @discardableResult
+    public func start(host: String = "127.0.0.1", port: Int = 0) throws -> Int {
+        let router = Router()
+        registerTikTok(router)
+        registerSnap(router)
+        registerControl(router)
+        let server = HTTPServer(host: host, port: port, handler: router.handle)
+        let bound = try server.start()
+        state.withLock {
+            $0.server = server
+            $0.port = bound
+        }
+        return bound
+    }
+
+    /// Stops serving (in-flight requests finish first).
+    public func stop() async {
+        // Dropping the server breaks the sandbox -> server -> router -> handler -> sandbox cycle.
+        let server = state.withLock { s -> HTTPServer? in
+            defer { s.server = nil }
+            return s.server
+        }
+        await server?.stop(grace: .seconds(2))
+    }
+
+    /// `http://127.0.0.1:PORT` once started.
+    public var baseURL: String { "http://127.0.0.1:\(state.withLock { $0.port })" }
+    /// TikTok base URL to configure clients with (ends with `/`).
+    public var tiktokBaseURL: String { baseURL + "/open_api/v1.3/" }
+    /// Snap API base URL to configure clients with (ends with `/`).
+    public var snapAPIBaseURL: String { baseURL + "/v1/" }
+    /// Snap OAuth token URL.
+    public var snapOAuthURL: String { baseURL + "/login/oauth2/access_token" }
+
+    // MARK: In-process control (the same as the `/_sandbox/` endpoints)
+
+    /// Replaces the fault configuration.
+    public func setFaults(_ faults: FaultConfig) {
+        state.withLock { $0.faults.config = faults }
+    }
+
+    /// The current fault configuration (rule counts show what is left).
+    public func faults() -> FaultConfig {
+        state.withLock { $0.faults.config }
+    }
+
+    /// The OAuth grants with their demo tokens.
+    public func connections() -> [SandboxConnectionInfo] {
+        state.withLock { $0.demo }
+    }
+
+    /// Revokes one token (access or refresh); false when unknown.
+    @discardableResult
+    public func revoke(token: String) -> Bool {
+        state.withLock { s in
+            guard s.tokens[token] != nil else { return false }
+            s.tokens[token]!.revoked = true
+            return true
+        }
+    }
+
+    /// Revokes every token of a connection, as when the user removes the app; new auth-code exchanges work.
+    public func revokeConnection(_ platform: SandboxPlatform, _ index: Int) {
+        state.withLock { s in
+            for (k, t) in s.tokens where t.platform == platform && t.connection == index {
+                s.tokens[k]!.revoked = true
+            }
+        }
+    }
+
+    /// Makes the Snap access tokens of one connection (or all, when nil) expire now.
+    public func expireSnapTokens(connection: Int? = nil) {
+        let now = Date()
+        state.withLock { s in
+            for (k, t) in s.tokens where t.platform == .snapchat && t.kind == .access {
+                if connection == nil || t.connection == connection { s.tokens[k]!.expiresAt = now }
+            }
+        }
+    }
+
+    /// Moves the sandbox clock by whole days: new days get metrics, recent days restate their conversions.
+    public func advanceDays(_ days: Int) {
+        state.withLock { $0.dayOffset += days }
+    }
+
+    /// The ground truth as the report endpoints serve it right now (entity-days with any non-zero metric).
+    /// - Parameters: filters; nil matches all. Dates are `YYYY-MM-DD`, inclusive, account-local.
+    public func groundTruth(
+        platform: SandboxPlatform? = nil, account: String? = nil, from: String? = nil, to: String? = nil
+    ) -> [TruthRow] {
+        let fromDay = from.flatMap { CivilDay(parsing: $0[...]) }
+        let toDay = to.flatMap { CivilDay(parsing: $0[...]) }
+        var rows: [TruthRow] = []
+        for acct in world.accountOrder.compactMap({ world.accounts[$0] }) {
+            if let platform, acct.platform != platform { continue }
+            if let account, acct.id != account { continue }
+            let today = localToday(acct)
+            let first = world.firstDay[acct.id]!
+            let lo = max(first, fromDay ?? first)
+            let hi = min(today, toDay ?? today)
+            guard lo <= hi else { continue }
+            for dayNumber in lo.day...hi.day {
+                let day = CivilDay(day: dayNumber)
+                for campaign in acct.campaigns {
+                    var campaignSum = DayMetrics()
+                    var groupRows: [TruthRow] = []
+                    for group in campaign.adGroups {
+                        var groupSum = DayMetrics()
+                        for ad in group.ads {
+                            let m = metrics(acct, ad, day)
+                            groupSum += m
+                            if !m.isZero { rows.append(truthRow(acct, .ad, ad.id, day, m)) }
+                        }
+                        campaignSum += groupSum
+                        if !groupSum.isZero { groupRows.append(truthRow(acct, .adgroup, group.id, day, groupSum)) }
+                    }
+                    rows += groupRows
+                    if !campaignSum.isZero { rows.append(truthRow(acct, .campaign, campaign.id, day, campaignSum)) }
+                }
+            }
+        }
+        return rows
+    }
+
+    /// Per-account sums over the whole history (what the ad-level truth adds up to).
+    public func accountTotals(platform: SandboxPlatform? = nil) -> [AccountTotal] {
+        world.accountOrder.compactMap { world.accounts[$0] }.filter { platform == nil || $0.platform == platform }
+            .map { acct in
+                var sum = DayMetrics()
+                let today = localToday(acct)
+                for d in world.firstDay[acct.id]!.day...today.day {
+                    for ad in acct.allAds { sum += metrics(acct, ad, CivilDay(day: d)) }
+                }
+                return AccountTotal(
+                    platform: acct.platform, accountID: acct.id, currency: acct.currency,
+                    spend: .fromCents(sum.spendCents), impressions: sum.impressions, clicks: sum.clicks,
+                    conversions: sum.conversions, conversionValue: .fromCents(sum.valueCents))
+            }
+    }
+
+    /// API requests seen per account and wall-clock second, sorted by account then second.
+    public func requestCounts() -> [RequestCount] {
+        state.withLock { s in
+            s.counts.flatMap { key, seconds in
+                let parts = key.split(separator: "|", maxSplits: 1)
+                return seconds.map {
+                    RequestCount(
+                        platform: SandboxPlatform(rawValue: String(parts[0]))!, accountID: String(parts[1]),
+                        second: $0.key, count: $0.value)
+                }
+            }
+        }.sorted { ($0.accountID, $0.second) < ($1.accountID, $1.second) }
+    }
+
+    /// The most requests one account saw within any single second (0 when none).
+    public func maxRequestsPerSecond(account: String) -> Int {
+        requestCounts().filter { $0.accountID == account }.map(\.count).max() ?? 0
+    }
+
+    /// Forgets all request counts.
+    public func resetRequestCounts() {
+        state.withLock { $0.counts = [:] }
+    }
+
+    // MARK: Internals shared by both APIs
+
+    func localToday(_ account: Account) -> CivilDay {
+        let offset = state.withLock { $0.dayOffset }
+        return Zone.localDay(account.timezone, at: world.baseNow + offset * 86_400)
+    }
+
+    func metrics(_ account: Account, _ ad: Ad, _ day: CivilDay, today: CivilDay? = nil) -> DayMetrics {
+        MetricsModel.adDay(
+            seed: config.seed, account: account, ad: ad, day: day, today: today ?? localToday(account),
+            firstDay: world.firstDay[account.id]!)
+    }
+
+    private func truthRow(_ a: Account, _ level: SandboxLevel, _ id: String, _ day: CivilDay, _ m: DayMetrics)
+        -> TruthRow
+    {
+        TruthRow(
+            platform: a.platform, accountID: a.id, level: level, entityID: id, date: day.description,
+            currency: a.currency, spend: .fromCents(m.spendCents), impressions: m.impressions, clicks: m.clicks,
+            conversions: m.conversions, conversionValue: .fromCents(m.valueCents))
+    }
+
+    func nextRequestID() -> String {
+        let n = state.withLock { s -> Int in
+            s.requestSeq += 1
+            return s.requestSeq
+        }
+        return String(format: "sbx%012d", n)
+    }
+
+    /// Issues a new access + refresh token pair for a connection.
+    func issueTokens(_ platform: SandboxPlatform, _ index: Int) -> (access: String, refresh: String) {
+        let ttl = config.snapAccessTokenTTL
+        let ttlSeconds = Double(ttl.components.seconds) + Double(ttl.components.attoseconds) / 1e18
+        return state.withLock { s in
+            let key = "\(platform.rawValue)-\(index)"
+            let gen = s.generations[key, default: 0]
+            s.generations[key] = gen + 1
+            let h = SplitMix64.hash(config.seed, platform == .tiktok ? 1 : 2, UInt64(index), UInt64(gen))
+            let suffix = String(h, radix: 16)
+            let prefix = platform == .tiktok ? "tt" : "snap"
+            let access = "\(prefix)-at-\(index)-\(gen)-\(suffix)"
+            let refresh = "\(prefix)-rt-\(index)-\(gen)-\(String(SplitMix64.mix(h), radix: 16))"
+            s.tokens[access] = Token(
+                platform: platform, connection: index, kind: .access,
+                expiresAt: platform == .snapchat ? Date().addingTimeInterval(ttlSeconds) : nil)
+            s.tokens[refresh] = Token(platform: platform, connection: index, kind: .refresh, expiresAt: nil)
+            return (access, refresh)
+        }
+    }
+
+    enum TokenCheck {
+        case ok(connection: Int)
+        case missing, unknown, revoked, expired
+    }
+
+    func checkToken(_ token: String?, _ platform: SandboxPlatform, kind: TokenKind = .access) -> TokenCheck {
+        guard let token, !token.isEmpty else { return .missing }
+        return state.withLock { s in
+            guard let t = s.tokens[token], t.platform == platform, t.kind == kind else { return .unknown }
+            if t.revoked { return .revoked }
+            if let e = t.expiresAt, e <= Date() { return .expired }
+            return .ok(connection: t.connection)
+        }
+    }
+
+    /// Counts the request for rate-limit evidence and decides its fault.
+    func admit(_ platform: SandboxPlatform, account: String?, path: String, isOAuth: Bool, isReport: Bool)
+        -> FaultKind?
+    {
+        let second = Int(Date().timeIntervalSince1970)
+        return state.withLock { s in
+            if let account {
+                s.counts["\(platform.rawValue)|\(account)", default: [:]][second, default: 0] += 1
+            }
+            return s.faults.decide(
+                platform: platform, account: account, path: path, isOAuth: isOAuth, isReport: isReport)
+        }
+    }
+
+    func slowDelay() -> Duration {
+        state.withLock { $0.faults.config.slowDelay }
+    }
+
+    func nextServerErrorTurn() -> Int {
+        state.withLock { s in
+            s.faults.serverErrorTurn += 1
+            return s.faults.serverErrorTurn
+        }
+    }
+}

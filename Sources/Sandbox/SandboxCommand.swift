@@ -1,0 +1,118 @@
+import Dispatch
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// `nexjobs sandbox [--port P] [--seed S] [--snap-token-ttl SECONDS]`: serves until SIGINT or SIGTERM.
+///
+/// Prints the base URLs to configure clients with (never tokens; those are at `/_sandbox/connections`).
+/// Returns 0 after a clean stop, 1 when the port cannot be bound, 2 on bad arguments.
+public func runSandboxCommand(arguments: [String]) async -> Int32 {
+    var config = SandboxConfig()
+    var port = 0
+    var host = "127.0.0.1"
+    var i = 0
+    func value() -> String? {
+        i += 1
+        return i < arguments.count ? arguments[i] : nil
+    }
+    while i < arguments.count {
+        switch arguments[i] {
+        case "--help", "-h":
+            print(
+                """
+                usage: nexjobs sandbox [--port P] [--host H] [--seed S] [--snap-token-ttl SECONDS]
+
+                Serves a local fake of the TikTok Marketing API v1.3 and the Snap Marketing API v1 with
+                deterministic data. Control endpoints under /_sandbox/ (faults, revoke, expire, clock,
+                truth, requests, connections). Stops on SIGINT or SIGTERM.
+                """)
+            return 0
+        case "--port":
+            guard let v = value(), let p = Int(v), (0...65535).contains(p) else { return usage("--port needs 0...65535") }
+            port = p
+        case "--host":
+            guard let v = value() else { return usage("--host needs a value") }
+            host = v
+        case "--seed":
+            guard let v = value(), let s = UInt64(v) else { return usage("--seed needs an unsigned integer") }
+            config.seed = s
+        case "--snap-token-ttl":
+            guard let v = value(), let s = Int(v), s > 0 else { return usage("--snap-token-ttl needs seconds > 0") }
+            config.snapAccessTokenTTL = .seconds(s)
+        default:
+            return usage("unknown argument \(arguments[i])")
+        }
+        i += 1
+    }
+    let sandbox = Sandbox(config: config)
+    let bound: Int
+    do {
+        bound = try sandbox.start(host: host, port: port)
+    } catch {
+        FileHandle.standardError.write(Data("sandbox: \(error)\n".utf8))
+        return 1
+    }
+    let base = "http://\(host.contains(":") ? "[\(host)]" : host):\(bound)"
+    print("sandbox listening on \(base) (seed \(config.seed))")
+    print("tiktok base url:   \(base)/open_api/v1.3/")
+    print("snap api base url: \(base)/v1/")
+    print("snap oauth url:    \(base)/login/oauth2/access_token")
+    print("connections:       \(base)/_sandbox/connections")
+    fflush(nil)
+
+    await waitForTerminationSignal()
+    print("sandbox: stopping")
+    await sandbox.stop()
+    return 0
+}
+
+private func usage(_ message: String) -> Int32 {
+    FileHandle.standardError.write(Data("sandbox: \(message) (see --help)\n".utf8))
+    return 2
+}
+
+/// Suspends until SIGINT or SIGTERM arrives (delivered through Dispatch, not a signal handler).
+private func waitForTerminationSignal() async {
+    signal(SIGINT, SIG_IGN)
+    signal(SIGTERM, SIG_IGN)
+    let queue = DispatchQueue(label: "sandbox.signals")
+    let fired = SignalLatch()
+    await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+        let sources = [SIGINT, SIGTERM].map { DispatchSource.makeSignalSource(signal: $0, queue: queue) }
+        fired.set(c, sources: sources)
+        for s in sources {
+            s.setEventHandler { fired.fire() }
+            s.resume()
+        }
+    }
+}
+
+/// Resumes its continuation once. `@unchecked Sendable`: all state is guarded by `lock`.
+private final class SignalLatch: @unchecked Sendable {
+    private let lock = NSLock()
+    private var continuation: CheckedContinuation<Void, Never>?
+    private var sources: [DispatchSourceSignal] = []
+
+    func set(_ c: CheckedContinuation<Void, Never>, sources: [DispatchSourceSignal]) {
+        lock.lock()
+        continuation = c
+        self.sources = sources
+        lock.unlock()
+    }
+
+    func fire() {
+        lock.lock()
+        let c = continuation
+        continuation = nil
+        let s = sources
+        sources = []
+        lock.unlock()
+        for source in s { source.cancel() }
+        c?.resume()
+    }
+}

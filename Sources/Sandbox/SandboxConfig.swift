@@ -1,0 +1,45 @@
+import Foundation
+
+/// The shape of the sandbox's synthetic world; every default is documented on its property.
+public struct SandboxConfig: Sendable {
+    /// Seed of the world and of probabilistic faults (default 42): same seed, same world, byte for byte.
+    public var seed: UInt64
+    /// TikTok OAuth grants (default 3); auth codes `tiktok-auth-0` ...
+    public var tiktokConnections: Int
+    /// Snap OAuth grants (default 3), each with one organization; auth codes `snap-auth-0` ...
+    public var snapConnections: Int
+    /// Advertisers (TikTok) or ad accounts (Snap) per connection (default 1...3).
+    public var accountsPerConnection: ClosedRange<Int>
+    /// Campaigns per account (default 1...4); 0 gives empty accounts, large values test pagination.
+    public var campaignsPerAccount: ClosedRange<Int>
+    /// Ad groups / ad squads per campaign (default 1...3).
+    public var adGroupsPerCampaign: ClosedRange<Int>
+    /// Ads per ad group (default 1...3).
+    public var adsPerAdGroup: ClosedRange<Int>
+    /// Days of metric history up to and including each account's local today (default 120).
+    public var days: Int
+    /// Lifetime of Snap access tokens, returned as `expires_in` (default 1800 s, shortenable for tests).
+    public var snapAccessTokenTTL: Duration
+    /// The reference instant whose account-local dates are "today"; nil (the default) means the wall clock
+    /// at `init`. The sandbox clock then only moves through `advanceDays` / `POST /_sandbox/clock`.
+    public var today: Date?
+
+    /// Creates a configuration; every default is documented on its property.
+    public init(
+        seed: UInt64 = 42, tiktokConnections: Int = 3, snapConnections: Int = 3,
+        accountsPerConnection: ClosedRange<Int> = 1...3, campaignsPerAccount: ClosedRange<Int> = 1...4,
+        adGroupsPerCampaign: ClosedRange<Int> = 1...3, adsPerAdGroup: ClosedRange<Int> = 1...3, days: Int = 120,
+        snapAccessTokenTTL: Duration = .seconds(1800), today: Date? = nil
+    ) {
+        self.seed = seed
+        self.tiktokConnections = tiktokConnections
+        self.snapConnections = snapConnections
+        self.accountsPerConnection = accountsPerConnection
+        self.campaignsPerAccount = campaignsPerAccount
+        self.adGroupsPerCampaign = adGroupsPerCampaign
+        self.adsPerAdGroup = adsPerAdGroup
+        self.days = days
+        self.snapAccessTokenTTL = snapAccessTokenTTL
+        self.today = today
+    }
+}
