@@ -321,7 +321,8 @@ public struct SnapchatClient: AdPlatformClient {
         var refreshed = false
         var tokens = await session.tokens
         if let expiry = tokens.accessTokenExpiresAt, tokens.refreshToken != nil,
-            expiry.timeIntervalSinceNow < configuration.refreshMargin.seconds
+            Self.refreshDue(
+                expiry: expiry, lastRefresh: await session.lastRefreshAt, margin: configuration.refreshMargin)
         {
             logger.log(.info, "snapchat access token about to expire, refreshing", ["endpoint": QueryString.path(of: url)])
             tokens = try await refresh(session, stale: tokens.accessToken, endpoint: QueryString.path(of: url))
@@ -355,6 +356,17 @@ public struct SnapchatClient: AdPlatformClient {
         }
     }
 
+    /// Whether to refresh before sending: the token has expired, or expires within `margin` and this session has
+    /// not refreshed within the last `margin` (a platform issuing tokens shorter-lived than the margin would
+    /// otherwise make every request refresh).
+    static func refreshDue(expiry: Date, lastRefresh: Date?, margin: Duration, now: Date = Date()) -> Bool {
+        let remaining = expiry.timeIntervalSince(now)
+        if remaining <= 0 { return true }
+        guard remaining < margin.seconds else { return false }
+        guard let lastRefresh else { return true }
+        return now.timeIntervalSince(lastRefresh) > margin.seconds
+    }
+
     private func refresh(_ session: TokenSession, stale: String, endpoint: String) async throws -> OAuthTokens {
         do {
             return try await session.refresh(replacing: stale) { try await refreshTokens($0) }
@@ -383,9 +395,9 @@ public struct SnapchatClient: AdPlatformClient {
                 message: detail.isEmpty ? "HTTP \(response.status)" : scrubber.scrub(detail))
         }
         guard let body = parsed else {
-            let truncated = (parseError?.offset ?? 0) >= response.body.count
+            // A short body was already reported by the transport (Content-Length check): this one is complete.
             throw PlatformError(
-                truncated ? .transient : .malformedResponse, platform: .snapchat, endpoint: endpoint,
+                .malformedResponse, platform: .snapchat, endpoint: endpoint,
                 httpStatus: response.status,
                 message: "response body is not JSON: \(parseError.map { "\($0)" } ?? "")")
         }

@@ -358,9 +358,11 @@ public struct TikTokClient: AdPlatformClient {
                     Self.httpKind(response), platform: .tiktok, endpoint: endpoint, httpStatus: response.status,
                     message: "HTTP \(response.status) without a JSON body")
             }
+            // The transport already turned a body shorter than its Content-Length into a transient failure, so a
+            // complete body that does not parse is the server's fault, not the network's.
             throw PlatformError(
-                error.offset >= response.body.count ? .transient : .malformedResponse, platform: .tiktok,
-                endpoint: endpoint, httpStatus: response.status, message: "response body is not JSON: \(error)")
+                .malformedResponse, platform: .tiktok, endpoint: endpoint, httpStatus: response.status,
+                message: "response body is not JSON: \(error)")
         }
         let message = scrubber.scrub(body["message"]?.stringValue ?? "")
         guard case .some(.some(let code)) = Values.int64(body["code"]) else {

@@ -11,6 +11,8 @@ public actor TokenSession {
     private var inFlight: Task<OAuthTokens, any Error>?
     /// Number of refreshes performed through this session (for tests and logs).
     public private(set) var refreshCount = 0
+    /// When this session last refreshed its tokens; nil before the first refresh.
+    public private(set) var lastRefreshAt: Date?
 
     /// Creates a session; `onRefresh` is awaited with the new tokens after each successful refresh.
     public init(tokens: OAuthTokens, onRefresh: @escaping @Sendable (OAuthTokens) async throws -> Void = { _ in }) {
@@ -43,6 +45,7 @@ public actor TokenSession {
         try await onRefresh(fresh)
         tokens = fresh
         refreshCount += 1
+        lastRefreshAt = Date()
         return fresh
     }
 }

@@ -64,3 +64,20 @@ final class LocalDateTests: XCTestCase {
         XCTAssertEqual(LocalDate(instant.addingTimeInterval(-10 * 3600), in: TimeZone(identifier: "UTC")!), date("2024-03-09"))
     }
 }
+
+final class RefreshTimingTests: XCTestCase {
+    func testProactiveRefreshIsDueOnlyWhenNeeded() {
+        let now = Date(timeIntervalSince1970: 1_700_000_000)
+        let margin = Duration.seconds(60)
+        XCTAssertTrue(SnapchatClient.refreshDue(expiry: now.addingTimeInterval(-1), lastRefresh: now, margin: margin, now: now))
+        XCTAssertTrue(SnapchatClient.refreshDue(expiry: now.addingTimeInterval(30), lastRefresh: nil, margin: margin, now: now))
+        XCTAssertFalse(SnapchatClient.refreshDue(expiry: now.addingTimeInterval(1800), lastRefresh: nil, margin: margin, now: now))
+        // A token issued 1 s ago that lives 30 s: refreshing again would loop, the 401 path covers real expiry.
+        XCTAssertFalse(
+            SnapchatClient.refreshDue(
+                expiry: now.addingTimeInterval(30), lastRefresh: now.addingTimeInterval(-1), margin: margin, now: now))
+        XCTAssertTrue(
+            SnapchatClient.refreshDue(
+                expiry: now.addingTimeInterval(30), lastRefresh: now.addingTimeInterval(-120), margin: margin, now: now))
+    }
+}
