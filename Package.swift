@@ -19,7 +19,7 @@ let package = Package(
         .target(name: "HTTP"),
         .target(name: "Platforms", dependencies: ["Postgres"]),
         .target(name: "Sandbox", dependencies: ["HTTP"]),
-        .target(name: "Privacy", dependencies: ["COpenSSL", "Postgres", "Queue"]),
+        .target(name: "Privacy", dependencies: ["COpenSSL", "Postgres", "Queue"], exclude: ["CIPHERTEXT.md"]),
         .target(name: "Sync", dependencies: ["Platforms", "Queue", "Privacy", "Postgres"]),
         .target(name: "Runtime", dependencies: ["Queue", "Cron", "Sync", "Privacy", "HTTP", "Postgres", "Logs"]),
         .executableTarget(name: "nexjobs", dependencies: ["Runtime", "Sandbox", "Queue", "Postgres", "HTTP", "Logs"]),

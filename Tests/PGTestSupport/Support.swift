@@ -1,1 +1,163 @@
-// Test support.
+import Foundation
+import Postgres
+
+/// Errors of the test environment itself.
+public struct TestEnvironmentError: Error, CustomStringConvertible {
+    public var description: String
+}
+
+/// A fresh, migrated database owned by one test, on the server named by `NEXJOBS_TEST_DATABASE_URL`.
+///
+/// Without that variable every test that needs PostgreSQL fails (it never skips): run the tests through
+/// `deploy/test.sh`, which starts a throwaway cluster and sets it.
+public struct TestDatabase: Sendable {
+    public let name: String
+    /// URL of this test's own database.
+    public let url: String
+    public let pool: PGPool
+    let adminURL: String
+
+    /// Creates `t_<test>_<random>` and applies every migration in `sql/`.
+    public static func create(_ label: String = #function, maxConnections: Int = 8, migrate: Bool = true)
+        async throws -> TestDatabase
+    {
+        let admin = try adminURL()
+        let slug = label.lowercased().map { $0.isLetter || $0.isNumber ? $0 : "_" }.prefix(30)
+        let name = "t_\(String(slug))_\(UInt32.random(in: 0...UInt32.max))"
+        let adminPool = try PGPool(url: admin, maxConnections: 1)
+        // The name is generated above from [a-z0-9_] only; CREATE DATABASE cannot take a bind parameter.
+        try await adminPool.execute(PGQuery(unsafeSQL: "CREATE DATABASE \"\(name)\""))
+        await adminPool.close()
+        let url = try replaceDatabase(in: admin, with: name)
+        let pool = try PGPool(url: url, maxConnections: maxConnections)
+        if migrate {
+            _ = try await PGMigrator(directory: sqlDirectory).migrate(pool)
+        }
+        return TestDatabase(name: name, url: url, pool: pool, adminURL: admin)
+    }
+
+    /// Closes the pool and drops the database (connections still open are terminated).
+    public func drop() async {
+        await pool.close()
+        guard let admin = try? PGPool(url: adminURL, maxConnections: 1) else { return }
+        _ = try? await admin.execute(PGQuery(unsafeSQL: "DROP DATABASE IF EXISTS \"\(name)\" WITH (FORCE)"))
+        await admin.close()
+    }
+
+    public static func adminURL() throws -> String {
+        guard let url = ProcessInfo.processInfo.environment["NEXJOBS_TEST_DATABASE_URL"], !url.isEmpty else {
+            throw TestEnvironmentError(description: """
+                NEXJOBS_TEST_DATABASE_URL is not set: these tests need a real PostgreSQL. Run them with \
+                `bash deploy/test.sh` (it starts a throwaway cluster), or set it to an admin URL.
+                """)
+        }
+        return url
+    }
+
+    /// The repository's `sql/` folder.
+    public static var sqlDirectory: URL { repositoryRoot.appendingPathComponent("sql") }
+
+    public static var repositoryRoot: URL {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
+    }
+
+    /// Swaps the database name of a `postgres://` URI (or appends `dbname=` to a conninfo string).
+    static func replaceDatabase(in url: String, with name: String) throws -> String {
+        if url.hasPrefix("postgres://") || url.hasPrefix("postgresql://") {
+            guard var c = URLComponents(string: url) else {
+                throw TestEnvironmentError(description: "NEXJOBS_TEST_DATABASE_URL is not a valid URI")
+            }
+            c.path = "/" + name
+            return c.string!
+        }
+        return url + " dbname=\(name)"
+    }
+}
+
+/// Polls `condition` every 20 ms until it holds or `timeout` passes; returns whether it held.
+public func waitUntil(timeout: Duration = .seconds(30), _ condition: () async throws -> Bool) async rethrows -> Bool {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if try await condition() { return true }
+        try? await Task.sleep(for: .milliseconds(20))
+    }
+    return try await condition()
+}
+
+/// The built `nexjobs` executable, next to the test bundle.
+public var nexjobsExecutable: URL {
+    var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    for _ in 0..<4 {
+        let candidate = dir.appendingPathComponent("nexjobs")
+        if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
+        dir = dir.deletingLastPathComponent()
+    }
+    return repositoryRoot().appendingPathComponent(".build/debug/nexjobs")
+}
+
+func repositoryRoot() -> URL { TestDatabase.repositoryRoot }
+
+/// A child process running the `nexjobs` binary, with its output captured.
+public final class NexjobsProcess: @unchecked Sendable {
+    // `output` is guarded by `lock`; Process itself is only started/signalled from the owning test.
+    public let process = Process()
+    private let lock = NSLock()
+    private var output = Data()
+
+    public init(_ arguments: [String], databaseURL: String?, environment: [String: String] = [:]) {
+        process.executableURL = nexjobsExecutable
+        process.arguments = arguments
+        var env = ProcessInfo.processInfo.environment
+        env["DATABASE_URL"] = databaseURL
+        if databaseURL == nil { env.removeValue(forKey: "DATABASE_URL") }
+        env["NEXJOBS_SQL_DIR"] = TestDatabase.sqlDirectory.path
+        for (k, v) in environment { env[k] = v }
+        process.environment = env
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        pipe.fileHandleForReading.readabilityHandler = { [weak self] h in
+            let d = h.availableData
+            guard let self, !d.isEmpty else { return }
+            self.lock.lock()
+            self.output.append(d)
+            self.lock.unlock()
+        }
+    }
+
+    public func start() throws { try process.run() }
+
+    public var text: String {
+        lock.lock()
+        defer { lock.unlock() }
+        return String(decoding: output, as: UTF8.self)
+    }
+
+    public func signal(_ sig: Int32) { kill(process.processIdentifier, sig) }
+
+    /// Waits for exit up to `timeout`; returns the exit status or nil if it is still running.
+    public func wait(timeout: Duration = .seconds(60)) async -> Int32? {
+        let exited = await waitUntil(timeout: timeout) { !process.isRunning }
+        guard exited else { return nil }
+        // Let the pipe drain the last bytes.
+        try? await Task.sleep(for: .milliseconds(50))
+        return process.terminationStatus
+    }
+
+    /// Runs to completion and returns (status, output).
+    public static func run(_ arguments: [String], databaseURL: String?, environment: [String: String] = [:],
+                           timeout: Duration = .seconds(60)) async throws -> (Int32, String) {
+        let p = NexjobsProcess(arguments, databaseURL: databaseURL, environment: environment)
+        try p.start()
+        guard let status = await p.wait(timeout: timeout) else {
+            p.signal(SIGKILL)
+            throw TestEnvironmentError(description: "nexjobs \(arguments.joined(separator: " ")) did not exit")
+        }
+        return (status, p.text)
+    }
+
+    deinit {
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+    }
+}
