@@ -111,9 +111,15 @@ struct JSONScanner {
         case UInt8(ascii: "{"): return try parseObject()
         case UInt8(ascii: "["): return try parseArray()
         case UInt8(ascii: "\""): return .string(try parseString())
-        case UInt8(ascii: "t"): try expectLiteral("true"); return .bool(true)
-        case UInt8(ascii: "f"): try expectLiteral("false"); return .bool(false)
-        case UInt8(ascii: "n"): try expectLiteral("null"); return .null
+        case UInt8(ascii: "t"):
+            try expectLiteral("true")
+            return .bool(true)
+        case UInt8(ascii: "f"):
+            try expectLiteral("false")
+            return .bool(false)
+        case UInt8(ascii: "n"):
+            try expectLiteral("null")
+            return .null
         case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): return .number(try parseNumber())
         default: throw fail("unexpected character")
         }
@@ -121,7 +127,10 @@ struct JSONScanner {
 
     private mutating func expectLiteral(_ literal: String) throws(JSONParseError) {
         let expected = Array(literal.utf8)
-        guard index + expected.count <= bytes.count else { index = bytes.count; throw fail("literal") }
+        guard index + expected.count <= bytes.count else {
+            index = bytes.count
+            throw fail("literal")
+        }
         guard bytes[index..<index + expected.count].elementsEqual(expected) else { throw fail("invalid literal") }
         index += expected.count
     }
@@ -152,8 +161,14 @@ struct JSONScanner {
             members.append((key, try parseValue()))
             skipWhitespace()
             guard index < bytes.count else { throw fail("'}' expected") }
-            if bytes[index] == UInt8(ascii: ",") { index += 1; continue }
-            if bytes[index] == UInt8(ascii: "}") { index += 1; return .object(members) }
+            if bytes[index] == UInt8(ascii: ",") {
+                index += 1
+                continue
+            }
+            if bytes[index] == UInt8(ascii: "}") {
+                index += 1
+                return .object(members)
+            }
             throw fail("',' or '}' expected")
         }
     }
@@ -173,8 +188,14 @@ struct JSONScanner {
             items.append(try parseValue())
             skipWhitespace()
             guard index < bytes.count else { throw fail("']' expected") }
-            if bytes[index] == UInt8(ascii: ",") { index += 1; continue }
-            if bytes[index] == UInt8(ascii: "]") { index += 1; return .array(items) }
+            if bytes[index] == UInt8(ascii: ",") {
+                index += 1
+                continue
+            }
+            if bytes[index] == UInt8(ascii: "]") {
+                index += 1
+                return .array(items)
+            }
             throw fail("',' or ']' expected")
         }
     }
@@ -267,7 +288,10 @@ struct JSONScanner {
     }
 
     private mutating func parseHex4() throws(JSONParseError) -> UInt16 {
-        guard index + 4 <= bytes.count else { index = bytes.count; throw fail("\\u escape") }
+        guard index + 4 <= bytes.count else {
+            index = bytes.count
+            throw fail("\\u escape")
+        }
         var value: UInt16 = 0
         for _ in 0..<4 {
             let byte = bytes[index]
@@ -329,7 +353,8 @@ extension JSONValue {
             case "\t": out += "\\t"
             default:
                 if scalar.value < 0x20 {
-                    out += "\\u" + String(repeating: "0", count: 4 - String(scalar.value, radix: 16).count)
+                    out +=
+                        "\\u" + String(repeating: "0", count: 4 - String(scalar.value, radix: 16).count)
                         + String(scalar.value, radix: 16)
                 } else {
                     out.unicodeScalars.append(scalar)

@@ -106,7 +106,9 @@ public struct SnapchatClient: AdPlatformClient {
         guard (200..<300).contains(response.status) else {
             let code = body?["error"]?.stringValue
             var kind = ErrorClassifier.oauth(status: response.status, error: code)
-            if case .rateLimited = kind { kind = .rateLimited(retryAfter: ErrorClassifier.retryAfter(headers: response.headers)) }
+            if case .rateLimited = kind {
+                kind = .rateLimited(retryAfter: ErrorClassifier.retryAfter(headers: response.headers))
+            }
             let detail = body?["error_description"]?.stringValue ?? body?["debug_message"]?.stringValue ?? ""
             throw PlatformError(
                 kind, platform: .snapchat, endpoint: endpoint, httpStatus: response.status, apiCode: code,
@@ -134,7 +136,8 @@ public struct SnapchatClient: AdPlatformClient {
     // MARK: Accounts and entities
 
     public func adAccounts(session: TokenSession) async throws -> [AdAccount] {
-        let organizations = try await list("me/organizations", root: "organizations", item: "organization",
+        let organizations = try await list(
+            "me/organizations", root: "organizations", item: "organization",
             accountId: nil, session: session)
         var accounts: [AdAccount] = []
         for organization in organizations {
@@ -209,7 +212,8 @@ public struct SnapchatClient: AdPlatformClient {
             var next = QueryString.url(base: configuration.apiBaseURL, path: path, query: query)
             while let url = next {
                 let body = try await get(url, accountId: account.id, session: session)
-                rows += try Self.statsRows(body, level: level, breakdown: breakdown, account: account, endpoint: QueryString.path(of: url))
+                rows += try Self.statsRows(
+                    body, level: level, breakdown: breakdown, account: account, endpoint: QueryString.path(of: url))
                 next = try nextLink(body, endpoint: QueryString.path(of: url))
             }
         }
@@ -292,14 +296,18 @@ public struct SnapchatClient: AdPlatformClient {
         var all: [JSONValue] = []
         while let url = next {
             let body = try await get(url, accountId: accountId, session: session)
-            guard let wrappers = body[root]?.arrayValue else { throw malformed(QueryString.path(of: url), "\(root) missing") }
+            guard let wrappers = body[root]?.arrayValue else {
+                throw malformed(QueryString.path(of: url), "\(root) missing")
+            }
             for wrapper in wrappers {
                 if let status = wrapper["sub_request_status"]?.stringValue, status.uppercased() != "SUCCESS" {
                     throw PlatformError(
                         .permanent, platform: .snapchat, endpoint: QueryString.path(of: url),
                         message: "sub request status \(status)")
                 }
-                guard let record = wrapper[item] else { throw malformed(QueryString.path(of: url), "\(root)[].\(item) missing") }
+                guard let record = wrapper[item] else {
+                    throw malformed(QueryString.path(of: url), "\(root)[].\(item) missing")
+                }
                 all.append(record)
             }
             next = try nextLink(body, endpoint: QueryString.path(of: url))
@@ -324,7 +332,8 @@ public struct SnapchatClient: AdPlatformClient {
             Self.refreshDue(
                 expiry: expiry, lastRefresh: await session.lastRefreshAt, margin: configuration.refreshMargin)
         {
-            logger.log(.info, "snapchat access token about to expire, refreshing", ["endpoint": QueryString.path(of: url)])
+            logger.log(
+                .info, "snapchat access token about to expire, refreshing", ["endpoint": QueryString.path(of: url)])
             tokens = try await refresh(session, stale: tokens.accessToken, endpoint: QueryString.path(of: url))
             refreshed = true
         }
@@ -378,7 +387,8 @@ public struct SnapchatClient: AdPlatformClient {
     }
 
     /// Checks status and `request_status`, returning the parsed body.
-    private func checked(_ response: TransportResponse, endpoint: String, scrubber: SecretScrubber) throws -> JSONValue {
+    private func checked(_ response: TransportResponse, endpoint: String, scrubber: SecretScrubber) throws -> JSONValue
+    {
         let parsed: JSONValue?
         var parseError: JSONParseError?
         do { parsed = try JSONValue.parse(response.body) } catch {
@@ -387,7 +397,9 @@ public struct SnapchatClient: AdPlatformClient {
         }
         if !(200..<300).contains(response.status) {
             var kind = ErrorClassifier.snap(status: response.status)
-            if case .rateLimited = kind { kind = .rateLimited(retryAfter: ErrorClassifier.retryAfter(headers: response.headers)) }
+            if case .rateLimited = kind {
+                kind = .rateLimited(retryAfter: ErrorClassifier.retryAfter(headers: response.headers))
+            }
             let detail = parsed?["debug_message"]?.stringValue ?? parsed?["display_message"]?.stringValue ?? ""
             throw PlatformError(
                 kind, platform: .snapchat, endpoint: endpoint, httpStatus: response.status,

@@ -377,7 +377,9 @@ public struct TikTokClient: AdPlatformClient {
         }
         if code != 0 {
             var kind = ErrorClassifier.tiktok(code: Int(code))
-            if case .rateLimited = kind { kind = .rateLimited(retryAfter: ErrorClassifier.retryAfter(headers: response.headers)) }
+            if case .rateLimited = kind {
+                kind = .rateLimited(retryAfter: ErrorClassifier.retryAfter(headers: response.headers))
+            }
             throw PlatformError(
                 kind, platform: .tiktok, endpoint: endpoint, httpStatus: response.status, apiCode: String(code),
                 message: message.isEmpty ? "TikTok error" : message)

@@ -24,18 +24,12 @@ public struct TransportResponse: Sendable {
 
 /// A POST to an OAuth token endpoint: the only non-GET request a platform client can make.
 ///
-/// Its initializer is internal, so code outside this module cannot build one; inside, only the token exchange and
-/// refresh code of the clients do, always aimed at the configured token URL.
+/// Its only initializer is the synthesized memberwise one, which is internal: code outside this module cannot build
+/// one; inside, only the token exchange and refresh code of the clients do, always aimed at the configured token URL.
 public struct OAuthTokenRequest: Sendable {
     public let url: URL
     public let contentType: String
     public let body: [UInt8]
-
-    init(url: URL, contentType: String, body: [UInt8]) {
-        self.url = url
-        self.contentType = contentType
-        self.body = body
-    }
 }
 
 /// Why the network exchange itself failed (no HTTP response to classify).
@@ -126,7 +120,9 @@ public final class URLSessionTransport: PlatformTransport {
             if let key = key as? String, let value = value as? String { headers[key] = value }
         }
         // A compressed body is decoded by URLSession, so its length only matches Content-Length when uncompressed.
-        let encoded = headers.contains { $0.key.lowercased() == "content-encoding" && $0.value.lowercased() != "identity" }
+        let encoded = headers.contains {
+            $0.key.lowercased() == "content-encoding" && $0.value.lowercased() != "identity"
+        }
         if !encoded,
             let expected = headers.first(where: { $0.key.lowercased() == "content-length" }).flatMap({ Int($0.value) }),
             expected != data.count

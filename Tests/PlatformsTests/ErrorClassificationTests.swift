@@ -50,6 +50,7 @@ final class ErrorClassificationTests: XCTestCase {
             httpStatus: 200, apiCode: "40100", message: "QPS limit")
         XCTAssertEqual(
             error.description,
-            "tiktok rate_limited on /open_api/v1.3/campaign/get/, HTTP 200, code 40100, retry after 2.0 seconds: QPS limit")
+            "tiktok rate_limited on /open_api/v1.3/campaign/get/, HTTP 200, code 40100, retry after 2.0 seconds: QPS limit"
+        )
     }
 }

@@ -130,7 +130,8 @@ func date(_ text: String) -> LocalDate { LocalDate(parsing: text)! }
 enum SnapFixture {
     /// One page of `items` (inner JSON objects) wrapped as `{root: [{sub_request_status, item: {...}}]}`, with an
     /// absolute `paging.next_link` while more remain.
-    static func page(_ items: [String], root: String, item: String, request: HTTPRequest, base: String) -> HTTPResponse {
+    static func page(_ items: [String], root: String, item: String, request: HTTPRequest, base: String) -> HTTPResponse
+    {
         let limit = Int(request.query["limit"] ?? "50") ?? 50
         let offset = Int(request.query["cursor"] ?? "0") ?? 0
         let slice = items[min(offset, items.count)..<min(offset + limit, items.count)]
@@ -151,6 +152,7 @@ enum SnapFixture {
 
     static func token(_ access: String, refresh: String = "snap-refresh-2", expiresIn: Int = 1800) -> HTTPResponse {
         .json(
-            #"{"access_token":"\#(access)","token_type":"Bearer","expires_in":\#(expiresIn),"refresh_token":"\#(refresh)","scope":"snapchat-marketing-api"}"#)
+            #"{"access_token":"\#(access)","token_type":"Bearer","expires_in":\#(expiresIn),"refresh_token":"\#(refresh)","scope":"snapchat-marketing-api"}"#
+        )
     }
 }

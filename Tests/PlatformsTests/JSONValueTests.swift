@@ -26,9 +26,10 @@ final class JSONValueTests: XCTestCase {
     }
 
     func testRejectsInvalidDocuments() {
-        for bad in ["", "{", #"{"a":1"#, #"{"a" 1}"#, "[1,]", "01", "1.", "-", "tru", #""abc"#, "{} x", "[1 2]",
-            #""\x""#, "\u{01}", #""\ud800""#, "1e"]
-        {
+        for bad in [
+            "", "{", #"{"a":1"#, #"{"a" 1}"#, "[1,]", "01", "1.", "-", "tru", #""abc"#, "{} x", "[1 2]",
+            #""\x""#, "\u{01}", #""\ud800""#, "1e",
+        ] {
             XCTAssertThrowsError(try JSONValue.parse(bad), "accepted \(bad.debugDescription)")
         }
     }
@@ -68,7 +69,8 @@ final class JSONValueTests: XCTestCase {
         XCTAssertEqual(Values.int64(.string("-")), .some(nil))
         // Snap micro-currency: 1234567 micros = 1.234567 exactly, and a huge value keeps every digit.
         XCTAssertEqual(Values.fromMicros(Decimal(1_234_567)), Decimal(string: "1.234567")!)
-        XCTAssertEqual(Values.fromMicros(Decimal(string: "123456789012345678")!), Decimal(string: "123456789012.345678")!)
+        XCTAssertEqual(
+            Values.fromMicros(Decimal(string: "123456789012345678")!), Decimal(string: "123456789012.345678")!)
         XCTAssertEqual(Values.fromMicros(Decimal(-5_000_000)), Decimal(-5))
         XCTAssertEqual("\(Values.fromMicros(Decimal(100_000_000)))", "100")
     }

@@ -21,7 +21,8 @@ final class LocalDateTests: XCTestCase {
         let window = DateWindow(first: date("2024-01-15"), last: date("2024-03-20"))
         XCTAssertEqual(window.dayCount, 66)
         let parts = window.split(maxDays: 30)
-        XCTAssertEqual(parts.map(\.description), ["2024-01-15..2024-02-13", "2024-02-14..2024-03-14", "2024-03-15..2024-03-20"])
+        XCTAssertEqual(
+            parts.map(\.description), ["2024-01-15..2024-02-13", "2024-02-14..2024-03-14", "2024-03-15..2024-03-20"])
         let snap = DateWindow(first: date("2023-12-01"), last: date("2024-01-31")).split(maxDays: 31)
         XCTAssertEqual(snap.map(\.description), ["2023-12-01..2023-12-31", "2024-01-01..2024-01-31"])
         XCTAssertEqual(DateWindow(first: date("2024-05-05"), last: date("2024-05-05")).split(maxDays: 30).count, 1)
@@ -61,7 +62,8 @@ final class LocalDateTests: XCTestCase {
         let instant = Date(timeIntervalSince1970: 1_710_061_200)  // 2024-03-10T09:00:00Z
         XCTAssertEqual(LocalDate(instant, in: TimeZone(identifier: "America/Los_Angeles")!), date("2024-03-10"))
         XCTAssertEqual(LocalDate(instant, in: TimeZone(identifier: "Asia/Tokyo")!), date("2024-03-10"))
-        XCTAssertEqual(LocalDate(instant.addingTimeInterval(-10 * 3600), in: TimeZone(identifier: "UTC")!), date("2024-03-09"))
+        XCTAssertEqual(
+            LocalDate(instant.addingTimeInterval(-10 * 3600), in: TimeZone(identifier: "UTC")!), date("2024-03-09"))
     }
 }
 
@@ -69,15 +71,19 @@ final class RefreshTimingTests: XCTestCase {
     func testProactiveRefreshIsDueOnlyWhenNeeded() {
         let now = Date(timeIntervalSince1970: 1_700_000_000)
         let margin = Duration.seconds(60)
-        XCTAssertTrue(SnapchatClient.refreshDue(expiry: now.addingTimeInterval(-1), lastRefresh: now, margin: margin, now: now))
-        XCTAssertTrue(SnapchatClient.refreshDue(expiry: now.addingTimeInterval(30), lastRefresh: nil, margin: margin, now: now))
-        XCTAssertFalse(SnapchatClient.refreshDue(expiry: now.addingTimeInterval(1800), lastRefresh: nil, margin: margin, now: now))
+        XCTAssertTrue(
+            SnapchatClient.refreshDue(expiry: now.addingTimeInterval(-1), lastRefresh: now, margin: margin, now: now))
+        XCTAssertTrue(
+            SnapchatClient.refreshDue(expiry: now.addingTimeInterval(30), lastRefresh: nil, margin: margin, now: now))
+        XCTAssertFalse(
+            SnapchatClient.refreshDue(expiry: now.addingTimeInterval(1800), lastRefresh: nil, margin: margin, now: now))
         // A token issued 1 s ago that lives 30 s: refreshing again would loop, the 401 path covers real expiry.
         XCTAssertFalse(
             SnapchatClient.refreshDue(
                 expiry: now.addingTimeInterval(30), lastRefresh: now.addingTimeInterval(-1), margin: margin, now: now))
         XCTAssertTrue(
             SnapchatClient.refreshDue(
-                expiry: now.addingTimeInterval(30), lastRefresh: now.addingTimeInterval(-120), margin: margin, now: now))
+                expiry: now.addingTimeInterval(30), lastRefresh: now.addingTimeInterval(-120), margin: margin, now: now)
+        )
     }
 }

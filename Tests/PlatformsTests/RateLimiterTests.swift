@@ -39,7 +39,8 @@ final class RateLimiterTests: XCTestCase {
         let policy = RateLimitPolicy(requestsPerSecond: [.tiktok: 10], headroom: 0.1)
         XCTAssertEqual(policy.spacing(for: .tiktok), .microseconds(111_112))
         XCTAssertNil(policy.spacing(for: .snapchat))
-        XCTAssertEqual(RateLimitPolicy(requestsPerSecond: [.snapchat: 4], headroom: 0).spacing(for: .snapchat), .milliseconds(250))
+        XCTAssertEqual(
+            RateLimitPolicy(requestsPerSecond: [.snapchat: 4], headroom: 0).spacing(for: .snapchat), .milliseconds(250))
     }
 
     func testInProcessLimiterKeepsTenConcurrentClientsUnderTenPerSecond() async throws {

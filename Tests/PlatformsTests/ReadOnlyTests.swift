@@ -20,7 +20,9 @@ final class ReadOnlyTests: XCTestCase {
                 }
                 if expire { return TikTokFixture.error(40102, "expired") }
                 return TikTokFixture.page(
-                    [#"{"campaign_id":"1","adgroup_id":"2","ad_id":"3","dimensions":{"campaign_id":"1","adgroup_id":"2","ad_id":"3","stat_time_day":"2024-01-01 00:00:00"},"metrics":{"spend":"1"}}"#],
+                    [
+                        #"{"campaign_id":"1","adgroup_id":"2","ad_id":"3","dimensions":{"campaign_id":"1","adgroup_id":"2","ad_id":"3","stat_time_day":"2024-01-01 00:00:00"},"metrics":{"spend":"1"}}"#
+                    ],
                     request: request)
             }
         }

@@ -92,7 +92,8 @@ final class SandboxClientTests: XCTestCase {
                 for account in accounts {
                     XCTAssertNotNil(TimeZone(identifier: account.timeZone))
                     if ["America/Los_Angeles", "Europe/Paris"].contains(account.timeZone) { sawDSTZone = true }
-                    let truth = harness.sandbox.groundTruth(platform: platform == .tiktok ? .tiktok : .snapchat, account: account.id)
+                    let truth = harness.sandbox.groundTruth(
+                        platform: platform == .tiktok ? .tiktok : .snapchat, account: account.id)
                     let dates = truth.compactMap { LocalDate(parsing: $0.date) }
                     guard let first = dates.min(), let last = dates.max() else { continue }
                     for reportLevel in ReportLevel.allCases {
@@ -116,7 +117,9 @@ final class SandboxClientTests: XCTestCase {
                             XCTAssertEqual(row.conversions ?? 0, Decimal(expected.conversions))
                             XCTAssertEqual(row.conversionValue ?? 0, expected.conversionValue)
                             XCTAssertEqual(row.currency, expected.currency)
-                            if platform == .tiktok, let id = Decimal(string: row.entityId), id > Decimal(9_007_199_254_740_993) {
+                            if platform == .tiktok, let id = Decimal(string: row.entityId),
+                                id > Decimal(9_007_199_254_740_993)
+                            {
                                 sawLargeId = true
                             }
                         }
@@ -220,10 +223,12 @@ final class SandboxClientTests: XCTestCase {
         let sent = harness.transport.requests[before...].map { "\($0.method) \($0.path)" }
         await harness.stop()
         XCTAssertFalse(campaigns.isEmpty)
-        XCTAssertEqual(sent, [
-            "GET /v1/adaccounts/\(account.id)/campaigns", "POST /login/oauth2/access_token",
-            "GET /v1/adaccounts/\(account.id)/campaigns",
-        ])
+        XCTAssertEqual(
+            sent,
+            [
+                "GET /v1/adaccounts/\(account.id)/campaigns", "POST /login/oauth2/access_token",
+                "GET /v1/adaccounts/\(account.id)/campaigns",
+            ])
         let refreshes = await session.refreshCount
         XCTAssertEqual(refreshes, 1)
         let tokens = await session.tokens
@@ -258,7 +263,8 @@ final class SandboxClientTests: XCTestCase {
             let before = harness.transport.requests.count
             let error = await expectPlatformError {
                 _ = try await client.dailyMetrics(
-                    .campaign, account: account, window: DateWindow(first: date("2024-01-01"), last: date("2024-03-31")),
+                    .campaign, account: account,
+                    window: DateWindow(first: date("2024-01-01"), last: date("2024-03-31")),
                     session: session)
             }
             XCTAssertEqual(error?.kind, .reauthorizationRequired, "\(platform)")

@@ -112,14 +112,17 @@ final class SnapchatClientTests: XCTestCase {
             )
         }
         let window = DateWindow(first: date("2022-06-25"), last: date("2022-06-28"))
-        let rows = try await makeSnapClient(server).dailyMetrics(.ad, account: account, window: window, session: session())
+        let rows = try await makeSnapClient(server).dailyMetrics(
+            .ad, account: account, window: window, session: session())
         await server.stop()
-        XCTAssertEqual(rows, [
-            DailyMetric(
-                platform: .snapchat, accountId: account.id, level: .ad, entityId: "417d0269-...",
-                date: date("2022-06-25"), currency: "EUR", spend: 0, impressions: 0, clicks: 0, conversions: 0,
-                conversionValue: nil)
-        ])
+        XCTAssertEqual(
+            rows,
+            [
+                DailyMetric(
+                    platform: .snapchat, accountId: account.id, level: .ad, entityId: "417d0269-...",
+                    date: date("2022-06-25"), currency: "EUR", spend: 0, impressions: 0, clicks: 0, conversions: 0,
+                    conversionValue: nil)
+            ])
         let query = server.requests[0].query
         XCTAssertEqual(query["start_time"], "2022-06-25T00:00:00-07:00")
         XCTAssertEqual(query["end_time"], "2022-06-29T00:00:00-07:00")
@@ -137,9 +140,11 @@ final class SnapchatClientTests: XCTestCase {
             let end = LocalDate(parsing: request.query["end_time"]!)!
             let days = (0..<start.days(to: end)).map { offset -> String in
                 let day = start.adding(days: offset)
-                return #"{"start_time":"\#(day.midnightISO8601(in: zone))","end_time":"\#(day.adding(days: 1).midnightISO8601(in: zone))","stats":{"impressions":10,"swipes":2,"spend":1234567,"conversion_purchases":1,"conversion_purchases_value":9990000}}"#
+                return
+                    #"{"start_time":"\#(day.midnightISO8601(in: zone))","end_time":"\#(day.adding(days: 1).midnightISO8601(in: zone))","stats":{"impressions":10,"swipes":2,"spend":1234567,"conversion_purchases":1,"conversion_purchases_value":9990000}}"#
             }
-            let entity = #"{"id":"camp-1","type":"CAMPAIGN","granularity":"DAY","timeseries":[\#(days.joined(separator: ","))]}"#
+            let entity =
+                #"{"id":"camp-1","type":"CAMPAIGN","granularity":"DAY","timeseries":[\#(days.joined(separator: ","))]}"#
             return .json(
                 #"{"request_status":"SUCCESS","request_id":"r","timeseries_stats":[{"sub_request_status":"SUCCESS","timeseries_stat":{"id":"acc","type":"AD_ACCOUNT","granularity":"DAY","breakdown_stats":{"campaign":[\#(entity)]}}}]}"#
             )
@@ -155,10 +160,12 @@ final class SnapchatClientTests: XCTestCase {
         XCTAssertEqual(rows[0].clicks, 2)
         XCTAssertEqual(rows.reduce(Decimal(0)) { $0 + $1.spend }, Decimal(string: "69.135752")!)
         let windows = server.requests.map { "\($0.query["start_time"]!) \($0.query["end_time"]!)" }
-        XCTAssertEqual(windows, [
-            "2024-02-15T00:00:00-08:00 2024-03-17T00:00:00-07:00",
-            "2024-03-17T00:00:00-07:00 2024-04-11T00:00:00-07:00",
-        ])
+        XCTAssertEqual(
+            windows,
+            [
+                "2024-02-15T00:00:00-08:00 2024-03-17T00:00:00-07:00",
+                "2024-03-17T00:00:00-07:00 2024-04-11T00:00:00-07:00",
+            ])
         XCTAssertEqual(server.requests[0].query["breakdown"], "campaign")
     }
 
@@ -169,13 +176,15 @@ final class SnapchatClientTests: XCTestCase {
             guard request.headers["Authorization"] == "Bearer snap-fresh" else {
                 return SnapFixture.error(401, code: "E0001", message: "Token expired")
             }
-            return SnapFixture.page([#"{"id":"c-1","name":"c","status":"ACTIVE"}"#], root: "campaigns",
+            return SnapFixture.page(
+                [#"{"id":"c-1","name":"c","status":"ACTIVE"}"#], root: "campaigns",
                 item: "campaign", request: request, base: base)
         }
         server.router.add("POST", "/login/oauth2/access_token") { _ in SnapFixture.token("snap-fresh") }
         let persisted = LockedBox<[OAuthTokens]>([])
         let session = TokenSession(
-            tokens: OAuthTokens(accessToken: token, refreshToken: "snap-refresh-SECRET-1",
+            tokens: OAuthTokens(
+                accessToken: token, refreshToken: "snap-refresh-SECRET-1",
                 accessTokenExpiresAt: Date().addingTimeInterval(1000))
         ) { tokens in persisted.withLock { $0.append(tokens) } }
         let campaigns = try await makeSnapClient(server).campaigns(account: account, session: session)
@@ -247,7 +256,9 @@ final class SnapchatClientTests: XCTestCase {
         XCTAssertEqual(error?.apiCode, "invalid_grant")
         XCTAssertEqual(server.requests.map(\.method), ["GET", "POST"])
         let text = "\(error!)"
-        for secret in [token, "snap-refresh-SECRET-1", "snap-client-secret-XYZ"] { XCTAssertFalse(text.contains(secret)) }
+        for secret in [token, "snap-refresh-SECRET-1", "snap-client-secret-XYZ"] {
+            XCTAssertFalse(text.contains(secret))
+        }
     }
 
     func testUnauthorizedAgainAfterRefreshNeedsReauthorization() async throws {
@@ -325,7 +336,8 @@ final class SnapchatClientTests: XCTestCase {
         let server = try FixtureServer()
         server.router.add("GET", "/v1/adaccounts/:id/campaigns") { _ in
             .json(
-                #"{"request_status":"SUCCESS","campaigns":[],"paging":{"next_link":"https://evil.example.com/v1/x?cursor=1"}}"#)
+                #"{"request_status":"SUCCESS","campaigns":[],"paging":{"next_link":"https://evil.example.com/v1/x?cursor=1"}}"#
+            )
         }
         let client = makeSnapClient(server)
         let error = await expectPlatformError {

@@ -18,7 +18,8 @@ final class TikTokClientTests: XCTestCase {
         let server = try FixtureServer()
         server.router.add("POST", "/open_api/v1.3/oauth2/access_token/") { _ in
             TikTokFixture.envelope(
-                #"{"access_token":"tt-new-access","advertiser_ids":["7001035076276387841",7001035076276387843],"scope":[4,5]}"#)
+                #"{"access_token":"tt-new-access","advertiser_ids":["7001035076276387841",7001035076276387843],"scope":[4,5]}"#
+            )
         }
         let client = makeTikTokClient(server)
         let tokens = try await client.exchangeAuthorizationCode("tiktok-auth-0")
@@ -38,11 +39,13 @@ final class TikTokClientTests: XCTestCase {
         let server = try FixtureServer()
         server.router.add("GET", "/open_api/v1.3/oauth2/advertiser/get/") { _ in
             TikTokFixture.envelope(
-                #"{"list":[{"advertiser_id":7001035076276387841,"advertiser_name":"Acme"},{"advertiser_id":"7001035076276387843","advertiser_name":"Beta"}]}"#)
+                #"{"list":[{"advertiser_id":7001035076276387841,"advertiser_name":"Acme"},{"advertiser_id":"7001035076276387843","advertiser_name":"Beta"}]}"#
+            )
         }
         server.router.add("GET", "/open_api/v1.3/advertiser/info/") { _ in
             TikTokFixture.envelope(
-                #"{"list":[{"advertiser_id":7001035076276387841,"name":"Acme","currency":"USD","timezone":"Etc/GMT+8","display_timezone":"America/Los_Angeles","status":"STATUS_ENABLE"},{"advertiser_id":"7001035076276387843","name":"Beta","currency":"JPY","timezone":"Asia/Tokyo","display_timezone":"","status":"STATUS_ENABLE"}]}"#)
+                #"{"list":[{"advertiser_id":7001035076276387841,"name":"Acme","currency":"USD","timezone":"Etc/GMT+8","display_timezone":"America/Los_Angeles","status":"STATUS_ENABLE"},{"advertiser_id":"7001035076276387843","name":"Beta","currency":"JPY","timezone":"Asia/Tokyo","display_timezone":"","status":"STATUS_ENABLE"}]}"#
+            )
         }
         let accounts = try await makeTikTokClient(server).adAccounts(session: session())
         await server.stop()
@@ -103,13 +106,16 @@ final class TikTokClientTests: XCTestCase {
             )
         }
         let window = DateWindow(first: date("2024-09-03"), last: date("2024-09-04"))
-        let rows = try await makeTikTokClient(server).dailyMetrics(.ad, account: account, window: window, session: session())
+        let rows = try await makeTikTokClient(server).dailyMetrics(
+            .ad, account: account, window: window, session: session())
         await server.stop()
         XCTAssertEqual(rows.count, 2)
-        XCTAssertEqual(rows[0], DailyMetric(
-            platform: .tiktok, accountId: account.id, level: .ad, entityId: "11111111", date: date("2024-09-03"),
-            currency: "USD", spend: Decimal(string: "20.00")!, impressions: 5830, clicks: 69, conversions: 0,
-            conversionValue: 0))
+        XCTAssertEqual(
+            rows[0],
+            DailyMetric(
+                platform: .tiktok, accountId: account.id, level: .ad, entityId: "11111111", date: date("2024-09-03"),
+                currency: "USD", spend: Decimal(string: "20.00")!, impressions: 5830, clicks: 69, conversions: 0,
+                conversionValue: 0))
         XCTAssertEqual(rows[1].entityId, "7001035076276387841")
         XCTAssertEqual(rows[1].spend, Decimal(string: "0.1")!)
         XCTAssertNil(rows[1].impressions)
@@ -128,7 +134,8 @@ final class TikTokClientTests: XCTestCase {
         let server = try FixtureServer()
         server.router.add("GET", "/open_api/v1.3/report/integrated/get/") { TikTokFixture.page([], request: $0) }
         let window = DateWindow(first: date("2024-01-20"), last: date("2024-03-31"))
-        _ = try await makeTikTokClient(server).dailyMetrics(.campaign, account: account, window: window, session: session())
+        _ = try await makeTikTokClient(server).dailyMetrics(
+            .campaign, account: account, window: window, session: session())
         await server.stop()
         let ranges = server.requests.map { "\($0.query["start_date"]!)..\($0.query["end_date"]!)" }
         XCTAssertEqual(ranges, ["2024-01-20..2024-02-18", "2024-02-19..2024-03-19", "2024-03-20..2024-03-31"])
@@ -147,7 +154,8 @@ final class TikTokClientTests: XCTestCase {
             return TikTokFixture.page(rows, request: request)
         }
         let window = DateWindow(first: date("2024-02-01"), last: date("2024-03-01"))
-        let rows = try await makeTikTokClient(server).dailyMetrics(.adGroup, account: account, window: window, session: session())
+        let rows = try await makeTikTokClient(server).dailyMetrics(
+            .adGroup, account: account, window: window, session: session())
         await server.stop()
         XCTAssertEqual(rows.map(\.date), (0..<30).map { date("2024-02-01").adding(days: $0) })
         XCTAssertEqual(rows.reduce(Decimal(0)) { $0 + $1.spend }, 30)
@@ -184,7 +192,8 @@ final class TikTokClientTests: XCTestCase {
         }
         server.router.add("POST", "/open_api/v1.3/oauth2/refresh_token/") { _ in
             TikTokFixture.envelope(
-                #"{"access_token":"tt-fresh","refresh_token":"tt-refresh-2","access_token_expire_in":86400,"refresh_token_expire_in":31536000}"#)
+                #"{"access_token":"tt-fresh","refresh_token":"tt-refresh-2","access_token_expire_in":86400,"refresh_token_expire_in":31536000}"#
+            )
         }
         let persisted = LockedBox<[OAuthTokens]>([])
         let session = TokenSession(tokens: OAuthTokens(accessToken: token, refreshToken: "tt-refresh-1")) { tokens in
@@ -290,7 +299,8 @@ final class TikTokClientTests: XCTestCase {
         }
         let client = TikTokClient(
             configuration: TikTokConfiguration(
-                baseURL: server.tiktokBase, appId: "a", secret: "tt-app-secret-XYZ", requestTimeout: .milliseconds(300)))
+                baseURL: server.tiktokBase, appId: "a", secret: "tt-app-secret-XYZ", requestTimeout: .milliseconds(300))
+        )
         let error = await expectPlatformError { _ = try await client.adAccounts(session: self.session()) }
         await server.stop()
         XCTAssertEqual(error?.kind, .transient)
