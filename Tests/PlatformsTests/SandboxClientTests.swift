@@ -302,3 +302,46 @@ final class SandboxClientTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(elapsed, .milliseconds(29 * 111))
     }
 }
+
+final class SandboxChaosTests: XCTestCase {
+    /// Under random (seeded) faults every failure surfaces as a classified `PlatformError` of a retryable or
+    /// malformed kind, never as a crash, a hang or an unclassified error, and a retried operation gets through.
+    func testRandomFaultsAlwaysSurfaceAsClassifiedErrors() async throws {
+        let harness = try SandboxHarness(SandboxConfig(seed: 17, tiktokConnections: 1, snapConnections: 1, days: 40))
+        var failures: [String: Int] = [:]
+        var successes = 0
+        for platform in AdPlatform.allCases {
+            let client = harness.client(platform)
+            let session = harness.session(platform)
+            let account = try await client.adAccounts(session: session)[0]
+            harness.sandbox.setFaults(
+                FaultConfig(
+                    probabilities: [
+                        .rateLimit: 0.1, .serverError: 0.1, .malformedJSON: 0.05, .truncatedBody: 0.05, .slow: 0.05,
+                    ], slowDelay: .milliseconds(20)))
+            for round in 0..<15 {
+                do {
+                    switch round % 3 {
+                    case 0: _ = try await client.campaigns(account: account, session: session)
+                    case 1: _ = try await client.ads(account: account, session: session)
+                    default:
+                        _ = try await client.dailyMetrics(
+                            .adGroup, account: account,
+                            window: DateWindow(first: date("2026-10-01"), last: date("2026-11-20")), session: session)
+                    }
+                    successes += 1
+                } catch let error as PlatformError {
+                    switch error.kind {
+                    case .rateLimited, .transient, .malformedResponse: failures[error.kindName, default: 0] += 1
+                    default: XCTFail("unexpected class under random faults: \(error)")
+                    }
+                    XCTAssertFalse("\(error)".contains(harness.connection(platform).accessToken))
+                }
+            }
+            harness.sandbox.setFaults(.none)
+        }
+        await harness.stop()
+        XCTAssertGreaterThan(successes, 0)
+        XCTAssertGreaterThan(failures.values.reduce(0, +), 0, "the faults should have hit something")
+    }
+}
