@@ -243,16 +243,21 @@ public struct SnapchatClient: AdPlatformClient {
         guard let wrappers = body["timeseries_stats"]?.arrayValue else { throw bad("timeseries_stats missing") }
         var series: [JSONValue] = []
         for wrapper in wrappers {
+            if let status = wrapper["sub_request_status"]?.stringValue, status.uppercased() != "SUCCESS" {
+                throw PlatformError(
+                    .permanent, platform: .snapchat, endpoint: endpoint, message: "stats sub request status \(status)")
+            }
             guard let stat = wrapper["timeseries_stat"] else { throw bad("timeseries_stat missing") }
             if let breakdowns = stat["breakdown_stats"] {
-                guard let entries = breakdowns[breakdown]?.arrayValue else {
+                guard let level = breakdowns[breakdown] else {
                     // Snap omits the level's key when nothing ran in the window.
-                    if case .object(let members) = breakdowns, members.isEmpty { continue }
-                    if breakdowns[breakdown] == nil { continue }
-                    throw bad("breakdown_stats.\(breakdown) is not a list")
+                    continue
                 }
+                guard let entries = level.arrayValue else { throw bad("breakdown_stats.\(breakdown) is not a list") }
                 series += entries
-            } else {
+            } else if stat["type"]?.stringValue?.uppercased() != "AD_ACCOUNT" {
+                // A stats call on the entity itself (the reference example) carries its series directly; an
+                // account-level series without breakdown has no per-entity rows to give.
                 series.append(stat)
             }
         }

@@ -348,3 +348,35 @@ final class SnapchatClientTests: XCTestCase {
         XCTAssertEqual(server.requests.count, 1)
     }
 }
+
+final class SnapStatsParsingTests: XCTestCase {
+    private let account = AdAccount(platform: .snapchat, id: "acc", name: "a", currency: "USD", timeZone: "UTC")
+
+    private func rows(_ json: String) throws -> [DailyMetric] {
+        try SnapchatClient.statsRows(
+            JSONValue.parse(json), level: .ad, breakdown: "ad", account: account, endpoint: "/v1/adaccounts/acc/stats")
+    }
+
+    func testAccountSeriesWithoutBreakdownGivesNoEntityRows() throws {
+        let json =
+            #"{"request_status":"SUCCESS","timeseries_stats":[{"sub_request_status":"SUCCESS","timeseries_stat":{"id":"acc","type":"AD_ACCOUNT","timeseries":[{"start_time":"2024-01-01T00:00:00.000Z","stats":{"spend":1}}]}}]}"#
+        XCTAssertEqual(try rows(json), [])
+        XCTAssertEqual(try rows(#"{"timeseries_stats":[{"timeseries_stat":{"breakdown_stats":{}}}]}"#), [])
+    }
+
+    func testFailedSubRequestAndBadShapesAreErrors() {
+        XCTAssertThrowsError(try rows(#"{"timeseries_stats":[{"sub_request_status":"ERROR"}]}"#)) { error in
+            XCTAssertEqual((error as? PlatformError)?.kind, .permanent)
+        }
+        for bad in [
+            #"{"x":1}"#, #"{"timeseries_stats":[{}]}"#,
+            #"{"timeseries_stats":[{"timeseries_stat":{"breakdown_stats":{"ad":{}}}}]}"#,
+            #"{"timeseries_stats":[{"timeseries_stat":{"breakdown_stats":{"ad":[{"id":"a","timeseries":[{"start_time":"x"}]}]}}}]}"#,
+            #"{"timeseries_stats":[{"timeseries_stat":{"breakdown_stats":{"ad":[{"id":"a","timeseries":[{"start_time":"2024-01-01T00:00:00Z","stats":{"spend":"lots"}}]}]}}}]}"#,
+        ] {
+            XCTAssertThrowsError(try rows(bad), bad) { error in
+                XCTAssertEqual((error as? PlatformError)?.kind, .malformedResponse, bad)
+            }
+        }
+    }
+}
