@@ -52,25 +52,24 @@ final class RateLimiterTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(result.elapsed, .milliseconds(19 * 111))
     }
 
-    func testInProcessLimiterRefusesWaitsBeyondItsBound() async throws {
+    func testInProcessLimiterRefusesWaitsBeyondItsBoundWithoutBooking() async throws {
         let limiter = InProcessRateLimiter(
-            policy: RateLimitPolicy(requestsPerSecond: [.snapchat: 1], headroom: 0, maxWait: .milliseconds(1500)))
-        try await limiter.acquire(platform: .snapchat, accountId: "a")  // slot now
-        try await limiter.acquire(platform: .snapchat, accountId: "b")  // other key: not delayed
+            policy: RateLimitPolicy(requestsPerSecond: [.snapchat: 1], headroom: 0, maxWait: .milliseconds(500)))
         let start = ContinuousClock.now
-        try await limiter.acquire(platform: .snapchat, accountId: "a")  // waits ~1 s
-        XCTAssertGreaterThanOrEqual(ContinuousClock.now - start, .milliseconds(900))
-        try await limiter.acquire(platform: .snapchat, accountId: "a")  // waits ~1 s more, within the bound
-        // The next free slot is ~1 s away: one more booking pushes it ~2 s away, beyond the 1.5 s bound.
-        let pending = Task { try await limiter.acquire(platform: .snapchat, accountId: "a") }
-        try await Task.sleep(for: .milliseconds(50))
+        try await limiter.acquire(platform: .snapchat, accountId: "a")  // slot at start; the next is start + 1 s
+        try await limiter.acquire(platform: .snapchat, accountId: "b")  // another key is not delayed
         do {
-            try await limiter.acquire(platform: .snapchat, accountId: "a")
+            try await limiter.acquire(platform: .snapchat, accountId: "a")  // would wait ~1 s > 0.5 s
             XCTFail("expected rateLimited")
         } catch let error as PlatformError {
             guard case .rateLimited(let retryAfter) = error.kind else { return XCTFail("kind \(error.kind)") }
             XCTAssertNotNil(retryAfter)
         }
-        try await pending.value
+        XCTAssertLessThan(ContinuousClock.now - start, .milliseconds(400), "a refusal must not wait")
+        // Had the refused call booked start + 1 s, a caller arriving then would face another full second and be
+        // refused too; since it booked nothing, that slot is free.
+        try await Task.sleep(until: start + .milliseconds(1050), clock: .continuous)
+        try await limiter.acquire(platform: .snapchat, accountId: "a")
+        XCTAssertLessThan(ContinuousClock.now - start, .milliseconds(1500))
     }
 }
