@@ -49,6 +49,8 @@ public final class Worker: Sendable {
 
     private let claimWake = WakeSignal()
     private let completerWake = WakeSignal()
+    private let heartbeatWake = WakeSignal()
+    private let maintenanceWake = WakeSignal()
     private let state = Mutex(State())
     private let stopping = Atomic<Bool>(false)
     private let hurry = Atomic<Bool>(false)
@@ -109,6 +111,7 @@ public final class Worker: Sendable {
         if let first, now - first > .seconds(1) { hurry.store(true, ordering: .releasing) }
         claimWake.signal()
         completerWake.signal()
+        maintenanceWake.signal()
     }
 
     /// Runs until `shutdown()` (or cancellation), then drains and returns.
@@ -142,6 +145,7 @@ public final class Worker: Sendable {
             await self.drain()
             // Background loops watch `stopping`; the completer flushes what is left before returning.
             self.completerWake.signal()
+            self.heartbeatWake.signal()
             await group.waitForAll()
         }
         _ = try? await pool.execute("DELETE FROM nexjobs.workers WHERE id = \(id)")
@@ -391,9 +395,9 @@ public final class Worker: Sendable {
     // MARK: heartbeat and maintenance
 
     private func heartbeatLoop() async {
-        let pause = WakeSignal()
         while !(isStopping && state.withLock({ $0.inFlight.isEmpty })) {
-            await pause.wait(timeout: options.heartbeatInterval)
+            await heartbeatWake.wait(timeout: options.heartbeatInterval)
+            if isStopping && state.withLock({ $0.inFlight.isEmpty }) { return }
             do {
                 let n = try await pool.execute("""
                     UPDATE nexjobs.workers SET heartbeat_at = now(), lease_until = now() + \(options.leaseDuration)::interval
@@ -416,11 +420,10 @@ public final class Worker: Sendable {
     }
 
     private func maintenanceLoop() async {
-        let pause = WakeSignal()
         let client = JobClient(pool: pool)
         var lastPrune = ContinuousClock.now - .seconds(3600)
         while !isStopping {
-            await pause.wait(timeout: options.maintenanceInterval)
+            await maintenanceWake.wait(timeout: options.maintenanceInterval)
             if isStopping { return }
             do {
                 let rescued = try await client.rescueExpired()

@@ -1,5 +1,6 @@
 import Foundation
 import Postgres
+import XCTest
 
 /// Errors of the test environment itself.
 public struct TestEnvironmentError: Error, CustomStringConvertible {
@@ -160,4 +161,12 @@ public final class NexjobsProcess: @unchecked Sendable {
     deinit {
         if process.isRunning { kill(process.processIdentifier, SIGKILL) }
     }
+}
+
+/// Fails the test unless `condition` holds within `timeout` (polled every 20 ms).
+public func assertEventually(timeout: Duration = .seconds(30), _ message: @autoclosure () -> String = "",
+                             file: StaticString = #filePath, line: UInt = #line,
+                             _ condition: () async throws -> Bool) async rethrows {
+    if try await waitUntil(timeout: timeout, condition) { return }
+    XCTFail("condition not met within \(timeout) \(message())", file: file, line: line)
 }

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Runs the whole test suite against a real PostgreSQL.
+# Without NEXJOBS_TEST_DATABASE_URL it starts a throwaway cluster on a free port in a temp folder and removes it
+# afterwards. Extra arguments go to `swift test` (e.g. --filter WorkerTests).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ -z "${NEXJOBS_TEST_DATABASE_URL:-}" ]; then
+  tmp=$(mktemp -d /tmp/nexjobs-test-pg.XXXXXX)
+  chmod 755 "$tmp"
+  port=${NEXJOBS_TEST_PG_PORT:-$((20000 + RANDOM % 20000))}
+  trap 'bash deploy/pg-cluster.sh stop "$tmp/data" || true; rm -rf "$tmp"' EXIT
+  NEXJOBS_TEST_DATABASE_URL=$(bash deploy/pg-cluster.sh start "$tmp/data" "$port")
+  export NEXJOBS_TEST_DATABASE_URL
+  echo "test cluster: $NEXJOBS_TEST_DATABASE_URL"
+fi
+swift build --build-tests
+swift test --skip-build --parallel --num-workers "${NEXJOBS_TEST_WORKERS:-2}" "$@"
