@@ -1,0 +1,45 @@
+import Foundation
+
+/// The read-only operations a sync needs from an ad platform, implemented by `TikTokClient` and `SnapchatClient`.
+///
+/// Every list is complete (all pages fetched) and every failure is a `PlatformError`. Calls that take a
+/// `TokenSession` refresh an expired access token once on their own and retry; a second rejection, or a rejection
+/// the platform marks as revoked, becomes `.reauthorizationRequired`.
+public protocol AdPlatformClient: Sendable {
+    var platform: AdPlatform { get }
+
+    /// Exchanges the authorization code from the OAuth callback for tokens.
+    func exchangeAuthorizationCode(_ code: String) async throws -> OAuthTokens
+
+    /// Obtains new tokens from a refresh token.
+    func refreshTokens(_ refreshToken: String) async throws -> OAuthTokens
+
+    /// All advertisers (TikTok) / ad accounts (Snap) the grant can read, with currency and IANA time zone.
+    func adAccounts(session: TokenSession) async throws -> [AdAccount]
+
+    /// All entities of `level` in the account, including paused and deleted ones.
+    func entities(_ level: ReportLevel, account: AdAccount, session: TokenSession) async throws -> [AdEntity]
+
+    /// Daily performance of every entity of `level` for the account-local days of `window`, split into as many
+    /// requests as the platform's window limit needs.
+    func dailyMetrics(
+        _ level: ReportLevel, account: AdAccount, window: DateWindow, session: TokenSession
+    ) async throws -> [DailyMetric]
+}
+
+extension AdPlatformClient {
+    /// All campaigns of the account, including paused and deleted ones.
+    public func campaigns(account: AdAccount, session: TokenSession) async throws -> [AdEntity] {
+        try await entities(.campaign, account: account, session: session)
+    }
+
+    /// All ad groups (TikTok) / ad squads (Snap) of the account, including paused and deleted ones.
+    public func adGroups(account: AdAccount, session: TokenSession) async throws -> [AdEntity] {
+        try await entities(.adGroup, account: account, session: session)
+    }
+
+    /// All ads of the account, including paused and deleted ones.
+    public func ads(account: AdAccount, session: TokenSession) async throws -> [AdEntity] {
+        try await entities(.ad, account: account, session: session)
+    }
+}

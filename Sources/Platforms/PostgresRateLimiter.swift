@@ -1,0 +1,55 @@
+import Foundation
+import Postgres
+
+/// Paces requests per platform+account across every process sharing one PostgreSQL database.
+///
+/// Each `acquire` reserves the next slot for the key with one atomic statement (`nexjobs.rate_limit_reserve`, from
+/// migration `050_rate_limits.sql`) and sleeps until it, so ten workers on one advertiser together send at most the
+/// configured rate. Slots are spaced evenly (no burst) at the rate less `RateLimitPolicy.headroom`. When the wait would
+/// exceed `RateLimitPolicy.maxWait`, no slot is taken and `acquire` throws `PlatformError` `.rateLimited`. Waits of a
+/// second or more are logged at info, shorter ones at debug.
+public struct PostgresRateLimiter: RequestRateLimiter {
+    private let pool: PGPool
+    private let policy: RateLimitPolicy
+    private let logger: PlatformLogger
+
+    public init(pool: PGPool, policy: RateLimitPolicy = RateLimitPolicy(), logger: PlatformLogger = .disabled) {
+        self.pool = pool
+        self.policy = policy
+        self.logger = logger
+    }
+
+    public func acquire(platform: AdPlatform, accountId: String) async throws {
+        guard let spacing = policy.spacing(for: platform) else { return }
+        let key = RateLimitPolicy.key(platform, accountId)
+        let spacingMicros = Self.micros(spacing)
+        let maxWaitMicros = Self.micros(policy.maxWait)
+        let waitMicros: Int64?
+        do {
+            let rows = try await pool.query(
+                "SELECT nexjobs.rate_limit_reserve(\(key), \(spacingMicros), \(maxWaitMicros))")
+            waitMicros = try rows.first?.decode(0, as: Int64?.self)
+        } catch let error as CancellationError {
+            throw error
+        } catch {
+            throw PlatformError(
+                .transient, platform: platform, endpoint: "client rate limiter",
+                message: "rate limit reservation failed for account \(accountId): \(error)")
+        }
+        guard let waitMicros else {
+            logger.log(.warning, "rate limit wait exceeds bound", ["key": key, "max_wait": "\(policy.maxWait)"])
+            throw PlatformError(
+                .rateLimited(retryAfter: policy.maxWait), platform: platform, endpoint: "client rate limiter",
+                message: "shared rate limit for account \(accountId) is booked beyond \(policy.maxWait)")
+        }
+        guard waitMicros > 0 else { return }
+        let wait = Duration.microseconds(waitMicros)
+        logger.log(wait >= .seconds(1) ? .info : .debug, "rate limit wait", ["key": key, "wait": "\(wait)"])
+        try await Task.sleep(for: wait)
+    }
+
+    static func micros(_ duration: Duration) -> Int64 {
+        let (seconds, attoseconds) = duration.components
+        return seconds * 1_000_000 + attoseconds / 1_000_000_000_000
+    }
+}

@@ -1,0 +1,423 @@
+import Foundation
+
+/// Settings of the TikTok Marketing API client; every field has the production default except the credentials.
+public struct TikTokConfiguration: Sendable {
+    /// API root, ending in `/open_api/v1.3/`. Default: `https://business-api.tiktok.com/open_api/v1.3/`.
+    public var baseURL: URL
+    /// The developer app id.
+    public var appId: String
+    /// The developer app secret; never logged, scrubbed from every error message.
+    public var secret: String
+    /// Records per page for lists and reports, at most 1000. Default 1000.
+    public var pageSize: Int
+    /// Longest DAY report window in days (TikTok's limit is 30). Default 30.
+    public var maxReportDays: Int
+    /// Per-request timeout. Default 30 s.
+    public var requestTimeout: Duration
+
+    public init(
+        baseURL: URL = URL(string: "https://business-api.tiktok.com/open_api/v1.3/")!,
+        appId: String, secret: String, pageSize: Int = 1000, maxReportDays: Int = 30,
+        requestTimeout: Duration = .seconds(30)
+    ) {
+        self.baseURL = baseURL
+        self.appId = appId
+        self.secret = secret
+        self.pageSize = max(1, min(pageSize, 1000))
+        self.maxReportDays = max(1, min(maxReportDays, 30))
+        self.requestTimeout = requestTimeout
+    }
+}
+
+/// TikTok Marketing API v1.3 client: OAuth, advertisers, campaigns, ad groups, ads and daily integrated reports.
+///
+/// Reads only (GET), apart from the two OAuth token POSTs. Every request for an advertiser first passes the rate
+/// limiter. Report windows are split to 30 days and halved on code 40067 ("query too large") down to one day.
+public struct TikTokClient: AdPlatformClient {
+    public let platform = AdPlatform.tiktok
+    public let configuration: TikTokConfiguration
+    private let transport: any PlatformTransport
+    private let rateLimiter: any RequestRateLimiter
+    private let logger: PlatformLogger
+
+    /// The metrics requested from `report/integrated/get/`, mapped onto `DailyMetric`.
+    static let reportMetrics = ["spend", "impressions", "clicks", "conversion", "total_purchase_value"]
+
+    public init(
+        configuration: TikTokConfiguration, transport: any PlatformTransport = URLSessionTransport(),
+        rateLimiter: any RequestRateLimiter = UnlimitedRateLimiter(), logger: PlatformLogger = .disabled
+    ) {
+        self.configuration = configuration
+        self.transport = transport
+        self.rateLimiter = rateLimiter
+        self.logger = logger
+    }
+
+    // MARK: OAuth
+
+    public func exchangeAuthorizationCode(_ code: String) async throws -> OAuthTokens {
+        let body = JSONValue.object([
+            ("app_id", .string(configuration.appId)), ("secret", .string(configuration.secret)),
+            ("auth_code", .string(code)),
+        ])
+        return try await tokenRequest(path: "oauth2/access_token/", body: body, secrets: [code])
+    }
+
+    public func refreshTokens(_ refreshToken: String) async throws -> OAuthTokens {
+        let body = JSONValue.object([
+            ("app_id", .string(configuration.appId)), ("secret", .string(configuration.secret)),
+            ("refresh_token", .string(refreshToken)), ("grant_type", .string("refresh_token")),
+        ])
+        return try await tokenRequest(path: "oauth2/refresh_token/", body: body, secrets: [refreshToken])
+    }
+
+    private func tokenRequest(path: String, body: JSONValue, secrets: [String]) async throws -> OAuthTokens {
+        guard let url = QueryString.url(base: configuration.baseURL, path: path, query: []) else {
+            throw PlatformError(.permanent, platform: .tiktok, endpoint: path, message: "invalid base URL")
+        }
+        let endpoint = QueryString.path(of: url)
+        let scrubber = SecretScrubber(secrets: [configuration.secret] + secrets)
+        let request = OAuthTokenRequest(
+            url: url, contentType: "application/json", body: Array(body.jsonText.utf8))
+        let response: TransportResponse
+        do {
+            response = try await transport.postToken(request, timeout: configuration.requestTimeout)
+        } catch {
+            throw Self.transportFailure(error, endpoint: endpoint)
+        }
+        let data: JSONValue
+        do {
+            data = try envelopeData(response, endpoint: endpoint, scrubber: scrubber)
+        } catch let error as PlatformError {
+            // A rejected code or refresh token cannot be fixed by retrying: the user must authorize again.
+            switch error.kind {
+            case .permanent, .accessTokenExpired:
+                var reauth = error
+                reauth.kind = .reauthorizationRequired
+                throw reauth
+            default: throw error
+            }
+        }
+        guard let access = data["access_token"]?.stringValue, !access.isEmpty else {
+            throw PlatformError(
+                .malformedResponse, platform: .tiktok, endpoint: endpoint, httpStatus: response.status,
+                message: "token response without data.access_token")
+        }
+        let now = Date()
+        func seconds(_ keys: [String]) -> Date? {
+            for key in keys {
+                if case .some(.some(let value)) = Values.int64(data[key]), value > 0 {
+                    return now.addingTimeInterval(TimeInterval(value))
+                }
+            }
+            return nil
+        }
+        let scope = data["scope"]?.arrayValue?.compactMap(\.idText).joined(separator: ",")
+        return OAuthTokens(
+            accessToken: access,
+            refreshToken: data["refresh_token"]?.stringValue.flatMap { $0.isEmpty ? nil : $0 },
+            accessTokenExpiresAt: seconds(["access_token_expire_in", "expires_in"]),
+            refreshTokenExpiresAt: seconds(["refresh_token_expire_in", "refresh_token_expires_in"]),
+            grantedAccountIds: data["advertiser_ids"]?.arrayValue?.compactMap(\.idText) ?? [],
+            scope: scope)
+    }
+
+    // MARK: Accounts and entities
+
+    public func adAccounts(session: TokenSession) async throws -> [AdAccount] {
+        let granted = try await get(
+            "oauth2/advertiser/get/",
+            query: [("app_id", configuration.appId), ("secret", configuration.secret)],
+            accountId: nil, session: session)
+        guard let list = granted["list"]?.arrayValue else {
+            throw malformed("oauth2/advertiser/get/", "data.list missing")
+        }
+        let ids = try list.map { item -> String in
+            guard let id = item["advertiser_id"]?.idText else {
+                throw malformed("oauth2/advertiser/get/", "advertiser_id missing")
+            }
+            return id
+        }
+        var accounts: [AdAccount] = []
+        var start = 0
+        while start < ids.count {
+            let batch = Array(ids[start..<min(start + 100, ids.count)])
+            start += 100
+            let fields = ["advertiser_id", "name", "currency", "timezone", "display_timezone", "status"]
+            let info = try await get(
+                "advertiser/info/",
+                query: [("advertiser_ids", QueryString.jsonArray(batch)), ("fields", QueryString.jsonArray(fields))],
+                accountId: nil, session: session)
+            for item in info["list"]?.arrayValue ?? [] {
+                guard let id = item["advertiser_id"]?.idText, let currency = item["currency"]?.stringValue else {
+                    throw malformed("advertiser/info/", "advertiser_id or currency missing")
+                }
+                guard let zone = Self.ianaZone(item) else {
+                    throw malformed("advertiser/info/", "advertiser \(id) has no usable timezone")
+                }
+                accounts.append(
+                    AdAccount(
+                        platform: .tiktok, id: id, name: item["name"]?.stringValue ?? "", currency: currency,
+                        timeZone: zone, status: item["status"]?.stringValue))
+            }
+        }
+        return accounts
+    }
+
+    /// `display_timezone` is the IANA region the advertiser chose (e.g. America/Los_Angeles); `timezone` may be a
+    /// fixed `Etc/GMT+8`. Prefer the first when Foundation knows it.
+    static func ianaZone(_ item: JSONValue) -> String? {
+        for key in ["display_timezone", "timezone"] {
+            if let name = item[key]?.stringValue, !name.isEmpty, TimeZone(identifier: name) != nil { return name }
+        }
+        return nil
+    }
+
+    public func entities(_ level: ReportLevel, account: AdAccount, session: TokenSession) async throws -> [AdEntity] {
+        let (path, prefix, idKey, nameKey): (String, String, String, String)
+        switch level {
+        case .campaign: (path, prefix, idKey, nameKey) = ("campaign/get/", "CAMPAIGN", "campaign_id", "campaign_name")
+        case .adGroup: (path, prefix, idKey, nameKey) = ("adgroup/get/", "ADGROUP", "adgroup_id", "adgroup_name")
+        case .ad: (path, prefix, idKey, nameKey) = ("ad/get/", "AD", "ad_id", "ad_name")
+        }
+        let filtering = JSONValue.object([("secondary_status", .string("\(prefix)_STATUS_ALL"))]).jsonText
+        let items = try await paged(
+            path, query: [("advertiser_id", account.id), ("filtering", filtering)], account: account, session: session)
+        return try items.map { item in
+            guard let id = item[idKey]?.idText else { throw malformed(path, "\(idKey) missing") }
+            let secondary = item["secondary_status"]?.stringValue
+            let operation = item["operation_status"]?.stringValue
+            let status = secondary ?? operation ?? "UNKNOWN"
+            let deleted = [secondary, operation].contains { $0?.contains("DELETE") == true }
+            let parent: String?
+            switch level {
+            case .campaign: parent = nil
+            case .adGroup: parent = item["campaign_id"]?.idText
+            case .ad: parent = item["adgroup_id"]?.idText
+            }
+            return AdEntity(
+                platform: .tiktok, accountId: account.id, level: level, id: id,
+                name: item[nameKey]?.stringValue ?? "", parentId: parent,
+                campaignId: level == .campaign ? id : item["campaign_id"]?.idText, status: status,
+                isDeleted: deleted, updatedAt: item["modify_time"]?.stringValue)
+        }
+    }
+
+    // MARK: Reports
+
+    public func dailyMetrics(
+        _ level: ReportLevel, account: AdAccount, window: DateWindow, session: TokenSession
+    ) async throws -> [DailyMetric] {
+        var rows: [DailyMetric] = []
+        for part in window.split(maxDays: configuration.maxReportDays) {
+            rows += try await report(level, account: account, window: part, session: session)
+        }
+        return rows
+    }
+
+    /// One report window; on 40067 the window is halved and each half fetched, down to a single day.
+    private func report(
+        _ level: ReportLevel, account: AdAccount, window: DateWindow, session: TokenSession
+    ) async throws -> [DailyMetric] {
+        let (dataLevel, idKey): (String, String)
+        switch level {
+        case .campaign: (dataLevel, idKey) = ("AUCTION_CAMPAIGN", "campaign_id")
+        case .adGroup: (dataLevel, idKey) = ("AUCTION_ADGROUP", "adgroup_id")
+        case .ad: (dataLevel, idKey) = ("AUCTION_AD", "ad_id")
+        }
+        let path = "report/integrated/get/"
+        let items: [JSONValue]
+        do {
+            items = try await paged(
+                path,
+                query: [
+                    ("advertiser_id", account.id), ("service_type", "AUCTION"), ("report_type", "BASIC"),
+                    ("data_level", dataLevel), ("dimensions", QueryString.jsonArray([idKey, "stat_time_day"])),
+                    ("metrics", QueryString.jsonArray(Self.reportMetrics)),
+                    ("start_date", window.first.description), ("end_date", window.last.description),
+                ], account: account, session: session)
+        } catch let error as PlatformError where error.apiCode == "40067" && window.dayCount > 1 {
+            let firstHalf = (window.dayCount + 1) / 2
+            logger.log(
+                .info, "tiktok report window too large, halving",
+                ["advertiser_id": account.id, "window": window.description])
+            let left = DateWindow(first: window.first, last: window.first.adding(days: firstHalf - 1))
+            let right = DateWindow(first: window.first.adding(days: firstHalf), last: window.last)
+            return try await report(level, account: account, window: left, session: session)
+                + report(level, account: account, window: right, session: session)
+        }
+        return try items.map { item in
+            try Self.metricRow(item, level: level, idKey: idKey, account: account, endpoint: path)
+        }
+    }
+
+    /// Normalizes one `report/integrated/get/` list item.
+    static func metricRow(
+        _ item: JSONValue, level: ReportLevel, idKey: String, account: AdAccount, endpoint: String
+    ) throws -> DailyMetric {
+        func bad(_ why: String) -> PlatformError {
+            PlatformError(.malformedResponse, platform: .tiktok, endpoint: endpoint, message: why)
+        }
+        guard let dimensions = item["dimensions"], let metrics = item["metrics"] else {
+            throw bad("report row without dimensions/metrics")
+        }
+        guard let id = dimensions[idKey]?.idText else { throw bad("report row without dimensions.\(idKey)") }
+        guard let dayText = dimensions["stat_time_day"]?.stringValue, let date = LocalDate(parsing: dayText) else {
+            throw bad("report row without a valid stat_time_day")
+        }
+        func decimal(_ key: String) throws -> Decimal? {
+            guard let value = Values.decimal(metrics[key]) else { throw bad("metric \(key) is not a number") }
+            return value
+        }
+        func count(_ key: String) throws -> Int64? {
+            guard let value = Values.int64(metrics[key]) else { throw bad("metric \(key) is not an integer") }
+            return value
+        }
+        return DailyMetric(
+            platform: .tiktok, accountId: account.id, level: level, entityId: id, date: date,
+            currency: account.currency, spend: try decimal("spend") ?? 0, impressions: try count("impressions"),
+            clicks: try count("clicks"), conversions: try decimal("conversion"),
+            conversionValue: try decimal("total_purchase_value"))
+    }
+
+    // MARK: Requests
+
+    /// Fetches every page of a list endpoint (`page` from 1 until `page_info.total_page`).
+    private func paged(
+        _ path: String, query: [(String, String)], account: AdAccount, session: TokenSession
+    ) async throws -> [JSONValue] {
+        var all: [JSONValue] = []
+        var page = 1
+        while true {
+            let data = try await get(
+                path, query: query + [("page", String(page)), ("page_size", String(configuration.pageSize))],
+                accountId: account.id, session: session)
+            guard let list = data["list"]?.arrayValue else { throw malformed(path, "data.list missing") }
+            all += list
+            guard let info = data["page_info"] else { return all }
+            guard case .some(.some(let totalPages)) = Values.int64(info["total_page"]) else {
+                throw malformed(path, "page_info.total_page missing")
+            }
+            if page >= totalPages || list.isEmpty { return all }
+            page += 1
+        }
+    }
+
+    /// One authorized GET returning the envelope's `data`; refreshes and retries once on code 40102.
+    private func get(
+        _ path: String, query: [(String, String)], accountId: String?, session: TokenSession
+    ) async throws -> JSONValue {
+        guard let url = QueryString.url(base: configuration.baseURL, path: path, query: query) else {
+            throw PlatformError(.permanent, platform: .tiktok, endpoint: path, message: "cannot build request URL")
+        }
+        var refreshed = false
+        while true {
+            let tokens = await session.tokens
+            if let accountId { try await rateLimiter.acquire(platform: .tiktok, accountId: accountId) }
+            let scrubber = SecretScrubber(
+                secrets: [configuration.secret, tokens.accessToken] + (tokens.refreshToken.map { [$0] } ?? []))
+            let response: TransportResponse
+            do {
+                response = try await transport.get(
+                    url, headers: ["Access-Token": tokens.accessToken], timeout: configuration.requestTimeout)
+            } catch {
+                throw Self.transportFailure(error, endpoint: QueryString.path(of: url))
+            }
+            do {
+                return try envelopeData(response, endpoint: QueryString.path(of: url), scrubber: scrubber)
+            } catch let error as PlatformError where error.kind == .accessTokenExpired {
+                guard !refreshed, tokens.refreshToken != nil else {
+                    var reauth = error
+                    reauth.kind = .reauthorizationRequired
+                    reauth.message += refreshed ? " (again after a refresh)" : " (no refresh token held)"
+                    throw reauth
+                }
+                refreshed = true
+                logger.log(.info, "tiktok access token expired, refreshing", ["endpoint": QueryString.path(of: url)])
+                do {
+                    _ = try await session.refresh(replacing: tokens.accessToken) { try await refreshTokens($0) }
+                } catch is RefreshUnavailable {
+                    var reauth = error
+                    reauth.kind = .reauthorizationRequired
+                    throw reauth
+                }
+            }
+        }
+    }
+
+    /// Checks HTTP status and the `code` of the envelope, returning `data`.
+    private func envelopeData(
+        _ response: TransportResponse, endpoint: String, scrubber: SecretScrubber
+    ) throws -> JSONValue {
+        let body: JSONValue
+        do {
+            body = try JSONValue.parse(response.body)
+        } catch {
+            if response.status != 200 {
+                throw PlatformError(
+                    Self.httpKind(response), platform: .tiktok, endpoint: endpoint, httpStatus: response.status,
+                    message: "HTTP \(response.status) without a JSON body")
+            }
+            // The transport already turned a body shorter than its Content-Length into a transient failure, so a
+            // complete body that does not parse is the server's fault, not the network's.
+            throw PlatformError(
+                .malformedResponse, platform: .tiktok, endpoint: endpoint, httpStatus: response.status,
+                message: "response body is not JSON: \(error)")
+        }
+        let message = scrubber.scrub(body["message"]?.stringValue ?? "")
+        guard case .some(.some(let code)) = Values.int64(body["code"]) else {
+            if response.status != 200 {
+                throw PlatformError(
+                    Self.httpKind(response), platform: .tiktok, endpoint: endpoint, httpStatus: response.status,
+                    message: "HTTP \(response.status)")
+            }
+            throw PlatformError(
+                .malformedResponse, platform: .tiktok, endpoint: endpoint, httpStatus: response.status,
+                message: "response without a numeric code")
+        }
+        if code != 0 {
+            var kind = ErrorClassifier.tiktok(code: Int(code))
+            if case .rateLimited = kind {
+                kind = .rateLimited(retryAfter: ErrorClassifier.retryAfter(headers: response.headers))
+            }
+            throw PlatformError(
+                kind, platform: .tiktok, endpoint: endpoint, httpStatus: response.status, apiCode: String(code),
+                message: message.isEmpty ? "TikTok error" : message)
+        }
+        if response.status != 200 {
+            throw PlatformError(
+                Self.httpKind(response), platform: .tiktok, endpoint: endpoint, httpStatus: response.status,
+                message: "HTTP \(response.status) with code 0")
+        }
+        guard let data = body["data"], !data.isNull else {
+            throw PlatformError(
+                .malformedResponse, platform: .tiktok, endpoint: endpoint, httpStatus: response.status,
+                message: "response without data")
+        }
+        return data
+    }
+
+    private static func httpKind(_ response: TransportResponse) -> PlatformError.Kind {
+        switch response.status {
+        case 429: return .rateLimited(retryAfter: ErrorClassifier.retryAfter(headers: response.headers))
+        case 401: return .accessTokenExpired
+        case 408, 500...599: return .transient
+        default: return .permanent
+        }
+    }
+
+    static func transportFailure(_ error: any Error, endpoint: String) -> any Error {
+        if error is CancellationError || error is PlatformError { return error }
+        let detail = (error as? TransportError)?.description ?? "\(type(of: error))"
+        return PlatformError(.transient, platform: .tiktok, endpoint: endpoint, message: "network failure: \(detail)")
+    }
+
+    private func malformed(_ path: String, _ why: String) -> PlatformError {
+        PlatformError(.malformedResponse, platform: .tiktok, endpoint: endpointPath(path), message: why)
+    }
+
+    /// The full API path of `path` under the configured base, as used in error messages.
+    private func endpointPath(_ path: String) -> String {
+        QueryString.url(base: configuration.baseURL, path: path, query: []).map(QueryString.path(of:)) ?? path
+    }
+}

@@ -1,0 +1,54 @@
+import Foundation
+
+/// The live OAuth tokens of one connection, shared by every call made for it.
+///
+/// Clients read the access token from here and, when the platform says it expired, refresh it here exactly once
+/// for all concurrent callers: a caller whose token is already stale just picks up the new one. `onRefresh` lets
+/// the owner persist new tokens (encrypted) before they are used.
+public actor TokenSession {
+    public private(set) var tokens: OAuthTokens
+    private let onRefresh: @Sendable (OAuthTokens) async throws -> Void
+    private var inFlight: Task<OAuthTokens, any Error>?
+    /// Number of refreshes performed through this session (for tests and logs).
+    public private(set) var refreshCount = 0
+    /// When this session last refreshed its tokens; nil before the first refresh.
+    public private(set) var lastRefreshAt: Date?
+
+    /// Creates a session; `onRefresh` is awaited with the new tokens after each successful refresh.
+    public init(tokens: OAuthTokens, onRefresh: @escaping @Sendable (OAuthTokens) async throws -> Void = { _ in }) {
+        self.tokens = tokens
+        self.onRefresh = onRefresh
+    }
+
+    /// Refreshes the tokens unless `staleAccessToken` was already replaced, coalescing concurrent refreshes.
+    ///
+    /// - Parameters:
+    ///   - staleAccessToken: the access token the caller just saw rejected (or about to expire).
+    ///   - refresher: performs the platform refresh from a refresh token.
+    /// - Returns: the tokens to use now.
+    func refresh(
+        replacing staleAccessToken: String,
+        using refresher: @escaping @Sendable (String) async throws -> OAuthTokens
+    ) async throws -> OAuthTokens {
+        if tokens.accessToken != staleAccessToken { return tokens }
+        if let inFlight { return try await inFlight.value }
+        guard let refreshToken = tokens.refreshToken else {
+            throw RefreshUnavailable()
+        }
+        let task = Task { try await refresher(refreshToken) }
+        inFlight = task
+        defer { inFlight = nil }
+        var fresh = try await task.value
+        // Snap may omit the refresh token on refresh: the old one stays valid.
+        if fresh.refreshToken == nil { fresh.refreshToken = refreshToken }
+        if fresh.grantedAccountIds.isEmpty { fresh.grantedAccountIds = tokens.grantedAccountIds }
+        try await onRefresh(fresh)
+        tokens = fresh
+        refreshCount += 1
+        lastRefreshAt = Date()
+        return fresh
+    }
+}
+
+/// Thrown by `TokenSession.refresh` when the connection holds no refresh token.
+struct RefreshUnavailable: Error {}
