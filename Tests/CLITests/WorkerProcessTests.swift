@@ -119,23 +119,24 @@ final class WorkerProcessTests: XCTestCase {
         let dataDir = tmp.appendingPathComponent("data").path
         let port = String(Int.random(in: 42000...49000))
         let script = TestDatabase.repositoryRoot.appendingPathComponent("deploy/pg-cluster.sh").path
-        func cluster(_ args: String...) throws -> String {
+        // Output goes to /dev/null: the server started by the script would hold a pipe open forever.
+        func cluster(_ args: String...) throws {
             let p = Process()
             p.executableURL = URL(fileURLWithPath: "/bin/bash")
             p.arguments = [script] + args
-            let pipe = Pipe()
-            p.standardOutput = pipe
+            p.standardOutput = FileHandle.nullDevice
+            p.standardError = FileHandle.nullDevice
             try p.run()
-            let out = pipe.fileHandleForReading.readDataToEndOfFile()
             p.waitUntilExit()
             guard p.terminationStatus == 0 else {
                 throw TestEnvironmentError(description: "pg-cluster.sh \(args) failed")
             }
-            return String(decoding: out, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
         }
-        let adminURL = try cluster("start", dataDir, port)
+        try cluster("start", dataDir, port)
+        let user = getuid() == 0 ? "postgres" : String(cString: getpwuid(getuid())!.pointee.pw_name)
+        let adminURL = "postgres://\(user)@127.0.0.1:\(port)/postgres"
         defer {
-            _ = try? cluster("stop", dataDir)
+            try? cluster("stop", dataDir)
             try? FileManager.default.removeItem(at: tmp)
         }
         let (code, out) = try await NexjobsProcess.run(["migrate"], databaseURL: adminURL)
@@ -148,7 +149,7 @@ final class WorkerProcessTests: XCTestCase {
         try await assertEventually {
             try await count("SELECT count(*)::int FROM nexjobs.jobs WHERE state = 'completed'", pool: pool) >= 20
         }
-        _ = try cluster("restart", dataDir)
+        try cluster("restart", dataDir)
         let afterRestart = try PGPool(url: adminURL, maxConnections: 2)
         try await assertEventually(timeout: .seconds(90), "worker output: \(w.text)") {
             (try? await count("SELECT count(*)::int FROM nexjobs.jobs WHERE state = 'completed'",
