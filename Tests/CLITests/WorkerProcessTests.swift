@@ -120,23 +120,33 @@ final class WorkerProcessTests: XCTestCase {
         let port = String(Int.random(in: 42000...49000))
         let script = TestDatabase.repositoryRoot.appendingPathComponent("deploy/pg-cluster.sh").path
         // Output goes to /dev/null: the server started by the script would hold a pipe open forever.
-        func cluster(_ args: String...) throws {
+        // Polls for exit: Process.waitUntilExit() was seen to hang here on Linux once the script had exited.
+        func cluster(_ args: String...) async throws {
             let p = Process()
             p.executableURL = URL(fileURLWithPath: "/bin/bash")
             p.arguments = [script] + args
             p.standardOutput = FileHandle.nullDevice
             p.standardError = FileHandle.nullDevice
             try p.run()
-            p.waitUntilExit()
+            guard await waitUntil(timeout: .seconds(120), { !p.isRunning }) else {
+                throw TestEnvironmentError(description: "pg-cluster.sh \(args) did not finish")
+            }
             guard p.terminationStatus == 0 else {
                 throw TestEnvironmentError(description: "pg-cluster.sh \(args) failed")
             }
         }
-        try cluster("start", dataDir, port)
+        try await cluster("start", dataDir, port)
         let user = getuid() == 0 ? "postgres" : String(cString: getpwuid(getuid())!.pointee.pw_name)
         let adminURL = "postgres://\(user)@127.0.0.1:\(port)/postgres"
         defer {
-            try? cluster("stop", dataDir)
+            // Stop synchronously: the cluster must not outlive the test.
+            let stop = Process()
+            stop.executableURL = URL(fileURLWithPath: "/bin/bash")
+            stop.arguments = [script, "stop", dataDir]
+            stop.standardOutput = FileHandle.nullDevice
+            stop.standardError = FileHandle.nullDevice
+            try? stop.run()
+            while stop.isRunning { usleep(20_000) }
             try? FileManager.default.removeItem(at: tmp)
         }
         let (code, out) = try await NexjobsProcess.run(["migrate"], databaseURL: adminURL)
@@ -149,7 +159,7 @@ final class WorkerProcessTests: XCTestCase {
         try await assertEventually {
             try await count("SELECT count(*)::int FROM nexjobs.jobs WHERE state = 'completed'", pool: pool) >= 20
         }
-        try cluster("restart", dataDir)
+        try await cluster("restart", dataDir)
         let afterRestart = try PGPool(url: adminURL, maxConnections: 2)
         try await assertEventually(timeout: .seconds(90), "worker output: \(w.text)") {
             (try? await count("SELECT count(*)::int FROM nexjobs.jobs WHERE state = 'completed'",
