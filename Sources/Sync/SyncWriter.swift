@@ -106,11 +106,19 @@ public enum SyncWriter {
         "platform, ad_account_id, level, entity_id, date, campaign_id, ad_group_id, currency, spend, impressions, "
         + "clicks, conversions, conversion_value, is_final"
 
+    /// Whether a row carries any non-zero metric. Rows without activity are not stored (TikTok omits them, Snap
+    /// sends zeros for every entity-day), so both platforms store the same shape and a zero day is an absent row.
+    static func hasActivity(_ m: DailyMetric) -> Bool {
+        m.spend != 0 || (m.impressions ?? 0) != 0 || (m.clicks ?? 0) != 0 || (m.conversions ?? 0) != 0
+            || (m.conversionValue ?? 0) != 0
+    }
+
     /// Replaces an account's metrics for the account-local days of `window` with `rows`.
     ///
     /// Rows are COPYed into a session temporary table (emptied on commit), then merged with one upsert that only
     /// touches changed rows; rows of the window the platform no longer reports are deleted. Days before
-    /// `finalBefore` are marked final. Empty metrics (nil) are stored as 0.
+    /// `finalBefore` are marked final. Empty metrics (nil) are stored as 0; rows without any activity are skipped
+    /// (``hasActivity(_:)``).
     /// Must run inside a transaction (the stage is emptied on commit).
     public static func replaceMetrics(
         _ rows: [DailyMetric], adAccountID: Int64, platform: AdPlatform, window: DateWindow, parents: Parents,
@@ -130,7 +138,7 @@ public enum SyncWriter {
         func dec(_ d: Decimal?) -> String { (d ?? 0).pgText ?? "0" }
         var copy: [[String?]] = []
         copy.reserveCapacity(rows.count)
-        for m in rows where window.first <= m.date && m.date <= window.last {
+        for m in rows where window.first <= m.date && m.date <= window.last && hasActivity(m) {
             let (campaign, group) = parents.of(m.level, m.entityId)
             copy.append([
                 platform.rawValue, account, m.level.rawValue, m.entityId, m.date.description, campaign, group,
