@@ -26,6 +26,8 @@ public func runSandboxCommand(arguments: [String]) async -> Int32 {
             print(
                 """
                 usage: nexjobs sandbox [--port P] [--host H] [--seed S] [--snap-token-ttl SECONDS]
+                                       [--tiktok-connections N] [--snap-connections N]
+                                       [--accounts-per-connection N|MIN-MAX] [--days N]
 
                 Serves a local fake of the TikTok Marketing API v1.3 and the Snap Marketing API v1 with
                 deterministic data. Control endpoints under /_sandbox/ (faults, revoke, expire, clock,
@@ -43,6 +45,22 @@ public func runSandboxCommand(arguments: [String]) async -> Int32 {
         case "--seed":
             guard let v = value(), let s = UInt64(v) else { return usage("--seed needs an unsigned integer") }
             config.seed = s
+        case "--tiktok-connections", "--snap-connections", "--days":
+            let name = arguments[i]
+            guard let v = value(), let n = Int(v), (0...10_000).contains(n) else {
+                return usage("\(name) needs an integer 0...10000")
+            }
+            if name == "--tiktok-connections" { config.tiktokConnections = n }
+            else if name == "--snap-connections" { config.snapConnections = n }
+            else { config.days = max(n, 1) }
+        case "--accounts-per-connection":
+            // "N" or "MIN-MAX"
+            guard let v = value() else { return usage("--accounts-per-connection needs N or MIN-MAX") }
+            let parts = v.split(separator: "-").compactMap { Int($0) }
+            guard (1...2).contains(parts.count), parts.allSatisfy({ $0 >= 1 }), parts.first! <= parts.last! else {
+                return usage("--accounts-per-connection needs N or MIN-MAX with 1 <= MIN <= MAX")
+            }
+            config.accountsPerConnection = parts.first!...parts.last!
         case "--snap-token-ttl":
             guard let v = value(), let s = Int(v), s > 0 else { return usage("--snap-token-ttl needs seconds > 0") }
             config.snapAccessTokenTTL = .seconds(s)

@@ -12,5 +12,5 @@ func currentLeader(_ pool: PGPool) async throws -> String? {
 }
 
 func sandboxCommand(_ args: [String]) async throws -> Int32 {
-    throw UsageError("the sandbox is not built yet (issue 3)")
+    await runSandboxCommand(arguments: args)
 }
