@@ -5,7 +5,8 @@ import Queue
 
 /// What a sync job does with a classified platform failure; every path ends by throwing.
 ///
-/// - `rateLimited`: ``JobSnooze`` for the platform's `retryAfter` (30 s when unknown), no attempt charged.
+/// - `rateLimited`: ``JobSnooze`` for the platform's `retryAfter` (``SyncSettings/rateLimitSnooze`` when unknown),
+///   no attempt charged.
 /// - `transient`, `accessTokenExpired` (the client already refreshed once): rethrown, retried with backoff.
 /// - `reauthorizationRequired`: the connection becomes `needs_reauth` with one open `reauth_required`
 ///   notification (the partial unique index keeps it to one), then ``JobDiscard``. A connection whose stored
@@ -26,13 +27,13 @@ struct ErrorPolicy {
     var window: DateWindow? = nil
     var started = ContinuousClock.now
 
-    static let defaultSnooze: Duration = .seconds(30)
+    var defaultSnooze: Duration = .seconds(30)
 
     func fail(_ error: PlatformError) async throws -> Never {
         switch error.kind {
         case .rateLimited(let retryAfter):
             await recordRun(outcome: "rate_limited", error: error.description)
-            throw JobSnooze(retryAfter ?? Self.defaultSnooze, reason: error.description)
+            throw JobSnooze(retryAfter ?? defaultSnooze, reason: error.description)
         case .transient, .accessTokenExpired:
             await recordRun(outcome: "failed", error: error.description)
             throw error

@@ -26,7 +26,8 @@ public struct RefreshTokenHandler: JobHandler {
         guard stored.status == "active" else { return }
         let policy = ErrorPolicy(
             context: context, store: store, connectionID: id, organizationID: stored.organizationID,
-            platform: stored.platform, startingAccessToken: nil, session: nil)
+            platform: stored.platform, startingAccessToken: nil, session: nil,
+            defaultSnooze: environment.settings.rateLimitSnooze)
         guard stored.tokens?.refreshToken != nil else {
             try await policy.markNeedsReauth(reason: "the connection holds no refresh token")
             throw JobDiscard("connection \(id) holds no refresh token; re-authorization required")

@@ -59,7 +59,7 @@ public struct SyncAdAccountHandler: JobHandler {
         var policy = ErrorPolicy(
             context: context, store: store, connectionID: row.connectionID, organizationID: stored.organizationID,
             platform: platform, startingAccessToken: stored.tokens?.accessToken, session: nil, adAccountID: id,
-            window: window)
+            window: window, defaultSnooze: settings.rateLimitSnooze)
         guard let tokens = stored.tokens else {
             try await policy.markNeedsReauth(reason: "the connection holds no access token")
             throw JobDiscard("connection \(row.connectionID) holds no access token; re-authorization required")
@@ -77,11 +77,15 @@ public struct SyncAdAccountHandler: JobHandler {
         var calls = 0
         do {
             for level in ReportLevel.allCases {
-                entities += try await client.entities(level, account: account, session: session)
+                entities += try await settings.retryingTransient {
+                    try await client.entities(level, account: account, session: session)
+                }
                 calls += 1
             }
             for level in ReportLevel.allCases {
-                metrics += try await client.dailyMetrics(level, account: account, window: window, session: session)
+                metrics += try await settings.retryingTransient {
+                    try await client.dailyMetrics(level, account: account, window: window, session: session)
+                }
                 calls += 1
             }
         } catch let e as PlatformError {

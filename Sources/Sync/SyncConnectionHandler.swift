@@ -30,7 +30,8 @@ public struct SyncConnectionHandler: JobHandler {
         }
         var policy = ErrorPolicy(
             context: context, store: store, connectionID: id, organizationID: stored.organizationID,
-            platform: stored.platform, startingAccessToken: stored.tokens?.accessToken, session: nil)
+            platform: stored.platform, startingAccessToken: stored.tokens?.accessToken, session: nil,
+            defaultSnooze: environment.settings.rateLimitSnooze)
         guard stored.tokens != nil else {
             try await policy.markNeedsReauth(reason: "the connection holds no access token")
             throw JobDiscard("connection \(id) holds no access token; re-authorization required")
@@ -47,7 +48,9 @@ public struct SyncConnectionHandler: JobHandler {
             }
             policy.startingAccessToken = tokens.accessToken
             policy.session = session
-            let accounts = try await client.adAccounts(session: session)
+            let accounts = try await environment.settings.retryingTransient {
+                try await client.adAccounts(session: session)
+            }
             let queue = environment.settings.queue
             let enqueued = try await context.pool.withTransaction { c in
                 let ids = try await upsertAccounts(accounts, connectionID: id, platform: stored.platform, on: c)

@@ -144,7 +144,10 @@ final class SyncHandlerTests: XCTestCase {
         let h = try await SyncHarness.make(tiktok: 0, snap: 1)
         defer { Task { await h.close() } }
         let connections = try await h.connectAll()
-        h.sandbox.setFaults(FaultConfig(rules: [FaultRule(kind: .serverError, pathContains: "adaccounts", count: 1)]))
+        // Two 5xx are absorbed by the in-job retries; the third fails the attempt for the queue's backoff.
+        h.sandbox.setFaults(FaultConfig(rules: [FaultRule(kind: .serverError, pathContains: "adaccounts", count: 2)]))
+        try await h.run(SyncConnectionHandler(environment: h.environment), args: #"{"connection_id":"\#(connections[0].id)"}"#)
+        h.sandbox.setFaults(FaultConfig(rules: [FaultRule(kind: .serverError, pathContains: "adaccounts", count: 3)]))
         do {
             try await h.run(SyncConnectionHandler(environment: h.environment), args: #"{"connection_id":"\#(connections[0].id)"}"#)
             XCTFail("expected a transient error")
