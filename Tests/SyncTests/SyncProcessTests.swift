@@ -21,7 +21,7 @@ final class SyncProcessTests: XCTestCase {
         var base = ""
         var env: [String: String] = [:]
         var tokens = Set<String>()
-        var connectionIDs: [(platform: String, index: Int, id: Int64)] = []
+        var connectionIDs: [(platform: String, index: Int, id: Int64, accessToken: String)] = []
 
         init(db: TestDatabase) { self.db = db }
 
@@ -84,14 +84,18 @@ final class SyncProcessTests: XCTestCase {
                 ["connections", "add", "--org", org, "--platform", platform.rawValue], input: json, stack: stack)
             XCTAssertEqual(status, 0, out)
             let index = Int(item["index"]?.idText ?? "") ?? -1
-            stack.connectionIDs.append((platform.rawValue, index, try XCTUnwrap(Int64(out.trimmingCharacters(in: .whitespacesAndNewlines)))))
+            let id = try XCTUnwrap(Int64(out.trimmingCharacters(in: .whitespacesAndNewlines)))
+            stack.connectionIDs.append((platform.rawValue, index, id, tokens.accessToken))
         }
     }
 
     func startWorkers(_ stack: Stack, count: Int = 3) throws {
         _ = try stack.start(["scheduler", "--tick", "200ms"])
         for _ in 0..<count {
-            _ = try stack.start(["worker", "--concurrency", "8", "--poll", "200ms", "--retry-base", "200ms", "--retry-max", "2s"])
+            _ = try stack.start([
+                "worker", "--concurrency", "8", "--poll", "200ms", "--retry-base", "200ms", "--retry-max", "2s",
+                "--lease", "4s", "--heartbeat", "1s",
+            ])
         }
     }
 
@@ -160,7 +164,33 @@ final class SyncProcessTests: XCTestCase {
                 .arrayValue?.count ?? 0
             XCTAssertGreaterThanOrEqual(expected, 45)
             let started = ContinuousClock.now
+            // kill -9 a worker while it runs a sync_ad_account job; the job is rescued after its lease and retried.
+            var victim: (job: Int64, pid: Int32)?
+            try await assertEventually(timeout: .seconds(60), "a worker runs a sync_ad_account job") {
+                let rows = try await stack.db.pool.query(
+                    "SELECT id, locked_by FROM nexjobs.jobs WHERE kind = 'sync_ad_account' AND state = 'running'")
+                for r in rows {
+                    let lockedBy: String = try r.decode(1)
+                    let parts = lockedBy.split(separator: "-")
+                    guard parts.count >= 3, let pid = Int32(parts[parts.count - 2]) else { continue }
+                    if stack.processes.contains(where: { $0.process.processIdentifier == pid }) {
+                        victim = (try r.decode(0), pid)
+                        return true
+                    }
+                }
+                return false
+            }
+            let killed = try XCTUnwrap(victim)
+            kill(killed.pid, SIGKILL)
+            _ = try stack.start([
+                "worker", "--concurrency", "8", "--poll", "200ms", "--retry-base", "200ms", "--retry-max", "2s",
+                "--lease", "4s", "--heartbeat", "1s",
+            ])
             try await waitForSyncs(stack, accounts: expected, runs: 1)
+            let killedJob = try await stack.db.pool.query(
+                "SELECT state, attempt FROM nexjobs.jobs WHERE id = \(killed.job)").first!
+            XCTAssertEqual(try killedJob.decode(0) as String, "completed")
+            XCTAssertGreaterThanOrEqual(try killedJob.decode(1) as Int, 2, "the killed attempt was retried")
             let elapsed = ContinuousClock.now - started
             print("e2e: \(expected) ad accounts synced in \(elapsed)")
             let (stored, truth) = try await compare(stack)
@@ -237,6 +267,14 @@ final class SyncProcessTests: XCTestCase {
                 "SELECT count(*)::int FROM nexcomet.sync_runs WHERE outcome IN ('rate_limited', 'failed')"
             ).first!.decode(0)
             XCTAssertGreaterThan(snoozedOrRetried, 0, "faults were actually hit")
+            // The expired Snap token was refreshed and the new one stored (sealed).
+            let snap = try XCTUnwrap(stack.connectionIDs.first { $0.platform == "snapchat" && $0.index == 0 })
+            let ring = try KeyRing.fromEnvironment(environment: stack.env)
+            let now = try await stack.db.pool.withConnection { c in
+                try await ConnectionStore(vault: TokenVault(keyRing: ring)).load(snap.id, on: c)
+            }
+            XCTAssertNotEqual(now.tokens?.accessToken, snap.accessToken, "the expired Snap token was refreshed")
+            if let t = now.tokens?.accessToken { stack.tokens.insert(t) }
             let logs = stack.logs
             for secret in stack.tokens { XCTAssertFalse(logs.contains(secret), "a token appears in the logs") }
         } catch {
