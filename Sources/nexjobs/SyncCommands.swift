@@ -42,8 +42,9 @@ func connectionsCommand(_ args: [String]) async throws -> Int32 {
 
         add: stores an OAuth grant for an organization. Tokens are read from STDIN, never from arguments
         (arguments are visible to every user of the machine): either JSON {"access_token": "...",
-        "refresh_token": "...", "expires_in": 3600} (refresh_token and expires_in optional), or the access
-        token on the first line and the refresh token on the second. They are sealed with the active key of
+        "refresh_token": "...", "expires_in": 3600} (refresh_token and expires_in optional; a TikTok token
+        response {"code": 0, "data": {...}} is accepted as is, so an OAuth response can be piped in), or the
+        access token on the first line and the refresh token on the second. They are sealed with the active key of
         NEXJOBS_TOKEN_KEYS (AES-256-GCM, bound to the row) before they reach the database. --expires-in
         overrides expires_in. The connection is active and due for its first sync at once. Prints its id.
 
@@ -123,8 +124,15 @@ func readTokens(_ data: Data) throws -> OAuthTokens {
     let text = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
     guard !text.isEmpty else { throw UsageError("no tokens on standard input") }
     if text.hasPrefix("{") {
-        guard let object = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any] else {
+        guard var object = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any] else {
             throw UsageError("standard input is not a JSON object")
+        }
+        // A TikTok token response as it arrives: {"code": 0, "data": {...}}.
+        if object["access_token"] == nil, let data = object["data"] as? [String: Any] {
+            guard (object["code"] as? NSNumber)?.intValue ?? 0 == 0 else {
+                throw UsageError("the token response on standard input reports an error (code \(object["code"]!))")
+            }
+            object = data
         }
         guard let access = object["access_token"] as? String, !access.isEmpty else {
             throw UsageError("the JSON on standard input has no access_token string")
