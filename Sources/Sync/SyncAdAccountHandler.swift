@@ -43,7 +43,8 @@ public struct SyncAdAccountHandler: JobHandler {
             throw JobDiscard("ad account \(id) does not exist")
         }
         guard row.runnable else {
-            context.logger.info("ad account's connection or organization is not active; skipped", ("ad_account", "\(id)"))
+            context.logger.info(
+                "ad account's connection or organization is not active; skipped", ("ad_account", "\(id)"))
             return
         }
         let stored = try await loadConnection(row.connectionID, store: store, pool: context.pool)
@@ -53,7 +54,8 @@ public struct SyncAdAccountHandler: JobHandler {
         }
         let settings = environment.settings
         let platform = row.account.platform
-        let window = try requestedWindow(args)
+        let window =
+            try requestedWindow(args)
             ?? settings.window(platform: platform, plan: row.plan, timeZone: tz, lastSynced: row.lastSyncedDate)
         let today = LocalDate(settings.now(), in: tz)
         var policy = ErrorPolicy(

@@ -25,7 +25,8 @@ public struct SyncConnectionHandler: JobHandler {
         let store = try environment.store()
         let stored = try await loadConnection(id, store: store, pool: context.pool)
         guard stored.status == "active" else {
-            context.logger.info("connection not active; nothing to sync", ("connection", "\(id)"), ("status", stored.status))
+            context.logger.info(
+                "connection not active; nothing to sync", ("connection", "\(id)"), ("status", stored.status))
             return
         }
         var policy = ErrorPolicy(

@@ -132,25 +132,39 @@ public enum SyncWriter {
                 ad_group_id text, currency text, spend numeric, impressions bigint, clicks bigint, conversions numeric,
                 conversion_value numeric, is_final boolean
             ) ON COMMIT DELETE ROWS;
+            -- The window delete's anti-join probes the stage per stored row; daily_metrics statistics lag behind
+            -- fresh writes, so without an index the planner may pick a nested loop over a sequential scan.
+            CREATE INDEX IF NOT EXISTS nexjobs_metrics_stage_key ON nexjobs_metrics_stage (level, entity_id, date);
             TRUNCATE nexjobs_metrics_stage;
             """)
         let account = String(adAccountID)
-        func dec(_ d: Decimal?) -> String { (d ?? 0).pgText ?? "0" }
+        // Decimal's own description is exact and locale-free, and several times cheaper than NSDecimalNumber's.
+        func dec(_ d: Decimal?) -> String { (d ?? 0).description }
         var copy: [[String?]] = []
         copy.reserveCapacity(rows.count)
+        // One row per key (the last one wins): a duplicate would make the upsert touch a row twice, which fails.
+        var position: [String: Int] = [:]
+        position.reserveCapacity(rows.count)
         for m in rows where window.first <= m.date && m.date <= window.last && hasActivity(m) {
             let (campaign, group) = parents.of(m.level, m.entityId)
-            copy.append([
+            let row: [String?] = [
                 platform.rawValue, account, m.level.rawValue, m.entityId, m.date.description, campaign, group,
                 m.currency, dec(m.spend), String(m.impressions ?? 0), String(m.clicks ?? 0), dec(m.conversions),
                 dec(m.conversionValue), m.date < finalBefore ? "t" : "f",
-            ])
+            ]
+            let key = "\(m.level.rawValue)|\(m.entityId)|\(m.date)"
+            if let at = position[key] {
+                copy[at] = row
+            } else {
+                position[key] = copy.count
+                copy.append(row)
+            }
         }
         try await c.copyIn(unsafeSQL: "COPY nexjobs_metrics_stage (\(stageColumns)) FROM STDIN", rows: copy)
         let upserted = try await c.execute(
             """
             INSERT INTO nexcomet.daily_metrics AS m (\(unsafeSQL: stageColumns))
-            SELECT DISTINCT ON (level, entity_id, date) \(unsafeSQL: stageColumns) FROM nexjobs_metrics_stage
+            SELECT \(unsafeSQL: stageColumns) FROM nexjobs_metrics_stage
             ON CONFLICT (platform, ad_account_id, level, entity_id, date) DO UPDATE
                SET campaign_id = excluded.campaign_id, ad_group_id = excluded.ad_group_id,
                    currency = excluded.currency, spend = excluded.spend, impressions = excluded.impressions,
@@ -162,6 +176,16 @@ public enum SyncWriter {
                    (excluded.campaign_id, excluded.ad_group_id, excluded.currency, excluded.spend, excluded.impressions,
                     excluded.clicks, excluded.conversions, excluded.conversion_value, excluded.is_final)
             """)
+        // Rows of the window not in the stage exist only if the window now holds more rows than were staged; the
+        // count is an index range scan, far cheaper than the anti-join delete it usually saves.
+        let stored: Int = try await c.query(
+            """
+            SELECT count(*) FROM nexcomet.daily_metrics
+             WHERE platform = \(platform.rawValue) AND ad_account_id = \(adAccountID)
+               AND date BETWEEN \(window.first.description)::date AND \(window.last.description)::date
+            """
+        ).first!.decode(0)
+        guard stored > copy.count else { return MetricsWriteResult(upserted: upserted, deleted: 0) }
         let deleted = try await c.execute(
             """
             DELETE FROM nexcomet.daily_metrics m

@@ -109,13 +109,16 @@ final class SyncHandlerTests: XCTestCase {
         let h = try await SyncHarness.make(tiktok: 0, snap: 1)
         defer { Task { await h.close() } }
         let connections = try await h.connectAll()
-        try await h.run(SyncConnectionHandler(environment: h.environment), args: #"{"connection_id":"\#(connections[0].id)"}"#)
+        try await h.run(
+            SyncConnectionHandler(environment: h.environment), args: #"{"connection_id":"\#(connections[0].id)"}"#)
         h.sandbox.setFaults(FaultConfig(rules: [FaultRule(kind: .rateLimit, pathContains: "/stats", count: 1)]))
         let jobs = try await h.drain(SyncAdAccountHandler(environment: h.environment))
         let snoozed = jobs.values.compactMap { $0 }.filter { $0.hasPrefix("JobSnooze") }
         XCTAssertEqual(snoozed.count, 1, "\(jobs)")
         XCTAssertTrue(snoozed[0].hasSuffix("(snoozed for 1.0 seconds)"), "Retry-After is honoured: \(snoozed[0])")
-        let runs: [String] = try await h.db.pool.query("SELECT outcome FROM nexcomet.sync_runs").map { try $0.decode(0) }
+        let runs: [String] = try await h.db.pool.query("SELECT outcome FROM nexcomet.sync_runs").map {
+            try $0.decode(0)
+        }
         XCTAssertTrue(runs.contains("rate_limited"))
     }
 
@@ -123,7 +126,8 @@ final class SyncHandlerTests: XCTestCase {
         let h = try await SyncHarness.make(tiktok: 1, snap: 0)
         defer { Task { await h.close() } }
         let connections = try await h.connectAll()
-        try await h.run(SyncConnectionHandler(environment: h.environment), args: #"{"connection_id":"\#(connections[0].id)"}"#)
+        try await h.run(
+            SyncConnectionHandler(environment: h.environment), args: #"{"connection_id":"\#(connections[0].id)"}"#)
         h.sandbox.setFaults(FaultConfig(rules: [FaultRule(kind: .malformedJSON, pathContains: "report/integrated")]))
         let jobs = try await h.drain(SyncAdAccountHandler(environment: h.environment))
         XCTAssertFalse(jobs.isEmpty)
@@ -146,10 +150,12 @@ final class SyncHandlerTests: XCTestCase {
         let connections = try await h.connectAll()
         // Two 5xx are absorbed by the in-job retries; the third fails the attempt for the queue's backoff.
         h.sandbox.setFaults(FaultConfig(rules: [FaultRule(kind: .serverError, pathContains: "adaccounts", count: 2)]))
-        try await h.run(SyncConnectionHandler(environment: h.environment), args: #"{"connection_id":"\#(connections[0].id)"}"#)
+        try await h.run(
+            SyncConnectionHandler(environment: h.environment), args: #"{"connection_id":"\#(connections[0].id)"}"#)
         h.sandbox.setFaults(FaultConfig(rules: [FaultRule(kind: .serverError, pathContains: "adaccounts", count: 3)]))
         do {
-            try await h.run(SyncConnectionHandler(environment: h.environment), args: #"{"connection_id":"\#(connections[0].id)"}"#)
+            try await h.run(
+                SyncConnectionHandler(environment: h.environment), args: #"{"connection_id":"\#(connections[0].id)"}"#)
             XCTFail("expected a transient error")
         } catch let e as PlatformError {
             XCTAssertEqual(e.kind, .transient)
@@ -162,7 +168,8 @@ final class SyncHandlerTests: XCTestCase {
         let connections = try await h.connectAll()
         let env = SyncEnvironment.fromEnvironment([:])
         do {
-            try await h.run(SyncConnectionHandler(environment: env), args: #"{"connection_id":"\#(connections[0].id)"}"#)
+            try await h.run(
+                SyncConnectionHandler(environment: env), args: #"{"connection_id":"\#(connections[0].id)"}"#)
             XCTFail("expected a discard")
         } catch let e as JobDiscard {
             XCTAssertTrue(e.message.contains("NEXJOBS_TOKEN_KEYS"), e.message)
@@ -170,7 +177,8 @@ final class SyncHandlerTests: XCTestCase {
         var withKeys = env
         withKeys.keyRing = .success(h.ring)
         do {
-            try await h.run(SyncConnectionHandler(environment: withKeys), args: #"{"connection_id":"\#(connections[0].id)"}"#)
+            try await h.run(
+                SyncConnectionHandler(environment: withKeys), args: #"{"connection_id":"\#(connections[0].id)"}"#)
             XCTFail("expected a discard")
         } catch let e as JobDiscard {
             XCTAssertTrue(e.message.contains("NEXJOBS_TIKTOK_APP_ID"), e.message)

@@ -132,8 +132,10 @@ final class SyncProcessTests: XCTestCase {
             guard let from = first[t("account_id")], t("date") >= from else { continue }
             let level = t("level") == "adgroup" ? "ad_group" : t("level")
             let key = [t("platform"), t("account_id"), level, t("entity_id"), t("date")].joined(separator: "|")
-            truth[key] = [t("currency"), norm(t("spend")), t("impressions"), t("clicks"), norm(t("conversions")),
-                          norm(t("conversion_value"))].joined(separator: "|")
+            truth[key] = [
+                t("currency"), norm(t("spend")), t("impressions"), t("clicks"), norm(t("conversions")),
+                norm(t("conversion_value")),
+            ].joined(separator: "|")
         }
         let rows = try await stack.db.pool.query(
             """
@@ -146,21 +148,25 @@ final class SyncProcessTests: XCTestCase {
             let account: String = try r.decode(1)
             guard first[account] != nil else { continue }
             let key = try (0..<5).map { try r.decode($0) as String }.joined(separator: "|")
-            stored[key] = [try r.decode(5) as String, norm(try r.decode(6)), try r.decode(7), try r.decode(8),
-                           norm(try r.decode(9)), norm(try r.decode(10))].joined(separator: "|")
+            stored[key] = [
+                try r.decode(5) as String, norm(try r.decode(6)), try r.decode(7), try r.decode(8),
+                norm(try r.decode(9)), norm(try r.decode(10)),
+            ].joined(separator: "|")
         }
         return (stored, truth)
     }
 
     func testEndToEndTwentyConnectionsExactThenIdempotent() async throws {
         let stack = try await makeStack(sandboxArgs: [
-            "--seed", "11", "--tiktok-connections", "10", "--snap-connections", "10", "--accounts-per-connection", "2-3",
+            "--seed", "11", "--tiktok-connections", "10", "--snap-connections", "10", "--accounts-per-connection",
+            "2-3",
         ])
         do {
             try await connectAll(stack)
             XCTAssertEqual(stack.connectionIDs.count, 20)
             try startWorkers(stack)
-            let expected = try JSONValue.parse(try await get(stack.base + "/_sandbox/truth?to=1900-01-01"))["totals"]?
+            let expected =
+                try JSONValue.parse(try await get(stack.base + "/_sandbox/truth?to=1900-01-01"))["totals"]?
                 .arrayValue?.count ?? 0
             XCTAssertGreaterThanOrEqual(expected, 45)
             let started = ContinuousClock.now
@@ -188,7 +194,8 @@ final class SyncProcessTests: XCTestCase {
             ])
             try await waitForSyncs(stack, accounts: expected, runs: 1)
             let killedJob = try await stack.db.pool.query(
-                "SELECT state, attempt FROM nexjobs.jobs WHERE id = \(killed.job)").first!
+                "SELECT state, attempt FROM nexjobs.jobs WHERE id = \(killed.job)"
+            ).first!
             XCTAssertEqual(try killedJob.decode(0) as String, "completed")
             XCTAssertGreaterThanOrEqual(try killedJob.decode(1) as Int, 2, "the killed attempt was retried")
             let elapsed = ContinuousClock.now - started
@@ -197,23 +204,29 @@ final class SyncProcessTests: XCTestCase {
             XCTAssertGreaterThan(truth.count, 1000)
             assertSameMetrics(stored, truth, "after the first sync")
             let currencies: Int = try await stack.db.pool.query(
-                "SELECT count(DISTINCT currency)::int FROM nexcomet.ad_accounts").first!.decode(0)
+                "SELECT count(DISTINCT currency)::int FROM nexcomet.ad_accounts"
+            ).first!.decode(0)
             XCTAssertGreaterThanOrEqual(currencies, 3)
 
             // A second full sync of every connection rewrites no metric row.
-            let versions = Set(try await stack.db.pool.query(
-                "SELECT ctid::text || '/' || xmin::text FROM nexcomet.daily_metrics").map { try $0.decode(0) as String })
+            let versions = Set(
+                try await stack.db.pool.query(
+                    "SELECT ctid::text || '/' || xmin::text FROM nexcomet.daily_metrics"
+                ).map { try $0.decode(0) as String })
             try await stack.db.pool.execute("UPDATE nexcomet.ad_connections SET next_sync_at = now()")
             try await waitForSyncs(stack, accounts: expected, runs: 2)
-            let after = Set(try await stack.db.pool.query(
-                "SELECT ctid::text || '/' || xmin::text FROM nexcomet.daily_metrics").map { try $0.decode(0) as String })
+            let after = Set(
+                try await stack.db.pool.query(
+                    "SELECT ctid::text || '/' || xmin::text FROM nexcomet.daily_metrics"
+                ).map { try $0.decode(0) as String })
             XCTAssertEqual(versions, after, "the second sync changed no metric row")
             let written: Int = try await stack.db.pool.query(
                 """
                 SELECT coalesce(sum(rows_written), 0)::int FROM (
                     SELECT rows_written, row_number() OVER (PARTITION BY ad_account_id ORDER BY id) AS n
                       FROM nexcomet.sync_runs WHERE outcome = 'succeeded') r WHERE n >= 2
-                """).first!.decode(0)
+                """
+            ).first!.decode(0)
             XCTAssertEqual(written, 0)
             let logs = stack.logs
             for secret in stack.tokens { XCTAssertFalse(logs.contains(secret), "a token appears in the logs") }
@@ -225,7 +238,8 @@ final class SyncProcessTests: XCTestCase {
 
     func testEndToEndWithFaultsStaysExactForHealthyConnections() async throws {
         let stack = try await makeStack(sandboxArgs: [
-            "--seed", "12", "--tiktok-connections", "10", "--snap-connections", "10", "--accounts-per-connection", "2-3",
+            "--seed", "12", "--tiktok-connections", "10", "--snap-connections", "10", "--accounts-per-connection",
+            "2-3",
         ])
         do {
             try await connectAll(stack)
@@ -233,7 +247,8 @@ final class SyncProcessTests: XCTestCase {
                 stack.base + "/_sandbox/faults", #"{"probabilities": {"server_error": 0.1, "rate_limit": 0.05}}"#)
             _ = try await post(stack.base + "/_sandbox/revoke", #"{"platform": "tiktok", "connection": 0}"#)
             try startWorkers(stack)
-            let totals = try JSONValue.parse(try await get(stack.base + "/_sandbox/truth?to=1900-01-01"))["totals"]?
+            let totals =
+                try JSONValue.parse(try await get(stack.base + "/_sandbox/truth?to=1900-01-01"))["totals"]?
                 .arrayValue ?? []
             let listing = try JSONValue.parse(try await get(stack.base + "/_sandbox/connections"))
             let revokedAccounts = Set(
@@ -243,21 +258,26 @@ final class SyncProcessTests: XCTestCase {
             XCTAssertFalse(revokedAccounts.isEmpty)
             // A Snap token expires while syncs run.
             try await assertEventually(timeout: .seconds(120), "some account synced") {
-                try await stack.db.pool.query("SELECT count(*)::int FROM nexcomet.sync_runs WHERE outcome = 'succeeded'")
-                    .first!.decode(0) as Int > 0
+                try await stack.db.pool.query(
+                    "SELECT count(*)::int FROM nexcomet.sync_runs WHERE outcome = 'succeeded'"
+                )
+                .first!.decode(0) as Int > 0
             }
             _ = try await post(stack.base + "/_sandbox/expire", #"{"connection": 0}"#)
-            try await waitForSyncs(stack, accounts: totals.count - revokedAccounts.count, runs: 1, timeout: .seconds(400))
+            try await waitForSyncs(
+                stack, accounts: totals.count - revokedAccounts.count, runs: 1, timeout: .seconds(400))
 
             let (stored, truth) = try await compare(stack, excludingAccounts: revokedAccounts)
             XCTAssertGreaterThan(truth.count, 1000)
             assertSameMetrics(stored, truth, "healthy connections under faults")
             let revoked = try XCTUnwrap(stack.connectionIDs.first { $0.platform == "tiktok" && $0.index == 0 }).id
             let status: String = try await stack.db.pool.query(
-                "SELECT status FROM nexcomet.ad_connections WHERE id = \(revoked)").first!.decode(0)
+                "SELECT status FROM nexcomet.ad_connections WHERE id = \(revoked)"
+            ).first!.decode(0)
             XCTAssertEqual(status, "needs_reauth")
             let notes: Int = try await stack.db.pool.query(
-                "SELECT count(*)::int FROM nexcomet.notifications WHERE connection_id = \(revoked)").first!.decode(0)
+                "SELECT count(*)::int FROM nexcomet.notifications WHERE connection_id = \(revoked)"
+            ).first!.decode(0)
             XCTAssertEqual(notes, 1)
             let others: Int = try await stack.db.pool.query(
                 "SELECT count(*)::int FROM nexcomet.ad_connections WHERE id <> \(revoked) AND status <> 'active'"

@@ -15,7 +15,9 @@ import XCTest
 final class LogCapture: Sendable {
     private let lines = Mutex<[String]>([])
     var logger: Logger {
-        Logger(label: "sync-test", minimum: .debug, sink: Logger.Sink { [self] line in lines.withLock { $0.append(line) } })
+        Logger(
+            label: "sync-test", minimum: .debug, sink: Logger.Sink { [self] line in lines.withLock { $0.append(line) } }
+        )
     }
     var text: String { lines.withLock { $0.joined(separator: "\n") } }
 }
@@ -52,18 +54,23 @@ struct SyncHarness {
             "INSERT INTO nexcomet.organizations (name, plan) VALUES ('test org', \(plan)) RETURNING id"
         ).first!.decode(0)
         return SyncHarness(
-            db: db, sandbox: sandbox, ring: ring, store: ConnectionStore(vault: TokenVault(keyRing: ring)), start: start,
+            db: db, sandbox: sandbox, ring: ring, store: ConnectionStore(vault: TokenVault(keyRing: ring)),
+            start: start,
             orgID: org,
             environment: SyncEnvironment(
-                keyRing: .success(ring), clients: Self.clients(sandbox), settings: SyncSettings(retentionDays: retention)))
-            .withClock()
+                keyRing: .success(ring), clients: Self.clients(sandbox),
+                settings: SyncSettings(retentionDays: retention))
+        )
+        .withClock()
     }
 
     func withClock() -> SyncHarness {
         var h = self
         let start = self.start
         let offset = self.dayOffset
-        h.environment.settings.now = { start.addingTimeInterval(Double(offset.value.load(ordering: .relaxed)) * 86_400) }
+        h.environment.settings.now = {
+            start.addingTimeInterval(Double(offset.value.load(ordering: .relaxed)) * 86_400)
+        }
         return h
     }
 

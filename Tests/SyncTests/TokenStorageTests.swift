@@ -119,7 +119,8 @@ final class TokenStorageTests: XCTestCase {
         XCTAssertEqual(before.map(\.accessToken), after.map(\.accessToken))
         XCTAssertEqual(before.map(\.refreshToken), after.map(\.refreshToken))
         let keyIDs: [String] = try await h.db.pool.query(
-            "SELECT DISTINCT token_key_id FROM nexcomet.ad_connections").map { try $0.decode(0) }
+            "SELECT DISTINCT token_key_id FROM nexcomet.ad_connections"
+        ).map { try $0.decode(0) }
         XCTAssertEqual(keyIDs, ["k2"])
     }
 

@@ -52,9 +52,11 @@ func rows(accountID: String, bump: Int = 0, changedShare: Int = 0) -> [DailyMetr
             let changed = changedShare > 0 && (e * days + d) % changedShare == 0
             out.append(
                 DailyMetric(
-                    platform: .tiktok, accountId: accountID, level: .ad, entityId: String(7_000_000_000_000_000_000 + e),
+                    platform: .tiktok, accountId: accountID, level: .ad,
+                    entityId: String(7_000_000_000_000_000_000 + e),
                     date: first.adding(days: d), currency: "USD", spend: Decimal(n % 50_000) / 100,
-                    impressions: Int64(n % 90_000 + 1), clicks: Int64(n % 900), conversions: Decimal(n % 40 + (changed ? bump : 0)),
+                    impressions: Int64(n % 90_000 + 1), clicks: Int64(n % 900),
+                    conversions: Decimal(n % 40 + (changed ? bump : 0)),
                     conversionValue: Decimal(n % 700_000) / 100))
         }
     }
@@ -77,7 +79,9 @@ func bulk(_ label: String, _ data: [DailyMetric], account: Int64) async throws -
                 finalBefore: window.first, on: c)
         }
     }
-    print("bulk \(label): \(n) rows in \(String(format: "%.2f", seconds(elapsed))) s = \(rate(n, elapsed)) rows/s (changed \(result?.upserted ?? -1))")
+    print(
+        "bulk \(label): \(n) rows in \(String(format: "%.2f", seconds(elapsed))) s = \(rate(n, elapsed)) rows/s (changed \(result?.upserted ?? -1))"
+    )
     return Double(n) / seconds(elapsed)
 }
 let bulkRate = try await bulk("fresh window", metrics, account: bulkAccount)
@@ -111,11 +115,14 @@ func rowByRow(_ sample: [DailyMetric], account rowAccount: Int64, pool: PGPool) 
 }
 let rowElapsed = try await rowByRow(Array(metrics.prefix(rowSample)), account: rowAccount, pool: pool)
 let rowRate = Double(rowSample) / seconds(rowElapsed)
-print("row-by-row fresh: \(rowSample) rows in \(String(format: "%.2f", seconds(rowElapsed))) s = \(rate(rowSample, rowElapsed)) rows/s")
+print(
+    "row-by-row fresh: \(rowSample) rows in \(String(format: "%.2f", seconds(rowElapsed))) s = \(rate(rowSample, rowElapsed)) rows/s"
+)
 
 // MARK: End to end against the sandbox
 
-let sandbox = Sandbox(config: SandboxConfig(seed: 5, tiktokConnections: 6, snapConnections: 6, accountsPerConnection: 2...3))
+let sandbox = Sandbox(
+    config: SandboxConfig(seed: 5, tiktokConnections: 6, snapConnections: 6, accountsPerConnection: 2...3))
 _ = try sandbox.start()
 sandbox.setFaults(FaultConfig(probabilities: [.slow: 1.0], slowDelay: .milliseconds(latencyMS)))
 let ring = try KeyRing(keys: [(id: "bench", key: (0..<32).map { UInt8($0) })])
@@ -184,7 +191,8 @@ let stats = try await pool.query(
 let synced: Int = try stats.decode(0)
 print(
     "end to end: \(synced) ad accounts (90-day first sync, \(latencyMS) ms per API call, \(concurrency) at a time) in "
-        + "\(String(format: "%.1f", seconds(e2eElapsed))) s = \(String(format: "%.0f", Double(synced) * 60 / seconds(e2eElapsed))) accounts/minute")
+        + "\(String(format: "%.1f", seconds(e2eElapsed))) s = \(String(format: "%.0f", Double(synced) * 60 / seconds(e2eElapsed))) accounts/minute"
+)
 print(String(format: "bulk vs row-by-row (fresh window): %.1fx", bulkRate / rowRate))
 await sandbox.stop()
 await pool.close()
