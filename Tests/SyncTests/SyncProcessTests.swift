@@ -158,7 +158,7 @@ final class SyncProcessTests: XCTestCase {
 
     func testEndToEndTwentyConnectionsExactThenIdempotent() async throws {
         let stack = try await makeStack(sandboxArgs: [
-            "--seed", "11", "--tiktok-connections", "10", "--snap-connections", "10", "--accounts-per-connection",
+            "--seed", "15", "--tiktok-connections", "10", "--snap-connections", "10", "--accounts-per-connection",
             "2-3",
         ])
         do {
@@ -168,7 +168,7 @@ final class SyncProcessTests: XCTestCase {
             let expected =
                 try JSONValue.parse(try await get(stack.base + "/_sandbox/truth?to=1900-01-01"))["totals"]?
                 .arrayValue?.count ?? 0
-            XCTAssertGreaterThanOrEqual(expected, 45)
+            XCTAssertEqual(expected, 50, "seed 15 gives 50 ad accounts over 20 connections")
             let started = ContinuousClock.now
             // kill -9 a worker while it runs a sync_ad_account job; the job is rescued after its lease and retried.
             var victim: (job: Int64, pid: Int32)?
@@ -295,8 +295,24 @@ final class SyncProcessTests: XCTestCase {
             }
             XCTAssertNotEqual(now.tokens?.accessToken, snap.accessToken, "the expired Snap token was refreshed")
             if let t = now.tokens?.accessToken { stack.tokens.insert(t) }
+            if let t = now.tokens?.refreshToken { stack.tokens.insert(t) }
             let logs = stack.logs
             for secret in stack.tokens { XCTAssertFalse(logs.contains(secret), "a token appears in the logs") }
+            // Nor in the database, job error history included.
+            let tables: [String] = try await stack.db.pool.query(
+                """
+                SELECT quote_ident(table_schema) || '.' || quote_ident(table_name) FROM information_schema.tables
+                 WHERE table_schema IN ('nexcomet', 'nexjobs') AND table_type = 'BASE TABLE'
+                """
+            ).map { try $0.decode(0) }
+            var dump = ""
+            for table in tables {
+                for r in try await stack.db.pool.query(PGQuery(unsafeSQL: "SELECT t::text FROM \(table) t")) {
+                    dump += (r.text(0) ?? "") + "\n"
+                }
+            }
+            XCTAssertTrue(dump.contains("re-authorization required"), "the error history is part of the dump")
+            for secret in stack.tokens { XCTAssertFalse(dump.contains(secret), "a token appears in the database") }
         } catch {
             XCTFail("\(error)")
         }
