@@ -29,7 +29,10 @@ public struct RefreshTokenHandler: JobHandler {
             platform: stored.platform, startingAccessToken: nil, session: nil,
             defaultSnooze: environment.settings.rateLimitSnooze)
         guard stored.tokens?.refreshToken != nil else {
-            try await policy.markNeedsReauth(reason: "the connection holds no refresh token")
+            // Long-lived grants (TikTok advertiser tokens) have no refresh token: fine until the access token expires.
+            guard let expiry = stored.tokens?.accessTokenExpiresAt, expiry <= environment.settings.now() else { return }
+            try await policy.markNeedsReauth(
+                reason: "the access token expired and the connection holds no refresh token")
             throw JobDiscard("connection \(id) holds no refresh token; re-authorization required")
         }
         let client = try environment.client(stored.platform, pool: context.pool)

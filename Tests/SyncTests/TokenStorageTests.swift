@@ -39,6 +39,33 @@ final class TokenStorageTests: XCTestCase {
         XCTAssertNotEqual(again.tokens?.accessToken, refreshed.tokens?.accessToken)
     }
 
+    func testRefreshWithoutRefreshTokenWaitsForExpiryThenAsksForReauthorization() async throws {
+        let h = try await SyncHarness.make(tiktok: 0, snap: 0)
+        defer { Task { await h.close() } }
+        let id = try await h.db.pool.withConnection { c in
+            try await h.store.create(
+                organizationID: h.orgID, platform: .tiktok,
+                tokens: OAuthTokens(accessToken: "long-lived", accessTokenExpiresAt: Date().addingTimeInterval(300)),
+                on: c)
+        }
+        try await h.run(RefreshTokenHandler(environment: h.environment), args: #"{"connection_id":"\#(id)"}"#)
+        func status() async throws -> String {
+            try await h.db.pool.query("SELECT status FROM nexcomet.ad_connections WHERE id = \(id)").first!.decode(0)
+        }
+        let before = try await status()
+        XCTAssertEqual(before, "active", "a valid long-lived token is left alone")
+        try await h.db.pool.execute(
+            "UPDATE nexcomet.ad_connections SET access_token_expires_at = now() - interval '1 second' WHERE id = \(id)")
+        do {
+            try await h.run(RefreshTokenHandler(environment: h.environment), args: #"{"connection_id":"\#(id)"}"#)
+            XCTFail("expected a discard")
+        } catch let e as JobDiscard {
+            XCTAssertTrue(e.message.contains("re-authorization required"), e.message)
+        }
+        let after = try await status()
+        XCTAssertEqual(after, "needs_reauth")
+    }
+
     func testTamperedWrongKeyAndMovedCiphertextsFailClearly() async throws {
         let h = try await SyncHarness.make(tiktok: 2, snap: 0)
         defer { Task { await h.close() } }
