@@ -1,35 +1,115 @@
 #!/usr/bin/env bash
-# The local stack: PostgreSQL, the sandbox ad APIs, a scheduler and two workers. Ctrl-C stops everything.
-# State lives under ./.local (delete it to start over).
+# The local stack, in one command: bash deploy/dev.sh
+#
+# Starts a PostgreSQL cluster under ./.local/pg, builds nexjobs, applies the migrations, serves the fake TikTok and
+# Snapchat APIs (`nexjobs sandbox`), creates demo organizations whose connections hold sandbox tokens (obtained
+# through the sandbox's OAuth endpoints and piped to `nexjobs connections add` on stdin, sealed with a dev key ring
+# kept in ./.local/dev-token-keys), then runs a scheduler and two workers pointed at the sandbox and prints, every
+# 10 seconds, what has synced. Ctrl-C stops everything it started (the cluster too; its data stays in ./.local/pg).
+#
+# Settings (environment): NEXJOBS_DEV_PG_PORT (54330), NEXJOBS_DEV_SANDBOX_PORT (8787), NEXJOBS_DEV_BUILD
+# (debug | release; default debug, quicker to build), NEXJOBS_DEV_CONNECTIONS (3 per platform).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
-mkdir -p .local
-chmod 755 .local
-pg_port=${NEXJOBS_DEV_PG_PORT:-54400}
-sandbox_port=${NEXJOBS_DEV_SANDBOX_PORT:-54401}
+state=$root/.local
+pg_port=${NEXJOBS_DEV_PG_PORT:-54330}
+sandbox_port=${NEXJOBS_DEV_SANDBOX_PORT:-8787}
+build=${NEXJOBS_DEV_BUILD:-debug}
+per_platform=${NEXJOBS_DEV_CONNECTIONS:-3}
+mkdir -p "$state/logs"
+chmod 755 "$state"
 
-echo "building (release)..."
-swift build -c release --product nexjobs 2>&1 | tail -n 1
-bin=$root/.build/release/nexjobs
-
-admin=$(bash deploy/pg-cluster.sh start "$root/.local/pg" "$pg_port")
-export DATABASE_URL=$admin
 pids=()
 cleanup() {
   trap - INT TERM EXIT
-  echo; echo "stopping..."
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  bash deploy/pg-cluster.sh stop "$root/.local/pg"
+  echo
+  echo "dev: stopping"
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  bash deploy/pg-cluster.sh stop "$state/pg" || true
+  echo "dev: stopped (data kept in .local/pg; logs in .local/logs)"
+  exit 0
 }
 trap cleanup INT TERM EXIT
 
-"$bin" migrate
-"$bin" sandbox --port "$sandbox_port" > .local/sandbox.log 2>&1 & pids+=($!)
-"$bin" scheduler > .local/scheduler.log 2>&1 & pids+=($!)
-for i in 1 2; do "$bin" worker --concurrency 20 > ".local/worker-$i.log" 2>&1 & pids+=($!); done
-"$bin" enqueue noop --args '{"sleep_ms": 100}' > /dev/null
-echo "DATABASE_URL=$DATABASE_URL"
-echo "sandbox: http://127.0.0.1:$sandbox_port   logs: .local/*.log   Ctrl-C stops everything"
-while sleep 10; do "$bin" stats; done
+for tool in swift psql curl; do
+  command -v "$tool" >/dev/null || { echo "dev: $tool is required" >&2; exit 1; }
+done
+
+echo "dev: starting PostgreSQL in .local/pg on port $pg_port"
+admin_url=$(bash deploy/pg-cluster.sh start "$state/pg" "$pg_port")
+psql "$admin_url" -qtAc "SELECT 1 FROM pg_database WHERE datname = 'nexcomet'" | grep -q 1 \
+  || psql "$admin_url" -qc "CREATE DATABASE nexcomet"
+export DATABASE_URL=${admin_url%/postgres}/nexcomet
+
+echo "dev: building nexjobs ($build; the first build takes a few minutes)"
+swift build -c "$build" --product nexjobs 2>&1 | tail -n 1
+bin=$(swift build -c "$build" --show-bin-path)/nexjobs
+
+# A dev-only key ring, generated once and never committed (.local is ignored).
+keys_file=$state/dev-token-keys
+if [ ! -s "$keys_file" ]; then
+  (umask 077; echo "dev1:$(head -c 32 /dev/urandom | base64)" > "$keys_file")
+fi
+export NEXJOBS_TOKEN_KEYS
+NEXJOBS_TOKEN_KEYS=$(cat "$keys_file")
+
+"$bin" migrate >/dev/null
+echo "dev: migrations applied"
+
+base=http://127.0.0.1:$sandbox_port
+"$bin" sandbox --port "$sandbox_port" --tiktok-connections "$per_platform" --snap-connections "$per_platform" \
+  >"$state/logs/sandbox.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 100); do
+  curl -sf "$base/_sandbox/clock" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+curl -sf "$base/_sandbox/clock" >/dev/null || { echo "dev: the sandbox did not start (see .local/logs/sandbox.log)" >&2; exit 1; }
+echo "dev: sandbox on $base"
+
+export NEXJOBS_TIKTOK_APP_ID=dev-app NEXJOBS_TIKTOK_SECRET=dev-tiktok-secret
+export NEXJOBS_TIKTOK_BASE_URL=$base/open_api/v1.3/
+export NEXJOBS_SNAP_CLIENT_ID=dev-client NEXJOBS_SNAP_CLIENT_SECRET=dev-snap-secret
+export NEXJOBS_SNAP_API_BASE_URL=$base/v1/ NEXJOBS_SNAP_TOKEN_URL=$base/login/oauth2/access_token
+export NEXJOBS_SYNC_RATE_LIMIT_SNOOZE=2
+
+# Demo data is recreated on every start: a fresh sandbox process does not know the previous run's tokens.
+psql "$DATABASE_URL" -qc "DELETE FROM nexcomet.organizations WHERE name LIKE 'Demo %'"
+org_free=$("$bin" orgs add "Demo Starter" --plan free)
+org_pro=$("$bin" orgs add "Demo Agency" --plan pro)
+for i in $(seq 0 $((per_platform - 1))); do
+  org=$([ $((i % 2)) = 0 ] && echo "$org_pro" || echo "$org_free")
+  # The OAuth responses go straight from curl into `connections add` on stdin: no token in argv or on screen.
+  curl -sf -X POST "${NEXJOBS_TIKTOK_BASE_URL}oauth2/access_token/" -H 'Content-Type: application/json' \
+    -d "{\"app_id\":\"$NEXJOBS_TIKTOK_APP_ID\",\"secret\":\"$NEXJOBS_TIKTOK_SECRET\",\"auth_code\":\"tiktok-auth-$i\"}" \
+    | "$bin" connections add --org "$org" --platform tiktok >/dev/null
+  curl -sf -X POST "$NEXJOBS_SNAP_TOKEN_URL" \
+    --data-urlencode grant_type=authorization_code --data-urlencode "client_id=$NEXJOBS_SNAP_CLIENT_ID" \
+    --data-urlencode "client_secret=$NEXJOBS_SNAP_CLIENT_SECRET" --data-urlencode "code=snap-auth-$i" \
+    | "$bin" connections add --org "$org" --platform snapchat >/dev/null
+done
+echo "dev: demo organizations $org_pro (pro, 90 days) and $org_free (free, 7 days) with $((2 * per_platform)) connections"
+"$bin" connections list
+
+"$bin" scheduler >"$state/logs/scheduler.log" 2>&1 &
+pids+=($!)
+for n in 1 2; do
+  "$bin" worker --concurrency 8 >"$state/logs/worker-$n.log" 2>&1 &
+  pids+=($!)
+done
+echo "dev: scheduler and two workers running (logs in .local/logs); Ctrl-C stops everything"
+echo "dev: DATABASE_URL=$DATABASE_URL"
+
+while true; do
+  sleep 10 &
+  wait $! || true
+  echo "---- $(date +%H:%M:%S) synced metrics"
+  psql "$DATABASE_URL" -qP pager=off -c "
+    SELECT m.platform, count(DISTINCT m.ad_account_id) AS accounts, count(*) AS metric_rows,
+           min(m.date) AS first_day, max(m.date) AS last_day, sum(m.conversions) AS conversions
+      FROM nexcomet.daily_metrics m GROUP BY m.platform ORDER BY m.platform" \
+    -c "SELECT state, count(*) AS jobs FROM nexjobs.jobs WHERE kind LIKE 'sync%' GROUP BY state ORDER BY state" \
+    || true
+done

@@ -17,11 +17,18 @@ let topHelp = """
       jobs         list | show | retry | cancel jobs
       stats        job counts by queue and state, oldest due job, throughput
       sandbox      serve the local fake TikTok and Snapchat APIs
+      orgs         add an organization
+      connections  add (tokens on stdin) | list ad-platform connections
+      keys         rotate: re-encrypt stored tokens under the active key
 
     Environment:
       DATABASE_URL         libpq URI or conninfo (TLS options such as sslmode pass through)
       NEXJOBS_LOG_FORMAT   logfmt (default) or json
       NEXJOBS_LOG_LEVEL    debug, info (default), warning, error
+      NEXJOBS_TOKEN_KEYS   token key ring id:base64key[,id2:base64key2] (first encrypts, all decrypt)
+      NEXJOBS_TIKTOK_APP_ID, NEXJOBS_TIKTOK_SECRET, NEXJOBS_TIKTOK_BASE_URL, NEXJOBS_SNAP_CLIENT_ID,
+      NEXJOBS_SNAP_CLIENT_SECRET, NEXJOBS_SNAP_API_BASE_URL, NEXJOBS_SNAP_TOKEN_URL
+                           ad-platform credentials and base URLs of the sync jobs
 
     Exit codes: 0 ok, 1 operational failure, 2 usage or invalid input, 3 not found / not allowed in this state.
     """
@@ -43,6 +50,9 @@ if argv.isEmpty || argv[0] == "--help" || argv[0] == "-h" || argv[0] == "help" {
         case "scheduler": code = try await schedulerCommand(rest)
         case "schedules": code = try await schedulesCommand(rest)
         case "sandbox": code = try await sandboxCommand(rest)
+        case "orgs": code = try await orgsCommand(rest)
+        case "connections": code = try await connectionsCommand(rest)
+        case "keys": code = try await keysCommand(rest)
         default: throw UsageError("unknown command '\(argv[0])'")
         }
     } catch let e as UsageError {

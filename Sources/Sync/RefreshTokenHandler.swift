@@ -1,0 +1,48 @@
+import Foundation
+import Platforms
+import Postgres
+import Queue
+
+/// `refresh_token {connection_id}`: refreshes an active connection's tokens ahead of expiry (the scheduler enqueues
+/// it when the access token expires within its margin) and stores them sealed, in the transaction that completes
+/// the job. Tokens someone else already refreshed are left alone. A refused refresh marks the connection
+/// `needs_reauth` with one notification.
+public struct RefreshTokenHandler: JobHandler {
+    public struct Args: Decodable, Sendable {
+        public var connectionID: JobID
+        enum CodingKeys: String, CodingKey { case connectionID = "connection_id" }
+    }
+
+    public static let kind = "refresh_token"
+    public var timeout: Duration { .seconds(120) }
+    let environment: SyncEnvironment
+
+    public init(environment: SyncEnvironment) { self.environment = environment }
+
+    public func run(_ args: Args, context: JobContext) async throws {
+        let id = args.connectionID.value
+        let store = try environment.store()
+        let stored = try await loadConnection(id, store: store, pool: context.pool)
+        guard stored.status == "active" else { return }
+        let policy = ErrorPolicy(
+            context: context, store: store, connectionID: id, organizationID: stored.organizationID,
+            platform: stored.platform, startingAccessToken: nil, session: nil,
+            defaultSnooze: environment.settings.rateLimitSnooze)
+        guard stored.tokens?.refreshToken != nil else {
+            // Long-lived grants (TikTok advertiser tokens) have no refresh token: fine until the access token expires.
+            guard let expiry = stored.tokens?.accessTokenExpiresAt, expiry <= environment.settings.now() else { return }
+            try await policy.markNeedsReauth(
+                reason: "the access token expired and the connection holds no refresh token")
+            throw JobDiscard("connection \(id) holds no refresh token; re-authorization required")
+        }
+        let client = try environment.client(stored.platform, pool: context.pool)
+        do {
+            let (_, refreshed) = try await TokenRefresher.refreshIfNeeded(
+                connectionID: id, store: store, client: client, margin: environment.settings.refreshMargin,
+                now: environment.settings.now(), pool: context.pool, complete: context)
+            context.logger.info("token refresh", ("connection", "\(id)"), ("refreshed", "\(refreshed)"))
+        } catch let e as PlatformError {
+            try await policy.fail(e)
+        }
+    }
+}

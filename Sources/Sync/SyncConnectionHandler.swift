@@ -1,0 +1,115 @@
+import Foundation
+import Platforms
+import Postgres
+import Queue
+
+/// `sync_connection {connection_id}`: refreshes the access token when it is near expiry, discovers the grant's ad
+/// accounts, upserts them, and enqueues one `sync_ad_account` per account (unique key `sync_ad_account:<id>`, so an
+/// account already queued or syncing is not queued twice), all in the transaction that completes the job.
+///
+/// A connection that is not `active` (or unknown) is left alone: the job completes (or fails, when unknown).
+public struct SyncConnectionHandler: JobHandler {
+    public struct Args: Decodable, Sendable {
+        public var connectionID: JobID
+        enum CodingKeys: String, CodingKey { case connectionID = "connection_id" }
+    }
+
+    public static let kind = "sync_connection"
+    public var timeout: Duration { .seconds(300) }
+    let environment: SyncEnvironment
+
+    public init(environment: SyncEnvironment) { self.environment = environment }
+
+    public func run(_ args: Args, context: JobContext) async throws {
+        let id = args.connectionID.value
+        let store = try environment.store()
+        let stored = try await loadConnection(id, store: store, pool: context.pool)
+        guard stored.status == "active" else {
+            context.logger.info(
+                "connection not active; nothing to sync", ("connection", "\(id)"), ("status", stored.status))
+            return
+        }
+        var policy = ErrorPolicy(
+            context: context, store: store, connectionID: id, organizationID: stored.organizationID,
+            platform: stored.platform, startingAccessToken: stored.tokens?.accessToken, session: nil,
+            defaultSnooze: environment.settings.rateLimitSnooze)
+        guard stored.tokens != nil else {
+            try await policy.markNeedsReauth(reason: "the connection holds no access token")
+            throw JobDiscard("connection \(id) holds no access token; re-authorization required")
+        }
+        let client = try environment.client(stored.platform, pool: context.pool)
+        do {
+            let (current, _) = try await TokenRefresher.refreshIfNeeded(
+                connectionID: id, store: store, client: client, margin: environment.settings.refreshMargin,
+                now: environment.settings.now(), pool: context.pool)
+            guard let tokens = current else { return }
+            let pool = context.pool
+            let session = TokenSession(tokens: tokens) { fresh in
+                try await pool.withConnection { c in try await store.saveTokens(id, fresh, on: c) }
+            }
+            policy.startingAccessToken = tokens.accessToken
+            policy.session = session
+            let accounts = try await environment.settings.retryingTransient {
+                try await client.adAccounts(session: session)
+            }
+            let queue = environment.settings.queue
+            let enqueued = try await context.pool.withTransaction { c in
+                let ids = try await upsertAccounts(accounts, connectionID: id, platform: stored.platform, on: c)
+                let jobs = ids.map { accountID in
+                    NewJob(
+                        kind: SyncAdAccountHandler.kind, args: #"{"ad_account_id":"\#(accountID)"}"#, queue: queue,
+                        uniqueKey: "sync_ad_account:\(accountID)")
+                }
+                let inserted = try await JobClient(pool: pool).enqueueMany(jobs, on: c)
+                try await c.execute(
+                    """
+                    UPDATE nexcomet.ad_connections SET last_synced_at = now(), last_error = NULL, updated_at = now()
+                     WHERE id = \(id)
+                    """)
+                try await context.complete(on: c)
+                return inserted.count
+            }
+            context.logger.info(
+                "connection synced", ("connection", "\(id)"), ("accounts", "\(accounts.count)"),
+                ("enqueued", "\(enqueued)"))
+        } catch let e as PlatformError {
+            try await policy.fail(e)
+        }
+    }
+
+    /// Upserts the discovered accounts (changed rows only) and returns their ids.
+    func upsertAccounts(_ accounts: [AdAccount], connectionID: Int64, platform: AdPlatform, on c: PGConnection)
+        async throws -> [Int64]
+    {
+        guard !accounts.isEmpty else { return [] }
+        try await c.execute(
+            """
+            INSERT INTO nexcomet.ad_accounts AS a (connection_id, platform, external_id, name, currency, timezone, status)
+            SELECT \(connectionID), \(platform.rawValue), u.id, u.name, u.currency, u.tz, u.status
+              FROM unnest(\(accounts.map(\.id))::text[], \(accounts.map(\.name))::text[],
+                          \(accounts.map { $0.currency.uppercased() })::text[], \(accounts.map(\.timeZone))::text[],
+                          \(accounts.map { $0.status ?? "active" })::text[]) AS u(id, name, currency, tz, status)
+            ON CONFLICT (platform, external_id) DO UPDATE
+               SET connection_id = excluded.connection_id, name = excluded.name, currency = excluded.currency,
+                   timezone = excluded.timezone, status = excluded.status, updated_at = now()
+             WHERE (a.connection_id, a.name, a.currency, a.timezone, a.status)
+                   IS DISTINCT FROM
+                   (excluded.connection_id, excluded.name, excluded.currency, excluded.timezone, excluded.status)
+            """)
+        let rows = try await c.query(
+            """
+            SELECT id FROM nexcomet.ad_accounts
+             WHERE platform = \(platform.rawValue) AND external_id = ANY(\(accounts.map(\.id))::text[]) ORDER BY id
+            """)
+        return try rows.map { try $0.decode(0) }
+    }
+}
+
+/// Loads a connection, turning "unknown" and "cannot decrypt" into failed jobs with a clear message.
+func loadConnection(_ id: Int64, store: ConnectionStore, pool: PGPool) async throws -> StoredConnection {
+    do {
+        return try await pool.withConnection { c in try await store.load(id, on: c) }
+    } catch let e as ConnectionStoreError {
+        throw JobDiscard(e.description)
+    }
+}

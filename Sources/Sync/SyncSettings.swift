@@ -1,0 +1,93 @@
+import Foundation
+import Platforms
+
+/// Tunables of the sync handlers; every field has a documented default.
+public struct SyncSettings: Sendable {
+    /// Days before the last synced date that are fetched again, because platforms restate recent conversions.
+    /// Default: TikTok 3, Snapchat 28 (Snap's default swipe-up attribution window).
+    public var lookbackDays: [AdPlatform: Int]
+    /// Days of history a first sync backfills, by organization plan. Default: free 7, pro 90, enterprise 365.
+    public var retentionDays: [String: Int]
+    /// A connection whose access token expires within this margin is refreshed before `sync_connection` uses it.
+    /// Default 10 minutes (the scheduler's `enqueue_due_refreshes` margin).
+    public var refreshMargin: Duration
+    /// Queue the handlers enqueue follow-up jobs on. Default `default`.
+    public var queue: String
+    /// Snooze of a rate-limited job when the platform gives no retry time (TikTok never does). Default 30 s.
+    public var rateLimitSnooze: Duration
+    /// Extra tries of one platform call that failed with a transient error, before the job fails and is retried
+    /// with backoff; tries are spaced 250 ms, 500 ms, ... Default 2, so one 5xx does not restart a whole sync.
+    public var transientRetries: Int
+    /// The clock; "today" of an account is this instant's date in the account's time zone. Default: the wall clock.
+    public var now: @Sendable () -> Date
+
+    public init(
+        lookbackDays: [AdPlatform: Int] = [.tiktok: 3, .snapchat: 28],
+        retentionDays: [String: Int] = ["free": 7, "pro": 90, "enterprise": 365],
+        refreshMargin: Duration = .seconds(600), queue: String = "default", rateLimitSnooze: Duration = .seconds(30),
+        transientRetries: Int = 2, now: @escaping @Sendable () -> Date = { Date() }
+    ) {
+        self.lookbackDays = lookbackDays
+        self.retentionDays = retentionDays
+        self.refreshMargin = refreshMargin
+        self.queue = queue
+        self.rateLimitSnooze = rateLimitSnooze
+        self.transientRetries = transientRetries
+        self.now = now
+    }
+
+    /// Runs one platform call, trying it again up to ``transientRetries`` times after a transient failure.
+    func retryingTransient<T: Sendable>(_ call: () async throws -> T) async throws -> T {
+        var attempt = 0
+        while true {
+            do {
+                return try await call()
+            } catch let e as PlatformError where e.kind == .transient && attempt < transientRetries {
+                attempt += 1
+                try await Task.sleep(for: .milliseconds(250 << (attempt - 1)))
+            }
+        }
+    }
+
+    /// Lookback of a platform (0 when not configured).
+    public func lookback(_ platform: AdPlatform) -> Int { max(0, lookbackDays[platform] ?? 0) }
+
+    /// Retention of a plan; an unknown plan gets the free plan's (or 7 days).
+    public func retention(plan: String) -> Int { max(1, retentionDays[plan] ?? retentionDays["free"] ?? 7) }
+
+    /// Settings from the environment, defaults where a variable is unset or unreadable:
+    /// `NEXJOBS_SYNC_LOOKBACK_TIKTOK`, `NEXJOBS_SYNC_LOOKBACK_SNAPCHAT` (days),
+    /// `NEXJOBS_SYNC_RETENTION_FREE|PRO|ENTERPRISE` (days), `NEXJOBS_SYNC_RATE_LIMIT_SNOOZE` (seconds, may be
+    /// fractional), `NEXJOBS_SYNC_TRANSIENT_RETRIES`.
+    public static func fromEnvironment(_ env: [String: String]) -> SyncSettings {
+        var s = SyncSettings()
+        if let v = env["NEXJOBS_SYNC_LOOKBACK_TIKTOK"].flatMap({ Int($0) }), v >= 0 { s.lookbackDays[.tiktok] = v }
+        if let v = env["NEXJOBS_SYNC_LOOKBACK_SNAPCHAT"].flatMap({ Int($0) }), v >= 0 { s.lookbackDays[.snapchat] = v }
+        for plan in ["free", "pro", "enterprise"] {
+            if let v = env["NEXJOBS_SYNC_RETENTION_\(plan.uppercased())"].flatMap({ Int($0) }), v >= 1 {
+                s.retentionDays[plan] = v
+            }
+        }
+        if let v = env["NEXJOBS_SYNC_RATE_LIMIT_SNOOZE"].flatMap({ Double($0) }), v > 0 {
+            s.rateLimitSnooze = .milliseconds(Int64(v * 1000))
+        }
+        if let v = env["NEXJOBS_SYNC_TRANSIENT_RETRIES"].flatMap({ Int($0) }), (0...10).contains(v) {
+            s.transientRetries = v
+        }
+        return s
+    }
+
+    /// The account-local days a sync fetches.
+    ///
+    /// First sync (`lastSynced` nil): the plan's retention ending today. Later: from `lastSynced` minus the
+    /// lookback to today, never earlier than the retention allows.
+    public func window(
+        platform: AdPlatform, plan: String, timeZone: TimeZone, lastSynced: LocalDate?
+    ) -> DateWindow {
+        let today = LocalDate(now(), in: timeZone)
+        let oldest = today.adding(days: -(retention(plan: plan) - 1))
+        guard let lastSynced else { return DateWindow(first: oldest, last: today) }
+        let start = min(today, max(oldest, lastSynced.adding(days: -lookback(platform))))
+        return DateWindow(first: start, last: today)
+    }
+}

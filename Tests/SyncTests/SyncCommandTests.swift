@@ -1,0 +1,110 @@
+import Foundation
+import PGTestSupport
+import Postgres
+import Privacy
+import XCTest
+
+@testable import Sync
+
+/// The operator commands, run as the built binary: orgs add, connections add (stdin) | list, keys rotate.
+final class SyncCommandTests: XCTestCase {
+    func key() -> String { Data((0..<32).map { _ in UInt8.random(in: 0...255) }).base64EncodedString() }
+
+    func testConnectionsAddReadsStdinListNeverShowsTokensAndKeysRotate() async throws {
+        let db = try await TestDatabase.create()
+        defer { Task { await db.drop() } }
+        let old = "old:" + key()
+        let env = ["NEXJOBS_TOKEN_KEYS": old]
+        for command in [["orgs", "--help"], ["connections", "--help"], ["keys", "--help"]] {
+            let (status, out) = try await NexjobsProcess.run(command, databaseURL: db.url, environment: env)
+            XCTAssertEqual(status, 0, out)
+            XCTAssertTrue(out.contains("Usage: nexjobs \(command[0])"), out)
+        }
+        let (orgStatus, org) = try await runNexjobs(["orgs", "add", "Acme", "--plan", "pro"], db: db, env: env)
+        XCTAssertEqual(orgStatus, 0, org)
+        let orgID = org.trimmingCharacters(in: .whitespacesAndNewlines)
+
+        let (s1, c1) = try await runNexjobs(
+            ["connections", "add", "--org", orgID, "--platform", "tiktok"],
+            input: "line-access-token-1\nline-refresh-1\n",
+            db: db, env: env)
+        XCTAssertEqual(s1, 0, c1)
+        let (s2, c2) = try await runNexjobs(
+            ["connections", "add", "--org", orgID, "--platform", "snapchat", "--expires-in", "3600"],
+            input: #"{"access_token":"json-access-token-2","refresh_token":"json-refresh-2"}"#, db: db, env: env)
+        XCTAssertEqual(s2, 0, c2)
+        let (s3, c3) = try await runNexjobs(
+            ["connections", "add", "--org", orgID, "--platform", "tiktok"],
+            input:
+                #"{"code":0,"message":"OK","data":{"access_token":"envelope-access-3","refresh_token":"envelope-refresh-3"}}"#,
+            db: db, env: env)
+        XCTAssertEqual(s3, 0, c3)
+        let (s4, c4) = try await runNexjobs(
+            ["connections", "add", "--org", orgID, "--platform", "myspace"], input: "x", db: db, env: env)
+        XCTAssertEqual(s4, 2, c4)
+        let (s5, c5) = try await runNexjobs(
+            ["connections", "add", "--org", "999", "--platform", "tiktok"], input: "x", db: db, env: env)
+        XCTAssertEqual(s5, 3, c5)
+
+        let ring = try KeyRing(parsing: old)
+        let store = ConnectionStore(vault: TokenVault(keyRing: ring))
+        let ids = [c1, c2, c3].map { Int64($0.trimmingCharacters(in: .whitespacesAndNewlines))! }
+        let loaded = try await db.pool.withConnection { c in
+            try await ids.asyncMap { try await store.load($0, on: c).tokens! }
+        }
+        XCTAssertEqual(loaded.map(\.accessToken), ["line-access-token-1", "json-access-token-2", "envelope-access-3"])
+        XCTAssertEqual(loaded.map(\.refreshToken), ["line-refresh-1", "json-refresh-2", "envelope-refresh-3"])
+        XCTAssertNotNil(loaded[1].accessTokenExpiresAt)
+
+        let (listStatus, list) = try await runNexjobs(["connections", "list"], db: db, env: env)
+        XCTAssertEqual(listStatus, 0, list)
+        XCTAssertEqual(list.split(separator: "\n").count, 4, list)
+        for secret in ["line-access", "json-access", "envelope-access", "refresh"] {
+            XCTAssertFalse(list.contains(secret), list)
+        }
+
+        let new = "new:" + key()
+        let (r1, o1) = try await runNexjobs(
+            ["keys", "rotate", "--batch", "2"], db: db, env: ["NEXJOBS_TOKEN_KEYS": "\(new),\(old)"])
+        XCTAssertEqual(r1, 0, o1)
+        XCTAssertTrue(o1.contains("resealed 3, already current 0, failed 0"), o1)
+        let (r2, o2) = try await runNexjobs(["keys", "rotate"], db: db, env: ["NEXJOBS_TOKEN_KEYS": new])
+        XCTAssertEqual(r2, 0, o2)
+        XCTAssertTrue(o2.contains("resealed 0, already current 3, failed 0"), o2)
+        let (r3, o3) = try await runNexjobs(["keys", "rotate"], db: db, env: ["NEXJOBS_TOKEN_KEYS": old])
+        XCTAssertEqual(r3, 1, "the old ring cannot open rows sealed under the new key: \(o3)")
+        XCTAssertTrue(o3.contains("unknownKeyID"), o3)
+    }
+
+    /// Runs `nexjobs` with `input` on stdin, off the cooperative pool (pipe reads block).
+    func runNexjobs(_ args: [String], input: String = "", db: TestDatabase, env: [String: String]) async throws
+        -> (Int32, String)
+    {
+        let environment = ProcessInfo.processInfo.environment.merging(env.merging(["DATABASE_URL": db.url]) { $1 }) {
+            $1
+        }
+        return try await withCheckedThrowingContinuation { continuation in
+            DispatchQueue.global().async {
+                do {
+                    let p = Process()
+                    p.executableURL = nexjobsExecutable
+                    p.arguments = args
+                    p.environment = environment
+                    let stdin = Pipe()
+                    let stdout = Pipe()
+                    p.standardInput = stdin
+                    p.standardOutput = stdout
+                    p.standardError = stdout
+                    try p.run()
+                    stdin.fileHandleForWriting.write(Data(input.utf8))
+                    try stdin.fileHandleForWriting.close()
+                    let out = stdout.fileHandleForReading.readDataToEndOfFile()
+                    p.waitUntilExit()
+                    continuation.resume(returning: (p.terminationStatus, String(decoding: out, as: UTF8.self)))
+                } catch {
+                    continuation.resume(throwing: error)
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,187 @@
+import Foundation
+import PGTestSupport
+import Platforms
+import Postgres
+import Privacy
+import Queue
+import Sandbox
+import XCTest
+
+@testable import Sync
+
+final class SyncHandlerTests: XCTestCase {
+    func testFullSyncEqualsGroundTruthAndRerunChangesNothing() async throws {
+        let h = try await SyncHarness.make()
+        defer { Task { await h.close() } }
+        let connections = try await h.connectAll()
+        try await h.syncEverything(connections.map(\.id))
+
+        let first = try await h.retainedFirstDays(days: 90)
+        XCTAssertGreaterThanOrEqual(first.count, 4, "every sandbox account is discovered")
+        let truth = h.truth(firstDay: first)
+        let stored = try await h.databaseMetrics()
+        XCTAssertGreaterThan(truth.count, 100)
+        assertSameMetrics(stored, truth, "every metric row equals the sandbox's ground truth to the cent")
+        for platform in ["tiktok", "snapchat"] {
+            XCTAssertTrue(stored.keys.contains { $0.hasPrefix(platform + "|") }, "\(platform) rows synced")
+        }
+        let entities: Int = try await h.db.pool.query(
+            "SELECT (SELECT count(*) FROM nexcomet.campaigns) + (SELECT count(*) FROM nexcomet.ads)"
+        ).first!.decode(0)
+        XCTAssertGreaterThan(entities, 0)
+
+        // Same day, same window: the rerun must not rewrite a single tuple.
+        let before = try await h.metricTupleVersions()
+        let lastRunBefore: Int64 = try await h.db.pool.query("SELECT max(id) FROM nexcomet.sync_runs").first!.decode(0)
+        try await h.syncEverything(connections.map(\.id))
+        let after = try await h.metricTupleVersions()
+        XCTAssertEqual(before, after, "a second sync rewrites no metric row")
+        let lastRuns: Int = try await h.db.pool.query(
+            """
+            SELECT coalesce(sum(rows_written), -1)::int FROM nexcomet.sync_runs r
+             WHERE outcome = 'succeeded' AND id > \(lastRunBefore)
+            """
+        ).first!.decode(0)
+        XCTAssertEqual(lastRuns, 0, "second runs report zero rows written")
+        let outcomes: [String] = try await h.db.pool.query(
+            "SELECT DISTINCT outcome FROM nexcomet.sync_runs"
+        ).map { try $0.decode(0) }
+        XCTAssertEqual(outcomes, ["succeeded"])
+    }
+
+    func testRestatedConversionsArePickedUpByTheLookback() async throws {
+        let h = try await SyncHarness.make(tiktok: 1, snap: 1)
+        defer { Task { await h.close() } }
+        let connections = try await h.connectAll()
+        try await h.syncEverything(connections.map(\.id))
+        let before = try await h.databaseMetrics()
+
+        h.advanceDays(2)
+        let errors = try await h.resyncAccounts()
+        XCTAssertEqual(errors, [:])
+        let first = try await h.retainedFirstDays(days: 90)
+        let truth = h.truth(firstDay: first)
+        let stored = try await h.databaseMetrics(from: first)
+        assertSameMetrics(stored, truth, "restated days and the two new days match the sandbox")
+        let restated = truth.filter { key, value in before[key] != nil && before[key] != value }
+        XCTAssertFalse(restated.isEmpty, "the sandbox restated some conversions (the test must see a change)")
+    }
+
+    func testRevokedGrantMarksNeedsReauthWithOneNotificationAndStopsScheduling() async throws {
+        let h = try await SyncHarness.make(tiktok: 1, snap: 0)
+        defer { Task { await h.close() } }
+        let connections = try await h.connectAll()
+        let id = connections[0].id
+        try await h.run(SyncConnectionHandler(environment: h.environment), args: #"{"connection_id":"\#(id)"}"#)
+        h.sandbox.revokeConnection(.tiktok, 0)
+
+        // Concurrent jobs of the revoked grant: those that reach the API fail for good; those that start after the
+        // connection was marked skip it. Either way one notification results.
+        let results = try await h.drain(SyncAdAccountHandler(environment: h.environment))
+        let failures = results.values.compactMap { $0 }
+        XCTAssertFalse(failures.isEmpty)
+        for text in failures {
+            XCTAssertTrue(text.hasPrefix("JobDiscard") && text.contains("re-authorization"), text)
+        }
+        do {
+            try await h.run(SyncConnectionHandler(environment: h.environment), args: #"{"connection_id":\#(id)}"#)
+        } catch {
+            XCTFail("an inactive connection is skipped, not failed: \(error)")
+        }
+        let status: String = try await h.db.pool.query(
+            "SELECT status FROM nexcomet.ad_connections WHERE id = \(id)"
+        ).first!.decode(0)
+        XCTAssertEqual(status, "needs_reauth")
+        let notes: Int = try await h.db.pool.query(
+            "SELECT count(*)::int FROM nexcomet.notifications WHERE connection_id = \(id) AND kind = 'reauth_required'"
+        ).first!.decode(0)
+        XCTAssertEqual(notes, 1, "one notification, not one per job")
+
+        try await h.db.pool.execute("UPDATE nexcomet.ad_connections SET next_sync_at = now() - interval '1 minute'")
+        _ = try await h.db.pool.query("SELECT * FROM nexcomet.enqueue_due_syncs()")
+        let scheduled: Int = try await h.db.pool.query(
+            "SELECT count(*)::int FROM nexjobs.jobs WHERE kind = 'sync_connection' AND state = 'available'"
+        ).first!.decode(0)
+        XCTAssertEqual(scheduled, 0, "a needs_reauth connection is no longer scheduled")
+    }
+
+    func testRateLimitSnoozesAndWritesNothing() async throws {
+        let h = try await SyncHarness.make(tiktok: 0, snap: 1)
+        defer { Task { await h.close() } }
+        let connections = try await h.connectAll()
+        try await h.run(
+            SyncConnectionHandler(environment: h.environment), args: #"{"connection_id":"\#(connections[0].id)"}"#)
+        h.sandbox.setFaults(FaultConfig(rules: [FaultRule(kind: .rateLimit, pathContains: "/stats", count: 1)]))
+        let jobs = try await h.drain(SyncAdAccountHandler(environment: h.environment))
+        let snoozed = jobs.values.compactMap { $0 }.filter { $0.hasPrefix("JobSnooze") }
+        XCTAssertEqual(snoozed.count, 1, "\(jobs)")
+        XCTAssertTrue(snoozed[0].hasSuffix("(snoozed for 1.0 seconds)"), "Retry-After is honoured: \(snoozed[0])")
+        let runs: [String] = try await h.db.pool.query("SELECT outcome FROM nexcomet.sync_runs").map {
+            try $0.decode(0)
+        }
+        XCTAssertTrue(runs.contains("rate_limited"))
+    }
+
+    func testMalformedResponseFailsTheJobAndWritesNothing() async throws {
+        let h = try await SyncHarness.make(tiktok: 1, snap: 0)
+        defer { Task { await h.close() } }
+        let connections = try await h.connectAll()
+        try await h.run(
+            SyncConnectionHandler(environment: h.environment), args: #"{"connection_id":"\#(connections[0].id)"}"#)
+        h.sandbox.setFaults(FaultConfig(rules: [FaultRule(kind: .malformedJSON, pathContains: "report/integrated")]))
+        let jobs = try await h.drain(SyncAdAccountHandler(environment: h.environment))
+        XCTAssertFalse(jobs.isEmpty)
+        for (_, error) in jobs {
+            let text = try XCTUnwrap(error ?? nil)
+            XCTAssertTrue(text.hasPrefix("JobDiscard") && text.contains("malformed_response"), text)
+        }
+        let written: Int = try await h.db.pool.query(
+            """
+            SELECT ((SELECT count(*) FROM nexcomet.daily_metrics) + (SELECT count(*) FROM nexcomet.campaigns)
+                    + (SELECT count(*) FROM nexcomet.ad_groups) + (SELECT count(*) FROM nexcomet.ads))::int
+            """
+        ).first!.decode(0)
+        XCTAssertEqual(written, 0, "nothing is written from a sync whose response was malformed")
+    }
+
+    func testTransientErrorIsRethrownForBackoff() async throws {
+        let h = try await SyncHarness.make(tiktok: 0, snap: 1)
+        defer { Task { await h.close() } }
+        let connections = try await h.connectAll()
+        // Two 5xx are absorbed by the in-job retries; the third fails the attempt for the queue's backoff.
+        h.sandbox.setFaults(FaultConfig(rules: [FaultRule(kind: .serverError, pathContains: "adaccounts", count: 2)]))
+        try await h.run(
+            SyncConnectionHandler(environment: h.environment), args: #"{"connection_id":"\#(connections[0].id)"}"#)
+        h.sandbox.setFaults(FaultConfig(rules: [FaultRule(kind: .serverError, pathContains: "adaccounts", count: 3)]))
+        do {
+            try await h.run(
+                SyncConnectionHandler(environment: h.environment), args: #"{"connection_id":"\#(connections[0].id)"}"#)
+            XCTFail("expected a transient error")
+        } catch let e as PlatformError {
+            XCTAssertEqual(e.kind, .transient)
+        }
+    }
+
+    func testMissingConfigurationFailsTheJobClearly() async throws {
+        let h = try await SyncHarness.make(tiktok: 1, snap: 0)
+        defer { Task { await h.close() } }
+        let connections = try await h.connectAll()
+        let env = SyncEnvironment.fromEnvironment([:])
+        do {
+            try await h.run(
+                SyncConnectionHandler(environment: env), args: #"{"connection_id":"\#(connections[0].id)"}"#)
+            XCTFail("expected a discard")
+        } catch let e as JobDiscard {
+            XCTAssertTrue(e.message.contains("NEXJOBS_TOKEN_KEYS"), e.message)
+        }
+        var withKeys = env
+        withKeys.keyRing = .success(h.ring)
+        do {
+            try await h.run(
+                SyncConnectionHandler(environment: withKeys), args: #"{"connection_id":"\#(connections[0].id)"}"#)
+            XCTFail("expected a discard")
+        } catch let e as JobDiscard {
+            XCTAssertTrue(e.message.contains("NEXJOBS_TIKTOK_APP_ID"), e.message)
+        }
+    }
+}
