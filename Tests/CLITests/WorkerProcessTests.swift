@@ -120,19 +120,10 @@ final class WorkerProcessTests: XCTestCase {
         let port = String(Int.random(in: 42000...49000))
         let script = TestDatabase.repositoryRoot.appendingPathComponent("deploy/pg-cluster.sh").path
         // Output goes to /dev/null: the server started by the script would hold a pipe open forever.
-        // Polls for exit: Process.waitUntilExit() was seen to hang here on Linux once the script had exited.
         func cluster(_ args: String...) async throws {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: "/bin/bash")
-            p.arguments = [script] + args
-            p.standardOutput = FileHandle.nullDevice
-            p.standardError = FileHandle.nullDevice
-            try p.run()
-            guard await waitUntil(timeout: .seconds(120), { !p.isRunning }) else {
-                throw TestEnvironmentError(description: "pg-cluster.sh \(args) did not finish")
-            }
-            guard p.terminationStatus == 0 else {
-                throw TestEnvironmentError(description: "pg-cluster.sh \(args) failed")
+            let status = try await runDetached(["/bin/bash", script] + args)
+            guard status == 0 else {
+                throw TestEnvironmentError(description: "pg-cluster.sh \(args) failed with status \(status)")
             }
         }
         try await cluster("start", dataDir, port)
@@ -140,13 +131,7 @@ final class WorkerProcessTests: XCTestCase {
         let adminURL = "postgres://\(user)@127.0.0.1:\(port)/postgres"
         defer {
             // Stop synchronously: the cluster must not outlive the test.
-            let stop = Process()
-            stop.executableURL = URL(fileURLWithPath: "/bin/bash")
-            stop.arguments = [script, "stop", dataDir]
-            stop.standardOutput = FileHandle.nullDevice
-            stop.standardError = FileHandle.nullDevice
-            try? stop.run()
-            while stop.isRunning { usleep(20_000) }
+            _ = system("/bin/bash '\(script)' stop '\(dataDir)' >/dev/null 2>&1")
             try? FileManager.default.removeItem(at: tmp)
         }
         let (code, out) = try await NexjobsProcess.run(["migrate"], databaseURL: adminURL)

@@ -171,3 +171,32 @@ public func assertEventually(timeout: Duration = .seconds(30), _ message: @autoc
     if try await waitUntil(timeout: timeout, condition) { return }
     XCTFail("condition not met within \(timeout) \(message())", file: file, line: line)
 }
+
+/// Runs a command to completion with its output discarded and returns its exit status.
+///
+/// Uses posix_spawn and a blocking waitpid on a thread of its own: Foundation's `Process` was seen to miss the exit
+/// of `deploy/pg-cluster.sh` (the child stayed a zombie), because the server it starts inherits the session.
+public func runDetached(_ argv: [String]) async throws -> Int32 {
+    var pid: pid_t = 0
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    for fd in [Int32(0), 1, 2] {
+        posix_spawn_file_actions_addopen(&actions, fd, "/dev/null", fd == 0 ? O_RDONLY : O_WRONLY, 0)
+    }
+    var cargs = argv.map { strdup($0) } + [nil]
+    defer { for p in cargs { free(p) } }
+    let rc = posix_spawn(&pid, argv[0], &actions, nil, &cargs, environ)
+    guard rc == 0 else { throw TestEnvironmentError(description: "cannot start \(argv[0]): errno \(rc)") }
+    let spawned = pid
+    let status: Int32 = await withCheckedContinuation { cont in
+        Thread.detachNewThread {
+            var st: Int32 = 0
+            while waitpid(spawned, &st, 0) < 0 && errno == EINTR {}
+            // Exit code when it exited normally, 128 + signal otherwise.
+            let code = (st & 0x7f) == 0 ? (st >> 8) & 0xff : 128 + (st & 0x7f)
+            cont.resume(returning: code)
+        }
+    }
+    return status
+}
