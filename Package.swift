@@ -24,6 +24,7 @@ let package = Package(
         .target(name: "Runtime", dependencies: ["Queue", "Cron", "Sync", "Privacy", "HTTP", "Postgres", "Logs"]),
         .executableTarget(name: "nexjobs", dependencies: ["Runtime", "Sandbox", "Queue", "Postgres", "HTTP", "Logs"]),
         .executableTarget(name: "http-bench", dependencies: ["HTTP"], path: "bench/http", exclude: ["README.md", "run.sh"]),
+        .executableTarget(name: "queue-bench", dependencies: ["Queue", "Postgres"], path: "bench/queue", exclude: ["README.md", "run.sh"]),
         // Test-only helpers: a fresh PostgreSQL database per test, built from NEXJOBS_TEST_DATABASE_URL.
         .target(name: "PGTestSupport", dependencies: ["Postgres", "Queue"], path: "Tests/PGTestSupport"),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres", "PGTestSupport"]),
