@@ -1,8 +1,9 @@
 // queue-bench: the client side of the queue benchmark, through the product's own enqueue path (JobClient).
 //
-//   queue-bench enqueue N [--queue Q] [--args JSON]
+//   queue-bench enqueue N [--queue Q] [--args JSON] [--profile]
 //       Enqueues N `noop` jobs with JobClient.enqueueMany (one statement per 5,000 jobs) and prints
-//       `enqueued=N seconds=S jobs_per_s=R`. Validation of every job is part of the timed path, as for users.
+//       `enqueued=N seconds=S jobs_per_s=R`. Validation of every job is part of the timed path, as for users;
+//       --profile first times that validation alone (untimed pass) and prints it to stderr.
 //   queue-bench latency N INTERVAL_MS [--queue Q] [--timeout SECONDS]
 //       With workers already idle on Q, enqueues N jobs one at a time (JobClient.enqueue, one autocommit
 //       statement each) INTERVAL_MS apart, waits until all have started, and prints enqueue-to-start percentiles
@@ -25,6 +26,7 @@ func positionals(_ args: [String]) -> [String] {
     var out: [String] = []
     var i = 0
     while i < args.count {
+        if args[i] == "--profile" { i += 1; continue }
         if args[i].hasPrefix("--") { i += 2; continue }
         out.append(args[i]); i += 1
     }
@@ -35,11 +37,19 @@ func seconds(_ d: Duration) -> Double {
     Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
 }
 
-func enqueueBench(pool: PGPool, n: Int, queue: String, args: String) async throws {
+func enqueueBench(pool: PGPool, n: Int, queue: String, args: String, profile: Bool) async throws {
     let client = JobClient(pool: pool)
     // Building the values is the caller's own work, not the queue's: kept out of the timed section.
     let jobs = (0..<n).map { _ in NewJob(kind: "noop", args: args, queue: queue) }
     let clock = ContinuousClock()
+    if profile {
+        // What enqueueMany spends on client-side validation alone (it validates every job again when timed).
+        let v0 = clock.now
+        for j in jobs { try j.validate() }
+        let vs = seconds(clock.now - v0)
+        FileHandle.standardError.write(Data(String(format: "validate: %.4f s for %d jobs (%.1f us/job)\n",
+                                                   vs, n, vs * 1e6 / Double(n)).utf8))
+    }
     let began = clock.now
     let ids = try await client.enqueueMany(jobs)
     let took = seconds(clock.now - began)
@@ -97,7 +107,8 @@ do {
     switch mode {
     case "enqueue":
         guard pos.count == 2, let n = Int(pos[1]), n > 0 else { throw BenchError(description: "enqueue N") }
-        try await enqueueBench(pool: pool, n: n, queue: queue, args: option(argv, "args") ?? "{}")
+        try await enqueueBench(pool: pool, n: n, queue: queue, args: option(argv, "args") ?? "{}",
+                              profile: argv.contains("--profile"))
     case "latency":
         guard pos.count == 3, let n = Int(pos[1]), let ms = Int(pos[2]), n > 0, ms >= 0 else {
             throw BenchError(description: "latency N INTERVAL_MS")
