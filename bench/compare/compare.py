@@ -464,8 +464,8 @@ def main():
     out(f"Machine: {os.cpu_count()} cores, {platform.platform()}, PostgreSQL {pgver} "
         f"(fsync=on, synchronous_commit=on), load average at end {os.getloadavg()[0]:.2f} "
         "(shared with other work: figures are noisy, compare the ratios measured side by side).  ")
-    out(f"Burn-down: {a.n:,} no-op jobs enqueued in bulk then drained, median of {a.reps} repetitions, systems "
-        f"alternating. Latency: {a.latency_jobs:,} jobs enqueued one at a time {a.interval_ms} ms apart, idle "
+    out(f"Burn-down: {a.n:,} no-op jobs enqueued in bulk then drained, median of {a.reps} repetitions"
+        + (", systems alternating" if len(systems) > 1 else "") + f". Latency: {a.latency_jobs:,} jobs enqueued one at a time {a.interval_ms} ms apart, idle "
         "workers, start minus enqueue from server timestamps. "
         + (f"Crash: {a.crash_n:,} jobs, kill -9 of one worker process at 40% drained, every system declaring a "
            f"silent worker dead after {STALE_S} s (Procrastinate: its stalled-job retry run every second); lost = "
@@ -502,8 +502,9 @@ def main():
         out(f"- latency p50: {summary[b50]['p50'] / nj['p50']:.2f}x {b50}; "
             f"p99: {summary[b99]['p99'] / nj['p99']:.2f}x {b99}")
         out("")
-    out(f"## Configuration sweep (one burn-down per configuration: {a.sweep_n:,} jobs, "
-        f"Procrastinate {a.procrastinate_sweep_n:,})")
+    pro = any(s.name == "Procrastinate" for s in systems)
+    out(f"## Configuration sweep (one burn-down per configuration: {a.sweep_n:,} jobs"
+        + (f", Procrastinate {a.procrastinate_sweep_n:,})" if pro else ")"))
     out("")
     out("| system | configuration | drain/s |")
     out("|---|---|---:|")
