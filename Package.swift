@@ -25,6 +25,7 @@ let package = Package(
         .executableTarget(name: "nexjobs", dependencies: ["Runtime", "Sandbox", "Queue", "Postgres", "HTTP", "Logs"]),
         .executableTarget(name: "http-bench", dependencies: ["HTTP"], path: "bench/http", exclude: ["README.md", "run.sh"]),
         .executableTarget(name: "sync-bench", dependencies: ["Sync", "Sandbox", "Queue", "Postgres"], path: "bench/sync", exclude: ["README.md", "run.sh"]),
+        .executableTarget(name: "queue-bench", dependencies: ["Queue", "Postgres"], path: "bench/queue", exclude: ["README.md", "run.sh"]),
         // Test-only helpers: a fresh PostgreSQL database per test, built from NEXJOBS_TEST_DATABASE_URL.
         .target(name: "PGTestSupport", dependencies: ["Postgres", "Queue"], path: "Tests/PGTestSupport"),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres", "PGTestSupport"]),

@@ -6,12 +6,15 @@ import Queue
 ///
 /// Args (all optional): `sleep_ms` (default 0) sleeps that long, honouring cancellation; `fail_times` (default 0)
 /// fails attempts 1...fail_times, then succeeds; `record` (default false) writes one row per execution to
-/// `nexjobs.noop_log` so tests can count executions.
+/// `nexjobs.noop_log` so tests can count executions; `record_tx` (default false) writes that row in the same
+/// transaction as the job's completion (`JobContext.complete(on:)`), after any sleep or failure, so a crash can
+/// neither lose the row of a completed job nor leave the row of a job that will run again.
 public struct NoopHandler: JobHandler {
     public struct Args: Decodable, Sendable {
         public var sleep_ms: Int?
         public var fail_times: Int?
         public var record: Bool?
+        public var record_tx: Bool?
     }
 
     public static let kind = "noop"
@@ -30,6 +33,14 @@ public struct NoopHandler: JobHandler {
         if let ms = args.sleep_ms, ms > 0 { try await Task.sleep(for: .milliseconds(ms)) }
         if let n = args.fail_times, context.attempt <= n {
             throw NoopFailure(attempt: context.attempt, failTimes: n)
+        }
+        if args.record_tx == true {
+            try await context.pool.withTransaction { c in
+                try await c.execute("""
+                    INSERT INTO nexjobs.noop_log (job_id, attempt, worker) VALUES (\(context.id), \(context.attempt), \(context.workerID))
+                    """)
+                try await context.complete(on: c)
+            }
         }
     }
 }

@@ -176,19 +176,24 @@ public final class Worker: Sendable {
                 continue
             }
             let want = min(free, options.claimBatch)
+            // With one queue, `queue = $1[1]` lets jobs_claim_idx deliver rows already in (priority, run_at, id)
+            // order, so LIMIT stops after `want` index entries; `queue = ANY(...)` cannot use the index order and
+            // made every claim seq-scan and sort the whole table (finished jobs included). The update finds its
+            // rows through the primary key (ANY(ARRAY(...))) instead of letting the planner hash-join a seq scan.
+            let queueTest = options.queues.count == 1 ? "queue = (" : "queue = ANY("
+            let queueSuffix = options.queues.count == 1 ? "::text[])[1]" : "::text[])"
             do {
                 let rows = try await pool.query("""
-                    WITH c AS MATERIALIZED (
-                      SELECT id FROM nexjobs.jobs
-                       WHERE state IN ('available', 'retryable') AND queue = ANY(\(options.queues)::text[])
-                         AND run_at <= now()
-                       ORDER BY priority, run_at, id
-                       LIMIT \(want)
-                       FOR UPDATE SKIP LOCKED)
                     UPDATE nexjobs.jobs j
                        SET state = 'running', attempt = j.attempt + 1, attempted_at = now(), locked_by = \(id),
                            locked_until = now() + \(deadline)::interval
-                      FROM c WHERE j.id = c.id
+                     WHERE j.id = ANY(ARRAY(
+                      SELECT id FROM nexjobs.jobs
+                       WHERE state IN ('available', 'retryable') AND \(unsafeSQL: queueTest)\(options.queues)\(unsafeSQL: queueSuffix)
+                         AND run_at <= now()
+                       ORDER BY priority, run_at, id
+                       LIMIT \(want)
+                       FOR UPDATE SKIP LOCKED))
                     RETURNING j.id, j.kind, j.queue, j.args::text, j.attempt, j.max_attempts
                     """)
                 backoff = .milliseconds(100)
