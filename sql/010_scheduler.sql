@@ -109,10 +109,12 @@ CREATE INDEX IF NOT EXISTS schedule_fires_fired_idx ON nexjobs.schedule_fires (f
 -- enqueued; the fire record keeps job_id NULL): `nexjobs.rescue` (args: batch_size) hands expired leases back,
 -- `nexjobs.prune` (args: completed_retention, failed_retention, fires_retention, batch_size) deletes finished
 -- jobs and old fire records in batches. Operators change their cadence like any schedule's.
-INSERT INTO nexjobs.schedules (name, cron, timezone, kind, args, queue, priority)
-VALUES ('maintenance.rescue', '@every 5s', 'UTC', 'nexjobs.rescue', '{"batch_size": 1000}', 'maintenance', 0),
+-- `retention_purge` is seeded disabled: its job handler is not built yet (see docs/STATUS.md); enabling it before
+-- then would fail one job a day as an unknown kind.
+INSERT INTO nexjobs.schedules (name, cron, timezone, kind, args, queue, priority, enabled)
+VALUES ('maintenance.rescue', '@every 5s', 'UTC', 'nexjobs.rescue', '{"batch_size": 1000}', 'maintenance', 0, true),
        ('maintenance.prune', '@every 1m', 'UTC', 'nexjobs.prune',
         '{"completed_retention": "24 hours", "failed_retention": "14 days", "fires_retention": "30 days", "batch_size": 5000}',
-        'maintenance', 0),
-       ('retention_purge', '0 3 * * *', 'UTC', 'retention_purge', '{}', 'maintenance', 10)
+        'maintenance', 0, true),
+       ('retention_purge', '0 3 * * *', 'UTC', 'retention_purge', '{}', 'maintenance', 10, false)
 ON CONFLICT (name) DO NOTHING;

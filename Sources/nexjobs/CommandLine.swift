@@ -1,4 +1,5 @@
 import Foundation
+import Logs
 import Postgres
 import Queue
 import Runtime
@@ -83,6 +84,7 @@ struct Arguments {
 }
 
 /// Reads `DATABASE_URL` and opens a pool; a missing or malformed value is a usage error naming the problem.
+/// One-shot commands exit right after their work: the process exit closes the connections.
 func openPool(maxConnections: Int = 4) throws -> PGPool {
     guard let url = ProcessInfo.processInfo.environment["DATABASE_URL"], !url.isEmpty else {
         throw UsageError("DATABASE_URL is not set (e.g. postgres://user@localhost:5432/nexcomet)")
@@ -117,18 +119,5 @@ indirect enum JSONOut {
     }
 }
 
-func jsonQuote(_ s: String) -> String {
-    var out = "\""
-    for u in s.unicodeScalars {
-        switch u {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case "\n": out += "\\n"
-        case "\r": out += "\\r"
-        case "\t": out += "\\t"
-        default:
-            if u.value < 0x20 { out += String(format: "\\u%04x", u.value) } else { out.unicodeScalars.append(u) }
-        }
-    }
-    return out + "\""
-}
+/// JSON string literal; one implementation shared with the logger.
+func jsonQuote(_ s: String) -> String { Logger.jsonString(s) }

@@ -27,8 +27,8 @@ func migrateCommand(_ args: [String]) async throws -> Int32 {
     }
     let migrator = try PGMigrator(directory: dir)
     let pool = try openPool(maxConnections: 1)
-    defer { Task { await pool.close() } }
     let outcome = try await migrator.migrate(pool)
+    await pool.close()
     for name in outcome.applied { print("applied \(name)") }
     for name in outcome.changed { printErr("warning: \(name) changed since it was applied (not re-applied)") }
     print("migrations: \(outcome.applied.count) applied, \(outcome.alreadyApplied) already applied")

@@ -23,7 +23,6 @@ func orgsCommand(_ args: [String]) async throws -> Int32 {
         throw UsageError("--plan must be free, pro or enterprise")
     }
     let pool = try openPool(maxConnections: 1)
-    defer { Task { await pool.close() } }
     let id: Int64 = try await pool.query(
         "INSERT INTO nexcomet.organizations (name, plan) VALUES (\(a.positionals[1]), \(plan)) RETURNING id"
     ).first!.decode(0)
@@ -77,7 +76,6 @@ func connectionsCommand(_ args: [String]) async throws -> Int32 {
         }
         let scopes = (a.options["scopes"] ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
         let pool = try openPool(maxConnections: 1)
-        defer { Task { await pool.close() } }
         let store = ConnectionStore(vault: TokenVault(keyRing: ring))
         let exists: Bool = try await pool.query(
             "SELECT EXISTS (SELECT 1 FROM nexcomet.organizations WHERE id = \(org) AND deleted_at IS NULL)"
@@ -97,7 +95,6 @@ func connectionsCommand(_ args: [String]) async throws -> Int32 {
             return v
         }
         let pool = try openPool(maxConnections: 1)
-        defer { Task { await pool.close() } }
         let rows = try await pool.query(
             """
             SELECT c.id, c.organization_id, c.platform, c.status, coalesce(c.token_key_id, '-'),
@@ -172,7 +169,6 @@ func keysCommand(_ args: [String]) async throws -> Int32 {
         throw UsageError("\(error)")
     }
     let pool = try openPool(maxConnections: 1)
-    defer { Task { await pool.close() } }
     let result = try await ConnectionStore(vault: TokenVault(keyRing: ring)).rotateKeys(pool: pool, batchSize: batch)
     print("resealed \(result.resealed), already current \(result.current), failed \(result.failures.count)")
     for f in result.failures { printErr("connection \(f.id): \(f.reason)") }

@@ -101,7 +101,7 @@ final class CLITests: XCTestCase {
 
     func testMigrateTwiceAndConcurrentlyIsSafe() async throws {
         let fresh = try await TestDatabase.create(name + "_fresh", migrate: false)
-        defer { Task { await fresh.drop() } }
+        addTeardownBlock { await fresh.drop() }
         let results = try await withThrowingTaskGroup(of: (Int32, String).self) { group in
             for _ in 0..<3 { group.addTask { try await NexjobsProcess.run(["migrate"], databaseURL: fresh.url) } }
             return try await group.reduce(into: [(Int32, String)]()) { $0.append($1) }

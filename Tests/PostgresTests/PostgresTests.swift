@@ -6,7 +6,7 @@ import XCTest
 final class PostgresTests: XCTestCase {
     func testTypedBindsAndDecoding() async throws {
         let db = try await TestDatabase.create(migrate: false)
-        defer { Task { await db.drop() } }
+        addTeardownBlock { await db.drop() }
         let big = Int64(7_001_035_076_276_387_841)
         let money = Decimal(string: "1234567.89")!
         let when = Date(timeIntervalSince1970: 1_700_000_000.123456)
@@ -28,7 +28,7 @@ final class PostgresTests: XCTestCase {
 
     func testInjectionIsImpossibleThroughInterpolation() async throws {
         let db = try await TestDatabase.create(migrate: false)
-        defer { Task { await db.drop() } }
+        addTeardownBlock { await db.drop() }
         try await db.pool.execute("CREATE TABLE t (v text)")
         let hostile = "x'); DROP TABLE t; --"
         try await db.pool.execute("INSERT INTO t (v) VALUES (\(hostile))")
@@ -38,7 +38,7 @@ final class PostgresTests: XCTestCase {
 
     func testServerErrorsCarrySQLStateAndHideDetail() async throws {
         let db = try await TestDatabase.create(migrate: false)
-        defer { Task { await db.drop() } }
+        addTeardownBlock { await db.drop() }
         try await db.pool.execute("CREATE TABLE u (k text PRIMARY KEY)")
         try await db.pool.execute("INSERT INTO u VALUES ('secret-value')")
         do {
@@ -54,7 +54,7 @@ final class PostgresTests: XCTestCase {
 
     func testTransactionCommitsAndRollsBack() async throws {
         let db = try await TestDatabase.create(migrate: false)
-        defer { Task { await db.drop() } }
+        addTeardownBlock { await db.drop() }
         try await db.pool.execute("CREATE TABLE t (v int)")
         try await db.pool.withTransaction { c in try await c.execute("INSERT INTO t VALUES (1)") }
         struct Boom: Error {}
@@ -71,7 +71,7 @@ final class PostgresTests: XCTestCase {
 
     func testPoolBoundsConnectionsUnderConcurrency() async throws {
         let db = try await TestDatabase.create(maxConnections: 3, migrate: false)
-        defer { Task { await db.drop() } }
+        addTeardownBlock { await db.drop() }
         let pool = try PGPool(url: db.url, maxConnections: 3, applicationName: "pooltest")
         let sum = try await withThrowingTaskGroup(of: Int.self) { group in
             for i in 0..<50 {
@@ -88,7 +88,7 @@ final class PostgresTests: XCTestCase {
 
     func testCopyInBulkLoadsWithEscaping() async throws {
         let db = try await TestDatabase.create(migrate: false)
-        defer { Task { await db.drop() } }
+        addTeardownBlock { await db.drop() }
         try await db.pool.execute("CREATE TABLE c (id int, v text)")
         var rows: [[String?]] = (0..<20_000).map { [String($0), "row \($0)"] }
         rows.append(["-1", "tab\there\nnewline \\ backslash"])
@@ -103,7 +103,7 @@ final class PostgresTests: XCTestCase {
 
     func testCopyFailureReportsServerError() async throws {
         let db = try await TestDatabase.create(migrate: false)
-        defer { Task { await db.drop() } }
+        addTeardownBlock { await db.drop() }
         try await db.pool.execute("CREATE TABLE c (id int)")
         do {
             try await db.pool.withConnection { try await $0.copyIn(unsafeSQL: "COPY c (id) FROM STDIN", rows: [["nope"]]) }
@@ -118,7 +118,7 @@ final class PostgresTests: XCTestCase {
 
     func testListenReceivesNotifications() async throws {
         let db = try await TestDatabase.create(migrate: false)
-        defer { Task { await db.drop() } }
+        addTeardownBlock { await db.drop() }
         let got = LockedBox<[String]>([])
         let listener = PGListener(config: db.pool.config, channels: ["chan one"], onNotify: { n in
             got.mutate { $0.append(n.payload) }

@@ -12,7 +12,7 @@ final class SyncCommandTests: XCTestCase {
 
     func testConnectionsAddReadsStdinListNeverShowsTokensAndKeysRotate() async throws {
         let db = try await TestDatabase.create()
-        defer { Task { await db.drop() } }
+        addTeardownBlock { await db.drop() }
         let old = "old:" + key()
         let env = ["NEXJOBS_TOKEN_KEYS": old]
         for command in [["orgs", "--help"], ["connections", "--help"], ["keys", "--help"]] {

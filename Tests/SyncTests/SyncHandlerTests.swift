@@ -12,7 +12,7 @@ import XCTest
 final class SyncHandlerTests: XCTestCase {
     func testFullSyncEqualsGroundTruthAndRerunChangesNothing() async throws {
         let h = try await SyncHarness.make()
-        defer { Task { await h.close() } }
+        addTeardownBlock { await h.close() }
         let connections = try await h.connectAll()
         try await h.syncEverything(connections.map(\.id))
 
@@ -51,7 +51,7 @@ final class SyncHandlerTests: XCTestCase {
 
     func testRestatedConversionsArePickedUpByTheLookback() async throws {
         let h = try await SyncHarness.make(tiktok: 1, snap: 1)
-        defer { Task { await h.close() } }
+        addTeardownBlock { await h.close() }
         let connections = try await h.connectAll()
         try await h.syncEverything(connections.map(\.id))
         let before = try await h.databaseMetrics()
@@ -69,7 +69,7 @@ final class SyncHandlerTests: XCTestCase {
 
     func testRevokedGrantMarksNeedsReauthWithOneNotificationAndStopsScheduling() async throws {
         let h = try await SyncHarness.make(tiktok: 1, snap: 0)
-        defer { Task { await h.close() } }
+        addTeardownBlock { await h.close() }
         let connections = try await h.connectAll()
         let id = connections[0].id
         try await h.run(SyncConnectionHandler(environment: h.environment), args: #"{"connection_id":"\#(id)"}"#)
@@ -107,7 +107,7 @@ final class SyncHandlerTests: XCTestCase {
 
     func testRateLimitSnoozesAndWritesNothing() async throws {
         let h = try await SyncHarness.make(tiktok: 0, snap: 1)
-        defer { Task { await h.close() } }
+        addTeardownBlock { await h.close() }
         let connections = try await h.connectAll()
         try await h.run(
             SyncConnectionHandler(environment: h.environment), args: #"{"connection_id":"\#(connections[0].id)"}"#)
@@ -124,7 +124,7 @@ final class SyncHandlerTests: XCTestCase {
 
     func testMalformedResponseFailsTheJobAndWritesNothing() async throws {
         let h = try await SyncHarness.make(tiktok: 1, snap: 0)
-        defer { Task { await h.close() } }
+        addTeardownBlock { await h.close() }
         let connections = try await h.connectAll()
         try await h.run(
             SyncConnectionHandler(environment: h.environment), args: #"{"connection_id":"\#(connections[0].id)"}"#)
@@ -146,7 +146,7 @@ final class SyncHandlerTests: XCTestCase {
 
     func testTransientErrorIsRethrownForBackoff() async throws {
         let h = try await SyncHarness.make(tiktok: 0, snap: 1)
-        defer { Task { await h.close() } }
+        addTeardownBlock { await h.close() }
         let connections = try await h.connectAll()
         // Two 5xx are absorbed by the in-job retries; the third fails the attempt for the queue's backoff.
         h.sandbox.setFaults(FaultConfig(rules: [FaultRule(kind: .serverError, pathContains: "adaccounts", count: 2)]))
@@ -164,7 +164,7 @@ final class SyncHandlerTests: XCTestCase {
 
     func testMissingConfigurationFailsTheJobClearly() async throws {
         let h = try await SyncHarness.make(tiktok: 1, snap: 0)
-        defer { Task { await h.close() } }
+        addTeardownBlock { await h.close() }
         let connections = try await h.connectAll()
         let env = SyncEnvironment.fromEnvironment([:])
         do {

@@ -12,7 +12,7 @@ import XCTest
 final class TokenStorageTests: XCTestCase {
     func testTokensRoundTripAndRefreshIsStoredSealed() async throws {
         let h = try await SyncHarness.make(tiktok: 0, snap: 1)
-        defer { Task { await h.close() } }
+        addTeardownBlock { await h.close() }
         let connections = try await h.connectAll()
         let id = connections[0].id
         let loaded = try await h.db.pool.withConnection { try await h.store.load(id, on: $0) }
@@ -41,7 +41,7 @@ final class TokenStorageTests: XCTestCase {
 
     func testRefreshWithoutRefreshTokenWaitsForExpiryThenAsksForReauthorization() async throws {
         let h = try await SyncHarness.make(tiktok: 0, snap: 0)
-        defer { Task { await h.close() } }
+        addTeardownBlock { await h.close() }
         let id = try await h.db.pool.withConnection { c in
             try await h.store.create(
                 organizationID: h.orgID, platform: .tiktok,
@@ -68,7 +68,7 @@ final class TokenStorageTests: XCTestCase {
 
     func testTamperedWrongKeyAndMovedCiphertextsFailClearly() async throws {
         let h = try await SyncHarness.make(tiktok: 2, snap: 0)
-        defer { Task { await h.close() } }
+        addTeardownBlock { await h.close() }
         let connections = try await h.connectAll()
         let (a, b) = (connections[0].id, connections[1].id)
 
@@ -122,7 +122,7 @@ final class TokenStorageTests: XCTestCase {
 
     func testKeyRotationResealsEveryTokenUnderTheActiveKey() async throws {
         let h = try await SyncHarness.make(tiktok: 2, snap: 2)
-        defer { Task { await h.close() } }
+        addTeardownBlock { await h.close() }
         let connections = try await h.connectAll()
         let before = try await h.db.pool.withConnection { c in
             try await connections.asyncMap { try await h.store.load($0.id, on: c).tokens! }
@@ -153,7 +153,7 @@ final class TokenStorageTests: XCTestCase {
 
     func testNoPlaintextTokenInDatabaseOrLogs() async throws {
         let h = try await SyncHarness.make(tiktok: 1, snap: 1)
-        defer { Task { await h.close() } }
+        addTeardownBlock { await h.close() }
         let connections = try await h.connectAll()
         // Force Snap refreshes mid-sync so refreshed tokens are written too, and a revoked grant's error path runs.
         h.sandbox.expireSnapTokens()
