@@ -6,7 +6,8 @@ import Postgres
 ///
 /// Times come from the database clock (`now()`), shared by every scheduler process. For each due schedule the
 /// latest fire time at or before now is fired: after downtime a schedule fires once for the whole missed window,
-/// not once per missed tick. The fire record (`nexjobs.schedule_fires`, primary key (name, fire_at)) and the job
+/// not once per missed tick. A short gap -- a leader handover, at most `catchUpWindow` (default 60 s) behind --
+/// fires every missed time instead, so a handover skips no fire time. The fire record (`nexjobs.schedule_fires`, primary key (name, fire_at)) and the job
 /// are inserted in one transaction with `ON CONFLICT DO NOTHING`, so two leaders racing over a handover fire a
 /// time once. A schedule without `next_fire_at` (new, or whose cron, timezone or enabled flag changed) gets one
 /// computed and fires from then on. Kinds starting with `nexjobs.` are maintenance run here, in batches, instead
@@ -14,6 +15,8 @@ import Postgres
 public struct CronScheduleSource: DueWorkSource {
     public var name: String { "cron" }
     public var interval: Duration = .zero
+    /// Missed fire times no older than this fire one by one (handovers); older gaps fire once. Default 60 s.
+    public var catchUpWindow: Duration = .seconds(60)
 
     public init() {}
 
@@ -70,21 +73,39 @@ public struct CronScheduleSource: DueWorkSource {
             return false
         }
         let maintenance = s.kind.hasPrefix("nexjobs.")
+        // Every missed time of a short gap (a handover), else only the latest one.
+        var times = [fireAt]
+        let gap = s.now.timeIntervalSince(nextFireAt)
+        let window = Double(catchUpWindow.components.seconds)
+        if !maintenance && gap <= window {
+            times = []
+            var t: Date? = nextFireAt
+            while let current = t, current <= fireAt, times.count < 1000 {
+                times.append(current)
+                t = spec.next(after: current)
+            }
+            if times.last != fireAt { times.append(fireAt) }
+        }
         let holder = context.holder
         let inserted = try await context.pool.withTransaction { conn -> Bool in
-            let record = try await conn.query(
-                """
-                INSERT INTO nexjobs.schedule_fires (name, fire_at, holder) VALUES (\(s.name), \(fireAt), \(holder))
-                ON CONFLICT (name, fire_at) DO NOTHING RETURNING 1
-                """)
-            if !record.isEmpty && !maintenance {
-                try await conn.execute(
+            var any = false
+            for time in times {
+                let record = try await conn.query(
                     """
-                    UPDATE nexjobs.schedule_fires f
-                       SET job_id = (nexjobs.enqueue_ex(\(s.kind), \(s.args)::jsonb, \(s.queue), \(s.priority),
-                                                        NULL, NULL, \(s.maxAttempts))).id
-                     WHERE f.name = \(s.name) AND f.fire_at = \(fireAt)
+                    INSERT INTO nexjobs.schedule_fires (name, fire_at, holder) VALUES (\(s.name), \(time), \(holder))
+                    ON CONFLICT (name, fire_at) DO NOTHING RETURNING 1
                     """)
+                if record.isEmpty { continue }
+                any = true
+                if !maintenance {
+                    try await conn.execute(
+                        """
+                        UPDATE nexjobs.schedule_fires f
+                           SET job_id = (nexjobs.enqueue_ex(\(s.kind), \(s.args)::jsonb, \(s.queue), \(s.priority),
+                                                            NULL, NULL, \(s.maxAttempts))).id
+                         WHERE f.name = \(s.name) AND f.fire_at = \(time)
+                        """)
+                }
             }
             try await conn.execute(
                 """
@@ -93,7 +114,7 @@ public struct CronScheduleSource: DueWorkSource {
                        last_error = NULL
                  WHERE name = \(s.name) AND cron = \(s.cron) AND timezone = \(s.timezone) AND enabled
                 """)
-            return !record.isEmpty
+            return any
         }
         guard inserted else { return false }
         // Maintenance fires every few seconds; logging each at info would drown the log.

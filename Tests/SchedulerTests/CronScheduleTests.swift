@@ -43,6 +43,27 @@ final class CronScheduleTests: XCTestCase {
         await db.drop()
     }
 
+    func testAShortGapLikeAHandoverFiresEveryMissedTime() async throws {
+        let db = try await TestDatabase.create()
+        try await db.pool.execute("DELETE FROM nexjobs.schedules")
+        _ = try await ScheduleStore(pool: db.pool).add(Schedule(name: "often", cron: "@every 2s", kind: "noop"))
+        // The previous leader computed the next fire 8 seconds ago and died.
+        try await db.pool.execute(
+            """
+            UPDATE nexjobs.schedules
+               SET next_fire_at = to_timestamp(floor(extract(epoch FROM now()) / 2) * 2) - interval '8 seconds'
+             WHERE name = 'often'
+            """)
+        _ = try await cronOnly(db).tickOnce()
+        let fired = try await fires(db, "often")
+        XCTAssertGreaterThanOrEqual(fired.count, 5, "each missed 2 s fire time of the gap fires once")
+        for (a, b) in zip(fired, fired.dropFirst()) { XCTAssertEqual(b.timeIntervalSince(a), 2, accuracy: 0.001) }
+        let jobs: Int = try await db.pool.query("SELECT count(*)::int FROM nexjobs.jobs WHERE kind = 'noop'").first!
+            .decode(0)
+        XCTAssertEqual(jobs, fired.count)
+        await db.drop()
+    }
+
     func testAfterDowntimeAScheduleFiresOnceForTheMissedWindowAtTheLatestFireTime() async throws {
         let db = try await TestDatabase.create()
         try await db.pool.execute("DELETE FROM nexjobs.schedules")
