@@ -37,7 +37,8 @@ max_wal_size = 4GB
 log_min_messages = warning
 CONF
   fi
-  as_pg "$bindir/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 start >/dev/null
+  # -p on the command line: the port given now wins over the one written at initdb time.
+  as_pg "$bindir/pg_ctl" -D "$dir" -l "$dir/server.log" -o "-p $port" -w -t 60 start >/dev/null
   echo "postgres://$user@127.0.0.1:$port/postgres"
   ;;
 stop)

@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 if [ -z "${NEXJOBS_TEST_DATABASE_URL:-}" ]; then
   tmp=$(mktemp -d /tmp/nexjobs-test-pg.XXXXXX)
   chmod 755 "$tmp"
-  port=${NEXJOBS_TEST_PG_PORT:-$((20000 + RANDOM % 20000))}
+  # Below the ephemeral port range (32768+), so no outgoing socket holds it.
+  port=${NEXJOBS_TEST_PG_PORT:-$((20000 + RANDOM % 12000))}
   trap 'bash deploy/pg-cluster.sh stop "$tmp/data" || true; rm -rf "$tmp"' EXIT
   NEXJOBS_TEST_DATABASE_URL=$(bash deploy/pg-cluster.sh start "$tmp/data" "$port")
   export NEXJOBS_TEST_DATABASE_URL

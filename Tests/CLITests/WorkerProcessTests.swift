@@ -117,7 +117,6 @@ final class WorkerProcessTests: XCTestCase {
         try FileManager.default.createDirectory(at: tmp, withIntermediateDirectories: true)
         _ = chmod(tmp.path, 0o755)
         let dataDir = tmp.appendingPathComponent("data").path
-        let port = String(Int.random(in: 42000...49000))
         let script = TestDatabase.repositoryRoot.appendingPathComponent("deploy/pg-cluster.sh").path
         // Output goes to /dev/null: the server started by the script would hold a pipe open forever.
         func cluster(_ args: String...) async throws {
@@ -126,7 +125,21 @@ final class WorkerProcessTests: XCTestCase {
                 throw TestEnvironmentError(description: "pg-cluster.sh \(args) failed with status \(status)")
             }
         }
-        try await cluster("start", dataDir, port)
+        // Ports below the ephemeral range (32768+), where outgoing sockets of parallel tests cannot hold them;
+        // a few attempts in case another test's server took one.
+        var port = ""
+        for attempt in 1...4 {
+            port = String(Int.random(in: 10000...32000))
+            do {
+                try await cluster("start", dataDir, port)
+                break
+            } catch where attempt < 4 {
+                try? await cluster("stop", dataDir)
+            } catch {
+                let log = (try? String(contentsOfFile: dataDir + "/server.log", encoding: .utf8)) ?? "(no server.log)"
+                throw TestEnvironmentError(description: "\(error); server.log:\n\(log.suffix(2000))")
+            }
+        }
         let user = getuid() == 0 ? "postgres" : String(cString: getpwuid(getuid())!.pointee.pw_name)
         let adminURL = "postgres://\(user)@127.0.0.1:\(port)/postgres"
         defer {
