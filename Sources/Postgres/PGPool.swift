@@ -35,6 +35,7 @@ public final class PGPool: Sendable {
     }
 
     /// Borrows a connection for the duration of `body`.
+    @discardableResult
     public func withConnection<T: Sendable>(_ body: (PGConnection) async throws -> T) async throws -> T {
         let conn = try await acquire()
         do {
@@ -48,6 +49,7 @@ public final class PGPool: Sendable {
     }
 
     /// Runs `body` inside `BEGIN ... COMMIT` on one connection; rolls back if it throws.
+    @discardableResult
     public func withTransaction<T: Sendable>(_ body: (PGConnection) async throws -> T) async throws -> T {
         try await withConnection { conn in try await conn.transaction(body) }
     }
@@ -177,6 +179,7 @@ public final class PGPool: Sendable {
 
 extension PGConnection {
     /// Runs `body` inside `BEGIN ... COMMIT`; rolls back and rethrows if it throws.
+    @discardableResult
     public func transaction<T: Sendable>(_ body: (PGConnection) async throws -> T) async throws -> T {
         try await execute("BEGIN")
         do {

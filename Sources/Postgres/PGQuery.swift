@@ -129,30 +129,16 @@ func decodeFailure(_ type: Any.Type, _ text: String) -> PGError {
 }
 
 extension String: PGDecodable { public init(pgText: String) { self = pgText } }
-extension Int: PGDecodable {
-    public init(pgText: String) throws {
-        guard let v = Int(pgText) else { throw decodeFailure(Int.self, pgText) }
-        self = v
-    }
+
+/// One parser for every integer width; a value out of range is a decoding error, not a wrap.
+func decodeInteger<T: FixedWidthInteger>(_ text: String) throws -> T {
+    guard let v = T(text) else { throw decodeFailure(T.self, text) }
+    return v
 }
-extension Int64: PGDecodable {
-    public init(pgText: String) throws {
-        guard let v = Int64(pgText) else { throw decodeFailure(Int64.self, pgText) }
-        self = v
-    }
-}
-extension Int32: PGDecodable {
-    public init(pgText: String) throws {
-        guard let v = Int32(pgText) else { throw decodeFailure(Int32.self, pgText) }
-        self = v
-    }
-}
-extension Int16: PGDecodable {
-    public init(pgText: String) throws {
-        guard let v = Int16(pgText) else { throw decodeFailure(Int16.self, pgText) }
-        self = v
-    }
-}
+extension Int: PGDecodable { public init(pgText: String) throws { self = try decodeInteger(pgText) } }
+extension Int64: PGDecodable { public init(pgText: String) throws { self = try decodeInteger(pgText) } }
+extension Int32: PGDecodable { public init(pgText: String) throws { self = try decodeInteger(pgText) } }
+extension Int16: PGDecodable { public init(pgText: String) throws { self = try decodeInteger(pgText) } }
 extension Double: PGDecodable {
     public init(pgText: String) throws {
         guard let v = Double(pgText) else { throw decodeFailure(Double.self, pgText) }

@@ -200,3 +200,38 @@ public func runDetached(_ argv: [String]) async throws -> Int32 {
     }
     return status
 }
+
+extension NexjobsProcess {
+    /// Runs `nexjobs` with `input` on its stdin and returns (status, stdout + stderr).
+    ///
+    /// The blocking pipe reads run on a Dispatch thread, off the cooperative pool. `environment` is added to this
+    /// process's own environment.
+    public static func run(_ arguments: [String], input: String, environment: [String: String]) async throws
+        -> (Int32, String)
+    {
+        let merged = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        return try await withCheckedThrowingContinuation { continuation in
+            DispatchQueue.global().async {
+                do {
+                    let p = Process()
+                    p.executableURL = nexjobsExecutable
+                    p.arguments = arguments
+                    p.environment = merged
+                    let stdin = Pipe()
+                    let stdout = Pipe()
+                    p.standardInput = stdin
+                    p.standardOutput = stdout
+                    p.standardError = stdout
+                    try p.run()
+                    stdin.fileHandleForWriting.write(Data(input.utf8))
+                    try stdin.fileHandleForWriting.close()
+                    let out = stdout.fileHandleForReading.readDataToEndOfFile()
+                    p.waitUntilExit()
+                    continuation.resume(returning: (p.terminationStatus, String(decoding: out, as: UTF8.self)))
+                } catch {
+                    continuation.resume(throwing: error)
+                }
+            }
+        }
+    }
+}

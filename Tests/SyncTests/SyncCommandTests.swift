@@ -80,31 +80,6 @@ final class SyncCommandTests: XCTestCase {
     func runNexjobs(_ args: [String], input: String = "", db: TestDatabase, env: [String: String]) async throws
         -> (Int32, String)
     {
-        let environment = ProcessInfo.processInfo.environment.merging(env.merging(["DATABASE_URL": db.url]) { $1 }) {
-            $1
-        }
-        return try await withCheckedThrowingContinuation { continuation in
-            DispatchQueue.global().async {
-                do {
-                    let p = Process()
-                    p.executableURL = nexjobsExecutable
-                    p.arguments = args
-                    p.environment = environment
-                    let stdin = Pipe()
-                    let stdout = Pipe()
-                    p.standardInput = stdin
-                    p.standardOutput = stdout
-                    p.standardError = stdout
-                    try p.run()
-                    stdin.fileHandleForWriting.write(Data(input.utf8))
-                    try stdin.fileHandleForWriting.close()
-                    let out = stdout.fileHandleForReading.readDataToEndOfFile()
-                    p.waitUntilExit()
-                    continuation.resume(returning: (p.terminationStatus, String(decoding: out, as: UTF8.self)))
-                } catch {
-                    continuation.resume(throwing: error)
-                }
-            }
-        }
+        try await NexjobsProcess.run(args, input: input, environment: env.merging(["DATABASE_URL": db.url]) { $1 })
     }
 }

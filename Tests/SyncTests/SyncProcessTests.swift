@@ -337,29 +337,6 @@ final class SyncProcessTests: XCTestCase {
 
     /// Runs `nexjobs` with `input` on its stdin, off the cooperative pool (the pipe reads block).
     func runWithInput(_ args: [String], input: String, stack: Stack) async throws -> (Int32, String) {
-        let env = stack.env.merging(["DATABASE_URL": stack.db.url]) { $1 }
-        return try await withCheckedThrowingContinuation { continuation in
-            DispatchQueue.global().async {
-                do {
-                    let p = Process()
-                    p.executableURL = nexjobsExecutable
-                    p.arguments = args
-                    p.environment = ProcessInfo.processInfo.environment.merging(env) { $1 }
-                    let stdin = Pipe()
-                    let stdout = Pipe()
-                    p.standardInput = stdin
-                    p.standardOutput = stdout
-                    p.standardError = stdout
-                    try p.run()
-                    stdin.fileHandleForWriting.write(Data(input.utf8))
-                    try stdin.fileHandleForWriting.close()
-                    let out = stdout.fileHandleForReading.readDataToEndOfFile()
-                    p.waitUntilExit()
-                    continuation.resume(returning: (p.terminationStatus, String(decoding: out, as: UTF8.self)))
-                } catch {
-                    continuation.resume(throwing: error)
-                }
-            }
-        }
+        try await NexjobsProcess.run(args, input: input, environment: stack.env.merging(["DATABASE_URL": stack.db.url]) { $1 })
     }
 }
