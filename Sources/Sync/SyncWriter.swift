@@ -115,44 +115,50 @@ public enum SyncWriter {
 
     /// Replaces an account's metrics for the account-local days of `window` with `rows`.
     ///
-    /// Rows are COPYed into a session temporary table (emptied on commit), then merged with one upsert that only
-    /// touches changed rows; rows of the window the platform no longer reports are deleted. Days before
-    /// `finalBefore` are marked final. Empty metrics (nil) are stored as 0; rows without any activity are skipped
-    /// (``hasActivity(_:)``).
-    /// Must run inside a transaction (the stage is emptied on commit).
+    /// The account row is locked first (`FOR NO KEY UPDATE`), so writers of one account take turns and the window's
+    /// stored row count stays true until commit. Then:
+    /// - a window that holds no rows yet (a first sync, a backfill) is COPYed straight into `daily_metrics`: there
+    ///   is nothing to conflict with, and skipping the stage and the conflict checks halves the write
+    ///   (bench/sync/README.md);
+    /// - otherwise rows are COPYed into a session temporary table (emptied on commit) and merged with one
+    ///   `INSERT ... ON CONFLICT DO UPDATE` that only touches changed rows; rows of the window the platform no
+    ///   longer reports are deleted.
+    ///
+    /// Days before `finalBefore` are marked final. Empty metrics (nil) are stored as 0; rows without any activity are
+    /// skipped (``hasActivity(_:)``). Must run inside a transaction.
     public static func replaceMetrics(
         _ rows: [DailyMetric], adAccountID: Int64, platform: AdPlatform, window: DateWindow, parents: Parents,
         finalBefore: LocalDate, on c: PGConnection
     ) async throws -> MetricsWriteResult {
-        try await c.simpleQuery(
-            """
-            SET LOCAL client_min_messages = warning;
-            CREATE TEMP TABLE IF NOT EXISTS nexjobs_metrics_stage (
-                platform text, ad_account_id bigint, level text, entity_id text, date date, campaign_id text,
-                ad_group_id text, currency text, spend numeric, impressions bigint, clicks bigint, conversions numeric,
-                conversion_value numeric, is_final boolean
-            ) ON COMMIT DELETE ROWS;
-            -- The window delete's anti-join probes the stage per stored row; daily_metrics statistics lag behind
-            -- fresh writes, so without an index the planner may pick a nested loop over a sequential scan.
-            CREATE INDEX IF NOT EXISTS nexjobs_metrics_stage_key ON nexjobs_metrics_stage (level, entity_id, date);
-            TRUNCATE nexjobs_metrics_stage;
-            """)
         let account = String(adAccountID)
-        // Decimal's own description is exact and locale-free, and several times cheaper than NSDecimalNumber's.
-        func dec(_ d: Decimal?) -> String { (d ?? 0).description }
+        func dec(_ d: Decimal?) -> String? { (d ?? 0).pgText }
         var copy: [[String?]] = []
         copy.reserveCapacity(rows.count)
         // One row per key (the last one wins): a duplicate would make the upsert touch a row twice, which fails.
-        var position: [String: Int] = [:]
+        struct Key: Hashable {
+            var level: ReportLevel
+            var entity: String
+            var date: LocalDate
+        }
+        var position: [Key: Int] = [:]
         position.reserveCapacity(rows.count)
+        // A window has a few hundred days at most; format each once.
+        var dateText: [LocalDate: String] = [:]
         for m in rows where window.first <= m.date && m.date <= window.last && hasActivity(m) {
             let (campaign, group) = parents.of(m.level, m.entityId)
+            let day: String
+            if let known = dateText[m.date] {
+                day = known
+            } else {
+                day = m.date.description
+                dateText[m.date] = day
+            }
             let row: [String?] = [
-                platform.rawValue, account, m.level.rawValue, m.entityId, m.date.description, campaign, group,
+                platform.rawValue, account, m.level.rawValue, m.entityId, day, campaign, group,
                 m.currency, dec(m.spend), String(m.impressions ?? 0), String(m.clicks ?? 0), dec(m.conversions),
                 dec(m.conversionValue), m.date < finalBefore ? "t" : "f",
             ]
-            let key = "\(m.level.rawValue)|\(m.entityId)|\(m.date)"
+            let key = Key(level: m.level, entity: m.entityId, date: m.date)
             if let at = position[key] {
                 copy[at] = row
             } else {
@@ -160,12 +166,42 @@ public enum SyncWriter {
                 copy.append(row)
             }
         }
+        let locked = try await c.query(
+            "SELECT 1 FROM nexcomet.ad_accounts WHERE id = \(adAccountID) FOR NO KEY UPDATE")
+        guard !locked.isEmpty else {
+            throw PGError(.server, "ad account \(adAccountID) does not exist; its metrics cannot be written")
+        }
+        // A separate statement from the lock: in READ COMMITTED it takes a fresh snapshot, after any writer that
+        // held the lock before us has committed.
+        func storedInWindow() async throws -> Int {
+            try await c.query(
+                """
+                SELECT count(*) FROM nexcomet.daily_metrics
+                 WHERE ad_account_id = \(adAccountID)
+                   AND date BETWEEN \(window.first.description)::date AND \(window.last.description)::date
+                """
+            ).first!.decode(0)
+        }
+        if try await storedInWindow() == 0 {
+            let copied = try await c.copyIn(
+                unsafeSQL: "COPY nexcomet.daily_metrics (\(stageColumns)) FROM STDIN", rows: copy)
+            return MetricsWriteResult(upserted: copied, deleted: 0)
+        }
+        try await c.simpleQuery(
+            """
+            CREATE TEMP TABLE IF NOT EXISTS nexjobs_metrics_stage (
+                platform text, ad_account_id bigint, level text, entity_id text, date date, campaign_id text,
+                ad_group_id text, currency text, spend numeric, impressions bigint, clicks bigint, conversions numeric,
+                conversion_value numeric, is_final boolean
+            ) ON COMMIT DELETE ROWS;
+            TRUNCATE nexjobs_metrics_stage;
+            """)
         try await c.copyIn(unsafeSQL: "COPY nexjobs_metrics_stage (\(stageColumns)) FROM STDIN", rows: copy)
         let upserted = try await c.execute(
             """
             INSERT INTO nexcomet.daily_metrics AS m (\(unsafeSQL: stageColumns))
             SELECT \(unsafeSQL: stageColumns) FROM nexjobs_metrics_stage
-            ON CONFLICT (platform, ad_account_id, level, entity_id, date) DO UPDATE
+            ON CONFLICT (ad_account_id, date, level, entity_id) DO UPDATE
                SET campaign_id = excluded.campaign_id, ad_group_id = excluded.ad_group_id,
                    currency = excluded.currency, spend = excluded.spend, impressions = excluded.impressions,
                    clicks = excluded.clicks, conversions = excluded.conversions,
@@ -177,22 +213,22 @@ public enum SyncWriter {
                     excluded.clicks, excluded.conversions, excluded.conversion_value, excluded.is_final)
             """)
         // Rows of the window not in the stage exist only if the window now holds more rows than were staged; the
-        // count is an index range scan, far cheaper than the anti-join delete it usually saves.
-        let stored: Int = try await c.query(
-            """
-            SELECT count(*) FROM nexcomet.daily_metrics
-             WHERE platform = \(platform.rawValue) AND ad_account_id = \(adAccountID)
-               AND date BETWEEN \(window.first.description)::date AND \(window.last.description)::date
-            """
-        ).first!.decode(0)
-        guard stored > copy.count else { return MetricsWriteResult(upserted: upserted, deleted: 0) }
+        // count is a range scan of the primary key, far cheaper than the delete it usually saves.
+        guard try await storedInWindow() > copy.count else {
+            return MetricsWriteResult(upserted: upserted, deleted: 0)
+        }
+        // EXCEPT is a hashed (or sorted) set difference whatever the statistics say; an anti-join against the
+        // unindexed stage could be planned as a nested loop, quadratic in the window's rows.
         let deleted = try await c.execute(
             """
             DELETE FROM nexcomet.daily_metrics m
-             WHERE m.platform = \(platform.rawValue) AND m.ad_account_id = \(adAccountID)
-               AND m.date BETWEEN \(window.first.description)::date AND \(window.last.description)::date
-               AND NOT EXISTS (SELECT 1 FROM nexjobs_metrics_stage s
-                                WHERE s.level = m.level AND s.entity_id = m.entity_id AND s.date = m.date)
+             WHERE m.ad_account_id = \(adAccountID)
+               AND (m.date, m.level, m.entity_id) IN (
+                   SELECT date, level, entity_id FROM nexcomet.daily_metrics
+                    WHERE ad_account_id = \(adAccountID)
+                      AND date BETWEEN \(window.first.description)::date AND \(window.last.description)::date
+                   EXCEPT
+                   SELECT date, level, entity_id FROM nexjobs_metrics_stage)
             """)
         return MetricsWriteResult(upserted: upserted, deleted: deleted)
     }

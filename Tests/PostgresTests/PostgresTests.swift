@@ -26,6 +26,37 @@ final class PostgresTests: XCTestCase {
         XCTAssertEqual(row.text(7), #"{"a,b","c\"d","e\\f"}"#)
     }
 
+    /// Decimal binds use a fast integer path; every value must still reach the server exactly, including those the
+    /// fast path hands back to `description` (over 64 bits, positive exponents).
+    func testDecimalBindsAreExact() async throws {
+        let db = try await TestDatabase.create(migrate: false)
+        addTeardownBlock { await db.drop() }
+        let cases: [(String, String)] = [
+            ("0", "0"), ("-0.05", "-0.05"), ("12.34", "12.34"), ("-12.3400", "-12.34"), ("0.000001", "0.000001"),
+            ("1e5", "100000"), ("18446744073709551615", "18446744073709551615"),
+            ("18446744073709551616", "18446744073709551616"),
+            ("123456789012345678901234567890.5", "123456789012345678901234567890.5"),
+            ("0.00000000000000000000000000000000000001", "0.00000000000000000000000000000000000001"),
+            ("9007199254740993.01", "9007199254740993.01"),
+        ]
+        for (input, expected) in cases {
+            let d = Decimal(string: input)!
+            XCTAssertEqual(d.pgText, expected, input)
+            let back: String = try await db.pool.query("SELECT \(d)::numeric::text").first!.decode(0)
+            XCTAssertEqual(Decimal(string: back), d, input)
+        }
+        // Every amount of cents up to 100,000.00, and micro-currency, both signs.
+        for n in stride(from: -10_000_000, through: 10_000_000, by: 997) {
+            for scale in [2, 6] {
+                var d = Decimal(n)
+                var scaled = Decimal()
+                NSDecimalMultiplyByPowerOf10(&scaled, &d, Int16(-scale), .plain)
+                XCTAssertEqual(Decimal(string: scaled.pgText!), scaled, "\(n)e-\(scale)")
+                XCTAssertEqual(scaled.pgText, scaled.description, "\(n)e-\(scale)")
+            }
+        }
+    }
+
     func testInjectionIsImpossibleThroughInterpolation() async throws {
         let db = try await TestDatabase.create(migrate: false)
         addTeardownBlock { await db.drop() }

@@ -7,7 +7,7 @@ import XCTest
 final class DomainSchemaTests: XCTestCase {
     func testMigrationsApplyTwiceWithoutError() async throws {
         let db = try await TestDatabase.create()
-        for name in ["010_scheduler.sql", "020_domain.sql", "021_due_work.sql"] {
+        for name in ["010_scheduler.sql", "020_domain.sql", "021_due_work.sql", "022_metrics_bulk.sql"] {
             let sql = try String(contentsOf: TestDatabase.sqlDirectory.appendingPathComponent(name), encoding: .utf8)
             try await db.pool.withConnection { try await $0.simpleQuery(sql) }
         }
@@ -100,5 +100,75 @@ final class DomainSchemaTests: XCTestCase {
             XCTAssertEqual(type, expected, column)
         }
         await db.drop()
+    }
+
+    /// sql/022 replaced the row-level foreign key of daily_metrics with statement-level triggers; the guarantees
+    /// must be the foreign key's.
+    func testMetricsAccountsAreCheckedLockedAndCascaded() async throws {
+        let db = try await TestDatabase.create()
+        addTeardownBlock { await db.drop() }
+        try await db.pool.execute(
+            """
+            WITH o AS (INSERT INTO nexcomet.organizations (id, name) VALUES (1, 'o') RETURNING id),
+                 c AS (INSERT INTO nexcomet.ad_connections (id, organization_id, platform)
+                       SELECT 1, id, 'tiktok' FROM o RETURNING id)
+            INSERT INTO nexcomet.ad_accounts (id, connection_id, platform, external_id, currency, timezone)
+            SELECT n, 1, 'tiktok', n::text, 'USD', 'UTC' FROM c, generate_series(1, 2) n
+            """)
+        func insert(_ account: Int) -> PGQuery {
+            """
+            INSERT INTO nexcomet.daily_metrics (platform, ad_account_id, level, entity_id, date, currency, spend)
+            VALUES ('tiktok', \(account), 'ad', '1', '2026-11-01', 'USD', 1.00)
+            """
+        }
+        for bad in [insert(99), "UPDATE nexcomet.daily_metrics SET ad_account_id = 99" as PGQuery] {
+            if bad.sql.hasPrefix("UPDATE") { try await db.pool.execute(insert(1)) }
+            do {
+                try await db.pool.execute(bad)
+                XCTFail("a metrics row naming a missing account must be refused")
+            } catch let e as PGError {
+                XCTAssertEqual(e.sqlState, "23503", e.description)
+                XCTAssertTrue(e.message.contains("ad account 99"), e.message)
+            }
+        }
+        try await db.pool.execute(insert(2))
+        do {
+            try await db.pool.execute("UPDATE nexcomet.ad_accounts SET id = 50 WHERE id = 2")
+            XCTFail("an account id with metrics must not change")
+        } catch let e as PGError {
+            XCTAssertEqual(e.sqlState, "23503", e.description)
+        }
+
+        // A writer holds the account until it commits: a concurrent delete waits, then cascades to its rows.
+        let writer = try await PGConnection.connect(PGConfig(db.url))
+        try await writer.simpleQuery("BEGIN")
+        try await writer.execute(
+            """
+            INSERT INTO nexcomet.daily_metrics (platform, ad_account_id, level, entity_id, date, currency, spend)
+            VALUES ('tiktok', 2, 'ad', '2', '2026-11-02', 'USD', 2.00)
+            """)
+        let delete = Task { try await db.pool.execute("DELETE FROM nexcomet.ad_accounts WHERE id = 2") }
+        try await assertEventually("the delete waits for the writer") {
+            let waiting: Int = try await db.pool.query(
+                """
+                SELECT count(*)::int FROM pg_stat_activity
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'
+                """
+            ).first!.decode(0)
+            return waiting == 1
+        }
+        try await writer.simpleQuery("COMMIT")
+        await writer.close()
+        let deleted = try await delete.value
+        XCTAssertEqual(deleted, 1)
+        let left: [Int64] = try await db.pool.query(
+            "SELECT DISTINCT ad_account_id FROM nexcomet.daily_metrics ORDER BY 1"
+        ).map { try $0.decode(0) }
+        XCTAssertEqual(left, [1], "the deleted account's rows, the committed one included, are gone")
+
+        // Deleting the organization cascades through connections and accounts to the metrics.
+        try await db.pool.execute("DELETE FROM nexcomet.organizations WHERE id = 1")
+        let none: Int = try await db.pool.query("SELECT count(*)::int FROM nexcomet.daily_metrics").first!.decode(0)
+        XCTAssertEqual(none, 0)
     }
 }

@@ -102,7 +102,7 @@ func rowByRow(_ sample: [DailyMetric], account rowAccount: Int64, pool: PGPool) 
                     VALUES ('tiktok', \(rowAccount), 'ad', \(m.entityId), \(m.date.description)::date, 'USD',
                             \(m.spend)::numeric, \(m.impressions ?? 0), \(m.clicks ?? 0), \(m.conversions ?? 0)::numeric,
                             \(m.conversionValue ?? 0)::numeric, false)
-                    ON CONFLICT (platform, ad_account_id, level, entity_id, date) DO UPDATE
+                    ON CONFLICT (ad_account_id, date, level, entity_id) DO UPDATE
                        SET spend = excluded.spend, impressions = excluded.impressions, clicks = excluded.clicks,
                            conversions = excluded.conversions, conversion_value = excluded.conversion_value
                      WHERE (t.spend, t.impressions, t.clicks, t.conversions, t.conversion_value)
