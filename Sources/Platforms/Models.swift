@@ -126,12 +126,17 @@ public struct DailyMetric: Sendable, Hashable {
     public var clicks: Int64?
     public var conversions: Decimal?
     public var conversionValue: Decimal?
+    /// Whether the platform says the day's figures will not change any more: Snap's `finalized_data_end_time`
+    /// (the day ends at or before it). nil when the platform does not say (TikTok): the writer then treats days
+    /// older than the attribution lookback as final.
+    public var isFinal: Bool?
 
     public init(
         platform: AdPlatform, accountId: String, level: ReportLevel, entityId: String, date: LocalDate,
         currency: String, spend: Decimal, impressions: Int64?, clicks: Int64?, conversions: Decimal?,
-        conversionValue: Decimal?
+        conversionValue: Decimal?, isFinal: Bool? = nil
     ) {
+        self.isFinal = isFinal
         self.platform = platform
         self.accountId = accountId
         self.level = level

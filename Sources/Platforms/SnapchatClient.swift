@@ -241,28 +241,37 @@ public struct SnapchatClient: AdPlatformClient {
             PlatformError(.malformedResponse, platform: .snapchat, endpoint: endpoint, message: why)
         }
         guard let wrappers = body["timeseries_stats"]?.arrayValue else { throw bad("timeseries_stats missing") }
-        var series: [JSONValue] = []
+        // Each entry with the end of the finalized data of its response part (account-local midnight).
+        var series: [(entry: JSONValue, finalizedEnd: LocalDate?)] = []
         for wrapper in wrappers {
             if let status = wrapper["sub_request_status"]?.stringValue, status.uppercased() != "SUCCESS" {
                 throw PlatformError(
                     .permanent, platform: .snapchat, endpoint: endpoint, message: "stats sub request status \(status)")
             }
             guard let stat = wrapper["timeseries_stat"] else { throw bad("timeseries_stat missing") }
+            var finalizedEnd: LocalDate? = nil
+            if let value = stat["finalized_data_end_time"], value != .null {
+                // ISO 8601 with the account's offset, e.g. 2022-06-30T00:00:00.000-07:00: the date part is local.
+                guard let text = value.stringValue, let end = LocalDate(parsing: text) else {
+                    throw bad("finalized_data_end_time is not a timestamp")
+                }
+                finalizedEnd = end
+            }
             if let breakdowns = stat["breakdown_stats"] {
                 guard let level = breakdowns[breakdown] else {
                     // Snap omits the level's key when nothing ran in the window.
                     continue
                 }
                 guard let entries = level.arrayValue else { throw bad("breakdown_stats.\(breakdown) is not a list") }
-                series += entries
+                series += entries.map { ($0, finalizedEnd) }
             } else if stat["type"]?.stringValue?.uppercased() != "AD_ACCOUNT" {
                 // A stats call on the entity itself (the reference example) carries its series directly; an
                 // account-level series without breakdown has no per-entity rows to give.
-                series.append(stat)
+                series.append((stat, finalizedEnd))
             }
         }
         var rows: [DailyMetric] = []
-        for entity in series {
+        for (entity, finalizedEnd) in series {
             guard let id = entity["id"]?.idText else { throw bad("stats entry without id") }
             guard let days = entity["timeseries"]?.arrayValue else { throw bad("stats entry \(id) without timeseries") }
             for day in days {
@@ -284,7 +293,8 @@ public struct SnapchatClient: AdPlatformClient {
                         currency: account.currency, spend: try decimal("spend").map(Values.fromMicros) ?? 0,
                         impressions: try count("impressions"), clicks: try count("swipes"),
                         conversions: try decimal("conversion_purchases"),
-                        conversionValue: try decimal("conversion_purchases_value").map(Values.fromMicros)))
+                        conversionValue: try decimal("conversion_purchases_value").map(Values.fromMicros),
+                        isFinal: finalizedEnd.map { date.adding(days: 1) <= $0 }))
             }
         }
         return rows
@@ -347,6 +357,7 @@ public struct SnapchatClient: AdPlatformClient {
             let scrubber = SecretScrubber(
                 secrets: [configuration.clientSecret, tokens.accessToken] + (tokens.refreshToken.map { [$0] } ?? []))
             let response: TransportResponse
+            await session.countRequest()
             do {
                 response = try await transport.get(
                     url, headers: ["Authorization": "Bearer \(tokens.accessToken)"],

@@ -317,6 +317,7 @@ public struct TikTokClient: AdPlatformClient {
             let scrubber = SecretScrubber(
                 secrets: [configuration.secret, tokens.accessToken] + (tokens.refreshToken.map { [$0] } ?? []))
             let response: TransportResponse
+            await session.countRequest()
             do {
                 response = try await transport.get(
                     url, headers: ["Access-Token": tokens.accessToken], timeout: configuration.requestTimeout)

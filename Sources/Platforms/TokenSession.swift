@@ -13,6 +13,12 @@ public actor TokenSession {
     public private(set) var refreshCount = 0
     /// When this session last refreshed its tokens; nil before the first refresh.
     public private(set) var lastRefreshAt: Date?
+    /// Authorized API requests sent with this session's tokens, retries included (token refreshes are
+    /// `refreshCount`). Sync runs record the sum as their API calls.
+    public private(set) var requestCount = 0
+
+    /// Counts one API request about to be sent with this session's tokens.
+    func countRequest() { requestCount += 1 }
 
     /// Creates a session; `onRefresh` is awaited with the new tokens after each successful refresh.
     public init(tokens: OAuthTokens, onRefresh: @escaping @Sendable (OAuthTokens) async throws -> Void = { _ in }) {

@@ -7,11 +7,33 @@ public struct PGNotification: Sendable {
     public var payload: String
 }
 
+/// The listener's own connection, lent to `afterNotifications` for synchronous statements on the listener thread.
+///
+/// Only valid inside that callback: it must not escape.
+public struct PGListenerSession: ~Copyable {
+    let handle: OpaquePointer
+    let config: PGConfig
+
+    /// Runs one parameterized statement, blocking the listener thread until its result arrives.
+    @discardableResult
+    public func query(_ query: PGQuery) throws -> PGRows {
+        let res = withOptionalCStrings(query.binds) { params in
+            PQexecParams(handle, query.sql, Int32(query.binds.count), nil, params, nil, nil, 0)
+        }
+        return try PGConnection.consume(res, conn: handle, config: config)
+    }
+}
+
 /// Listens on channels over its own dedicated connection and thread.
 ///
 /// The thread waits in `poll()` on the connection's socket, so it never occupies Swift's cooperative pool. When the
 /// connection drops it reconnects with exponential backoff (100 ms doubling to 5 s), LISTENs again and calls
 /// `onReconnect`: notifications sent meanwhile are lost, so the owner should poll once then.
+///
+/// `afterNotifications`, when given, runs on the listener thread after each batch of notifications with the
+/// listener's connection, so the owner can act on a wake-up without a thread hop or a pool checkout (the worker
+/// claims jobs there: bench/README.md measures what that saves). Notifications that arrive while it runs are
+/// delivered right after it returns.
 public final class PGListener: @unchecked Sendable {
     // `stopFlag` is a lock-protected flag; every libpq handle lives only on `thread`.
     private let config: PGConfig
@@ -19,6 +41,7 @@ public final class PGListener: @unchecked Sendable {
     private let onNotify: @Sendable (PGNotification) -> Void
     private let onReconnect: @Sendable () -> Void
     private let onError: @Sendable (String) -> Void
+    private let afterNotifications: (@Sendable (borrowing PGListenerSession) -> Void)?
     private let stopFlag = LockedFlag()
     private let finished = DispatchSemaphore(value: 0)
     private var thread: Thread?
@@ -26,12 +49,14 @@ public final class PGListener: @unchecked Sendable {
     public init(config: PGConfig, channels: [String],
                 onNotify: @escaping @Sendable (PGNotification) -> Void,
                 onReconnect: @escaping @Sendable () -> Void = {},
-                onError: @escaping @Sendable (String) -> Void = { _ in }) {
+                onError: @escaping @Sendable (String) -> Void = { _ in },
+                afterNotifications: (@Sendable (borrowing PGListenerSession) -> Void)? = nil) {
         self.config = config
         self.channels = channels
         self.onNotify = onNotify
         self.onReconnect = onReconnect
         self.onError = onError
+        self.afterNotifications = afterNotifications
     }
 
     /// Starts the listening thread. Returns once the first LISTEN succeeded or failed (then it keeps retrying).
@@ -82,7 +107,7 @@ public final class PGListener: @unchecked Sendable {
                 return nil
             }
         }
-        PQsetnonblocking(conn, 1)
+        // Blocking mode: `afterNotifications` runs statements on this connection; PQconsumeInput never blocks.
         return conn
     }
 
@@ -115,11 +140,19 @@ public final class PGListener: @unchecked Sendable {
                     conn = nil
                     continue
                 }
-                while let n = PQnotifies(c) {
-                    let note = PGNotification(channel: String(cString: n.pointee.relname),
-                                              payload: String(cString: n.pointee.extra))
-                    PQfreemem(n)
-                    onNotify(note)
+                // A statement run by `afterNotifications` reads notifications that arrive meanwhile off the socket
+                // into libpq's queue, where poll() cannot see them: drain again until a round brings none.
+                while true {
+                    var received = false
+                    while let n = PQnotifies(c) {
+                        let note = PGNotification(channel: String(cString: n.pointee.relname),
+                                                  payload: String(cString: n.pointee.extra))
+                        PQfreemem(n)
+                        onNotify(note)
+                        received = true
+                    }
+                    guard received, let after = afterNotifications, PQstatus(c) == CONNECTION_OK else { break }
+                    after(PGListenerSession(handle: c, config: config))
                 }
             }
             if PQstatus(c) != CONNECTION_OK { PQfinish(c); conn = nil }

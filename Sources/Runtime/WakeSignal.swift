@@ -1,14 +1,31 @@
+import Dispatch
 import Synchronization
 
 /// A level-triggered wake-up: `signal()` makes the next (or current) `wait` return at once.
 ///
-/// Many signals before a wait fold into one, which is what debounces NOTIFY bursts.
-final class WakeSignal: Sendable {
+/// Many signals before a wait fold into one, which is what debounces NOTIFY bursts. One task waits at a time (a
+/// second waiter wakes the first, which callers treat like any early wake-up: they re-check and wait again).
+///
+/// A wait is one continuation plus one re-armed Dispatch timer: no child tasks, and no timer left behind to fire
+/// after an early wake-up (the task-group version cost four task hand-offs per wake-up and a stray sleep timer per
+/// wait; on two cores those sat on the latency path, bench/README.md "Wake path").
+final class WakeSignal: @unchecked Sendable {
+    // @unchecked: `timer` is a Dispatch source, safe to schedule from any thread; the rest is behind `state`.
     private struct State {
         var pending = false
         var waiter: CheckedContinuation<Void, Never>? = nil
     }
     private let state = Mutex(State())
+    private let timer: DispatchSourceTimer
+
+    init() {
+        timer = DispatchSource.makeTimerSource(queue: .global())
+        timer.setEventHandler { [weak self] in self?.wakeWaiter() }
+        timer.schedule(deadline: .distantFuture)
+        timer.activate()
+    }
+
+    deinit { timer.cancel() }
 
     func signal() {
         let w = state.withLock { s -> CheckedContinuation<Void, Never>? in
@@ -19,34 +36,37 @@ final class WakeSignal: Sendable {
         w?.resume()
     }
 
-    /// Returns when signalled, after `timeout`, or when the task is cancelled.
+    /// Returns when signalled, after `timeout` (or a little earlier), or when the task is cancelled.
     func wait(timeout: Duration) async {
         if state.withLock({ s in let p = s.pending; s.pending = false; return p }) { return }
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask { await self.waitForSignal() }
-            group.addTask { try? await Task.sleep(for: timeout) }
-            await group.next()
-            group.cancelAll()
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (cont: CheckedContinuation<Void, Never>) in
+                let (now, previous) = state.withLock { s -> (Bool, CheckedContinuation<Void, Never>?) in
+                    if s.pending || Task.isCancelled { s.pending = false; return (true, nil) }
+                    let previous = s.waiter
+                    s.waiter = cont
+                    return (false, previous)
+                }
+                previous?.resume()
+                if now {
+                    cont.resume()
+                    return
+                }
+                let (seconds, attos) = timeout.components
+                let ns = max(0, seconds) * 1_000_000_000 + max(0, attos) / 1_000_000_000
+                timer.schedule(deadline: .now() + .nanoseconds(Int(min(ns, Int64(Int32.max) * 1_000_000_000))))
+            }
+        } onCancel: {
+            wakeWaiter()
         }
     }
 
-    private func waitForSignal() async {
-        await withTaskCancellationHandler {
-            await withCheckedContinuation { (cont: CheckedContinuation<Void, Never>) in
-                let resumeNow = state.withLock { s -> Bool in
-                    if s.pending || Task.isCancelled { s.pending = false; return true }
-                    s.waiter = cont
-                    return false
-                }
-                if resumeNow { cont.resume() }
-            }
-        } onCancel: {
-            let w = state.withLock { s -> CheckedContinuation<Void, Never>? in
-                let w = s.waiter
-                s.waiter = nil
-                return w
-            }
-            w?.resume()
+    private func wakeWaiter() {
+        let w = state.withLock { s -> CheckedContinuation<Void, Never>? in
+            let w = s.waiter
+            s.waiter = nil
+            return w
         }
+        w?.resume()
     }
 }

@@ -67,6 +67,9 @@ public final class Worker: Sendable {
         var inFlight: [Int64: InFlight] = [:]
         var results: [Outcome] = []
         var slotWaiting = false
+        /// Slots promised to a claim statement in progress (the listener's direct claim or the claim loop), so the
+        /// two never claim more than `concurrency` between them.
+        var reserved = 0
     }
 
     enum Disposition {
@@ -119,17 +122,24 @@ public final class Worker: Sendable {
         try await register()
         logger.info("worker started", ("queues", options.queues.joined(separator: ",")),
                     ("concurrency", String(options.concurrency)))
+        // A NOTIFY for one of our queues is answered on the listener thread itself, with a claim on the listener's
+        // connection: no thread hop, task switch or pool checkout between the wake-up and the claim statement
+        // (bench/README.md, "Wake path"). The claim loop keeps claiming while more jobs wait, and polls.
+        let directClaimWanted = Atomic<Bool>(false)
         let listener = PGListener(
             config: pool.config, channels: ["nexjobs_jobs", "nexjobs_cancel"],
             onNotify: { [self] note in
                 if note.channel == "nexjobs_cancel" {
                     if let id = Int64(note.payload) { self.cancelLocal(id, reason: "cancelled by operator") }
                 } else if self.options.queues.contains(note.payload) {
-                    self.claimWake.signal()
+                    directClaimWanted.store(true, ordering: .relaxed)
                 }
             },
             onReconnect: { [self] in self.claimWake.signal() },
-            onError: { [logger] msg in logger.warning("listener", ("error", msg)) })
+            onError: { [logger] msg in logger.warning("listener", ("error", msg)) },
+            afterNotifications: { [self] session in
+                if directClaimWanted.exchange(false, ordering: .relaxed) { self.directClaim(on: session) }
+            })
         listener.start()
         defer { listener.stop() }
 
@@ -165,42 +175,98 @@ public final class Worker: Sendable {
 
     // MARK: claiming
 
+    /// Promises up to `claimBatch` free slots to one claim statement; 0 when none are free or the worker stops.
+    private func reserveSlots() -> Int {
+        state.withLock { s in
+            guard !isStopping else { return 0 }
+            let want = min(options.concurrency - s.inFlight.count - s.reserved, options.claimBatch)
+            guard want > 0 else { return 0 }
+            s.reserved += want
+            return want
+        }
+    }
+
+    /// Starts the claimed jobs, then returns the promised slots (the started jobs now hold theirs).
+    private func startClaimed(_ rows: PGRows, reserved: Int) throws {
+        defer { state.withLock { $0.reserved -= reserved } }
+        for row in rows {
+            start(id: try row.decode(0), kind: try row.decode(1), queue: try row.decode(2),
+                  args: try row.decode(3), attempt: try row.decode(4), maxAttempts: try row.decode(5))
+        }
+    }
+
+    /// The claim statement for up to `want` jobs.
+    ///
+    /// With one queue, `queue = $1[1]` lets jobs_claim_idx deliver rows already in (priority, run_at, id) order, so
+    /// LIMIT stops after `want` index entries; `queue = ANY(...)` cannot use the index order and made every claim
+    /// seq-scan and sort the whole table (finished jobs included). The update finds its rows through the primary
+    /// key (ANY(ARRAY(...))) instead of letting the planner hash-join a seq scan.
+    private func claimQuery(want: Int) -> PGQuery {
+        let deadline = registry.longestTimeout + options.leaseDuration * 2
+        let queueTest = options.queues.count == 1 ? "queue = (" : "queue = ANY("
+        let queueSuffix = options.queues.count == 1 ? "::text[])[1]" : "::text[])"
+        return """
+            UPDATE nexjobs.jobs j
+               SET state = 'running', attempt = j.attempt + 1, attempted_at = now(), locked_by = \(id),
+                   locked_until = now() + \(deadline)::interval
+             WHERE j.id = ANY(ARRAY(
+              SELECT id FROM nexjobs.jobs
+               WHERE state IN ('available', 'retryable') AND \(unsafeSQL: queueTest)\(options.queues)\(unsafeSQL: queueSuffix)
+                 AND run_at <= now()
+               ORDER BY priority, run_at, id
+               LIMIT \(want)
+               FOR UPDATE SKIP LOCKED))
+            RETURNING j.id, j.kind, j.queue, j.args::text, j.attempt, j.max_attempts
+            """
+    }
+
+    /// Claims on the listener thread, right after a NOTIFY for one of our queues.
+    ///
+    /// When it fills its batch more jobs may wait, and when it cannot run (no free slot, an error) the claim loop
+    /// must look: either way it is woken.
+    private func directClaim(on session: borrowing PGListenerSession) {
+        let want = reserveSlots()
+        guard want > 0 else {
+            claimWake.signal()
+            return
+        }
+        let rows: PGRows
+        do {
+            rows = try session.query(claimQuery(want: want))
+        } catch {
+            state.withLock { $0.reserved -= want }
+            logger.warning("claim on the listener connection failed; the claim loop takes over", ("error", "\(error)"))
+            claimWake.signal()
+            return
+        }
+        do {
+            try startClaimed(rows, reserved: want)
+        } catch {
+            logger.error("claimed jobs could not be started; their lease will expire", ("error", "\(error)"))
+        }
+        if rows.count == want { claimWake.signal() }
+    }
+
     private func claimLoop() async {
         var backoff = Duration.milliseconds(100)
-        let deadline = registry.longestTimeout + options.leaseDuration * 2
         while !isStopping {
-            let free = options.concurrency - state.withLock { $0.inFlight.count }
-            if free <= 0 {
+            let want = reserveSlots()
+            if want <= 0 {
+                if isStopping { break }
                 state.withLock { $0.slotWaiting = true }
                 await claimWake.wait(timeout: options.pollInterval)
                 continue
             }
-            let want = min(free, options.claimBatch)
-            // With one queue, `queue = $1[1]` lets jobs_claim_idx deliver rows already in (priority, run_at, id)
-            // order, so LIMIT stops after `want` index entries; `queue = ANY(...)` cannot use the index order and
-            // made every claim seq-scan and sort the whole table (finished jobs included). The update finds its
-            // rows through the primary key (ANY(ARRAY(...))) instead of letting the planner hash-join a seq scan.
-            let queueTest = options.queues.count == 1 ? "queue = (" : "queue = ANY("
-            let queueSuffix = options.queues.count == 1 ? "::text[])[1]" : "::text[])"
             do {
-                let rows = try await pool.query("""
-                    UPDATE nexjobs.jobs j
-                       SET state = 'running', attempt = j.attempt + 1, attempted_at = now(), locked_by = \(id),
-                           locked_until = now() + \(deadline)::interval
-                     WHERE j.id = ANY(ARRAY(
-                      SELECT id FROM nexjobs.jobs
-                       WHERE state IN ('available', 'retryable') AND \(unsafeSQL: queueTest)\(options.queues)\(unsafeSQL: queueSuffix)
-                         AND run_at <= now()
-                       ORDER BY priority, run_at, id
-                       LIMIT \(want)
-                       FOR UPDATE SKIP LOCKED))
-                    RETURNING j.id, j.kind, j.queue, j.args::text, j.attempt, j.max_attempts
-                    """)
-                backoff = .milliseconds(100)
-                for row in rows {
-                    start(id: try row.decode(0), kind: try row.decode(1), queue: try row.decode(2),
-                          args: try row.decode(3), attempt: try row.decode(4), maxAttempts: try row.decode(5))
+                let rows: PGRows
+                do {
+                    rows = try await pool.query(claimQuery(want: want))
+                } catch {
+                    state.withLock { $0.reserved -= want }
+                    throw error
                 }
+                backoff = .milliseconds(100)
+                try startClaimed(rows, reserved: want)
                 if rows.count < want { await claimWake.wait(timeout: options.pollInterval) }
             } catch {
                 logger.warning("claim failed; retrying", ("error", "\(error)"),
@@ -298,7 +364,7 @@ public final class Worker: Sendable {
             logger.info("shutting down: waiting for running jobs", ("running", String(running)),
                         ("grace", "\(options.shutdownGrace)"))
         }
-        while state.withLock({ !$0.inFlight.isEmpty }) && clock.now < deadline
+        while state.withLock({ !$0.inFlight.isEmpty || $0.reserved > 0 }) && clock.now < deadline
             && !hurry.load(ordering: .acquiring)
         {
             await claimWake.wait(timeout: .milliseconds(50))

@@ -84,12 +84,14 @@ struct ErrorPolicy {
 
     func insertRun(outcome: String, error: String?, on c: PGConnection) async throws {
         let elapsed = ContinuousClock.now - started
+        var calls = 0
+        if let session { calls = await session.requestCount + session.refreshCount }
         try await c.execute(
             """
             INSERT INTO nexcomet.sync_runs (ad_account_id, connection_id, job_id, window_start, window_end,
-                                            duration_ms, outcome, error, finished_at)
+                                            api_calls, duration_ms, outcome, error, finished_at)
             VALUES (\(adAccountID), \(connectionID), \(context.id), \(window?.first.description)::date,
-                    \(window?.last.description)::date, \(elapsed.milliseconds), \(outcome), \(error), now())
+                    \(window?.last.description)::date, \(calls), \(elapsed.milliseconds), \(outcome), \(error), now())
             """)
     }
 }

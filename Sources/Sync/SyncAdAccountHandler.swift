@@ -76,19 +76,16 @@ public struct SyncAdAccountHandler: JobHandler {
         let account = row.account
         var entities: [AdEntity] = []
         var metrics: [DailyMetric] = []
-        var calls = 0
         do {
             for level in ReportLevel.allCases {
                 entities += try await settings.retryingTransient {
                     try await client.entities(level, account: account, session: session)
                 }
-                calls += 1
             }
             for level in ReportLevel.allCases {
                 metrics += try await settings.retryingTransient {
                     try await client.dailyMetrics(level, account: account, window: window, session: session)
                 }
-                calls += 1
             }
         } catch let e as PlatformError {
             try await policy.fail(e)
@@ -96,6 +93,8 @@ public struct SyncAdAccountHandler: JobHandler {
         let parents = SyncWriter.Parents(entities: entities)
         let finalBefore = today.adding(days: -settings.lookback(platform))
         let started = policy.started
+        // Every HTTP request of this sync: pages, window chunks and retries, plus token refreshes.
+        let calls = await session.requestCount + session.refreshCount
         let result = try await context.pool.withTransaction { c in
             try await SyncWriter.upsertEntities(entities, adAccountID: id, on: c)
             let written = try await SyncWriter.replaceMetrics(

@@ -124,7 +124,8 @@ public enum SyncWriter {
     ///   `INSERT ... ON CONFLICT DO UPDATE` that only touches changed rows; rows of the window the platform no
     ///   longer reports are deleted.
     ///
-    /// Days before `finalBefore` are marked final. Empty metrics (nil) are stored as 0; rows without any activity are
+    /// A row is final when the platform says so (``DailyMetric/isFinal``), else when its day is before
+    /// `finalBefore`. Empty metrics (nil) are stored as 0; rows without any activity are
     /// skipped (``hasActivity(_:)``). Must run inside a transaction.
     public static func replaceMetrics(
         _ rows: [DailyMetric], adAccountID: Int64, platform: AdPlatform, window: DateWindow, parents: Parents,
@@ -156,7 +157,7 @@ public enum SyncWriter {
             let row: [String?] = [
                 platform.rawValue, account, m.level.rawValue, m.entityId, day, campaign, group,
                 m.currency, dec(m.spend), String(m.impressions ?? 0), String(m.clicks ?? 0), dec(m.conversions),
-                dec(m.conversionValue), m.date < finalBefore ? "t" : "f",
+                dec(m.conversionValue), (m.isFinal ?? (m.date < finalBefore)) ? "t" : "f",
             ]
             let key = Key(level: m.level, entity: m.entityId, date: m.date)
             if let at = position[key] {

@@ -17,9 +17,9 @@ final class WorkerProcessTests: XCTestCase {
         try await (pool ?? db.pool).query(PGQuery(unsafeSQL: sql)).first!.decode(0)
     }
 
-    func worker(_ extra: [String] = [], url: String? = nil) throws -> NexjobsProcess {
+    func worker(_ extra: [String] = [], url: String? = nil, logLevel: String = "warning") throws -> NexjobsProcess {
         let p = NexjobsProcess(["worker", "--retry-base", "50ms"] + extra, databaseURL: url ?? db.url,
-                               environment: ["NEXJOBS_LOG_LEVEL": "warning"])
+                               environment: ["NEXJOBS_LOG_LEVEL": logLevel])
         try p.start()
         return p
     }
@@ -79,7 +79,7 @@ final class WorkerProcessTests: XCTestCase {
         try await db.pool.execute("""
             SELECT nexjobs.enqueue('noop', '{"sleep_ms": 1500}') FROM generate_series(1, 3)
             """)
-        let w = try worker(["--concurrency", "3", "--grace", "20s"])
+        let w = try worker(["--concurrency", "3", "--grace", "20s"], logLevel: "debug")
         try await assertEventually {
             try await count("SELECT count(*)::int FROM nexjobs.jobs WHERE state = 'running'") == 3
         }
@@ -87,7 +87,10 @@ final class WorkerProcessTests: XCTestCase {
         let status = await w.wait(timeout: .seconds(30))
         XCTAssertEqual(status, 0, w.text)
         let done = try await count("SELECT count(*)::int FROM nexjobs.jobs WHERE state = 'completed' AND attempt = 1")
-        XCTAssertEqual(done, 3)
+        let states = try await db.pool.query(
+            "SELECT string_agg(id || ':' || state || '/' || attempt, ' ' ORDER BY id) FROM nexjobs.jobs"
+        ).first?.text(0) ?? ""
+        XCTAssertEqual(done, 3, "jobs \(states); worker output:\n\(w.text)")
     }
 
     func testSIGTERMHandsBackJobsThatOutliveTheGraceWithoutChargingAnAttempt() async throws {

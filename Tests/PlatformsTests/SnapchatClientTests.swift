@@ -121,7 +121,7 @@ final class SnapchatClientTests: XCTestCase {
                 DailyMetric(
                     platform: .snapchat, accountId: account.id, level: .ad, entityId: "417d0269-...",
                     date: date("2022-06-25"), currency: "EUR", spend: 0, impressions: 0, clicks: 0, conversions: 0,
-                    conversionValue: nil)
+                    conversionValue: nil, isFinal: true)
             ])
         let query = server.requests[0].query
         XCTAssertEqual(query["start_time"], "2022-06-25T00:00:00-07:00")
@@ -362,6 +362,25 @@ final class SnapStatsParsingTests: XCTestCase {
             #"{"request_status":"SUCCESS","timeseries_stats":[{"sub_request_status":"SUCCESS","timeseries_stat":{"id":"acc","type":"AD_ACCOUNT","timeseries":[{"start_time":"2024-01-01T00:00:00.000Z","stats":{"spend":1}}]}}]}"#
         XCTAssertEqual(try rows(json), [])
         XCTAssertEqual(try rows(#"{"timeseries_stats":[{"timeseries_stat":{"breakdown_stats":{}}}]}"#), [])
+    }
+
+    /// A day is final when it ends at or before `finalized_data_end_time` (account-local midnight); without the
+    /// field Snap says nothing and the writer falls back to the lookback.
+    func testFinalizedDataEndTimeMarksFinalDays() throws {
+        func json(_ finalized: String) -> String {
+            #"{"timeseries_stats":[{"sub_request_status":"SUCCESS","timeseries_stat":{"type":"AD_ACCOUNT","#
+                + finalized
+                + #""breakdown_stats":{"ad":[{"id":"a","timeseries":["#
+                + #"{"start_time":"2024-03-08T00:00:00.000-08:00","stats":{"spend":1000000}},"#
+                + #"{"start_time":"2024-03-09T00:00:00.000-08:00","stats":{"spend":1000000}},"#
+                + #"{"start_time":"2024-03-10T00:00:00.000-08:00","stats":{"spend":1000000}}]}]}}}]}"#
+        }
+        let marked = try rows(json(#""finalized_data_end_time":"2024-03-10T00:00:00.000-08:00","#))
+        XCTAssertEqual(marked.map(\.isFinal), [true, true, false])
+        XCTAssertEqual(try rows(json("")).map(\.isFinal), [nil, nil, nil])
+        XCTAssertThrowsError(try rows(json(#""finalized_data_end_time":17,"#))) { error in
+            XCTAssertEqual((error as? PlatformError)?.kind, .malformedResponse)
+        }
     }
 
     func testFailedSubRequestAndBadShapesAreErrors() {

@@ -26,6 +26,10 @@ struct ProbeHandler: JobHandler {
                 }
             }
         case "sleep": try await Task.sleep(for: .milliseconds(args.ms ?? 0))
+        case "gauge":
+            probe.enter()
+            defer { probe.exit() }
+            try await Task.sleep(for: .milliseconds(args.ms ?? 0))
         case "snooze": throw JobSnooze(.milliseconds(args.ms ?? 10), reason: "rate limited")
         case "discard": throw JobDiscard("bad input: nothing to do")
         case "tx":
@@ -50,6 +54,11 @@ final class Probe: @unchecked Sendable {
     func sawCancel(_ id: Int64) { lock.lock(); cancelled.insert(id); lock.unlock() }
     func wasCancelled(_ id: Int64) -> Bool { lock.lock(); defer { lock.unlock() }; return cancelled.contains(id) }
     func starts(_ id: Int64) -> Int { lock.lock(); defer { lock.unlock() }; return startedIDs.filter { $0 == id }.count }
+    private var running = 0
+    private(set) var mostRunning = 0
+    func enter() { lock.lock(); running += 1; mostRunning = max(mostRunning, running); lock.unlock() }
+    func exit() { lock.lock(); running -= 1; lock.unlock() }
+    var peak: Int { lock.lock(); defer { lock.unlock() }; return mostRunning }
 }
 
 final class WorkerTests: XCTestCase {
@@ -330,6 +339,31 @@ final class WorkerTests: XCTestCase {
         XCTAssertEqual(pruned, 1)
         let left: [Int64] = try await db.pool.query("SELECT id FROM nexjobs.jobs ORDER BY id").map { try $0.decode(0) }
         XCTAssertEqual(left, [ids[1], ids[2]])
+    }
+
+    /// Jobs are claimed both on the listener thread (right after each NOTIFY) and by the polling claim loop; the
+    /// two share the slots and never run more than `concurrency` jobs at once.
+    func testListenerAndClaimLoopTogetherNeverExceedConcurrency() async throws {
+        let worker = makeWorker {
+            $0.concurrency = 3
+            $0.pollInterval = .milliseconds(20)
+        }
+        try await withWorker(worker) {
+            var ids: [Int64] = []
+            for i in 0..<60 {
+                // Single enqueues, one NOTIFY each, some while slots are full and some while free.
+                ids.append(try await client.enqueue(
+                    NewJob(kind: "probe", args: #"{"mode": "gauge", "ms": \#(i % 3 == 0 ? 40 : 5)}"#)).id)
+            }
+            try await assertEventually(timeout: .seconds(30)) {
+                let done: Int = try await db.pool.query(
+                    "SELECT count(*)::int FROM nexjobs.jobs WHERE id = ANY(\(ids)::bigint[]) AND state = 'completed'"
+                ).first!.decode(0)
+                return done == ids.count
+            }
+        }
+        XCTAssertLessThanOrEqual(probe.peak, 3)
+        XCTAssertGreaterThanOrEqual(probe.peak, 2, "jobs did run side by side")
     }
 
     func testNotifyWakesAnIdleWorkerFasterThanPolling() async throws {

@@ -30,6 +30,26 @@ final class SyncHandlerTests: XCTestCase {
         ).first!.decode(0)
         XCTAssertGreaterThan(entities, 0)
 
+        // Snap says which days are final (finalized_data_end_time: the sandbox's is local midnight of today - 2, so
+        // days up to today - 3); TikTok does not, and days older than its 3-day lookback are final.
+        var finals: [String: Int] = [:]
+        for r in try await h.db.pool.query(
+            """
+            SELECT m.platform, a.timezone, m.date::text, m.is_final
+              FROM nexcomet.daily_metrics m JOIN nexcomet.ad_accounts a ON a.id = m.ad_account_id
+            """)
+        {
+            let platform: String = try r.decode(0)
+            let tz = TimeZone(identifier: try r.decode(1, as: String.self))!
+            let day = LocalDate(parsing: try r.decode(2, as: String.self))!
+            let today = LocalDate(h.environment.settings.now(), in: tz)
+            let expected = platform == "snapchat" ? day <= today.adding(days: -3) : day < today.adding(days: -3)
+            XCTAssertEqual(try r.decode(3, as: Bool.self), expected, "\(platform) \(day) today \(today)")
+            if expected { finals[platform, default: 0] += 1 }
+        }
+        XCTAssertGreaterThan(finals["snapchat", default: 0], 0)
+        XCTAssertGreaterThan(finals["tiktok", default: 0], 0)
+
         // Same day, same window: the rerun must not rewrite a single tuple.
         let before = try await h.metricTupleVersions()
         let lastRunBefore: Int64 = try await h.db.pool.query("SELECT max(id) FROM nexcomet.sync_runs").first!.decode(0)
@@ -47,6 +67,26 @@ final class SyncHandlerTests: XCTestCase {
             "SELECT DISTINCT outcome FROM nexcomet.sync_runs"
         ).map { try $0.decode(0) }
         XCTAssertEqual(outcomes, ["succeeded"])
+
+        // api_calls is every HTTP request of a run: per account, the sandbox saw exactly what the runs recorded
+        // (account syncs alone: discovery in sync_connection is not an account's run).
+        h.sandbox.resetRequestCounts()
+        let lastRun: Int64 = try await h.db.pool.query("SELECT max(id) FROM nexcomet.sync_runs").first!.decode(0)
+        let errors = try await h.resyncAccounts()
+        XCTAssertEqual(errors, [:])
+        var seen: [String: Int] = [:]
+        for c in h.sandbox.requestCounts() { seen[c.accountID, default: 0] += c.count }
+        var recorded: [String: Int] = [:]
+        for r in try await h.db.pool.query(
+            """
+            SELECT a.external_id, sum(r.api_calls)::int FROM nexcomet.sync_runs r
+              JOIN nexcomet.ad_accounts a ON a.id = r.ad_account_id WHERE r.id > \(lastRun) GROUP BY 1
+            """)
+        {
+            recorded[try r.decode(0)] = try r.decode(1)
+        }
+        XCTAssertEqual(recorded, seen)
+        XCTAssertTrue(recorded.values.allSatisfy { $0 >= 6 }, "3 entity lists and 3 reports at least")
     }
 
     func testRestatedConversionsArePickedUpByTheLookback() async throws {

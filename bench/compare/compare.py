@@ -315,6 +315,28 @@ def burn_down(sys_, cfg, n):
     return enq, n / sys_.drain_seconds()
 
 
+def quiet_server(admin, timeout=30):
+    """Waits (up to timeout s) until no autovacuum worker runs on the server, so none runs during a measurement."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if psql(admin, "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'") == "0":
+            return
+        time.sleep(0.2)
+    log(f"  autovacuum still running after {timeout} s; measuring anyway")
+
+
+def latency_run(sys_, cfg, a, admin):
+    """One latency measurement: fresh tables, idle workers proven up by a warm-up, then the paced enqueues."""
+    sys_.reset()
+    w = sys_.start_workers(cfg)
+    try:
+        sys_.warm_up()
+        quiet_server(admin)
+        return sys_.latency(a.latency_jobs, a.interval_ms)
+    finally:
+        w.stop()
+
+
 def crash_test(sys_, cfg, n, record=True):
     """kill -9 one worker process mid-drain; returns (lost, duplicated)."""
     sys_.reset()
@@ -372,6 +394,10 @@ def main():
                     help="Procrastinate drains ~1,000 jobs/s here: a smaller sweep keeps the run under 20 minutes")
     ap.add_argument("--latency-jobs", type=int, default=1000)
     ap.add_argument("--interval-ms", type=int, default=10)
+    ap.add_argument("--latency-reps", type=int, default=3,
+                    help="latency runs per system, alternating systems; the table shows the median of each figure")
+    ap.add_argument("--latency-one-process", action=argparse.BooleanOptionalAction, default=True,
+                    help="also measure latency with one worker process (NexJobs and PgQueuer)")
     ap.add_argument("--crash-n", type=int, default=20_000)
     ap.add_argument("--no-crash", action="store_true")
     ap.add_argument("--pgbench-seconds", type=int, default=10)
@@ -414,17 +440,30 @@ def main():
             runs[s.name].append((enq, drain))
             log(f"rep {r + 1} {s.name}: enqueue {enq:,.0f}/s drain {drain:,.0f}/s")
 
-    # 3. Latency with idle workers.
-    lat = {}
+    # 3. Latency with idle workers, each system's chosen configuration, repetitions alternating systems. Every
+    #    system's tables are emptied and vacuumed first, so no system's autovacuum runs during another's run.
     for s in systems:
         s.reset()
-        w = s.start_workers(best[s.name])
-        try:
-            s.warm_up()
-            lat[s.name] = s.latency(a.latency_jobs, a.interval_ms)
-        finally:
-            w.stop()
-        log(f"latency {s.name}: p50 {lat[s.name][0]:.2f} ms p95 {lat[s.name][1]:.2f} p99 {lat[s.name][2]:.2f}")
+    lat_runs = {s.name: [] for s in systems}
+    for r in range(a.latency_reps):
+        order = systems[r % len(systems):] + systems[:r % len(systems)]
+        for s in order:
+            lat_runs[s.name].append(latency_run(s, best[s.name], a, admin))
+            p = lat_runs[s.name][-1]
+            log(f"latency rep {r + 1} {s.name}: p50 {p[0]:.2f} ms p95 {p[1]:.2f} p99 {p[2]:.2f}")
+    lat = {name: tuple(statistics.median(run[i] for run in rs) for i in range(3)) for name, rs in lat_runs.items()}
+    # The same with one worker process for the systems whose chosen configuration has more (each extra process
+    # is one more listener woken by every NOTIFY), alternating too.
+    one = {s.name: dict(best[s.name], workers=1) for s in systems
+           if best[s.name]["workers"] > 1 and s.name != "Procrastinate" and a.latency_one_process}
+    lat1_runs = {name: [] for name in one}
+    for r in range(a.latency_reps):
+        pick = [s for s in systems if s.name in one]
+        for s in pick[r % len(pick):] + pick[:r % len(pick)] if pick else []:
+            lat1_runs[s.name].append(latency_run(s, one[s.name], a, admin))
+            p = lat1_runs[s.name][-1]
+            log(f"latency rep {r + 1} {s.name}, 1 process: p50 {p[0]:.2f} ms p95 {p[1]:.2f} p99 {p[2]:.2f}")
+    lat1 = {name: tuple(statistics.median(run[i] for run in rs) for i in range(3)) for name, rs in lat1_runs.items()}
 
     # 4. Crash safety.
     crash = {}
@@ -466,7 +505,9 @@ def main():
         "(shared with other work: figures are noisy, compare the ratios measured side by side).  ")
     out(f"Burn-down: {a.n:,} no-op jobs enqueued in bulk then drained, median of {a.reps} repetitions"
         + (", systems alternating" if len(systems) > 1 else "") + f". Latency: {a.latency_jobs:,} jobs enqueued one at a time {a.interval_ms} ms apart, idle "
-        "workers, start minus enqueue from server timestamps. "
+        "workers, start minus enqueue from server timestamps, median of each percentile over "
+        f"{a.latency_reps} runs per system, systems alternating, every system's tables emptied and vacuumed and no "
+        "autovacuum running before each run. "
         + (f"Crash: {a.crash_n:,} jobs, kill -9 of one worker process at 40% drained, every system declaring a "
            f"silent worker dead after {STALE_S} s (Procrastinate: its stalled-job retry run every second); lost = "
            "jobs never recorded, duplicated = extra recorded executions (each no-op handler records its execution "
@@ -512,6 +553,20 @@ def main():
         for cfg, d in sweep[s.name]:
             mark = " (chosen)" if cfg == best[s.name] else ""
             out(f"| {s.name} | {s.label(cfg)}{mark} | {d:,.0f} |")
+    out("")
+    out("## Latency runs (ms)")
+    out("")
+    out("| system | configuration | run | p50 | p95 | p99 |")
+    out("|---|---|---:|---:|---:|---:|")
+    for s in systems:
+        for i, p in enumerate(lat_runs[s.name]):
+            out(f"| {s.name} | {s.label(best[s.name])} | {i + 1} | {p[0]:.2f} | {p[1]:.2f} | {p[2]:.2f} |")
+        for i, p in enumerate(lat1_runs.get(s.name, [])):
+            out(f"| {s.name} | {s.label(one[s.name])} | {i + 1} | {p[0]:.2f} | {p[1]:.2f} | {p[2]:.2f} |")
+    if lat1:
+        out("")
+        out("Median with one worker process: " + "; ".join(
+            f"{name} p50 {v[0]:.2f} ms, p95 {v[1]:.2f}, p99 {v[2]:.2f}" for name, v in lat1.items()) + ".")
     out("")
     out("## Repetitions")
     out("")
