@@ -27,7 +27,7 @@ let package = Package(
         .executableTarget(name: "sync-bench", dependencies: ["Sync", "Sandbox", "Queue", "Postgres"], path: "bench/sync", exclude: ["README.md", "run.sh"]),
         .executableTarget(name: "queue-bench", dependencies: ["Queue", "Postgres"], path: "bench/queue", exclude: ["README.md", "run.sh"]),
         // Test-only helpers: a fresh PostgreSQL database per test, built from NEXJOBS_TEST_DATABASE_URL.
-        .target(name: "PGTestSupport", dependencies: ["Postgres", "Queue"], path: "Tests/PGTestSupport"),
+        .target(name: "PGTestSupport", dependencies: ["Postgres", "Queue", "Logs"], path: "Tests/PGTestSupport"),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres", "PGTestSupport"]),
         .testTarget(name: "QueueTests", dependencies: ["Queue", "Postgres", "PGTestSupport"]),
         .testTarget(name: "CronTests", dependencies: ["Cron"]),
@@ -35,7 +35,7 @@ let package = Package(
         .testTarget(name: "PlatformsTests", dependencies: ["Platforms", "Sandbox", "HTTP", "PGTestSupport"]),
         .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "HTTP"]),
         .testTarget(name: "PrivacyTests", dependencies: ["Privacy", "PGTestSupport"]),
-        .testTarget(name: "SyncTests", dependencies: ["Sync", "Sandbox", "PGTestSupport"]),
+        .testTarget(name: "SyncTests", dependencies: ["Sync", "Sandbox", "Runtime", "PGTestSupport"]),
         .testTarget(name: "RuntimeTests", dependencies: ["Runtime", "Queue", "PGTestSupport"]),
         .testTarget(name: "SchedulerTests", dependencies: ["Runtime", "Queue", "Cron", "Postgres", "Logs", "PGTestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["PGTestSupport", "Postgres"]),

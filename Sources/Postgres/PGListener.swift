@@ -91,7 +91,8 @@ public final class PGListener: @unchecked Sendable {
         ready.wait()
     }
 
-    /// Stops the thread and closes its connection (within ~100 ms).
+    /// Stops the thread and closes its connection (within ~100 ms, or when a statement of `afterNotifications` in
+    /// progress ends: at most its 10 s statement timeout).
     public func stop() {
         guard thread != nil else { return }
         stopFlag.set()
@@ -100,8 +101,13 @@ public final class PGListener: @unchecked Sendable {
     }
 
     private func connectAndListen() -> OpaquePointer? {
-        let conn = withCStrings(["dbname", "application_name", "connect_timeout"]) { k in
-            withCStrings([config.connectionString, "nexjobs-listener", "10"]) { v in PQconnectdbParams(k, v, 1) }
+        // TCP keepalives: a half-open connection is noticed within about a minute, not the kernel's two hours.
+        let keys = ["dbname", "application_name", "connect_timeout", "keepalives", "keepalives_idle",
+                    "keepalives_interval", "keepalives_count"]
+        let conn = withCStrings(keys) { k in
+            withCStrings([config.connectionString, "nexjobs-listener", "10", "1", "30", "10", "3"]) { v in
+                PQconnectdbParams(k, v, 1)
+            }
         }
         guard let conn else { return nil }
         guard PQstatus(conn) == CONNECTION_OK else {
@@ -127,6 +133,18 @@ public final class PGListener: @unchecked Sendable {
             }
         }
         // Blocking mode: `afterNotifications` runs statements on this connection; PQconsumeInput never blocks.
+        // They must not hold the thread (cancel notifications wait behind them, and `stop()` waits for the thread):
+        // a statement gives up after 10 s, a lock wait after 2 s (the claim skips locked rows anyway; this bounds a
+        // table lock taken by a migration).
+        let limits = PQexec(conn, "SET statement_timeout = '10s'; SET lock_timeout = '2s'")
+        let limited = limits != nil && PQresultStatus(limits) == PGRES_COMMAND_OK
+        PQclear(limits)
+        while let extra = PQgetResult(conn) { PQclear(extra) }
+        if !limited {
+            onError("listener cannot set its timeouts: " + config.scrub(lastError(conn)))
+            PQfinish(conn)
+            return nil
+        }
         prepared.names = [:]
         return conn
     }

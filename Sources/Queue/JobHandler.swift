@@ -10,6 +10,8 @@ import Synchronization
 /// later without charging an attempt; throw `JobDiscard` to fail at once; throw anything else to retry with backoff
 /// until `max_attempts`, then fail. A cancelled job (operator cancel, timeout, shutdown) sees task cancellation.
 public protocol JobHandler: Sendable {
+    /// The job's args. Decoding must be a pure function of the JSON text (a value type, no random or time-based
+    /// defaults): the runtime reuses a recent decoding of byte-identical args for another job.
     associatedtype Args: Decodable & Sendable
     /// The job kind this handler runs.
     static var kind: String { get }
@@ -101,10 +103,12 @@ public struct AnyJobHandler: Sendable {
         timeout = handler.timeout
         // Jobs of one kind often share their args text (bulk enqueues): the last few decodings are kept, since
         // decoding is a pure function of the text and JSONDecoder was ~6 % of a worker's CPU draining no-ops.
+        // Texts are compared byte for byte (String == would equate canonically equivalent Unicode). Args types
+        // must decode purely (value types, no random defaults): a cached value is handed to several jobs.
         let recent = Mutex<[(String, H.Args)]>([])
         body = { argsText, context in
             let cached = argsText.utf8.count <= 512
-                ? recent.withLock { list in list.first { $0.0 == argsText }?.1 } : nil
+                ? recent.withLock { list in list.first { $0.0.utf8.elementsEqual(argsText.utf8) }?.1 } : nil
             let args: H.Args
             if let cached {
                 args = cached

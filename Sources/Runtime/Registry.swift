@@ -4,7 +4,8 @@ import Platforms
 import Queue
 import Sync
 
-/// Every job kind this build of NexJobs runs.
+/// Every job kind this build of NexJobs runs: `noop`, the sync kinds, and the privacy kinds (`retention_purge`,
+/// `disconnect`, `gdpr_export`, `gdpr_erase`; see `Sources/Sync/PrivacyJobs.swift`).
 ///
 /// The sync kinds (`sync_connection`, `sync_ad_account`, `refresh_token`) read their configuration from
 /// `environment` (see ``SyncEnvironment/fromEnvironment(_:logger:)``): the key ring `NEXJOBS_TOKEN_KEYS` and the
@@ -27,5 +28,9 @@ public func defaultRegistry(environment: [String: String] = ProcessInfo.processI
     r.register(SyncConnectionHandler(environment: sync))
     r.register(SyncAdAccountHandler(environment: sync))
     r.register(RefreshTokenHandler(environment: sync))
+    r.register(RetentionPurgeHandler(settings: sync.settings))
+    r.register(DisconnectHandler())
+    r.register(GDPRExportHandler())
+    r.register(GDPREraseHandler())
     return r
 }

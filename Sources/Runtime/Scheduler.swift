@@ -12,7 +12,9 @@ public struct SchedulerOptions: Sendable {
     /// The due-work sources, run in order each tick on the leader. Default: cron schedules (including the
     /// `nexjobs.rescue` / `nexjobs.prune` maintenance schedules), connection syncs, token refreshes. Append new
     /// kinds (retention purges, privacy requests) here.
-    public var sources: [any DueWorkSource] = [CronScheduleSource(), ConnectionSyncSource(), TokenRefreshSource()]
+    public var sources: [any DueWorkSource] = [
+        CronScheduleSource(), ConnectionSyncSource(), TokenRefreshSource(), PrivacyRequestSource(),
+    ]
 
     public init() {}
 }

@@ -54,6 +54,11 @@ public final class Worker: Sendable {
     private let timeoutWake = WakeSignal()
     private let state = Mutex(State())
     private let stopping = Atomic<Bool>(false)
+    /// Set once `drain()` returned: no job can start any more, so the background loops may finish. (Stopping alone
+    /// is not enough: a claim in flight at SIGTERM still starts its jobs, whose results need the completer.)
+    private let drained = Atomic<Bool>(false)
+    /// Claims made on the listener thread (for tests and stats).
+    let directClaims = Atomic<Int>(0)
     private let hurry = Atomic<Bool>(false)
     private let stopRequestedAt = Mutex<ContinuousClock.Instant?>(nil)
     private let finishedCount = Atomic<Int>(0)
@@ -160,7 +165,8 @@ public final class Worker: Sendable {
                 self.shutdown()
             }
             await self.drain()
-            // Background loops watch `stopping`; the completer flushes what is left before returning.
+            self.drained.store(true, ordering: .releasing)
+            // Background loops watch `drained`; the completer flushes what is left before returning.
             self.completerWake.signal()
             self.heartbeatWake.signal()
             self.timeoutWake.signal()
@@ -180,6 +186,7 @@ public final class Worker: Sendable {
     }
 
     var isStopping: Bool { stopping.load(ordering: .acquiring) }
+    var isDrained: Bool { drained.load(ordering: .acquiring) }
 
     // MARK: claiming
 
@@ -239,6 +246,7 @@ public final class Worker: Sendable {
             return
         }
         let rows: PGRows
+        directClaims.add(1, ordering: .relaxed)
         do {
             rows = try session.query(claimQuery(want: want))
         } catch {
@@ -407,7 +415,7 @@ public final class Worker: Sendable {
                 return b
             }
             if batch.isEmpty {
-                if isStopping && state.withLock({ $0.inFlight.isEmpty && $0.results.isEmpty }) { return }
+                if isDrained && state.withLock({ $0.inFlight.isEmpty && $0.results.isEmpty }) { return }
                 await completerWake.wait(timeout: .milliseconds(200))
                 continue
             }
@@ -486,7 +494,7 @@ public final class Worker: Sendable {
     /// Cancels attempts that ran past their kind's timeout; sleeps until the earliest deadline (at most 1 s, so a
     /// job started meanwhile with a shorter timeout is caught within a second of its deadline).
     private func timeoutLoop() async {
-        while !(isStopping && state.withLock({ $0.inFlight.isEmpty })) {
+        while !(isDrained && state.withLock({ $0.inFlight.isEmpty })) {
             let now = ContinuousClock.now
             let (expired, next) = state.withLock { s -> ([Task<Void, Never>?], ContinuousClock.Instant?) in
                 var expired: [Task<Void, Never>?] = []
@@ -508,9 +516,9 @@ public final class Worker: Sendable {
     }
 
     private func heartbeatLoop() async {
-        while !(isStopping && state.withLock({ $0.inFlight.isEmpty })) {
+        while !(isDrained && state.withLock({ $0.inFlight.isEmpty })) {
             await heartbeatWake.wait(timeout: options.heartbeatInterval)
-            if isStopping && state.withLock({ $0.inFlight.isEmpty }) { return }
+            if isDrained && state.withLock({ $0.inFlight.isEmpty }) { return }
             do {
                 let n = try await pool.execute("""
                     UPDATE nexjobs.workers SET heartbeat_at = now(), lease_until = now() + \(options.leaseDuration)::interval

@@ -115,10 +115,12 @@ public struct ConnectionStore: Sendable {
                    refresh_token_expires_at = coalesce(\(tokens.refreshTokenExpiresAt), refresh_token_expires_at),
                    refresh_enqueued_at = NULL,
                    updated_at = now()
-             WHERE id = \(id)
+             WHERE id = \(id) AND status <> 'disconnected'
             """)
+        // A disconnected connection's tokens were deleted on purpose: a refresh in flight must not bring them back.
         guard n == 1 else {
-            throw ConnectionStoreError(code: .notFound, connectionID: id, message: "no such connection")
+            throw ConnectionStoreError(
+                code: .notFound, connectionID: id, message: "no such connection, or it was disconnected")
         }
     }
 

@@ -18,8 +18,9 @@ func schedulerCommand(_ args: [String]) async throws -> Int32 {
 
             Campaigns for leadership in nexjobs.leader (one atomic statement per attempt, safe behind PgBouncer
             transaction pooling). Only the leader acts; on each tick it fires due cron schedules (nexjobs.schedules,
-            see `nexjobs schedules`), enqueues sync_connection for due connections and refresh_token for tokens
-            near expiry. Standbys take over within about term + standby retry after the leader dies.
+            see `nexjobs schedules`), enqueues sync_connection for due connections, refresh_token for tokens
+            near expiry, and gdpr_export / gdpr_erase for pending privacy requests (restrict requests are applied
+            at once). Standbys take over within about term + standby retry after the leader dies.
             SIGTERM/SIGINT: finish the current tick, release leadership, exit 0.
 
               --tick DURATION            how often the leader looks for due work (default: 1s)
@@ -31,7 +32,7 @@ func schedulerCommand(_ args: [String]) async throws -> Int32 {
               --sync-batch N             connections per sync statement (default: 10000)
               --sync-jitter F            random extra delay as a share of the cadence, 0...1 (default: 0.1)
               --refresh-margin DURATION  refresh tokens expiring within this (default: 10m)
-              --queue Q                  queue of sync_connection and refresh_token jobs (default: default)
+              --queue Q                  queue of sync, refresh and privacy-request jobs (default: default)
               --once                     take leadership (exit 3 if another scheduler leads), run one tick,
                                          print what it enqueued and how long it took, release, exit
               --json                     with --once: print {"elapsed_ms":..., "<source>": count, ...}
@@ -49,6 +50,7 @@ func schedulerCommand(_ args: [String]) async throws -> Int32 {
     do { try o.election.validate() } catch let e as ScheduleSpecError { throw UsageError(e.message) }
     var syncs = ConnectionSyncSource()
     var refreshes = TokenRefreshSource()
+    var privacy = PrivacyRequestSource()
     syncs.batchSize = try a.int("sync-batch", range: 1...1_000_000) ?? syncs.batchSize
     if let j = a.options["sync-jitter"] {
         guard let v = Double(j), (0...1).contains(v) else { throw UsageError("--sync-jitter must be in 0...1") }
@@ -61,8 +63,9 @@ func schedulerCommand(_ args: [String]) async throws -> Int32 {
         }
         syncs.queue = q
         refreshes.queue = q
+        privacy.queue = q
     }
-    o.sources = [CronScheduleSource(), syncs, refreshes]
+    o.sources = [CronScheduleSource(), syncs, refreshes, privacy]
     if let id = a.options["id"], id.isEmpty || id.count > 200 { throw UsageError("--id must be 1-200 characters") }
 
     let pool = try openPool(maxConnections: 3)

@@ -50,7 +50,7 @@ final class PostgresTests: XCTestCase {
             for scale in [2, 6] {
                 var d = Decimal(n)
                 var scaled = Decimal()
-                NSDecimalMultiplyByPowerOf10(&scaled, &d, Int16(-scale), .plain)
+                _ = NSDecimalMultiplyByPowerOf10(&scaled, &d, Int16(-scale), .plain)
                 XCTAssertEqual(Decimal(string: scaled.pgText!), scaled, "\(n)e-\(scale)")
                 XCTAssertEqual(scaled.pgText, scaled.description, "\(n)e-\(scale)")
             }

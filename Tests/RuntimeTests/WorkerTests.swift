@@ -3,6 +3,7 @@ import Logs
 import PGTestSupport
 import Postgres
 import Queue
+import Synchronization
 @testable import Runtime
 import XCTest
 
@@ -364,6 +365,7 @@ final class WorkerTests: XCTestCase {
         }
         XCTAssertLessThanOrEqual(probe.peak, 3)
         XCTAssertGreaterThanOrEqual(probe.peak, 2, "jobs did run side by side")
+        XCTAssertGreaterThan(worker.directClaims.load(ordering: .relaxed), 0, "some claims ran on the listener")
     }
 
     func testNotifyWakesAnIdleWorkerFasterThanPolling() async throws {

@@ -7,7 +7,10 @@ import XCTest
 final class DomainSchemaTests: XCTestCase {
     func testMigrationsApplyTwiceWithoutError() async throws {
         let db = try await TestDatabase.create()
-        for name in ["010_scheduler.sql", "020_domain.sql", "021_due_work.sql", "022_metrics_bulk.sql"] {
+        for name in [
+            "010_scheduler.sql", "020_domain.sql", "021_due_work.sql", "022_metrics_bulk.sql", "023_privacy.sql",
+            "024_metrics_guards.sql",
+        ] {
             let sql = try String(contentsOf: TestDatabase.sqlDirectory.appendingPathComponent(name), encoding: .utf8)
             try await db.pool.withConnection { try await $0.simpleQuery(sql) }
         }
@@ -165,6 +168,30 @@ final class DomainSchemaTests: XCTestCase {
             "SELECT DISTINCT ad_account_id FROM nexcomet.daily_metrics ORDER BY 1"
         ).map { try $0.decode(0) }
         XCTAssertEqual(left, [1], "the deleted account's rows, the committed one included, are gone")
+
+        // Under REPEATABLE READ the trigger's snapshot could miss a concurrent writer's rows: refused, not orphaned.
+        do {
+            try await db.pool.withTransaction { c in
+                try await c.simpleQuery("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                try await c.execute("DELETE FROM nexcomet.ad_accounts WHERE id = 1")
+            }
+            XCTFail("a REPEATABLE READ delete of an account with metrics must be refused")
+        } catch let e as PGError {
+            XCTAssertEqual(e.sqlState, "0A000", e.description)
+        }
+        // TRUNCATE ... CASCADE reaches the metrics too.
+        try await db.pool.execute(
+            """
+            INSERT INTO nexcomet.ad_accounts (id, connection_id, platform, external_id, currency)
+            VALUES (3, 1, 'tiktok', '3', 'USD')
+            """)
+        try await db.pool.execute(insert(3))
+        try await db.pool.withConnection { c in
+            try await c.simpleQuery("BEGIN; TRUNCATE nexcomet.ad_accounts CASCADE")
+            let left: Int = try await c.query("SELECT count(*)::int FROM nexcomet.daily_metrics").first!.decode(0)
+            XCTAssertEqual(left, 0)
+            try await c.simpleQuery("ROLLBACK")
+        }
 
         // Deleting the organization cascades through connections and accounts to the metrics.
         try await db.pool.execute("DELETE FROM nexcomet.organizations WHERE id = 1")

@@ -23,8 +23,9 @@ final class SchedulesCommandTests: XCTestCase {
         let purge = parsed?.first { $0["name"] as? String == "retention_purge" }
         XCTAssertEqual(purge?["kind"] as? String, "retention_purge")
         XCTAssertEqual(purge?["timezone"] as? String, "UTC")
-        // Seeded disabled until its handler exists.
-        XCTAssertEqual(purge?["enabled"] as? Bool, false)
+        // Seeded disabled until its handler existed; sql/023 enables it on the default queue.
+        XCTAssertEqual(purge?["enabled"] as? Bool, true)
+        XCTAssertEqual(purge?["queue"] as? String, "default")
         await db.drop()
     }
 

@@ -130,22 +130,7 @@ struct SyncHarness {
     }
 
     func runExisting<H: JobHandler>(_ handler: H, jobID: Int64) async throws {
-        let rows = try await db.pool.query(
-            """
-            UPDATE nexjobs.jobs SET state = 'running', attempt = attempt + 1, locked_by = 'sync-test',
-                   locked_until = now() + interval '1 hour', attempted_at = now()
-             WHERE id = \(jobID) RETURNING attempt, args::text
-            """)
-        let attempt: Int = try rows.first!.decode(0)
-        let args: String = try rows.first!.decode(1)
-        let context = JobContext(
-            id: jobID, kind: H.kind, queue: "default", attempt: attempt, maxAttempts: 20, workerID: "sync-test",
-            pool: db.pool, logger: logs.logger)
-        try await AnyJobHandler(handler).run(argsJSON: args, context: context)
-        if !context.completedByHandler {
-            try await db.pool.execute(
-                "UPDATE nexjobs.jobs SET state = 'completed', finished_at = now() WHERE id = \(jobID)")
-        }
+        try await runAsFakeWorker(handler, jobID: jobID, pool: db.pool, workerID: "sync-test", logger: logs.logger)
     }
 
     /// Runs every available job of `kind` once, concurrently; returns each job's error (nil on success).

@@ -1,0 +1,314 @@
+import Foundation
+import Logs
+import Platforms
+import Privacy
+import PGTestSupport
+import Postgres
+import Queue
+import XCTest
+
+@testable import Runtime
+@testable import Sync
+
+/// The privacy jobs against a real database: retention_purge, disconnect, gdpr_export, gdpr_erase, and the
+/// scheduler source that turns privacy requests into jobs.
+final class PrivacyJobsTests: XCTestCase {
+    var db: TestDatabase!
+
+    override func setUp() async throws {
+        do { db = try await TestDatabase.create(name) } catch { XCTFail("\(error)"); throw error }
+    }
+
+    override func tearDown() async throws { await db?.drop() }
+
+    func count(_ sql: String) async throws -> Int {
+        try await db.pool.query(PGQuery(unsafeSQL: sql)).first!.decode(0)
+    }
+
+    /// An organization with a user, one connection with sealed-looking tokens, one UTC account and `days` days of
+    /// ad metrics ending today; returns (organization, user, connection, account).
+    @discardableResult
+    func tenant(_ name: String, plan: String, days: Int = 120, deletedDaysAgo: Int? = nil) async throws
+        -> (Int64, Int64, Int64, Int64)
+    {
+        let org: Int64 = try await db.pool.query(
+            """
+            INSERT INTO nexcomet.organizations (name, plan, deleted_at)
+            VALUES (\(name), \(plan), now() - \(deletedDaysAgo.map { "\($0) days" })::interval) RETURNING id
+            """
+        ).first!.decode(0)
+        let user: Int64 = try await db.pool.query(
+            """
+            INSERT INTO nexcomet.users (organization_id, email, name) VALUES (\(org), \(name + "@example.com"), \(name))
+            RETURNING id
+            """
+        ).first!.decode(0)
+        let connection: Int64 = try await db.pool.query(
+            """
+            INSERT INTO nexcomet.ad_connections (organization_id, platform, access_token_ciphertext,
+                                                 refresh_token_ciphertext, token_key_id)
+            VALUES (\(org), 'tiktok', '\\x01deadbeef'::bytea, '\\x01cafebabe'::bytea, 'k1') RETURNING id
+            """
+        ).first!.decode(0)
+        let account: Int64 = try await db.pool.query(
+            """
+            INSERT INTO nexcomet.ad_accounts (connection_id, platform, external_id, currency, timezone)
+            VALUES (\(connection), 'tiktok', \(name + "-acct"), 'USD', 'UTC') RETURNING id
+            """
+        ).first!.decode(0)
+        try await db.pool.execute(
+            """
+            INSERT INTO nexcomet.campaigns (ad_account_id, external_id, name, status)
+            VALUES (\(account), \(name + "-c1"), 'Campaign', 'ENABLE')
+            """)
+        try await db.pool.execute(
+            """
+            INSERT INTO nexcomet.daily_metrics (platform, ad_account_id, level, entity_id, date, currency, spend)
+            SELECT 'tiktok', \(account), 'campaign', \(name + "-c1"), (now() AT TIME ZONE 'UTC')::date - d, 'USD', 1.25
+              FROM generate_series(0, \(days - 1)) d
+            """)
+        try await db.pool.execute(
+            """
+            INSERT INTO nexcomet.usage_logs (organization_id, user_id, at, event)
+            VALUES (\(org), \(user), now() - interval '13 months', 'login'), (\(org), \(user), now(), 'login')
+            """)
+        return (org, user, connection, account)
+    }
+
+    func testRetentionPurgeKeepsEachPlansDaysAndPurgesExpiredAndDeletedData() async throws {
+        let (free, _, _, freeAccount) = try await tenant("free", plan: "free")
+        let (pro, _, _, proAccount) = try await tenant("pro", plan: "pro")
+        let (_, _, _, entAccount) = try await tenant("ent", plan: "enterprise")
+        let (gone, _, _, _) = try await tenant("gone", plan: "pro", deletedDaysAgo: 31)
+        let (recent, _, _, _) = try await tenant("recent", plan: "pro", days: 3, deletedDaysAgo: 29)
+        try await db.pool.execute(
+            "UPDATE nexcomet.users SET deleted_at = now() - interval '40 days' WHERE organization_id = \(free)")
+        try await db.pool.execute(
+            """
+            INSERT INTO nexcomet.sync_runs (ad_account_id, started_at) VALUES (\(proAccount), now() - interval '13 months'),
+                   (\(proAccount), now())
+            """)
+        let settings = SyncSettings()
+        try await enqueueAndRun(RetentionPurgeHandler(settings: settings), args: #"{"batch_size": 7}"#, pool: db.pool)
+
+        let kept: [(Int64, Int)] = try await db.pool.query(
+            "SELECT ad_account_id, count(*)::int FROM nexcomet.daily_metrics GROUP BY 1 ORDER BY 1"
+        ).map { (try $0.decode(0), try $0.decode(1)) }
+        XCTAssertEqual(kept.first { $0.0 == freeAccount }?.1, settings.retention(plan: "free"), "free keeps 7 days")
+        XCTAssertEqual(kept.first { $0.0 == proAccount }?.1, settings.retention(plan: "pro"), "pro keeps 90 days")
+        XCTAssertEqual(kept.first { $0.0 == entAccount }?.1, 120, "enterprise keeps everything")
+        let oldest: String = try await db.pool.query(
+            "SELECT min(date)::text FROM nexcomet.daily_metrics WHERE ad_account_id = \(freeAccount)"
+        ).first!.decode(0)
+        let today = try await db.pool.query("SELECT ((now() AT TIME ZONE 'UTC')::date - 6)::text").first!
+            .decode(0, as: String.self)
+        XCTAssertEqual(oldest, today, "the free plan's 7 days are today and the 6 before")
+
+        let orgs: [Int64] = try await db.pool.query("SELECT id FROM nexcomet.organizations ORDER BY id").map {
+            try $0.decode(0)
+        }
+        XCTAssertFalse(orgs.contains(gone), "deleted more than 30 days ago: purged with everything it owned")
+        XCTAssertTrue(orgs.contains(recent), "deleted 29 days ago: kept")
+        XCTAssertTrue(orgs.contains(pro))
+        let goneRows = try await count(
+            "SELECT count(*)::int FROM nexcomet.ad_connections WHERE organization_id = \(gone)")
+        XCTAssertEqual(goneRows, 0)
+        let freeUsers = try await count("SELECT count(*)::int FROM nexcomet.users WHERE organization_id = \(free)")
+        XCTAssertEqual(freeUsers, 0, "a user deleted 40 days ago is purged")
+        let oldLogs = try await count(
+            "SELECT count(*)::int FROM nexcomet.usage_logs WHERE at < now() - interval '12 months'")
+        let newLogs = try await count("SELECT count(*)::int FROM nexcomet.usage_logs")
+        XCTAssertEqual(oldLogs, 0)
+        XCTAssertEqual(newLogs, 3, "this month's logs of the three remaining tenants whose users remain")
+        let runs = try await count("SELECT count(*)::int FROM nexcomet.sync_runs")
+        XCTAssertEqual(runs, 1)
+        let summary: String = try await db.pool.query(
+            """
+            SELECT details::text FROM nexcomet.privacy_audit
+             WHERE action = 'retention_purge' AND organization_id IS NULL ORDER BY id DESC LIMIT 1
+            """
+        ).first!.decode(0)
+        XCTAssertTrue(summary.contains(#""organizations": 1"#), summary)
+        XCTAssertFalse(summary.contains("@"), "the audit holds counts, not personal data")
+
+        // A second run finds nothing more to delete.
+        let before = try await count("SELECT count(*)::int FROM nexcomet.daily_metrics")
+        try await enqueueAndRun(RetentionPurgeHandler(settings: settings), args: "{}", pool: db.pool)
+        let after = try await count("SELECT count(*)::int FROM nexcomet.daily_metrics")
+        XCTAssertEqual(before, after)
+    }
+
+    func testRetentionScheduleIsEnabledOnTheDefaultQueueAndBadArgsChangeNothing() async throws {
+        let row = try await db.pool.query(
+            "SELECT enabled, queue FROM nexjobs.schedules WHERE name = 'retention_purge'"
+        ).first!
+        XCTAssertEqual(try row.decode(0, as: Bool.self), true)
+        XCTAssertEqual(try row.decode(1, as: String.self), "default")
+        try await tenant("free", plan: "free")
+        do {
+            try await enqueueAndRun(
+                RetentionPurgeHandler(settings: SyncSettings()), args: #"{"batch_size": 0}"#, pool: db.pool)
+            XCTFail("batch_size 0 must be refused")
+        } catch let e as JobDiscard {
+            XCTAssertTrue(e.message.contains("batch_size"), e.message)
+        }
+        let rows = try await count("SELECT count(*)::int FROM nexcomet.daily_metrics")
+        XCTAssertEqual(rows, 120)
+    }
+
+    func testDisconnectDeletesTokensAndTheConnectionsDataOnly() async throws {
+        let (org, _, connection, _) = try await tenant("a", plan: "pro")
+        let (_, _, otherConnection, otherAccount) = try await tenant("b", plan: "pro")
+        try await enqueueAndRun(DisconnectHandler(), args: #"{"connection_id": \#(connection)}"#, pool: db.pool)
+        let c = try await db.pool.query(
+            """
+            SELECT status, access_token_ciphertext IS NULL AND refresh_token_ciphertext IS NULL AND token_key_id IS NULL,
+                   next_sync_at IS NULL
+              FROM nexcomet.ad_connections WHERE id = \(connection)
+            """
+        ).first!
+        XCTAssertEqual(try c.decode(0, as: String.self), "disconnected")
+        XCTAssertEqual(try c.decode(1, as: Bool.self), true, "tokens deleted")
+        XCTAssertEqual(try c.decode(2, as: Bool.self), true, "never scheduled again")
+        let accounts = try await count(
+            "SELECT count(*)::int FROM nexcomet.ad_accounts WHERE connection_id = \(connection)")
+        XCTAssertEqual(accounts, 0)
+        let otherMetrics = try await count(
+            "SELECT count(*)::int FROM nexcomet.daily_metrics WHERE ad_account_id = \(otherAccount)")
+        XCTAssertEqual(otherMetrics, 120, "another tenant's data is untouched")
+        let otherTokens = try await count(
+            "SELECT count(*)::int FROM nexcomet.ad_connections WHERE id = \(otherConnection) AND token_key_id = 'k1'")
+        XCTAssertEqual(otherTokens, 1)
+        let audit = try await count(
+            "SELECT count(*)::int FROM nexcomet.privacy_audit WHERE action = 'disconnect' AND organization_id = \(org)")
+        XCTAssertEqual(audit, 1)
+        // A refresh that was in flight cannot bring the tokens back.
+        let keys = try KeyRing(parsing: "k1:" + Data(repeating: 7, count: 32).base64EncodedString())
+        let store = ConnectionStore(vault: TokenVault(keyRing: keys))
+        do {
+            try await db.pool.withConnection { conn in
+                try await store.saveTokens(connection, OAuthTokens(accessToken: "late-token"), on: conn)
+            }
+            XCTFail("tokens must not be saved on a disconnected connection")
+        } catch let e as ConnectionStoreError {
+            XCTAssertEqual(e.code, .notFound)
+        }
+        do {
+            try await enqueueAndRun(DisconnectHandler(), args: #"{"connection_id": 999999}"#, pool: db.pool)
+            XCTFail("an unknown connection must fail the job")
+        } catch let e as JobDiscard {
+            XCTAssertTrue(e.message.contains("999999"), e.message)
+        }
+    }
+
+    func testExportHoldsTheSubjectsDataWithoutTokensOrOtherTenants() async throws {
+        let (org, user, _, _) = try await tenant("alice", plan: "pro", days: 5)
+        try await tenant("mallory", plan: "pro", days: 5)
+        let request: Int64 = try await db.pool.query(
+            "INSERT INTO nexcomet.privacy_requests (organization_id, kind) VALUES (\(org), 'export') RETURNING id"
+        ).first!.decode(0)
+        try await enqueueAndRun(GDPRExportHandler(), args: #"{"request_id": \#(request)}"#, pool: db.pool)
+        let r = try await db.pool.query(
+            "SELECT status, result::text FROM nexcomet.privacy_requests WHERE id = \(request)"
+        ).first!
+        XCTAssertEqual(try r.decode(0, as: String.self), "completed")
+        let text: String = try r.decode(1)
+        let json = try JSONSerialization.jsonObject(with: Data(text.utf8)) as! [String: Any]
+        XCTAssertEqual((json["users"] as? [[String: Any]])?.first?["email"] as? String, "alice@example.com")
+        XCTAssertEqual((json["daily_metrics"] as? [Any])?.count, 5)
+        XCTAssertEqual((json["campaigns"] as? [Any])?.count, 1)
+        XCTAssertEqual((json["connections"] as? [Any])?.count, 1)
+        XCTAssertEqual((json["usage_logs"] as? [Any])?.count, 2)
+        for secret in ["access_token_ciphertext", "refresh_token_ciphertext", "token_key_id", "deadbeef", "cafebabe"] {
+            XCTAssertFalse(text.contains(secret), "the export holds no token material: \(secret)")
+        }
+        XCTAssertFalse(text.contains("mallory"), "nothing of another organization")
+
+        // A user-level request: the user's own data.
+        let userRequest: Int64 = try await db.pool.query(
+            """
+            INSERT INTO nexcomet.privacy_requests (organization_id, user_id, kind) VALUES (\(org), \(user), 'export')
+            RETURNING id
+            """
+        ).first!.decode(0)
+        try await enqueueAndRun(GDPRExportHandler(), args: #"{"request_id": "\#(userRequest)"}"#, pool: db.pool)
+        let userExport: String = try await db.pool.query(
+            "SELECT result::text FROM nexcomet.privacy_requests WHERE id = \(userRequest)"
+        ).first!.decode(0)
+        XCTAssertTrue(userExport.contains("alice@example.com"))
+        XCTAssertFalse(userExport.contains("daily_metrics"))
+        // The wrong kind of request is refused.
+        do {
+            try await enqueueAndRun(GDPREraseHandler(), args: #"{"request_id": \#(request)}"#, pool: db.pool)
+            XCTFail("an export request must not be erased")
+        } catch let e as JobDiscard {
+            XCTAssertTrue(e.message.contains("'export'"), e.message)
+        }
+    }
+
+    func testEraseOfAUserAndOfAnOrganizationLeavesOnlyANonPersonalAuditRecord() async throws {
+        let (org, user, _, _) = try await tenant("bob", plan: "free", days: 2)
+        let userRequest: Int64 = try await db.pool.query(
+            """
+            INSERT INTO nexcomet.privacy_requests (organization_id, user_id, kind) VALUES (\(org), \(user), 'erase')
+            RETURNING id
+            """
+        ).first!.decode(0)
+        try await enqueueAndRun(GDPREraseHandler(), args: #"{"request_id": \#(userRequest)}"#, pool: db.pool)
+        let users = try await count("SELECT count(*)::int FROM nexcomet.users WHERE id = \(user)")
+        let logs = try await count("SELECT count(*)::int FROM nexcomet.usage_logs WHERE user_id = \(user)")
+        XCTAssertEqual(users + logs, 0)
+        let status: String = try await db.pool.query(
+            "SELECT status FROM nexcomet.privacy_requests WHERE id = \(userRequest)"
+        ).first!.decode(0)
+        XCTAssertEqual(status, "completed")
+        let metrics = try await count("SELECT count(*)::int FROM nexcomet.daily_metrics")
+        XCTAssertEqual(metrics, 2, "erasing a user keeps the organization's campaign data")
+
+        let orgRequest: Int64 = try await db.pool.query(
+            "INSERT INTO nexcomet.privacy_requests (organization_id, kind) VALUES (\(org), 'erase') RETURNING id"
+        ).first!.decode(0)
+        let job = try await JobClient(pool: db.pool).enqueue(
+            NewJob(kind: GDPREraseHandler.kind, args: #"{"request_id": \#(orgRequest)}"#))
+        try await runAsFakeWorker(GDPREraseHandler(), jobID: job.id, pool: db.pool)
+        for table in ["organizations", "ad_connections", "ad_accounts", "daily_metrics", "privacy_requests"] {
+            let n = try await count("SELECT count(*)::int FROM nexcomet.\(table)")
+            XCTAssertEqual(n, 0, table)
+        }
+        let audit: String = try await db.pool.query(
+            "SELECT string_agg(action || ' ' || details::text, '; ' ORDER BY id) FROM nexcomet.privacy_audit"
+        ).first!.decode(0)
+        XCTAssertTrue(audit.contains("erase"), audit)
+        XCTAssertFalse(audit.contains("bob"), "no personal data in the audit: \(audit)")
+        // Running the erasure job again (a retry after a crash) finds the work done.
+        try await db.pool.execute("UPDATE nexjobs.jobs SET state = 'available' WHERE id = \(job.id)")
+        try await runAsFakeWorker(GDPREraseHandler(), jobID: job.id, pool: db.pool)
+    }
+
+    func testPendingRequestsBecomeOneJobEachAndRestrictIsAppliedAtOnce() async throws {
+        let (org, _, _, _) = try await tenant("carol", plan: "pro", days: 1)
+        try await db.pool.execute(
+            """
+            INSERT INTO nexcomet.privacy_requests (organization_id, kind)
+            VALUES (\(org), 'export'), (\(org), 'erase'), (\(org), 'restrict')
+            """)
+        let context = DueWorkContext(
+            pool: db.pool, logger: Logger(label: "test", minimum: .error), holder: "test", isLeader: { true })
+        let first = try await PrivacyRequestSource().run(context)
+        XCTAssertEqual(first, 3)
+        let second = try await PrivacyRequestSource().run(context)
+        XCTAssertEqual(second, 0, "requests already handed over are not enqueued again")
+        let kinds: [String] = try await db.pool.query(
+            "SELECT kind FROM nexjobs.jobs ORDER BY kind"
+        ).map { try $0.decode(0) }
+        XCTAssertEqual(kinds, ["gdpr_erase", "gdpr_export"])
+        let restricted: Bool = try await db.pool.query(
+            "SELECT processing_restricted FROM nexcomet.organizations WHERE id = \(org)"
+        ).first!.decode(0)
+        XCTAssertTrue(restricted)
+        let statuses: [String] = try await db.pool.query(
+            "SELECT kind || ':' || status FROM nexcomet.privacy_requests ORDER BY kind"
+        ).map { try $0.decode(0) }
+        XCTAssertEqual(statuses, ["erase:running", "export:running", "restrict:completed"])
+    }
+}
