@@ -138,6 +138,11 @@ final class PrivacyJobsTests: XCTestCase {
         XCTAssertEqual(before, after)
     }
 
+    func testWorkersRunThePrivacyKinds() {
+        let kinds = Set(defaultRegistry(environment: [:]).kinds)
+        XCTAssertTrue(kinds.isSuperset(of: ["retention_purge", "disconnect", "gdpr_export", "gdpr_erase"]), "\(kinds)")
+    }
+
     func testRetentionScheduleIsEnabledOnTheDefaultQueueAndBadArgsChangeNothing() async throws {
         let row = try await db.pool.query(
             "SELECT enabled, queue FROM nexjobs.schedules WHERE name = 'retention_purge'"
