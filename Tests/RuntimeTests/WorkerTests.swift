@@ -345,27 +345,71 @@ final class WorkerTests: XCTestCase {
     /// Jobs are claimed both on the listener thread (right after each NOTIFY) and by the polling claim loop; the
     /// two share the slots and never run more than `concurrency` jobs at once.
     func testListenerAndClaimLoopTogetherNeverExceedConcurrency() async throws {
+        // A 30 s poll: every claim follows a NOTIFY (on the listener) or a wake-up of the claim loop (a full batch,
+        // a freed slot, a listener that found no free slot), so both paths are exercised and neither may leak.
         let worker = makeWorker {
             $0.concurrency = 3
-            $0.pollInterval = .milliseconds(20)
+            $0.pollInterval = .seconds(30)
         }
         try await withWorker(worker) {
-            var ids: [Int64] = []
-            for i in 0..<60 {
-                // Single enqueues, one NOTIFY each, some while slots are full and some while free.
-                ids.append(try await client.enqueue(
-                    NewJob(kind: "probe", args: #"{"mode": "gauge", "ms": \#(i % 3 == 0 ? 40 : 5)}"#)).id)
-            }
-            try await assertEventually(timeout: .seconds(30)) {
-                let done: Int = try await db.pool.query(
-                    "SELECT count(*)::int FROM nexjobs.jobs WHERE id = ANY(\(ids)::bigint[]) AND state = 'completed'"
-                ).first!.decode(0)
-                return done == ids.count
+            // Ten bursts of six single enqueues (one NOTIFY each), each burst after the worker went idle: the
+            // first NOTIFYs of a burst find free slots (listener claims), later ones find them full.
+            for burst in 0..<10 {
+                var ids: [Int64] = []
+                for i in 0..<6 {
+                    ids.append(try await client.enqueue(
+                        NewJob(kind: "probe", args: #"{"mode": "gauge", "ms": \#((burst + i) % 3 == 0 ? 40 : 5)}"#)).id)
+                }
+                try await assertEventually(timeout: .seconds(30)) {
+                    let done: Int = try await db.pool.query(
+                        "SELECT count(*)::int FROM nexjobs.jobs WHERE id = ANY(\(ids)::bigint[]) AND state = 'completed'"
+                    ).first!.decode(0)
+                    return done == ids.count
+                }
             }
         }
         XCTAssertLessThanOrEqual(probe.peak, 3)
         XCTAssertGreaterThanOrEqual(probe.peak, 2, "jobs did run side by side")
         XCTAssertGreaterThan(worker.directClaims.load(ordering: .relaxed), 0, "some claims ran on the listener")
+    }
+
+    /// SIGTERM while a claim on the listener connection is in flight: the claimed job still runs, and its result
+    /// is still written (the background loops wait for the drain, not just for "stopping").
+    func testShutdownDuringAListenerClaimStillRecordsItsJob() async throws {
+        // Claims of one job at a time: a claim loop statement stuck behind the lock below holds one slot, not all.
+        let worker = makeWorker {
+            $0.pollInterval = .seconds(30)
+            $0.claimBatch = 1
+        }
+        // Due in a moment (no NOTIFY for a future job), so neither the worker's first claim nor anything before
+        // the lock takes it.
+        let id = try await client.enqueue(
+            NewJob(kind: "noop", runAt: Date().addingTimeInterval(1))).id
+        let task = Task { try await worker.run() }
+        let blocker = try await PGConnection.connect(PGConfig(db.url))
+        try await blocker.simpleQuery("BEGIN; LOCK TABLE nexjobs.jobs IN EXCLUSIVE MODE")
+        try await assertEventually(timeout: .seconds(10)) {
+            try await db.pool.query("SELECT now() > run_at FROM nexjobs.jobs WHERE id = \(id)").first!.decode(0)
+        }
+        // Wake the worker by hand (an enqueue would wait for the lock too); its listener claim now waits.
+        try await db.pool.execute("SELECT pg_notify('nexjobs_jobs', 'default')")
+        try await assertEventually(timeout: .seconds(5)) {
+            let waiting: Int = try await db.pool.query(
+                """
+                SELECT count(*)::int FROM pg_stat_activity
+                 WHERE datname = current_database() AND application_name = 'nexjobs-listener'
+                   AND wait_event_type = 'Lock'
+                """
+            ).first!.decode(0)
+            return waiting == 1
+        }
+        worker.shutdown()
+        try await blocker.simpleQuery("COMMIT")
+        await blocker.close()
+        try await task.value
+        let final = try await state(id)
+        XCTAssertEqual(final, .completed, "the job claimed during shutdown ran and was recorded")
+        XCTAssertEqual(worker.directClaims.load(ordering: .relaxed), 1)
     }
 
     func testNotifyWakesAnIdleWorkerFasterThanPolling() async throws {
