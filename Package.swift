@@ -36,7 +36,7 @@ let package = Package(
         .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "HTTP"]),
         .testTarget(name: "PrivacyTests", dependencies: ["Privacy", "PGTestSupport"]),
         .testTarget(name: "SyncTests", dependencies: ["Sync", "Sandbox", "Runtime", "PGTestSupport"]),
-        .testTarget(name: "RuntimeTests", dependencies: ["Runtime", "Queue", "PGTestSupport"]),
+        .testTarget(name: "RuntimeTests", dependencies: ["Runtime", "Queue", "HTTP", "PGTestSupport"]),
         .testTarget(name: "SchedulerTests", dependencies: ["Runtime", "Queue", "Cron", "Postgres", "Logs", "PGTestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["PGTestSupport", "Postgres"]),
     ]

@@ -23,9 +23,13 @@ func audit(
 ///
 /// - daily metrics older than the plan's retention in the account's time zone (free and pro; the same days the
 ///   sync backfills, ``SyncSettings/retention(plan:)``); enterprise keeps everything;
-/// - log and usage data older than 12 months: `usage_logs`, `sync_runs`, sent `notifications`, `privacy_audit`;
-/// - organizations and users soft-deleted more than 30 days ago, with everything they own (cascades: connections
-///   and their sealed tokens, ad accounts, entities, metrics, requests, logs).
+/// - log and usage data older than 12 months: `usage_logs`, `sync_runs`, sent `notifications` (the
+///   `privacy_audit` record of what was erased is kept);
+/// - the sealed tokens of deleted organizations at once; organizations and users soft-deleted more than 30 days
+///   ago, with everything they own (cascades: connections, ad accounts, entities, metrics, requests, logs);
+/// - export results (`privacy_requests.result`) 30 days after completion.
+///
+/// Account time zones PostgreSQL does not know count in UTC (logged nowhere: the sync fails such accounts).
 ///
 /// Deletes run in batches of `batch_size` rows (default 10,000), one short transaction each, so a large backlog
 /// never holds locks for long; the job can be re-run at any time and then deletes only what expired since.
@@ -48,31 +52,47 @@ public struct RetentionPurgeHandler: JobHandler {
         let pool = context.pool
         let free = settings.retention(plan: "free")
         let pro = settings.retention(plan: "pro")
+        // Until a batch deletes nothing: a row a concurrent writer moved (new ctid) is found by a later batch.
         func repeatDelete(_ statement: PGQuery) async throws -> Int64 {
             var total: Int64 = 0
             while true {
                 let n = try await pool.execute(statement)
                 total += Int64(n)
-                if n < batch { return total }
+                if n == 0 { return total }
             }
         }
         var counts: [String: Int64] = [:]
+        // Tokens go when the account is deleted (policy section 7), not 30 days later with the rest.
+        counts["tokens_of_deleted_organizations"] = Int64(
+            try await pool.execute(
+                """
+                UPDATE nexcomet.ad_connections c
+                   SET status = 'disconnected', access_token_ciphertext = NULL, refresh_token_ciphertext = NULL,
+                       token_key_id = NULL, access_token_expires_at = NULL, refresh_token_expires_at = NULL,
+                       next_sync_at = NULL, updated_at = now()
+                  FROM nexcomet.organizations o
+                 WHERE o.id = c.organization_id AND o.deleted_at IS NOT NULL
+                   AND (c.access_token_ciphertext IS NOT NULL OR c.refresh_token_ciphertext IS NOT NULL)
+                """))
         counts["daily_metrics"] = try await repeatDelete(
             """
+            WITH zones AS (SELECT name FROM pg_timezone_names)
             DELETE FROM nexcomet.daily_metrics WHERE ctid = ANY(ARRAY(
                 SELECT m.ctid
                   FROM nexcomet.organizations o
                   JOIN nexcomet.ad_connections c ON c.organization_id = o.id
                   JOIN nexcomet.ad_accounts a ON a.connection_id = c.id
+                  LEFT JOIN zones z ON z.name = a.timezone
                   JOIN nexcomet.daily_metrics m ON m.ad_account_id = a.id
                  WHERE o.plan IN ('free', 'pro')
-                   AND m.date < (now() AT TIME ZONE a.timezone)::date
+                   -- An unknown zone name must not stop the purge: such an account counts in UTC.
+                   AND m.date < (now() AT TIME ZONE coalesce(z.name, 'UTC'))::date
                                 - (CASE o.plan WHEN 'free' THEN \(free)::int ELSE \(pro)::int END - 1)
                  LIMIT \(batch)::int))
             """)
         for (table, column, extra) in [
             ("usage_logs", "at", ""), ("sync_runs", "started_at", ""),
-            ("notifications", "sent_at", " AND sent_at IS NOT NULL"), ("privacy_audit", "at", ""),
+            ("notifications", "sent_at", " AND sent_at IS NOT NULL"),
         ] {
             counts[table] = try await repeatDelete(
                 PGQuery(
@@ -92,6 +112,13 @@ public struct RetentionPurgeHandler: JobHandler {
             )
             DELETE FROM nexcomet.users WHERE id IN (SELECT id FROM u)
             """)
+        // An export is handed over, not archived: its copy of the data goes after 30 days.
+        counts["export_results"] = Int64(
+            try await pool.execute(
+                """
+                UPDATE nexcomet.privacy_requests SET result = NULL
+                 WHERE kind = 'export' AND result IS NOT NULL AND completed_at < now() - interval '30 days'
+                """))
         // One organization per transaction: the cascade may be large.
         var organizations: Int64 = 0
         while true {
@@ -104,7 +131,7 @@ public struct RetentionPurgeHandler: JobHandler {
                         """
                     ).first?.decode(0)
                 else { return nil }
-                try await c.execute("DELETE FROM nexcomet.organizations WHERE id = \(id)")
+                try await deleteOrganization(id, on: c)
                 try await audit(
                     "retention_purge", organizationID: id, details: ["organization_deleted_days_ago_over": 30], on: c)
                 return id
@@ -145,7 +172,8 @@ public struct DisconnectHandler: JobHandler {
                     UPDATE nexcomet.ad_connections
                        SET status = 'disconnected', access_token_ciphertext = NULL, refresh_token_ciphertext = NULL,
                            token_key_id = NULL, access_token_expires_at = NULL, refresh_token_expires_at = NULL,
-                           next_sync_at = NULL, refresh_enqueued_at = NULL, updated_at = now()
+                           next_sync_at = NULL, refresh_enqueued_at = NULL, last_error = NULL,
+                           external_user_id = NULL, updated_at = now()
                      WHERE id = \(id)
                     RETURNING organization_id
                     """
@@ -158,6 +186,17 @@ public struct DisconnectHandler: JobHandler {
             try await context.complete(on: c)
         }
     }
+}
+
+/// Deletes an organization and everything it owns. Its users' usage logs go first: the foreign key from
+/// `usage_logs.user_id` only unlinks them (and a log row may carry no organization id).
+func deleteOrganization(_ id: Int64, on c: PGConnection) async throws {
+    try await c.execute(
+        """
+        DELETE FROM nexcomet.usage_logs
+         WHERE user_id IN (SELECT u.id FROM nexcomet.users u WHERE u.organization_id = \(id))
+        """)
+    try await c.execute("DELETE FROM nexcomet.organizations WHERE id = \(id)")
 }
 
 /// A privacy request row, locked for the job handling it.
@@ -312,10 +351,16 @@ public struct GDPREraseHandler: JobHandler {
             }
             let org = request.organizationID
             if let user = request.userID {
-                let logs = try await c.execute(
-                    "DELETE FROM nexcomet.usage_logs WHERE user_id = \(user) AND organization_id = \(org)")
+                let logs = try await c.execute("DELETE FROM nexcomet.usage_logs WHERE user_id = \(user)")
                 let users = try await c.execute(
                     "DELETE FROM nexcomet.users WHERE id = \(user) AND organization_id = \(org)")
+                // Earlier exports of the organization or of the user hold copies of the user's data.
+                let exports = try await c.execute(
+                    """
+                    UPDATE nexcomet.privacy_requests SET result = NULL
+                     WHERE organization_id = \(org) AND kind = 'export' AND result IS NOT NULL
+                       AND (user_id IS NULL OR user_id = \(user))
+                    """)
                 try await c.execute(
                     """
                     UPDATE nexcomet.privacy_requests
@@ -326,10 +371,11 @@ public struct GDPREraseHandler: JobHandler {
                     """)
                 try await audit(
                     "erase", requestID: id, organizationID: org,
-                    details: ["users": Int64(users), "usage_logs": Int64(logs)], on: c)
+                    details: ["users": Int64(users), "usage_logs": Int64(logs), "export_results": Int64(exports)],
+                    on: c)
             } else {
                 try await audit("erase", requestID: id, organizationID: org, details: ["organizations": 1], on: c)
-                try await c.execute("DELETE FROM nexcomet.organizations WHERE id = \(org)")
+                try await deleteOrganization(org, on: c)
             }
             try await context.complete(on: c)
         }

@@ -53,7 +53,15 @@ public struct SyncConnectionHandler: JobHandler {
                 try await client.adAccounts(session: session)
             }
             let queue = environment.settings.queue
-            let enqueued = try await context.pool.withTransaction { c in
+            let enqueued = try await context.pool.withTransaction { c -> Int in
+                // A disconnect may have committed while the platform was answering: the row lock waits for a
+                // disconnect in progress, and a connection no longer active gets no accounts back.
+                let active = try await c.query(
+                    "SELECT 1 FROM nexcomet.ad_connections WHERE id = \(id) AND status = 'active' FOR SHARE")
+                guard !active.isEmpty else {
+                    try await context.complete(on: c)
+                    return 0
+                }
                 let ids = try await upsertAccounts(accounts, connectionID: id, platform: stored.platform, on: c)
                 let jobs = ids.map { accountID in
                     NewJob(
@@ -89,17 +97,17 @@ public struct SyncConnectionHandler: JobHandler {
               FROM unnest(\(accounts.map(\.id))::text[], \(accounts.map(\.name))::text[],
                           \(accounts.map { $0.currency.uppercased() })::text[], \(accounts.map(\.timeZone))::text[],
                           \(accounts.map { $0.status ?? "active" })::text[]) AS u(id, name, currency, tz, status)
-            ON CONFLICT (platform, external_id) DO UPDATE
-               SET connection_id = excluded.connection_id, name = excluded.name, currency = excluded.currency,
+            ON CONFLICT (connection_id, external_id) DO UPDATE
+               SET name = excluded.name, currency = excluded.currency,
                    timezone = excluded.timezone, status = excluded.status, updated_at = now()
-             WHERE (a.connection_id, a.name, a.currency, a.timezone, a.status)
+             WHERE (a.name, a.currency, a.timezone, a.status)
                    IS DISTINCT FROM
-                   (excluded.connection_id, excluded.name, excluded.currency, excluded.timezone, excluded.status)
+                   (excluded.name, excluded.currency, excluded.timezone, excluded.status)
             """)
         let rows = try await c.query(
             """
             SELECT id FROM nexcomet.ad_accounts
-             WHERE platform = \(platform.rawValue) AND external_id = ANY(\(accounts.map(\.id))::text[]) ORDER BY id
+             WHERE connection_id = \(connectionID) AND external_id = ANY(\(accounts.map(\.id))::text[]) ORDER BY id
             """)
         return try rows.map { try $0.decode(0) }
     }

@@ -16,6 +16,7 @@ let topHelp = """
       enqueue      enqueue a job and print its id
       jobs         list | show | retry | cancel jobs
       stats        job counts by queue and state, oldest due job, throughput
+      serve        HTTP: /healthz, Prometheus /metrics, signed webhooks that trigger resyncs
       sandbox      serve the local fake TikTok and Snapchat APIs
       orgs         add an organization
       connections  add (tokens on stdin) | list ad-platform connections
@@ -29,6 +30,7 @@ let topHelp = """
       NEXJOBS_TIKTOK_APP_ID, NEXJOBS_TIKTOK_SECRET, NEXJOBS_TIKTOK_BASE_URL, NEXJOBS_SNAP_CLIENT_ID,
       NEXJOBS_SNAP_CLIENT_SECRET, NEXJOBS_SNAP_API_BASE_URL, NEXJOBS_SNAP_TOKEN_URL
                            ad-platform credentials and base URLs of the sync jobs
+      NEXJOBS_WEBHOOK_SECRET  shared secret of signed webhooks (nexjobs serve), at least 32 characters
 
     Exit codes: 0 ok, 1 operational failure, 2 usage or invalid input, 3 not found / not allowed in this state.
     """
@@ -49,6 +51,7 @@ if argv.isEmpty || argv[0] == "--help" || argv[0] == "-h" || argv[0] == "help" {
         case "stats": code = try await statsCommand(rest)
         case "scheduler": code = try await schedulerCommand(rest)
         case "schedules": code = try await schedulesCommand(rest)
+        case "serve": code = try await serveCommand(rest)
         case "sandbox": code = try await sandboxCommand(rest)
         case "orgs": code = try await orgsCommand(rest)
         case "connections": code = try await connectionsCommand(rest)

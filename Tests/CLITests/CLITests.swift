@@ -23,7 +23,7 @@ final class CLITests: XCTestCase {
 
     func testEveryCommandHasHelp() async throws {
         for cmd in [["--help"], ["migrate", "--help"], ["worker", "--help"], ["enqueue", "--help"], ["jobs", "--help"],
-                    ["stats", "--help"]] {
+                    ["stats", "--help"], ["serve", "--help"], ["scheduler", "--help"], ["schedules", "--help"]] {
             let (code, out) = try await NexjobsProcess.run(cmd, databaseURL: nil)
             XCTAssertEqual(code, 0, "\(cmd): \(out)")
             XCTAssertTrue(out.contains("Usage"), "\(cmd): \(out)")

@@ -88,8 +88,35 @@ final class PrivacyJobsTests: XCTestCase {
             INSERT INTO nexcomet.sync_runs (ad_account_id, started_at) VALUES (\(proAccount), now() - interval '13 months'),
                    (\(proAccount), now())
             """)
+        // A free account far east of UTC: its "today" is usually UTC's tomorrow, so it keeps one UTC day less.
+        let kiritimati: Int64 = try await db.pool.query(
+            """
+            INSERT INTO nexcomet.ad_accounts (connection_id, platform, external_id, currency, timezone)
+            SELECT id, 'tiktok', 'east', 'USD', 'Pacific/Kiritimati' FROM nexcomet.ad_connections
+             WHERE organization_id = \(free) RETURNING id
+            """
+        ).first!.decode(0)
+        try await db.pool.execute(
+            """
+            INSERT INTO nexcomet.daily_metrics (platform, ad_account_id, level, entity_id, date, currency, spend)
+            SELECT 'tiktok', \(kiritimati), 'campaign', 'c', (now() AT TIME ZONE 'UTC')::date - d, 'USD', 1
+              FROM generate_series(0, 29) d
+            """)
         let settings = SyncSettings()
+        let utcToday = LocalDate(Date(), in: TimeZone(identifier: "UTC")!)
+        let eastToday = LocalDate(Date(), in: TimeZone(identifier: "Pacific/Kiritimati")!)
         try await enqueueAndRun(RetentionPurgeHandler(settings: settings), args: #"{"batch_size": 7}"#, pool: db.pool)
+        let east = try await count(
+            "SELECT count(*)::int FROM nexcomet.daily_metrics WHERE ad_account_id = \(kiritimati)")
+        // Kept: UTC dates from the zone's today - 6 up to UTC today.
+        let eastFirstKept = eastToday.adding(days: -6)
+        var expectedEast = 0
+        var day = eastFirstKept
+        while day <= utcToday {
+            expectedEast += 1
+            day = day.adding(days: 1)
+        }
+        XCTAssertEqual(east, expectedEast, "the cutoff is the account's local date (\(eastToday) vs UTC \(utcToday))")
 
         let kept: [(Int64, Int)] = try await db.pool.query(
             "SELECT ad_account_id, count(*)::int FROM nexcomet.daily_metrics GROUP BY 1 ORDER BY 1"
@@ -109,6 +136,12 @@ final class PrivacyJobsTests: XCTestCase {
         }
         XCTAssertFalse(orgs.contains(gone), "deleted more than 30 days ago: purged with everything it owned")
         XCTAssertTrue(orgs.contains(recent), "deleted 29 days ago: kept")
+        let recentTokens = try await count(
+            """
+            SELECT count(*)::int FROM nexcomet.ad_connections
+             WHERE organization_id = \(recent) AND (access_token_ciphertext IS NOT NULL OR status <> 'disconnected')
+            """)
+        XCTAssertEqual(recentTokens, 0, "a deleted organization's tokens go at once, not after 30 days")
         XCTAssertTrue(orgs.contains(pro))
         let goneRows = try await count(
             "SELECT count(*)::int FROM nexcomet.ad_connections WHERE organization_id = \(gone)")
@@ -129,13 +162,23 @@ final class PrivacyJobsTests: XCTestCase {
             """
         ).first!.decode(0)
         XCTAssertTrue(summary.contains(#""organizations": 1"#), summary)
-        XCTAssertFalse(summary.contains("@"), "the audit holds counts, not personal data")
+        let nonNumeric = try await count(
+            """
+            SELECT count(*)::int FROM nexcomet.privacy_audit a, jsonb_each(a.details) e
+             WHERE jsonb_typeof(e.value) <> 'number'
+            """)
+        XCTAssertEqual(nonNumeric, 0, "the audit holds ids and counts only")
 
-        // A second run finds nothing more to delete.
+        // A second run deletes exactly what expired since: one old row added now, everything else kept.
+        try await db.pool.execute(
+            """
+            INSERT INTO nexcomet.daily_metrics (platform, ad_account_id, level, entity_id, date, currency, spend)
+            VALUES ('tiktok', \(proAccount), 'ad', 'late', (now() AT TIME ZONE 'UTC')::date - 200, 'USD', 1)
+            """)
         let before = try await count("SELECT count(*)::int FROM nexcomet.daily_metrics")
         try await enqueueAndRun(RetentionPurgeHandler(settings: settings), args: "{}", pool: db.pool)
         let after = try await count("SELECT count(*)::int FROM nexcomet.daily_metrics")
-        XCTAssertEqual(before, after)
+        XCTAssertEqual(after, before - 1)
     }
 
     func testWorkersRunThePrivacyKinds() {
@@ -253,6 +296,20 @@ final class PrivacyJobsTests: XCTestCase {
 
     func testEraseOfAUserAndOfAnOrganizationLeavesOnlyANonPersonalAuditRecord() async throws {
         let (org, user, _, _) = try await tenant("bob", plan: "free", days: 2)
+        let colleague: Int64 = try await db.pool.query(
+            "INSERT INTO nexcomet.users (organization_id, email) VALUES (\(org), 'carol@example.com') RETURNING id"
+        ).first!.decode(0)
+        // An organization export made earlier holds bob's row; bob's own export request is still pending.
+        let orgExport: Int64 = try await db.pool.query(
+            "INSERT INTO nexcomet.privacy_requests (organization_id, kind) VALUES (\(org), 'export') RETURNING id"
+        ).first!.decode(0)
+        try await enqueueAndRun(GDPRExportHandler(), args: #"{"request_id": \#(orgExport)}"#, pool: db.pool)
+        let bobExport: Int64 = try await db.pool.query(
+            """
+            INSERT INTO nexcomet.privacy_requests (organization_id, user_id, kind) VALUES (\(org), \(user), 'export')
+            RETURNING id
+            """
+        ).first!.decode(0)
         let userRequest: Int64 = try await db.pool.query(
             """
             INSERT INTO nexcomet.privacy_requests (organization_id, user_id, kind) VALUES (\(org), \(user), 'erase')
@@ -269,6 +326,17 @@ final class PrivacyJobsTests: XCTestCase {
         XCTAssertEqual(status, "completed")
         let metrics = try await count("SELECT count(*)::int FROM nexcomet.daily_metrics")
         XCTAssertEqual(metrics, 2, "erasing a user keeps the organization's campaign data")
+        let oldExport = try await count(
+            "SELECT count(*)::int FROM nexcomet.privacy_requests WHERE id = \(orgExport) AND result IS NULL")
+        XCTAssertEqual(oldExport, 1, "an earlier export holding the erased user's data is dropped")
+        // Bob's pending export is still about bob (not the whole organization) after his row is gone.
+        try await enqueueAndRun(GDPRExportHandler(), args: #"{"request_id": \#(bobExport)}"#, pool: db.pool)
+        let bobResult: String = try await db.pool.query(
+            "SELECT result::text FROM nexcomet.privacy_requests WHERE id = \(bobExport)"
+        ).first!.decode(0)
+        XCTAssertFalse(bobResult.contains("carol@example.com"), bobResult)
+        XCTAssertTrue(bobResult.contains(#""subject": "user""#), bobResult)
+        _ = colleague
 
         let orgRequest: Int64 = try await db.pool.query(
             "INSERT INTO nexcomet.privacy_requests (organization_id, kind) VALUES (\(org), 'erase') RETURNING id"
@@ -284,10 +352,34 @@ final class PrivacyJobsTests: XCTestCase {
             "SELECT string_agg(action || ' ' || details::text, '; ' ORDER BY id) FROM nexcomet.privacy_audit"
         ).first!.decode(0)
         XCTAssertTrue(audit.contains("erase"), audit)
-        XCTAssertFalse(audit.contains("bob"), "no personal data in the audit: \(audit)")
+        let leftLogs = try await count("SELECT count(*)::int FROM nexcomet.usage_logs")
+        XCTAssertEqual(leftLogs, 0, "the organization's users' logs went with it")
         // Running the erasure job again (a retry after a crash) finds the work done.
         try await db.pool.execute("UPDATE nexjobs.jobs SET state = 'available' WHERE id = \(job.id)")
         try await runAsFakeWorker(GDPREraseHandler(), jobID: job.id, pool: db.pool)
+    }
+
+    /// Two organizations connecting the same advertiser get two ad accounts: one tenant's data never moves to the
+    /// other's connection.
+    func testTheSameAdvertiserUnderTwoOrganizationsIsTwoAccounts() async throws {
+        let (_, _, first, _) = try await tenant("one", plan: "pro", days: 1)
+        let (_, _, second, _) = try await tenant("two", plan: "pro", days: 1)
+        let shared = AdAccount(
+            platform: .tiktok, id: "7000000000000000042", name: "shared", currency: "usd", timeZone: "UTC")
+        let handler = SyncConnectionHandler(environment: SyncEnvironment.fromEnvironment([:]))
+        let a = try await db.pool.withConnection { c in
+            try await handler.upsertAccounts([shared], connectionID: first, platform: .tiktok, on: c)
+        }
+        let b = try await db.pool.withConnection { c in
+            try await handler.upsertAccounts([shared], connectionID: second, platform: .tiktok, on: c)
+        }
+        XCTAssertEqual(a.count, 1)
+        XCTAssertEqual(b.count, 1)
+        XCTAssertNotEqual(a, b)
+        let owners: [Int64] = try await db.pool.query(
+            "SELECT connection_id FROM nexcomet.ad_accounts WHERE external_id = '7000000000000000042' ORDER BY 1"
+        ).map { try $0.decode(0) }
+        XCTAssertEqual(owners, [first, second].sorted())
     }
 
     func testPendingRequestsBecomeOneJobEachAndRestrictIsAppliedAtOnce() async throws {

@@ -1,0 +1,179 @@
+import Foundation
+import HTTP
+import Logs
+import Postgres
+import Privacy
+import Queue
+import Sync
+
+/// The HTTP face of NexJobs (`nexjobs serve`): a health check, Prometheus metrics, and signed webhooks that
+/// trigger a connection's resync.
+///
+/// - `GET /healthz`: 200 `ok` when the database answers, else 503.
+/// - `GET /metrics`: Prometheus text format: jobs by queue and state, the age of the oldest due job per queue,
+///   live workers, ad connections by platform and status.
+/// - `POST /webhooks/resync`: body `{"connection_id": N}` (number or string). Signed like Stripe's and GitHub's
+///   webhooks: header `X-Nexjobs-Timestamp` (Unix seconds) and `X-Nexjobs-Signature: sha256=<hex>`, the hex
+///   HMAC-SHA256 under the shared secret of `<timestamp>.<raw body>`; a timestamp more than `maxSkew` (5 min)
+///   away from now is refused, so a captured request cannot be replayed later. An accepted request enqueues
+///   `sync_connection` with the scheduler's unique key `sync_connection:<id>` (a sync already pending or running
+///   is reported as a duplicate, not doubled) and answers 202 `{"job_id": ..., "duplicate": ...}`.
+///   Errors: 503 webhooks disabled (no secret configured), 401 bad or missing signature or timestamp, 400 bad
+///   body, 404 unknown connection, 409 connection not active or its organization restricted or deleted. Nothing
+///   is enqueued on any error. The secret and signatures are never logged.
+public struct WebService: Sendable {
+    public var pool: PGPool
+    /// The shared webhook secret (UTF-8 bytes of `NEXJOBS_WEBHOOK_SECRET`); nil disables webhooks.
+    public var webhookSecret: [UInt8]?
+    /// Largest accepted distance between a webhook's timestamp and now. Default 5 minutes.
+    public var maxSkew: TimeInterval = 300
+    public var now: @Sendable () -> Date = { Date() }
+    public var logger: Logger
+
+    public init(pool: PGPool, webhookSecret: [UInt8]?, logger: Logger) {
+        self.pool = pool
+        self.webhookSecret = webhookSecret
+        self.logger = logger
+    }
+
+    /// The secret from `NEXJOBS_WEBHOOK_SECRET`: nil when unset; at least 32 characters when set.
+    public static func secret(from environment: [String: String]) throws -> [UInt8]? {
+        guard let text = environment["NEXJOBS_WEBHOOK_SECRET"], !text.isEmpty else { return nil }
+        guard text.utf8.count >= 32 else {
+            throw WebServiceError("NEXJOBS_WEBHOOK_SECRET must be at least 32 characters")
+        }
+        return Array(text.utf8)
+    }
+
+    /// The signature header value for `body` sent at `timestamp` (what a sender computes).
+    public static func signature(secret: [UInt8], timestamp: String, body: [UInt8]) -> String {
+        "sha256=" + hmacSHA256(key: secret, message: Array((timestamp + ".").utf8) + body)
+            .map { String(format: "%02x", $0) }.joined()
+    }
+
+    public func router() -> Router {
+        let r = Router()
+        r.add("GET", "/healthz") { _ in await self.health() }
+        r.add("GET", "/metrics") { _ in await self.metrics() }
+        r.add("POST", "/webhooks/resync") { request in await self.resync(request) }
+        return r
+    }
+
+    func health() async -> HTTPResponse {
+        do {
+            _ = try await pool.query("SELECT 1")
+            return .text("ok\n")
+        } catch {
+            logger.warning("health check failed", ("error", "\(error)"))
+            return .text("database unavailable\n", status: 503)
+        }
+    }
+
+    func metrics() async -> HTTPResponse {
+        func label(_ v: String) -> String {
+            v.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
+                .replacingOccurrences(of: "\n", with: "\\n")
+        }
+        do {
+            var out = "# HELP nexjobs_jobs Jobs by queue and state.\n# TYPE nexjobs_jobs gauge\n"
+            for r in try await pool.query(
+                "SELECT queue, state, count(*)::bigint FROM nexjobs.jobs GROUP BY 1, 2 ORDER BY 1, 2")
+            {
+                let queue: String = try r.decode(0)
+                let state: String = try r.decode(1)
+                let n: Int64 = try r.decode(2)
+                out += "nexjobs_jobs{queue=\"\(label(queue))\",state=\"\(label(state))\"} \(n)\n"
+            }
+            out += "# HELP nexjobs_oldest_due_seconds Age of the oldest job due and not yet started, per queue.\n"
+            out += "# TYPE nexjobs_oldest_due_seconds gauge\n"
+            for r in try await pool.query(
+                """
+                SELECT queue, extract(epoch FROM now() - min(run_at))::float8 FROM nexjobs.jobs
+                 WHERE state IN ('available', 'retryable') AND run_at <= now() GROUP BY 1 ORDER BY 1
+                """)
+            {
+                let queue: String = try r.decode(0)
+                let age: Double = try r.decode(1)
+                out += "nexjobs_oldest_due_seconds{queue=\"\(label(queue))\"} \(String(format: "%.3f", age))\n"
+            }
+            let workers: Int64 = try await pool.query(
+                "SELECT count(*)::bigint FROM nexjobs.workers WHERE lease_until > now()"
+            ).first!.decode(0)
+            out += "# HELP nexjobs_workers Worker processes holding a live lease.\n# TYPE nexjobs_workers gauge\n"
+            out += "nexjobs_workers \(workers)\n"
+            out += "# HELP nexjobs_ad_connections Ad-platform connections by platform and status.\n"
+            out += "# TYPE nexjobs_ad_connections gauge\n"
+            for r in try await pool.query(
+                "SELECT platform, status, count(*)::bigint FROM nexcomet.ad_connections GROUP BY 1, 2 ORDER BY 1, 2")
+            {
+                let platform: String = try r.decode(0)
+                let status: String = try r.decode(1)
+                let n: Int64 = try r.decode(2)
+                out += "nexjobs_ad_connections{platform=\"\(label(platform))\",status=\"\(label(status))\"} \(n)\n"
+            }
+            return .text(out, contentType: "text/plain; version=0.0.4; charset=utf-8")
+        } catch {
+            logger.warning("metrics failed", ("error", "\(error)"))
+            return .text("database unavailable\n", status: 503)
+        }
+    }
+
+    func resync(_ request: HTTPRequest) async -> HTTPResponse {
+        func refuse(_ status: Int, _ message: String) -> HTTPResponse {
+            logger.info("webhook refused", ("status", String(status)), ("reason", message))
+            return .json(#"{"error":"\#(message.replacingOccurrences(of: "\"", with: "'"))"}"#, status: status)
+        }
+        guard let secret = webhookSecret else {
+            return refuse(503, "webhooks are disabled: NEXJOBS_WEBHOOK_SECRET is not set")
+        }
+        guard let stamp = request.headers["X-Nexjobs-Timestamp"], let seconds = Double(stamp),
+            stamp.allSatisfy(\.isNumber)
+        else { return refuse(401, "missing or malformed X-Nexjobs-Timestamp (Unix seconds)") }
+        guard abs(now().timeIntervalSince1970 - seconds) <= maxSkew else {
+            return refuse(401, "X-Nexjobs-Timestamp is more than \(Int(maxSkew)) s away from now")
+        }
+        guard let given = request.headers["X-Nexjobs-Signature"], given.hasPrefix("sha256="),
+            constantTimeEquals(
+                Array(given.utf8), Array(Self.signature(secret: secret, timestamp: stamp, body: request.body).utf8))
+        else { return refuse(401, "missing or wrong X-Nexjobs-Signature") }
+
+        struct Body: Decodable { var connection_id: JobID }
+        let id = (try? JSONDecoder().decode(Body.self, from: Data(request.body)))?.connection_id.value
+        guard let id, id > 0 else {
+            return refuse(400, "body must be a JSON object with a positive integer connection_id, like {\"connection_id\": 42}")
+        }
+        do {
+            guard
+                let row = try await pool.query(
+                    """
+                    SELECT c.status, o.processing_restricted, o.deleted_at IS NOT NULL
+                      FROM nexcomet.ad_connections c JOIN nexcomet.organizations o ON o.id = c.organization_id
+                     WHERE c.id = \(id)
+                    """
+                ).first
+            else { return refuse(404, "connection \(id) does not exist") }
+            let status: String = try row.decode(0)
+            guard status == "active" else { return refuse(409, "connection \(id) is \(status), not active") }
+            let restricted: Bool = try row.decode(1)
+            let deleted: Bool = try row.decode(2)
+            guard !restricted, !deleted else {
+                return refuse(409, "connection \(id) belongs to a \(deleted ? "deleted" : "restricted") organization")
+            }
+            let job = try await JobClient(pool: pool).enqueue(
+                NewJob(kind: "sync_connection", args: #"{"connection_id":"\#(id)"}"#, uniqueKey: "sync_connection:\(id)"))
+            logger.info(
+                "webhook resync", ("connection_id", String(id)), ("job.id", String(job.id)),
+                ("duplicate", String(job.duplicate)))
+            return .json(#"{"job_id":\#(job.id),"duplicate":\#(job.duplicate)}"#, status: 202)
+        } catch {
+            logger.warning("webhook failed", ("error", "\(error)"))
+            return .json(#"{"error":"database unavailable"}"#, status: 503)
+        }
+    }
+}
+
+/// A configuration error of the web service.
+public struct WebServiceError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}

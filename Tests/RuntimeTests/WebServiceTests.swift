@@ -1,0 +1,120 @@
+import Foundation
+import HTTP
+import Logs
+import PGTestSupport
+import Postgres
+import Queue
+import XCTest
+
+@testable import Runtime
+
+/// `WebService` through its router with a real database: health, metrics, and signed resync webhooks.
+final class WebServiceTests: XCTestCase {
+    var db: TestDatabase!
+    let secret = Array("0123456789abcdef0123456789abcdef-test".utf8)
+
+    override func setUp() async throws {
+        do { db = try await TestDatabase.create(name) } catch { XCTFail("\(error)"); throw error }
+    }
+
+    override func tearDown() async throws { await db?.drop() }
+
+    func service(secret: [UInt8]?) -> WebService {
+        WebService(pool: db.pool, webhookSecret: secret, logger: Logger(label: "test", minimum: .error))
+    }
+
+    func connection(status: String = "active") async throws -> Int64 {
+        try await db.pool.query(
+            """
+            WITH o AS (INSERT INTO nexcomet.organizations (name) VALUES ('o') RETURNING id)
+            INSERT INTO nexcomet.ad_connections (organization_id, platform, status)
+            SELECT id, 'tiktok', \(status) FROM o RETURNING id
+            """
+        ).first!.decode(0)
+    }
+
+    func webhook(_ body: String, timestamp: Int? = nil, signature: String? = nil) -> HTTPRequest {
+        let stamp = String(timestamp ?? Int(Date().timeIntervalSince1970))
+        var headers = HTTPHeaders()
+        headers.add("X-Nexjobs-Timestamp", stamp)
+        headers.add(
+            "X-Nexjobs-Signature",
+            signature ?? WebService.signature(secret: secret, timestamp: stamp, body: Array(body.utf8)))
+        return HTTPRequest(method: "POST", path: "/webhooks/resync", headers: headers, body: Array(body.utf8))
+    }
+
+    func jobs() async throws -> Int {
+        try await db.pool.query("SELECT count(*)::int FROM nexjobs.jobs").first!.decode(0)
+    }
+
+    func testHealthAndMetrics() async throws {
+        let router = service(secret: nil).router()
+        let health = await router.handle(HTTPRequest(path: "/healthz"))
+        XCTAssertEqual(health.status, 200)
+        _ = try await connection()
+        try await JobClient(pool: db.pool).enqueue(NewJob(kind: "noop", queue: "q1"))
+        let metrics = await router.handle(HTTPRequest(path: "/metrics"))
+        XCTAssertEqual(metrics.status, 200)
+        let text = String(decoding: metrics.body, as: UTF8.self)
+        XCTAssertTrue(text.contains(#"nexjobs_jobs{queue="q1",state="available"} 1"#), text)
+        XCTAssertTrue(text.contains(#"nexjobs_oldest_due_seconds{queue="q1"}"#), text)
+        XCTAssertTrue(text.contains("nexjobs_workers 0"), text)
+        XCTAssertTrue(text.contains(#"nexjobs_ad_connections{platform="tiktok",status="active"} 1"#), text)
+    }
+
+    func testASignedWebhookEnqueuesOneResyncAndARepeatIsADuplicate() async throws {
+        let id = try await connection()
+        let router = service(secret: secret).router()
+        let first = await router.handle(webhook(#"{"connection_id": \#(id)}"#))
+        XCTAssertEqual(first.status, 202, String(decoding: first.body, as: UTF8.self))
+        let job = try await db.pool.query(
+            "SELECT kind, args->>'connection_id', unique_key FROM nexjobs.jobs"
+        ).first!
+        XCTAssertEqual(try job.decode(0, as: String.self), "sync_connection")
+        XCTAssertEqual(try job.decode(1, as: String.self), String(id))
+        XCTAssertEqual(try job.decode(2, as: String.self), "sync_connection:\(id)")
+        let again = await router.handle(webhook(#"{"connection_id": "\#(id)"}"#))
+        XCTAssertEqual(again.status, 202)
+        XCTAssertTrue(String(decoding: again.body, as: UTF8.self).contains(#""duplicate":true"#))
+        let count = try await jobs()
+        XCTAssertEqual(count, 1, "a resync already pending is not doubled")
+    }
+
+    func testBadWebhooksAreRefusedAndEnqueueNothing() async throws {
+        let id = try await connection()
+        let paused = try await connection(status: "needs_reauth")
+        let router = service(secret: secret).router()
+        let body = #"{"connection_id": \#(id)}"#
+        let now = Int(Date().timeIntervalSince1970)
+        let cases: [(HTTPRequest, Int, String)] = [
+            (webhook(body, signature: "sha256=" + String(repeating: "0", count: 64)), 401, "wrong signature"),
+            (webhook(body, signature: "md5=abc"), 401, "wrong scheme"),
+            (webhook(body, timestamp: now - 3600), 401, "an hour-old timestamp (replay)"),
+            (webhook(#"{"connection_id": 1.5}"#), 400, "fractional id"),
+            (webhook(#"{"connection": 1}"#), 400, "missing id"),
+            (webhook("not json"), 400, "not JSON"),
+            (webhook(#"{"connection_id": 999999}"#), 404, "unknown connection"),
+            (webhook(#"{"connection_id": \#(paused)}"#), 409, "connection needing re-authorization"),
+            (HTTPRequest(method: "POST", path: "/webhooks/resync", body: Array(body.utf8)), 401, "unsigned"),
+        ]
+        for (request, status, what) in cases {
+            let response = await router.handle(request)
+            XCTAssertEqual(response.status, status, what + ": " + String(decoding: response.body, as: UTF8.self))
+        }
+        // A body changed after signing fails: the signature covers timestamp and body.
+        var tampered = webhook(body)
+        tampered.body = Array(#"{"connection_id": \#(paused)}"#.utf8)
+        let response = await router.handle(tampered)
+        XCTAssertEqual(response.status, 401)
+        let disabled = await service(secret: nil).router().handle(webhook(body))
+        XCTAssertEqual(disabled.status, 503, "no secret configured: webhooks are off")
+        let count = try await jobs()
+        XCTAssertEqual(count, 0)
+    }
+
+    func testSecretMustBeLongEnough() throws {
+        XCTAssertNil(try WebService.secret(from: [:]))
+        XCTAssertThrowsError(try WebService.secret(from: ["NEXJOBS_WEBHOOK_SECRET": "short"]))
+        XCTAssertEqual(try WebService.secret(from: ["NEXJOBS_WEBHOOK_SECRET": String(repeating: "k", count: 32)])?.count, 32)
+    }
+}
