@@ -13,18 +13,7 @@ CREATE TABLE IF NOT EXISTS nexcomet.privacy_audit (
 );
 CREATE INDEX IF NOT EXISTS privacy_audit_at_idx ON nexcomet.privacy_audit (at);
 
--- A user-level privacy request stays user-level after the user row is gone (with ON DELETE SET NULL, a NULL
--- user_id would turn it into a request about the whole organization).
-ALTER TABLE nexcomet.privacy_requests DROP CONSTRAINT IF EXISTS privacy_requests_user_id_fkey;
-
--- An ad account belongs to one connection, so to one organization: the same advertiser connected by two
--- organizations is two accounts, and one tenant's data never moves to another (the upsert keys on
--- (connection_id, external_id), unique since 020).
-DROP INDEX IF EXISTS nexcomet.ad_accounts_platform_external_idx;
-CREATE INDEX IF NOT EXISTS ad_accounts_platform_external_idx2 ON nexcomet.ad_accounts (platform, external_id);
-
 -- Retention purges find expired rows by time.
-CREATE INDEX IF NOT EXISTS notifications_sent_idx ON nexcomet.notifications (sent_at) WHERE sent_at IS NOT NULL;
 CREATE INDEX IF NOT EXISTS sync_runs_started_idx ON nexcomet.sync_runs (started_at);
 CREATE INDEX IF NOT EXISTS organizations_deleted_idx ON nexcomet.organizations (deleted_at)
     WHERE deleted_at IS NOT NULL;

@@ -23,6 +23,10 @@ import Sync
 ///   is enqueued on any error. The secret and signatures are never logged.
 public struct WebService: Sendable {
     public var pool: PGPool
+    /// Metrics are computed at most once per `metricsTTL` (default 5 s) however often they are scraped: the
+    /// endpoint needs no credentials, so it must not let anyone load the database.
+    public var metricsTTL: Duration = .seconds(5)
+    let metricsCache = MetricsCache()
     /// The shared webhook secret (UTF-8 bytes of `NEXJOBS_WEBHOOK_SECRET`); nil disables webhooks.
     public var webhookSecret: [UInt8]?
     /// Largest accepted distance between a webhook's timestamp and now. Default 5 minutes.
@@ -70,6 +74,10 @@ public struct WebService: Sendable {
     }
 
     func metrics() async -> HTTPResponse {
+        await metricsCache.get(ttl: metricsTTL) { await self.computeMetrics() }
+    }
+
+    func computeMetrics() async -> HTTPResponse {
         func label(_ v: String) -> String {
             v.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
                 .replacingOccurrences(of: "\n", with: "\\n")
@@ -120,12 +128,13 @@ public struct WebService: Sendable {
 
     func resync(_ request: HTTPRequest) async -> HTTPResponse {
         func refuse(_ status: Int, _ message: String) -> HTTPResponse {
-            logger.info("webhook refused", ("status", String(status)), ("reason", message))
-            return .json(#"{"error":"\#(message.replacingOccurrences(of: "\"", with: "'"))"}"#, status: status)
+            logger.info(
+                "webhook refused", ("status", String(status)), ("reason", message),
+                ("remote", request.remoteAddress))
+            let body = (try? JSONSerialization.data(withJSONObject: ["error": message])) ?? Data("{}".utf8)
+            return .json(String(decoding: body, as: UTF8.self), status: status)
         }
-        guard let secret = webhookSecret else {
-            return refuse(503, "webhooks are disabled: NEXJOBS_WEBHOOK_SECRET is not set")
-        }
+        guard let secret = webhookSecret else { return refuse(503, "webhooks are disabled") }
         guard let stamp = request.headers["X-Nexjobs-Timestamp"], let seconds = Double(stamp),
             stamp.allSatisfy(\.isNumber)
         else { return refuse(401, "missing or malformed X-Nexjobs-Timestamp (Unix seconds)") }
@@ -142,25 +151,43 @@ public struct WebService: Sendable {
         guard let id, id > 0 else {
             return refuse(400, "body must be a JSON object with a positive integer connection_id, like {\"connection_id\": 42}")
         }
+        enum Outcome: Sendable {
+            case refused(Int, String)
+            case enqueued(EnqueueResult)
+        }
         do {
-            guard
-                let row = try await pool.query(
-                    """
-                    SELECT c.status, o.processing_restricted, o.deleted_at IS NOT NULL
-                      FROM nexcomet.ad_connections c JOIN nexcomet.organizations o ON o.id = c.organization_id
-                     WHERE c.id = \(id)
-                    """
-                ).first
-            else { return refuse(404, "connection \(id) does not exist") }
-            let status: String = try row.decode(0)
-            guard status == "active" else { return refuse(409, "connection \(id) is \(status), not active") }
-            let restricted: Bool = try row.decode(1)
-            let deleted: Bool = try row.decode(2)
-            guard !restricted, !deleted else {
-                return refuse(409, "connection \(id) belongs to a \(deleted ? "deleted" : "restricted") organization")
+            // Checked and enqueued in one transaction, the rows share-locked: a disconnect, restriction or
+            // deletion either committed before (refused) or waits until the job exists (and the job then finds
+            // the connection not runnable).
+            let outcome: Outcome = try await pool.withTransaction { c in
+                guard
+                    let row = try await c.query(
+                        """
+                        SELECT c.status, o.processing_restricted, o.deleted_at IS NOT NULL
+                          FROM nexcomet.ad_connections c JOIN nexcomet.organizations o ON o.id = c.organization_id
+                         WHERE c.id = \(id) FOR SHARE OF c, o
+                        """
+                    ).first
+                else { return .refused(404, "connection \(id) does not exist") }
+                let status: String = try row.decode(0)
+                guard status == "active" else { return .refused(409, "connection \(id) is \(status), not active") }
+                let restricted: Bool = try row.decode(1)
+                let deleted: Bool = try row.decode(2)
+                guard !restricted, !deleted else {
+                    return .refused(
+                        409, "connection \(id) belongs to a \(deleted ? "deleted" : "restricted") organization")
+                }
+                return .enqueued(
+                    try await JobClient(pool: pool).enqueue(
+                        NewJob(
+                            kind: "sync_connection", args: #"{"connection_id":"\#(id)"}"#,
+                            uniqueKey: "sync_connection:\(id)"), on: c))
             }
-            let job = try await JobClient(pool: pool).enqueue(
-                NewJob(kind: "sync_connection", args: #"{"connection_id":"\#(id)"}"#, uniqueKey: "sync_connection:\(id)"))
+            let job: EnqueueResult
+            switch outcome {
+            case .refused(let status, let message): return refuse(status, message)
+            case .enqueued(let result): job = result
+            }
             logger.info(
                 "webhook resync", ("connection_id", String(id)), ("job.id", String(job.id)),
                 ("duplicate", String(job.duplicate)))
@@ -176,4 +203,21 @@ public struct WebService: Sendable {
 public struct WebServiceError: Error, CustomStringConvertible {
     public var description: String
     public init(_ description: String) { self.description = description }
+}
+
+/// The last metrics response and when it was made; one computation at a time, callers meanwhile wait for it.
+actor MetricsCache {
+    private var last: (at: ContinuousClock.Instant, response: HTTPResponse)?
+    private var inFlight: Task<HTTPResponse, Never>?
+
+    func get(ttl: Duration, compute: @escaping @Sendable () async -> HTTPResponse) async -> HTTPResponse {
+        if let last, ContinuousClock.now - last.at < ttl { return last.response }
+        if let inFlight { return await inFlight.value }
+        let task = Task { await compute() }
+        inFlight = task
+        let response = await task.value
+        inFlight = nil
+        if response.status == 200 { last = (.now, response) }
+        return response
+    }
 }

@@ -219,6 +219,15 @@ struct PrivacyRequest {
         guard actual == kind else { throw JobDiscard("privacy request \(id) is a '\(actual)' request, not '\(kind)'") }
         return PrivacyRequest(organizationID: try r.decode(0), userID: try r.decode(1), status: try r.decode(2))
     }
+
+    /// Refuses a request whose user belongs to another organization (the user may be gone: erased or purged).
+    static func checkUser(_ user: Int64, belongsTo org: Int64, on c: PGConnection) async throws {
+        if let owner: Int64 = try await c.query(
+            "SELECT organization_id FROM nexcomet.users WHERE id = \(user)"
+        ).first?.decode(0), owner != org {
+            throw JobDiscard("user \(user) does not belong to organization \(org)")
+        }
+    }
 }
 
 /// `gdpr_export {request_id}`: a machine-readable (JSON) export of the request's subject, stored in the
@@ -252,6 +261,7 @@ public struct GDPRExportHandler: JobHandler {
             let org = request.organizationID
             let export: String
             if let user = request.userID {
+                try await PrivacyRequest.checkUser(user, belongsTo: org, on: c)
                 export = try await c.query(
                     """
                     SELECT jsonb_build_object(
@@ -351,7 +361,13 @@ public struct GDPREraseHandler: JobHandler {
             }
             let org = request.organizationID
             if let user = request.userID {
-                let logs = try await c.execute("DELETE FROM nexcomet.usage_logs WHERE user_id = \(user)")
+                try await PrivacyRequest.checkUser(user, belongsTo: org, on: c)
+                // The user's logs of this organization, and those that name no organization.
+                let logs = try await c.execute(
+                    """
+                    DELETE FROM nexcomet.usage_logs
+                     WHERE user_id = \(user) AND (organization_id = \(org) OR organization_id IS NULL)
+                    """)
                 let users = try await c.execute(
                     "DELETE FROM nexcomet.users WHERE id = \(user) AND organization_id = \(org)")
                 // Earlier exports of the organization or of the user hold copies of the user's data.

@@ -23,6 +23,9 @@ func serveCommand(_ args: [String]) async throws -> Int32 {
               --listen HOST:PORT   address to bind (default: 0.0.0.0:$PORT when PORT is set, else 127.0.0.1:8080)
 
             Environment: DATABASE_URL; NEXJOBS_WEBHOOK_SECRET (at least 32 characters; webhooks answer 503 without it).
+            Signatures are lowercase hex. /metrics is computed at most once per 5 s; request bodies are limited to
+            16 KiB. A captured signed request can be replayed within its 5 minutes: it only enqueues a resync, which
+            the unique key keeps to one pending at a time.
             """)
         return Exit.ok
     }
@@ -40,7 +43,11 @@ func serveCommand(_ args: [String]) async throws -> Int32 {
     let pool = try openPool(maxConnections: 4)
     let service = WebService(pool: pool, webhookSecret: secret, logger: logger)
     let router = service.router()
-    let server = HTTPServer(host: host, port: port) { request in await router.handle(request) }
+    // Webhook bodies are tiny: a small body limit and connection cap bound what an anonymous caller can cost.
+    var limits = HTTPServerLimits()
+    limits.maxBodyBytes = 16 * 1024
+    limits.maxConnections = min(limits.maxConnections, 128)
+    let server = HTTPServer(host: host, port: port, limits: limits) { request in await router.handle(request) }
     let bound: Int
     do {
         bound = try server.start()

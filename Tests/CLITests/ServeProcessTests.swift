@@ -48,7 +48,14 @@ final class ServeProcessTests: XCTestCase {
             "SELECT count(*)::int FROM nexjobs.jobs WHERE kind = 'sync_connection'"
         ).first!.decode(0)
         XCTAssertEqual(jobs, 1)
+        // A refused request is logged, without the secret or the signature it carried.
+        var forged = request
+        forged.setValue("sha256=" + String(repeating: "ab", count: 32), forHTTPHeaderField: "X-Nexjobs-Signature")
+        let (_, refused) = try await URLSession.shared.data(for: forged)
+        XCTAssertEqual((refused as? HTTPURLResponse)?.statusCode, 401)
+        try await assertEventually(timeout: .seconds(10), "the refusal is logged") { p.text.contains("webhook refused") }
         XCTAssertFalse(p.text.contains(secret), "the secret is never logged")
+        XCTAssertFalse(p.text.contains(mac), "the signature is never logged")
 
         p.signal(SIGTERM)
         let status = await p.wait(timeout: .seconds(20))
@@ -76,11 +83,13 @@ func hmacSHA256Hex(key: [UInt8], message: [UInt8]) -> String {
     let output = Pipe()
     p.standardInput = input
     p.standardOutput = output
-    try? p.run()
+    do { try p.run() } catch { XCTFail("the openssl command line is needed (.ci/run installs it): \(error)") }
     input.fileHandleForWriting.write(Data(message))
     try? input.fileHandleForWriting.close()
     let data = output.fileHandleForReading.readDataToEndOfFile()
     p.waitUntilExit()
     let text = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-    return String(text.split(separator: " ").last ?? "")
+    let mac = String(text.split(separator: " ").last ?? "")
+    XCTAssertEqual(mac.count, 64, "openssl printed an HMAC-SHA256: \(text)")
+    return mac
 }

@@ -23,10 +23,11 @@ final class WebServiceTests: XCTestCase {
         WebService(pool: db.pool, webhookSecret: secret, logger: Logger(label: "test", minimum: .error))
     }
 
-    func connection(status: String = "active") async throws -> Int64 {
+    func connection(status: String = "active", restricted: Bool = false, deleted: Bool = false) async throws -> Int64 {
         try await db.pool.query(
             """
-            WITH o AS (INSERT INTO nexcomet.organizations (name) VALUES ('o') RETURNING id)
+            WITH o AS (INSERT INTO nexcomet.organizations (name, processing_restricted, deleted_at)
+                       VALUES ('o', \(restricted), CASE WHEN \(deleted) THEN now() END) RETURNING id)
             INSERT INTO nexcomet.ad_connections (organization_id, platform, status)
             SELECT id, 'tiktok', \(status) FROM o RETURNING id
             """
@@ -83,18 +84,31 @@ final class WebServiceTests: XCTestCase {
     func testBadWebhooksAreRefusedAndEnqueueNothing() async throws {
         let id = try await connection()
         let paused = try await connection(status: "needs_reauth")
+        let gone = try await connection(status: "disconnected")
+        let restricted = try await connection(restricted: true)
+        let deleted = try await connection(deleted: true)
         let router = service(secret: secret).router()
         let body = #"{"connection_id": \#(id)}"#
         let now = Int(Date().timeIntervalSince1970)
+        let good = webhook(body).headers["X-Nexjobs-Signature"]!
+        var signedStamp = webhook(body)
+        signedStamp.headers = HTTPHeaders([("X-Nexjobs-Timestamp", "+\(now)"), ("X-Nexjobs-Signature", good)])
         let cases: [(HTTPRequest, Int, String)] = [
             (webhook(body, signature: "sha256=" + String(repeating: "0", count: 64)), 401, "wrong signature"),
+            (webhook(body, signature: good.uppercased()), 401, "uppercase hex"),
+            (webhook(body, signature: String(good.dropLast())), 401, "truncated signature"),
             (webhook(body, signature: "md5=abc"), 401, "wrong scheme"),
             (webhook(body, timestamp: now - 3600), 401, "an hour-old timestamp (replay)"),
+            (webhook(body, timestamp: now + 3600), 401, "a timestamp an hour ahead"),
+            (signedStamp, 401, "a signed timestamp with a sign"),
             (webhook(#"{"connection_id": 1.5}"#), 400, "fractional id"),
             (webhook(#"{"connection": 1}"#), 400, "missing id"),
             (webhook("not json"), 400, "not JSON"),
             (webhook(#"{"connection_id": 999999}"#), 404, "unknown connection"),
             (webhook(#"{"connection_id": \#(paused)}"#), 409, "connection needing re-authorization"),
+            (webhook(#"{"connection_id": \#(gone)}"#), 409, "disconnected connection"),
+            (webhook(#"{"connection_id": \#(restricted)}"#), 409, "restricted organization"),
+            (webhook(#"{"connection_id": \#(deleted)}"#), 409, "deleted organization"),
             (HTTPRequest(method: "POST", path: "/webhooks/resync", body: Array(body.utf8)), 401, "unsigned"),
         ]
         for (request, status, what) in cases {
@@ -110,6 +124,32 @@ final class WebServiceTests: XCTestCase {
         XCTAssertEqual(disabled.status, 503, "no secret configured: webhooks are off")
         let count = try await jobs()
         XCTAssertEqual(count, 0)
+    }
+
+    /// The window is 300 s either way, measured with the service's clock.
+    func testTheReplayWindowEdges() async throws {
+        let id = try await connection()
+        var svc = service(secret: secret)
+        let fixed = Date(timeIntervalSince1970: 1_900_000_000)
+        svc.now = { fixed }
+        let router = svc.router()
+        let body = #"{"connection_id": \#(id)}"#
+        for (offset, status) in [(-301, 401), (301, 401), (-300, 202), (300, 202)] {
+            let response = await router.handle(webhook(body, timestamp: 1_900_000_000 + offset))
+            XCTAssertEqual(response.status, status, "offset \(offset) s")
+        }
+    }
+
+    func testMetricsAreComputedAtMostOncePerInterval() async throws {
+        let router = service(secret: nil).router()
+        let first = await router.handle(HTTPRequest(path: "/metrics"))
+        try await JobClient(pool: db.pool).enqueue(NewJob(kind: "noop", queue: "later"))
+        let second = await router.handle(HTTPRequest(path: "/metrics"))
+        XCTAssertEqual(first.body, second.body, "served from the 5 s cache")
+        var fresh = service(secret: nil)
+        fresh.metricsTTL = .zero
+        let third = await fresh.router().handle(HTTPRequest(path: "/metrics"))
+        XCTAssertTrue(String(decoding: third.body, as: UTF8.self).contains(#"queue="later""#))
     }
 
     func testSecretMustBeLongEnough() throws {

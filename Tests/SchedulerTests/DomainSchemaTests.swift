@@ -9,7 +9,7 @@ final class DomainSchemaTests: XCTestCase {
         let db = try await TestDatabase.create()
         for name in [
             "010_scheduler.sql", "020_domain.sql", "021_due_work.sql", "022_metrics_bulk.sql", "023_privacy.sql",
-            "024_metrics_guards.sql",
+            "024_metrics_guards.sql", "025_privacy_tenancy.sql",
         ] {
             let sql = try String(contentsOf: TestDatabase.sqlDirectory.appendingPathComponent(name), encoding: .utf8)
             try await db.pool.withConnection { try await $0.simpleQuery(sql) }

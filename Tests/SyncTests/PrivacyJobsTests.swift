@@ -359,6 +359,33 @@ final class PrivacyJobsTests: XCTestCase {
         try await runAsFakeWorker(GDPREraseHandler(), jobID: job.id, pool: db.pool)
     }
 
+    func testARequestNamingAnotherOrganizationsUserIsRefusedAndTouchesNothing() async throws {
+        let (a, _, _, _) = try await tenant("dave", plan: "pro", days: 1)
+        let (_, erin, _, _) = try await tenant("erin", plan: "pro", days: 1)
+        for kind in ["erase", "export"] {
+            let request: Int64 = try await db.pool.query(
+                """
+                INSERT INTO nexcomet.privacy_requests (organization_id, user_id, kind) VALUES (\(a), \(erin), \(kind))
+                RETURNING id
+                """
+            ).first!.decode(0)
+            do {
+                if kind == "erase" {
+                    try await enqueueAndRun(GDPREraseHandler(), args: #"{"request_id": \#(request)}"#, pool: db.pool)
+                } else {
+                    try await enqueueAndRun(GDPRExportHandler(), args: #"{"request_id": \#(request)}"#, pool: db.pool)
+                }
+                XCTFail("\(kind) of another organization's user must be refused")
+            } catch let e as JobDiscard {
+                XCTAssertTrue(e.message.contains("does not belong"), e.message)
+            }
+        }
+        let erinLogs = try await count("SELECT count(*)::int FROM nexcomet.usage_logs WHERE user_id = \(erin)")
+        XCTAssertEqual(erinLogs, 2)
+        let erinRow = try await count("SELECT count(*)::int FROM nexcomet.users WHERE id = \(erin)")
+        XCTAssertEqual(erinRow, 1)
+    }
+
     /// Two organizations connecting the same advertiser get two ad accounts: one tenant's data never moves to the
     /// other's connection.
     func testTheSameAdvertiserUnderTwoOrganizationsIsTwoAccounts() async throws {
