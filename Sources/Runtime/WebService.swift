@@ -51,8 +51,7 @@ public struct WebService: Sendable {
 
     /// The signature header value for `body` sent at `timestamp` (what a sender computes).
     public static func signature(secret: [UInt8], timestamp: String, body: [UInt8]) -> String {
-        "sha256=" + hmacSHA256(key: secret, message: Array((timestamp + ".").utf8) + body)
-            .map { String(format: "%02x", $0) }.joined()
+        "sha256=" + hexEncode(hmacSHA256(key: secret, message: Array((timestamp + ".").utf8) + body))
     }
 
     public func router() -> Router {

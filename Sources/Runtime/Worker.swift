@@ -70,7 +70,6 @@ public final class Worker: Sendable {
         var task: Task<Void, Never>?
         /// When the attempt times out (its kind's timeout after the start); the timeout loop cancels it then.
         var deadline: ContinuousClock.Instant
-        var timeout: Duration
         var timedOut = false
     }
     struct State {
@@ -297,13 +296,14 @@ public final class Worker: Sendable {
         let jobLogger = logger.with(("job.id", String(jobID)), ("job.kind", kind), ("job.attempt", String(attempt)))
         let context = JobContext(id: jobID, kind: kind, queue: queue, attempt: attempt, maxAttempts: maxAttempts,
                                  workerID: id, pool: pool, logger: jobLogger)
+        let handler = registry.handler(for: kind)
+        let timeout = handler?.timeout ?? .seconds(1800)
+        let now = ContinuousClock.now
         state.withLock {
-            let now = ContinuousClock.now
-            let timeout = registry.handler(for: kind)?.timeout ?? .seconds(1800)
             $0.inFlight[jobID] = InFlight(
-                attempt: attempt, kind: kind, started: now, task: nil, deadline: now + timeout, timeout: timeout)
+                attempt: attempt, kind: kind, started: now, task: nil, deadline: now + timeout)
         }
-        guard let handler = registry.handler(for: kind) else {
+        guard let handler else {
             record(Outcome(id: jobID, attempt: attempt, maxAttempts: maxAttempts, disposition: .discard(
                 "unknown job kind '\(kind)'; this worker runs: \(registry.kinds.joined(separator: ", "))")))
             return

@@ -6,6 +6,13 @@ import Queue
 // DESIGN.md "Job kinds"): retention_purge, disconnect, gdpr_export, gdpr_erase. Each records what it did in
 // nexcomet.privacy_audit: action, ids and counts, never personal data or tokens.
 
+/// The SET list that forgets a connection's tokens and stops its scheduling (disconnect, deleted organizations).
+let forgetTokensSQL = """
+    status = 'disconnected', access_token_ciphertext = NULL, refresh_token_ciphertext = NULL, token_key_id = NULL,
+    access_token_expires_at = NULL, refresh_token_expires_at = NULL, next_sync_at = NULL, refresh_enqueued_at = NULL,
+    updated_at = now()
+    """
+
 /// Writes one audit row on `c`. `details` holds counts and ids only.
 func audit(
     _ action: String, requestID: Int64? = nil, organizationID: Int64?, details: [String: Int64], on c: PGConnection
@@ -66,10 +73,7 @@ public struct RetentionPurgeHandler: JobHandler {
         counts["tokens_of_deleted_organizations"] = Int64(
             try await pool.execute(
                 """
-                UPDATE nexcomet.ad_connections c
-                   SET status = 'disconnected', access_token_ciphertext = NULL, refresh_token_ciphertext = NULL,
-                       token_key_id = NULL, access_token_expires_at = NULL, refresh_token_expires_at = NULL,
-                       next_sync_at = NULL, updated_at = now()
+                UPDATE nexcomet.ad_connections c SET \(unsafeSQL: forgetTokensSQL)
                   FROM nexcomet.organizations o
                  WHERE o.id = c.organization_id AND o.deleted_at IS NOT NULL
                    AND (c.access_token_ciphertext IS NOT NULL OR c.refresh_token_ciphertext IS NOT NULL)
@@ -153,10 +157,7 @@ public struct RetentionPurgeHandler: JobHandler {
 /// "retained until you disconnect"), the connection stays as `disconnected` (no token, never scheduled), and its ad
 /// accounts go with their entities and metrics. One transaction, together with the job's completion.
 public struct DisconnectHandler: JobHandler {
-    public struct Args: Decodable, Sendable {
-        public var connectionID: JobID
-        enum CodingKeys: String, CodingKey { case connectionID = "connection_id" }
-    }
+    public typealias Args = ConnectionJobArgs
 
     public static let kind = "disconnect"
     public var timeout: Duration { .seconds(600) }
@@ -170,10 +171,7 @@ public struct DisconnectHandler: JobHandler {
                 let org: Int64 = try await c.query(
                     """
                     UPDATE nexcomet.ad_connections
-                       SET status = 'disconnected', access_token_ciphertext = NULL, refresh_token_ciphertext = NULL,
-                           token_key_id = NULL, access_token_expires_at = NULL, refresh_token_expires_at = NULL,
-                           next_sync_at = NULL, refresh_enqueued_at = NULL, last_error = NULL,
-                           external_user_id = NULL, updated_at = now()
+                       SET \(unsafeSQL: forgetTokensSQL), last_error = NULL, external_user_id = NULL
                      WHERE id = \(id)
                     RETURNING organization_id
                     """
@@ -238,10 +236,7 @@ struct PrivacyRequest {
 /// notifications. For a user: the organization's name and id, the user's own row and usage logs. Nothing of
 /// another organization: every part is selected by the request's organization id.
 public struct GDPRExportHandler: JobHandler {
-    public struct Args: Decodable, Sendable {
-        public var requestID: JobID
-        enum CodingKeys: String, CodingKey { case requestID = "request_id" }
-    }
+    public typealias Args = PrivacyRequestJobArgs
 
     public static let kind = "gdpr_export"
     public var timeout: Duration { .seconds(1800) }
@@ -277,6 +272,9 @@ public struct GDPRExportHandler: JobHandler {
             } else {
                 export = try await c.query(
                     """
+                    WITH accounts AS (
+                      SELECT a.* FROM nexcomet.ad_accounts a JOIN nexcomet.ad_connections x ON x.id = a.connection_id
+                       WHERE x.organization_id = \(org))
                     SELECT jsonb_build_object(
                       'format', 'nexcomet-export-v1', 'exported_at', now(), 'subject', 'organization',
                       'organization', (SELECT to_jsonb(o) FROM nexcomet.organizations o WHERE o.id = \(org)),
@@ -285,21 +283,16 @@ public struct GDPRExportHandler: JobHandler {
                       'connections', (SELECT coalesce(jsonb_agg(to_jsonb(x) - 'access_token_ciphertext'
                                                         - 'refresh_token_ciphertext' - 'token_key_id' ORDER BY x.id), '[]')
                                         FROM nexcomet.ad_connections x WHERE x.organization_id = \(org)),
-                      'ad_accounts', (SELECT coalesce(jsonb_agg(to_jsonb(a) ORDER BY a.id), '[]')
-                                        FROM nexcomet.ad_accounts a JOIN nexcomet.ad_connections x ON x.id = a.connection_id
-                                       WHERE x.organization_id = \(org)),
-                      'campaigns', (SELECT coalesce(jsonb_agg(to_jsonb(e) ORDER BY e.id), '[]')
-                                      FROM nexcomet.campaigns e JOIN nexcomet.ad_accounts a ON a.id = e.ad_account_id
-                                      JOIN nexcomet.ad_connections x ON x.id = a.connection_id WHERE x.organization_id = \(org)),
-                      'ad_groups', (SELECT coalesce(jsonb_agg(to_jsonb(e) ORDER BY e.id), '[]')
-                                      FROM nexcomet.ad_groups e JOIN nexcomet.ad_accounts a ON a.id = e.ad_account_id
-                                      JOIN nexcomet.ad_connections x ON x.id = a.connection_id WHERE x.organization_id = \(org)),
-                      'ads', (SELECT coalesce(jsonb_agg(to_jsonb(e) ORDER BY e.id), '[]')
-                                FROM nexcomet.ads e JOIN nexcomet.ad_accounts a ON a.id = e.ad_account_id
-                                JOIN nexcomet.ad_connections x ON x.id = a.connection_id WHERE x.organization_id = \(org)),
-                      'daily_metrics', (SELECT coalesce(jsonb_agg(to_jsonb(m) ORDER BY m.ad_account_id, m.date, m.level, m.entity_id), '[]')
-                                          FROM nexcomet.daily_metrics m JOIN nexcomet.ad_accounts a ON a.id = m.ad_account_id
-                                          JOIN nexcomet.ad_connections x ON x.id = a.connection_id WHERE x.organization_id = \(org)),
+                      'ad_accounts', (SELECT coalesce(jsonb_agg(to_jsonb(a) ORDER BY a.id), '[]') FROM accounts a),
+                      'campaigns', (SELECT coalesce(jsonb_agg(to_jsonb(e) ORDER BY e.id), '[]') FROM nexcomet.campaigns e
+                                     WHERE e.ad_account_id IN (SELECT id FROM accounts)),
+                      'ad_groups', (SELECT coalesce(jsonb_agg(to_jsonb(e) ORDER BY e.id), '[]') FROM nexcomet.ad_groups e
+                                     WHERE e.ad_account_id IN (SELECT id FROM accounts)),
+                      'ads', (SELECT coalesce(jsonb_agg(to_jsonb(e) ORDER BY e.id), '[]') FROM nexcomet.ads e
+                               WHERE e.ad_account_id IN (SELECT id FROM accounts)),
+                      'daily_metrics', (SELECT coalesce(jsonb_agg(to_jsonb(m) ORDER BY m.ad_account_id, m.date, m.level,
+                                                                   m.entity_id), '[]')
+                                          FROM nexcomet.daily_metrics m WHERE m.ad_account_id IN (SELECT id FROM accounts)),
                       'sync_runs', (SELECT coalesce(jsonb_agg(to_jsonb(r) ORDER BY r.id), '[]')
                                       FROM nexcomet.sync_runs r JOIN nexcomet.ad_connections x ON x.id = r.connection_id
                                      WHERE x.organization_id = \(org)),
@@ -328,15 +321,13 @@ public struct GDPRExportHandler: JobHandler {
 
 /// `gdpr_erase {request_id}`: erases the request's subject everywhere, keeping only a non-personal audit row.
 ///
-/// A user: their usage logs and their user row (requests keep no pointer to them: `user_id` becomes NULL); the
-/// request is marked `completed`. An organization: the organization row and, by cascade, everything it owns
+/// A user (who must belong to the request's organization, or be gone already): their usage logs, their user row,
+/// and the results of the organization's earlier exports that hold them; the request keeps the bare user id (no
+/// foreign key, sql/025) and is marked `completed`. An organization: the organization row and, by cascade, everything it owns
 /// (users, connections and sealed tokens, accounts, entities, metrics, runs, logs, notifications, requests, this
 /// one included). One transaction, together with the job's completion.
 public struct GDPREraseHandler: JobHandler {
-    public struct Args: Decodable, Sendable {
-        public var requestID: JobID
-        enum CodingKeys: String, CodingKey { case requestID = "request_id" }
-    }
+    public typealias Args = PrivacyRequestJobArgs
 
     public static let kind = "gdpr_erase"
     public var timeout: Duration { .seconds(1800) }

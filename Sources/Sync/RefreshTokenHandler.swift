@@ -8,10 +8,7 @@ import Queue
 /// the job. Tokens someone else already refreshed are left alone. A refused refresh marks the connection
 /// `needs_reauth` with one notification.
 public struct RefreshTokenHandler: JobHandler {
-    public struct Args: Decodable, Sendable {
-        public var connectionID: JobID
-        enum CodingKeys: String, CodingKey { case connectionID = "connection_id" }
-    }
+    public typealias Args = ConnectionJobArgs
 
     public static let kind = "refresh_token"
     public var timeout: Duration { .seconds(120) }

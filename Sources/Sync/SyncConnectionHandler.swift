@@ -9,10 +9,7 @@ import Queue
 ///
 /// A connection that is not `active` (or unknown) is left alone: the job completes (or fails, when unknown).
 public struct SyncConnectionHandler: JobHandler {
-    public struct Args: Decodable, Sendable {
-        public var connectionID: JobID
-        enum CodingKeys: String, CodingKey { case connectionID = "connection_id" }
-    }
+    public typealias Args = ConnectionJobArgs
 
     public static let kind = "sync_connection"
     public var timeout: Duration { .seconds(300) }

@@ -235,3 +235,17 @@ extension NexjobsProcess {
         }
     }
 }
+
+extension TestDatabase {
+    /// Sessions of this database waiting on a lock (optionally only those of one `application_name`): how a test
+    /// knows a statement is blocked before it releases what blocks it.
+    public func lockWaiters(applicationName: String? = nil) async throws -> Int {
+        try await pool.query(
+            """
+            SELECT count(*)::int FROM pg_stat_activity
+             WHERE datname = current_database() AND wait_event_type = 'Lock'
+               AND (\(applicationName)::text IS NULL OR application_name = \(applicationName)::text)
+            """
+        ).first!.decode(0)
+    }
+}

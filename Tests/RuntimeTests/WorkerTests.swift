@@ -394,14 +394,7 @@ final class WorkerTests: XCTestCase {
         // Wake the worker by hand (an enqueue would wait for the lock too); its listener claim now waits.
         try await db.pool.execute("SELECT pg_notify('nexjobs_jobs', 'default')")
         try await assertEventually(timeout: .seconds(5)) {
-            let waiting: Int = try await db.pool.query(
-                """
-                SELECT count(*)::int FROM pg_stat_activity
-                 WHERE datname = current_database() AND application_name = 'nexjobs-listener'
-                   AND wait_event_type = 'Lock'
-                """
-            ).first!.decode(0)
-            return waiting == 1
+            try await db.lockWaiters(applicationName: "nexjobs-listener") == 1
         }
         worker.shutdown()
         try await blocker.simpleQuery("COMMIT")

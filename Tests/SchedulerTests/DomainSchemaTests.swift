@@ -152,13 +152,7 @@ final class DomainSchemaTests: XCTestCase {
             """)
         let delete = Task { try await db.pool.execute("DELETE FROM nexcomet.ad_accounts WHERE id = 2") }
         try await assertEventually("the delete waits for the writer") {
-            let waiting: Int = try await db.pool.query(
-                """
-                SELECT count(*)::int FROM pg_stat_activity
-                 WHERE datname = current_database() AND wait_event_type = 'Lock'
-                """
-            ).first!.decode(0)
-            return waiting == 1
+            try await db.lockWaiters() == 1
         }
         try await writer.simpleQuery("COMMIT")
         await writer.close()

@@ -130,13 +130,7 @@ final class SyncWriterTests: XCTestCase {
             }
         }
         try await assertEventually("the second writer waits on the account lock") {
-            let waiting: Int = try await db.pool.query(
-                """
-                SELECT count(*)::int FROM pg_stat_activity
-                 WHERE datname = current_database() AND wait_event_type = 'Lock'
-                """
-            ).first!.decode(0)
-            return waiting == 1
+            try await db.lockWaiters() == 1
         }
         try await holder.simpleQuery("COMMIT")
         let secondWrite = try await second.value

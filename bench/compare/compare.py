@@ -337,6 +337,21 @@ def latency_run(sys_, cfg, a, admin):
         w.stop()
 
 
+def latency_series(systems, cfgs, a, admin, tag):
+    """a.latency_reps latency runs per system, rotating the systems' order each repetition; {name: [(p50, p95, p99)]}."""
+    runs = {s.name: [] for s in systems}
+    for r in range(a.latency_reps if systems else 0):
+        for s in systems[r % len(systems):] + systems[:r % len(systems)]:
+            p = latency_run(s, cfgs[s.name], a, admin)
+            runs[s.name].append(p)
+            log(f"latency rep {r + 1} {s.name}{tag}: p50 {p[0]:.2f} ms p95 {p[1]:.2f} p99 {p[2]:.2f}")
+    return runs
+
+
+def medians(runs):
+    return {name: tuple(statistics.median(run[i] for run in rs) for i in range(3)) for name, rs in runs.items()}
+
+
 def crash_test(sys_, cfg, n, record=True):
     """kill -9 one worker process mid-drain; returns (lost, duplicated)."""
     sys_.reset()
@@ -444,26 +459,14 @@ def main():
     #    system's tables are emptied and vacuumed first, so no system's autovacuum runs during another's run.
     for s in systems:
         s.reset()
-    lat_runs = {s.name: [] for s in systems}
-    for r in range(a.latency_reps):
-        order = systems[r % len(systems):] + systems[:r % len(systems)]
-        for s in order:
-            lat_runs[s.name].append(latency_run(s, best[s.name], a, admin))
-            p = lat_runs[s.name][-1]
-            log(f"latency rep {r + 1} {s.name}: p50 {p[0]:.2f} ms p95 {p[1]:.2f} p99 {p[2]:.2f}")
-    lat = {name: tuple(statistics.median(run[i] for run in rs) for i in range(3)) for name, rs in lat_runs.items()}
+    lat_runs = latency_series(systems, {s.name: best[s.name] for s in systems}, a, admin, "")
+    lat = medians(lat_runs)
     # The same with one worker process for the systems whose chosen configuration has more (each extra process
     # is one more listener woken by every NOTIFY), alternating too.
     one = {s.name: dict(best[s.name], workers=1) for s in systems
            if best[s.name]["workers"] > 1 and s.name != "Procrastinate" and a.latency_one_process}
-    lat1_runs = {name: [] for name in one}
-    for r in range(a.latency_reps):
-        pick = [s for s in systems if s.name in one]
-        for s in pick[r % len(pick):] + pick[:r % len(pick)] if pick else []:
-            lat1_runs[s.name].append(latency_run(s, one[s.name], a, admin))
-            p = lat1_runs[s.name][-1]
-            log(f"latency rep {r + 1} {s.name}, 1 process: p50 {p[0]:.2f} ms p95 {p[1]:.2f} p99 {p[2]:.2f}")
-    lat1 = {name: tuple(statistics.median(run[i] for run in rs) for i in range(3)) for name, rs in lat1_runs.items()}
+    lat1_runs = latency_series([s for s in systems if s.name in one], one, a, admin, ", 1 process")
+    lat1 = medians(lat1_runs)
 
     # 4. Crash safety.
     crash = {}
