@@ -39,5 +39,7 @@ let package = Package(
         .testTarget(name: "RuntimeTests", dependencies: ["Runtime", "Queue", "HTTP", "PGTestSupport"]),
         .testTarget(name: "SchedulerTests", dependencies: ["Runtime", "Queue", "Cron", "Postgres", "Logs", "PGTestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["PGTestSupport", "Postgres"]),
+        // Reads Sources/ and Package.swift: the module graph of docs/ARCHITECTURE.md, enforced.
+        .testTarget(name: "ArchitectureTests"),
     ]
 )
