@@ -19,10 +19,19 @@ let package = Package(
         .target(name: "HTTP"),
         .target(name: "Platforms", dependencies: ["Postgres"]),
         .target(name: "Sandbox", dependencies: ["HTTP"], exclude: ["README.md"]),
-        .target(name: "Privacy", dependencies: ["COpenSSL", "Postgres", "Queue"], exclude: ["CIPHERTEXT.md"]),
+        .target(name: "Privacy", dependencies: ["COpenSSL"], exclude: ["CIPHERTEXT.md"]),
         .target(name: "Sync", dependencies: ["Platforms", "Queue", "Privacy", "Postgres"]),
-        .target(name: "Runtime", dependencies: ["Queue", "Cron", "Sync", "Privacy", "HTTP", "Postgres", "Logs"]),
-        .executableTarget(name: "nexjobs", dependencies: ["Runtime", "Sandbox", "Queue", "Postgres", "HTTP", "Logs"]),
+        // The engine: knows nothing of Nexcomet (docs/ARCHITECTURE.md; Tests/ArchitectureTests enforces it).
+        .target(name: "Runtime", dependencies: ["Queue", "Cron", "Postgres", "Logs"]),
+        // The application: Nexcomet's handlers, registry, due work and web service, on the engine.
+        .target(
+            name: "NexcometJobs",
+            dependencies: ["Runtime", "Queue", "Postgres", "Logs", "HTTP", "Sync", "Privacy", "Platforms"]),
+        .executableTarget(
+            name: "nexjobs",
+            dependencies: [
+                "NexcometJobs", "Runtime", "Sandbox", "Queue", "Postgres", "HTTP", "Logs", "Sync", "Privacy", "Platforms",
+            ]),
         .executableTarget(name: "http-bench", dependencies: ["HTTP"], path: "bench/http", exclude: ["README.md", "run.sh"]),
         .executableTarget(name: "sync-bench", dependencies: ["Sync", "Sandbox", "Queue", "Postgres"], path: "bench/sync", exclude: ["README.md", "run.sh"]),
         .executableTarget(name: "queue-bench", dependencies: ["Queue", "Postgres"], path: "bench/queue", exclude: ["README.md", "run.sh"]),
@@ -35,9 +44,9 @@ let package = Package(
         .testTarget(name: "PlatformsTests", dependencies: ["Platforms", "Sandbox", "HTTP", "PGTestSupport"]),
         .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "HTTP"]),
         .testTarget(name: "PrivacyTests", dependencies: ["Privacy", "PGTestSupport"]),
-        .testTarget(name: "SyncTests", dependencies: ["Sync", "Sandbox", "Runtime", "PGTestSupport"]),
-        .testTarget(name: "RuntimeTests", dependencies: ["Runtime", "Queue", "HTTP", "PGTestSupport"]),
-        .testTarget(name: "SchedulerTests", dependencies: ["Runtime", "Queue", "Cron", "Postgres", "Logs", "PGTestSupport"]),
+        .testTarget(name: "SyncTests", dependencies: ["Sync", "Sandbox", "Runtime", "NexcometJobs", "PGTestSupport"]),
+        .testTarget(name: "RuntimeTests", dependencies: ["Runtime", "NexcometJobs", "Queue", "HTTP", "PGTestSupport"]),
+        .testTarget(name: "SchedulerTests", dependencies: ["Runtime", "NexcometJobs", "Queue", "Cron", "Postgres", "Logs", "PGTestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["PGTestSupport", "Postgres"]),
         // Reads Sources/ and Package.swift: the module graph of docs/ARCHITECTURE.md, enforced.
         .testTarget(name: "ArchitectureTests"),

@@ -139,7 +139,7 @@ public final class LeaderElection: Sendable {
         }
     }
 
-    static func milliseconds(_ d: Duration) -> Int64 {
+    public static func milliseconds(_ d: Duration) -> Int64 {
         d.components.seconds * 1000 + d.components.attoseconds / 1_000_000_000_000_000
     }
 }

@@ -9,14 +9,14 @@ public struct SchedulerOptions: Sendable {
     public var election = LeaderElectionOptions()
     /// How often the leader looks for due work; default 1 s.
     public var tick: Duration = .seconds(1)
-    /// The due-work sources, run in order each tick on the leader. Default: cron schedules (including the
-    /// `nexjobs.rescue` / `nexjobs.prune` maintenance schedules), connection syncs, token refreshes. Append new
-    /// kinds (retention purges, privacy requests) here.
-    public var sources: [any DueWorkSource] = [
-        CronScheduleSource(), ConnectionSyncSource(), TokenRefreshSource(), PrivacyRequestSource(),
-    ]
+    /// The due-work sources, run in order each tick on the leader. The engine's default is the cron schedules
+    /// (including the `nexjobs.rescue` / `nexjobs.prune` maintenance schedules); an application appends its own
+    /// kinds (the application module's connection syncs, token refreshes and privacy requests).
+    public var sources: [any DueWorkSource] = [CronScheduleSource()]
 
     public init() {}
+
+    public init(sources: [any DueWorkSource]) { self.sources = sources }
 }
 
 /// The scheduler process: campaigns for leadership and, while leading, runs each due-work source every tick.

@@ -1,5 +1,6 @@
 import Foundation
 import Logs
+import NexcometJobs
 import Postgres
 import Runtime
 

@@ -1,6 +1,7 @@
 import Foundation
 import HTTP
 import Logs
+import NexcometJobs
 import Postgres
 import Runtime
 

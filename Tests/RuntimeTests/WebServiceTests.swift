@@ -1,12 +1,12 @@
 import Foundation
 import HTTP
 import Logs
+import NexcometJobs
 import PGTestSupport
 import Postgres
 import Queue
-import XCTest
-
 @testable import Runtime
+import XCTest
 
 /// `WebService` through its router with a real database: health, metrics, and signed resync webhooks.
 final class WebServiceTests: XCTestCase {

@@ -1,4 +1,5 @@
 import Foundation
+import NexcometJobs
 import PGTestSupport
 import Postgres
 import Runtime

@@ -1,14 +1,14 @@
 import Foundation
 import Logs
-import Platforms
-import Privacy
+import NexcometJobs
 import PGTestSupport
+import Platforms
 import Postgres
+import Privacy
 import Queue
-import XCTest
-
 @testable import Runtime
 @testable import Sync
+import XCTest
 
 /// The privacy jobs against a real database: retention_purge, disconnect, gdpr_export, gdpr_erase, and the
 /// scheduler source that turns privacy requests into jobs.

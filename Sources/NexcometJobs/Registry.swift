@@ -2,6 +2,7 @@ import Foundation
 import Logs
 import Platforms
 import Queue
+import Runtime
 import Sync
 
 /// Every job kind this build of NexJobs runs: `noop`, the sync kinds, and the privacy kinds (`retention_purge`,
