@@ -19,55 +19,64 @@ public struct GDPREraseHandler: JobHandler {
 
     public func run(_ args: Args, context: JobContext) async throws {
         let id = args.requestID.value
-        try await context.pool.withTransaction { c in
-            guard let request = try await PrivacyRequest.lock(id, kind: "erase", on: c) else {
-                // An organization's erasure deletes its own request: a re-run finds it gone, and the audit shows it.
-                let done: Int = try await c.query(
-                    "SELECT count(*)::int FROM nexcomet.privacy_audit WHERE action = 'erase' AND request_id = \(id)"
-                ).first!.decode(0)
-                guard done > 0 else { throw JobDiscard("privacy request \(id) does not exist") }
+        try await PrivacyRequests.failOnRefusal(id, context: context) {
+            try await context.pool.withTransaction { c in
+                guard let request = try await PrivacyRequest.lock(id, kind: "erase", on: c) else {
+                    // An organization's erasure deletes its own request: a re-run finds it gone, and the audit shows it.
+                    let done: Int = try await c.query(
+                        "SELECT count(*)::int FROM nexcomet.privacy_audit WHERE action = 'erase' AND request_id = \(id)"
+                    ).first!.decode(0)
+                    guard done > 0 else { throw JobDiscard("privacy request \(id) does not exist") }
+                    try await context.complete(on: c)
+                    return
+                }
+                guard request.status != "completed" else {
+                    try await context.complete(on: c)
+                    return
+                }
+                let org = request.organizationID
+                if let user = request.userID {
+                    try await PrivacyRequest.checkUser(user, belongsTo: org, on: c)
+                    // The user's logs of this organization, and those that name no organization.
+                    let logs = try await c.execute(
+                        """
+                        DELETE FROM nexcomet.usage_logs
+                         WHERE user_id = \(user) AND (organization_id = \(org) OR organization_id IS NULL)
+                        """)
+                    let users = try await c.execute(
+                        "DELETE FROM nexcomet.users WHERE id = \(user) AND organization_id = \(org)")
+                    // Earlier exports of the organization or of the user hold copies of the user's data.
+                    let exports = try await c.execute(
+                        """
+                        UPDATE nexcomet.privacy_requests SET result = NULL
+                         WHERE organization_id = \(org) AND kind = 'export' AND result IS NOT NULL
+                           AND (user_id IS NULL OR user_id = \(user))
+                        """)
+                    try await c.execute(
+                        """
+                        UPDATE nexcomet.privacy_requests
+                           SET status = 'completed', started_at = coalesce(started_at, now()), completed_at = now(),
+                               result = jsonb_build_object('erased', jsonb_build_object('users', \(users)::int,
+                                                                                    'usage_logs', \(logs)::int))
+                         WHERE id = \(id)
+                        """)
+                    try await audit(
+                        "erase", requestID: id, organizationID: org,
+                        details: ["users": Int64(users), "usage_logs": Int64(logs), "export_results": Int64(exports)],
+                        on: c)
+                } else {
+                    // Completed first, so the status trigger audits it; the cascade then deletes the request.
+                    try await c.execute(
+                        """
+                        UPDATE nexcomet.privacy_requests
+                           SET status = 'completed', started_at = coalesce(started_at, now()), completed_at = now()
+                         WHERE id = \(id)
+                        """)
+                    try await audit("erase", requestID: id, organizationID: org, details: ["organizations": 1], on: c)
+                    try await deleteOrganization(org, on: c)
+                }
                 try await context.complete(on: c)
-                return
             }
-            guard request.status != "completed" else {
-                try await context.complete(on: c)
-                return
-            }
-            let org = request.organizationID
-            if let user = request.userID {
-                try await PrivacyRequest.checkUser(user, belongsTo: org, on: c)
-                // The user's logs of this organization, and those that name no organization.
-                let logs = try await c.execute(
-                    """
-                    DELETE FROM nexcomet.usage_logs
-                     WHERE user_id = \(user) AND (organization_id = \(org) OR organization_id IS NULL)
-                    """)
-                let users = try await c.execute(
-                    "DELETE FROM nexcomet.users WHERE id = \(user) AND organization_id = \(org)")
-                // Earlier exports of the organization or of the user hold copies of the user's data.
-                let exports = try await c.execute(
-                    """
-                    UPDATE nexcomet.privacy_requests SET result = NULL
-                     WHERE organization_id = \(org) AND kind = 'export' AND result IS NOT NULL
-                       AND (user_id IS NULL OR user_id = \(user))
-                    """)
-                try await c.execute(
-                    """
-                    UPDATE nexcomet.privacy_requests
-                       SET status = 'completed', started_at = coalesce(started_at, now()), completed_at = now(),
-                           result = jsonb_build_object('erased', jsonb_build_object('users', \(users)::int,
-                                                                                'usage_logs', \(logs)::int))
-                     WHERE id = \(id)
-                    """)
-                try await audit(
-                    "erase", requestID: id, organizationID: org,
-                    details: ["users": Int64(users), "usage_logs": Int64(logs), "export_results": Int64(exports)],
-                    on: c)
-            } else {
-                try await audit("erase", requestID: id, organizationID: org, details: ["organizations": 1], on: c)
-                try await deleteOrganization(org, on: c)
-            }
-            try await context.complete(on: c)
         }
     }
 }

@@ -59,12 +59,16 @@ struct PrivacyRequest {
         return PrivacyRequest(organizationID: try r.decode(0), userID: try r.decode(1), status: try r.decode(2))
     }
 
-    /// Refuses a request whose user belongs to another organization (the user may be gone: erased or purged).
+    /// Refuses a request whose user belongs to another organization or no longer exists (erased or purged): the
+    /// job fails at once and the request ends `failed` with the reason (``PrivacyRequests/failOnRefusal``).
     static func checkUser(_ user: Int64, belongsTo org: Int64, on c: PGConnection) async throws {
-        if let owner: Int64 = try await c.query(
+        guard let owner: Int64 = try await c.query(
             "SELECT organization_id FROM nexcomet.users WHERE id = \(user)"
-        ).first?.decode(0), owner != org {
-            throw JobDiscard("user \(user) does not belong to organization \(org)")
+        ).first?.decode(0) else {
+            throw JobDiscard("refused: the subject, user \(user), no longer exists")
+        }
+        guard owner == org else {
+            throw JobDiscard("refused: user \(user) does not belong to organization \(org)")
         }
     }
 }
