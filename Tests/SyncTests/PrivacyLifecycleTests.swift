@@ -306,4 +306,60 @@ final class PrivacyLifecycleTests: XCTestCase {
             RefreshTokenHandler(environment: environment), args: #"{"connection_id":"\#(live)"}"#, pool: db.pool)
         XCTAssertEqual(calls.load(ordering: .relaxed), 1)
     }
+
+    func runRequest(_ id: Int64) async throws {
+        _ = try await PrivacyRequestSource().run(tick)
+        let job = try await jobID(forRequest: id)
+        let kind: String = try await db.pool.query("SELECT kind FROM nexjobs.jobs WHERE id = \(job)").first!.decode(0)
+        if kind == "gdpr_erase" {
+            try await runAsFakeWorker(GDPREraseHandler(), jobID: job, pool: db.pool)
+        } else {
+            try await runAsFakeWorker(GDPRExportHandler(), jobID: job, pool: db.pool)
+        }
+    }
+
+    func testErasingTheLastMemberDeletesTheOrganizationAndItsTokensAndExternalUserID() async throws {
+        let (org, user, connection) = try await tenant("solo")
+        let (_, _, otherConnection) = try await tenant("other")
+        try await db.pool.execute("UPDATE nexcomet.ad_connections SET external_user_id = 'ext-user-1'")
+        try await runRequest(try await request(org, user: user, kind: "erase"))
+        let r = try await db.pool.query(
+            """
+            SELECT o.deleted_at IS NOT NULL, c.access_token_ciphertext IS NULL AND c.refresh_token_ciphertext IS NULL,
+                   c.external_user_id IS NULL, c.status
+              FROM nexcomet.organizations o JOIN nexcomet.ad_connections c ON c.organization_id = o.id
+             WHERE c.id = \(connection)
+            """
+        ).first!
+        XCTAssertTrue(try r.decode(0) as Bool, "the organization without members is deleted")
+        XCTAssertTrue(try r.decode(1) as Bool, "its tokens are gone at once")
+        XCTAssertTrue(try r.decode(2) as Bool, "external_user_id is cleared")
+        XCTAssertEqual(try r.decode(3) as String, "disconnected")
+        let other = try await int(
+            """
+            SELECT (access_token_ciphertext IS NOT NULL AND external_user_id IS NOT NULL)::int
+              FROM nexcomet.ad_connections WHERE id = \(otherConnection)
+            """)
+        XCTAssertEqual(other, 1, "another organization is untouched")
+    }
+
+    func testErasingAnOrganizationKeepsAnotherOrganizationsLogsNamingItsUsers() async throws {
+        let (a, aUser, _) = try await tenant("a")
+        let (b, bUser, _) = try await tenant("b")
+        try await db.pool.execute(
+            """
+            INSERT INTO nexcomet.usage_logs (organization_id, user_id, event)
+            VALUES (\(a), \(aUser), 'own'), (NULL, \(aUser), 'no-org'), (\(b), \(aUser), 'visit-of-b'),
+                   (\(b), \(bUser), 'b-own')
+            """)
+        try await runRequest(try await request(a, kind: "erase"))
+        let left: [String] = try await db.pool.query(
+            "SELECT event || ':' || coalesce(user_id::text, 'unlinked') FROM nexcomet.usage_logs ORDER BY event"
+        ).map { try $0.decode(0) }
+        XCTAssertEqual(left, ["b-own:\(bUser)", "visit-of-b:unlinked"])
+        let history = try await db.pool.query(
+            "SELECT count(*)::int FROM nexcomet.privacy_audit WHERE action = 'request_status' AND details->>'to' = 'completed'"
+        ).first!.decode(0) as Int
+        XCTAssertEqual(history, 1, "the erased organization's request is audited as completed")
+    }
 }

@@ -37,6 +37,7 @@ public struct GDPREraseHandler: JobHandler {
                 let org = request.organizationID
                 if let user = request.userID {
                     try await PrivacyRequest.checkUser(user, belongsTo: org, on: c)
+                    try await lockOrganizationForErasure(org, on: c)
                     // The user's logs of this organization, and those that name no organization.
                     let logs = try await c.execute(
                         """
@@ -45,6 +46,27 @@ public struct GDPREraseHandler: JobHandler {
                         """)
                     let users = try await c.execute(
                         "DELETE FROM nexcomet.users WHERE id = \(user) AND organization_id = \(org)")
+                    // The platform identity of whoever authorized the organization's connections may be this
+                    // user's: no column records who did, so it goes from all of them (re-set at reconnection).
+                    try await c.execute(
+                        """
+                        UPDATE nexcomet.ad_connections SET external_user_id = NULL, updated_at = now()
+                         WHERE organization_id = \(org) AND external_user_id IS NOT NULL
+                        """)
+                    // The last member gone: the organization is deleted and its tokens go now (policy section 7).
+                    let members: Int = try await c.query(
+                        """
+                        SELECT count(*)::int FROM nexcomet.users WHERE organization_id = \(org) AND deleted_at IS NULL
+                        """
+                    ).first!.decode(0)
+                    if members == 0 {
+                        try await c.execute(
+                            """
+                            UPDATE nexcomet.organizations SET deleted_at = coalesce(deleted_at, now()), updated_at = now()
+                             WHERE id = \(org)
+                            """)
+                        try await c.query("SELECT nexcomet.wipe_tokens_of_deleted_organizations(1000000)")
+                    }
                     // Earlier exports of the organization or of the user hold copies of the user's data.
                     let exports = try await c.execute(
                         """

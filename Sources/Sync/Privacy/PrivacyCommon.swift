@@ -27,13 +27,36 @@ func audit(
         """)
 }
 
-/// Deletes an organization and everything it owns. Its users' usage logs go first: the foreign key from
-/// `usage_logs.user_id` only unlinks them (and a log row may carry no organization id).
+/// Takes the row locks an erasure of organization `id` needs, in one fixed order: the organization, then its
+/// connections by id, then their ad accounts by id. Sync jobs lock a connection and its organization before they
+/// write under them, so an erasure waits for a running sync rather than deadlocking with it (issue 12, 40P01).
+func lockOrganizationForErasure(_ id: Int64, on c: PGConnection) async throws {
+    try await c.execute("SELECT 1 FROM nexcomet.organizations WHERE id = \(id) FOR UPDATE")
+    try await c.execute(
+        "SELECT 1 FROM nexcomet.ad_connections WHERE organization_id = \(id) ORDER BY id FOR UPDATE")
+    try await c.execute(
+        """
+        SELECT 1 FROM nexcomet.ad_accounts a JOIN nexcomet.ad_connections x ON x.id = a.connection_id
+         WHERE x.organization_id = \(id) ORDER BY a.id FOR UPDATE OF a
+        """)
+}
+
+/// Deletes an organization and everything it owns, and nothing another organization owns: its users' usage logs
+/// of this organization (or of none) go; another organization's log rows that name one of its users stay, with
+/// the user unlinked. Locks in the fixed erasure order first.
 func deleteOrganization(_ id: Int64, on c: PGConnection) async throws {
+    try await lockOrganizationForErasure(id, on: c)
     try await c.execute(
         """
         DELETE FROM nexcomet.usage_logs
-         WHERE user_id IN (SELECT u.id FROM nexcomet.users u WHERE u.organization_id = \(id))
+         WHERE (organization_id = \(id) OR organization_id IS NULL)
+           AND user_id IN (SELECT u.id FROM nexcomet.users u WHERE u.organization_id = \(id))
+        """)
+    try await c.execute(
+        """
+        UPDATE nexcomet.usage_logs SET user_id = NULL
+         WHERE organization_id <> \(id)
+           AND user_id IN (SELECT u.id FROM nexcomet.users u WHERE u.organization_id = \(id))
         """)
     try await c.execute("DELETE FROM nexcomet.organizations WHERE id = \(id)")
 }
