@@ -1,6 +1,7 @@
 import Foundation
 import Postgres
 import Runtime
+import Sync
 
 extension SchedulerOptions {
     /// Nexcomet's scheduler: the engine's cron schedules, then connection syncs, token refreshes and privacy
@@ -77,10 +78,14 @@ public struct TokenRefreshSource: DueWorkSource {
     }
 }
 
-/// Hands pending privacy requests (`nexcomet.privacy_requests`, written by the Nexcomet app) to the privacy jobs:
-/// `export` becomes a `gdpr_export` job and `erase` a `gdpr_erase` job (unique key `privacy_request:<id>`, 5
-/// attempts), the request moving to `running`; `restrict` is applied at once (the organization's
-/// `processing_restricted`, which stops its scheduling) and completed, with an audit row.
+/// Privacy duties of every tick (policy sections 7-9; Sources/Sync/Privacy/RequestLifecycle.swift):
+/// - wipes the sealed tokens of soft-deleted organizations (`nexcomet.wipe_tokens_of_deleted_organizations`), so
+///   they are gone within one tick of the deletion, whoever deleted;
+/// - applies pending `restrict`, `object` and `lift_restriction` requests (the organization's
+///   `processing_restricted`);
+/// - hands pending `export` and `erase` requests to `gdpr_export` / `gdpr_erase` jobs (unique key
+///   `privacy_request:<id>`, 5 attempts), the request moving to `running`;
+/// - ends `failed` the running requests whose job is no longer live, with the job's last error.
 public struct PrivacyRequestSource: DueWorkSource {
     public var name: String { "privacy_requests" }
     public var interval: Duration = .seconds(10)
@@ -92,40 +97,19 @@ public struct PrivacyRequestSource: DueWorkSource {
     public init() {}
 
     public func run(_ context: DueWorkContext) async throws -> Int {
-        try await context.pool.withTransaction { c in
-            let restricted = try await c.execute(
-                """
-                WITH r AS (
-                  UPDATE nexcomet.privacy_requests
-                     SET status = 'completed', started_at = now(), completed_at = now(),
-                         result = '{"restricted": true}'
-                   WHERE kind = 'restrict' AND status = 'pending'
-                  RETURNING id, organization_id
-                ), o AS (
-                  UPDATE nexcomet.organizations SET processing_restricted = true, updated_at = now()
-                   WHERE id IN (SELECT organization_id FROM r)
-                  RETURNING id
-                )
-                INSERT INTO nexcomet.privacy_audit (action, request_id, organization_id)
-                SELECT 'restrict', r.id, r.organization_id FROM r, (SELECT count(*) FROM o) touched
-                """)
-            let enqueued: Int = try await c.query(
-                """
-                WITH p AS (
-                  UPDATE nexcomet.privacy_requests SET status = 'running', started_at = now()
-                   WHERE id = ANY(ARRAY(
-                     SELECT id FROM nexcomet.privacy_requests
-                      WHERE status = 'pending' AND kind IN ('export', 'erase')
-                      ORDER BY requested_at LIMIT \(batchSize) FOR UPDATE SKIP LOCKED))
-                  RETURNING id, kind
-                )
-                SELECT count(*)::int FROM p, LATERAL nexjobs.enqueue_ex(
-                    CASE p.kind WHEN 'export' THEN 'gdpr_export' ELSE 'gdpr_erase' END,
-                    jsonb_build_object('request_id', p.id), \(queue), \(priority), NULL,
-                    'privacy_request:' || p.id, 5) e
-                """
-            ).first!.decode(0)
-            return restricted + enqueued
+        var total = 0
+        while context.isLeader() {
+            let n: Int = try await context.pool.query(
+                "SELECT nexcomet.wipe_tokens_of_deleted_organizations(\(batchSize))").first?.decode(0) ?? 0
+            total += n
+            if n < batchSize { break }
+        }
+        total += try await PrivacyRequests.applyRestrictions(pool: context.pool, batchSize: batchSize)
+        return try await context.pool.withTransaction { c in
+            let orphans = try await PrivacyRequests.failOrphans(on: c)
+            let enqueued = try await PrivacyRequests.enqueuePending(
+                on: c, batchSize: batchSize, queue: queue, priority: priority)
+            return total + orphans + enqueued
         }
     }
 }

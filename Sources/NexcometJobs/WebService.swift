@@ -118,6 +118,7 @@ public struct WebService: Sendable {
                 let n: Int64 = try r.decode(2)
                 out += "nexjobs_ad_connections{platform=\"\(label(platform))\",status=\"\(label(status))\"} \(n)\n"
             }
+            out += try await PrivacyDeadlines.load(on: pool).prometheusText  // privacy request deadlines
             return .text(out, contentType: "text/plain; version=0.0.4; charset=utf-8")
         } catch {
             logger.warning("metrics failed", ("error", "\(error)"))

@@ -250,7 +250,8 @@ func statsCommand(_ args: [String]) async throws -> Int32 {
             Usage: nexjobs stats [--json]
 
             Jobs by queue and state, the oldest due job's age, completions in the last 1 and 5 minutes, live workers
-            and the scheduler leader. SQL: SELECT * FROM nexjobs.stats;
+            and the scheduler leader, and open privacy requests against their 30-day deadline.
+            SQL: SELECT * FROM nexjobs.stats;
             """)
         return Exit.ok
     }
@@ -259,6 +260,7 @@ func statsCommand(_ args: [String]) async throws -> Int32 {
     let workers: Int = try await pool.query(
         "SELECT count(*)::int FROM nexjobs.workers WHERE lease_until > now()").first!.decode(0)
     let leader = try await currentLeader(pool)
+    let privacy = try await privacyStats(pool)
     await pool.close()
     if a.flag("json") {
         let queues = stats.map { s in
@@ -272,7 +274,8 @@ func statsCommand(_ args: [String]) async throws -> Int32 {
             ])
         }
         print(JSONOut.object([("queues", .array(queues)), ("live_workers", .int(Int64(workers))),
-                              ("scheduler_leader", leader.map { .string($0) } ?? .null)]).text)
+                              ("scheduler_leader", leader.map { .string($0) } ?? .null),
+                              ("privacy_requests", privacy.json)]).text)
     } else {
         print(pad("QUEUE", 14) + pad("AVAIL", 8) + pad("RUNNING", 8) + pad("RETRY", 8) + pad("DONE", 10) + pad("FAILED", 8)
               + pad("CANCEL", 8) + pad("OLDEST", 10) + "DONE/MIN")
@@ -284,6 +287,7 @@ func statsCommand(_ args: [String]) async throws -> Int32 {
         }
         print("live workers: \(workers)")
         print("scheduler leader: \(leader ?? "none")")
+        print(privacy.text)
     }
     return Exit.ok
 }

@@ -21,6 +21,7 @@ let topHelp = """
       orgs         add an organization
       connections  add (tokens on stdin) | list ad-platform connections
       keys         rotate: re-encrypt stored tokens under the active key
+      privacy      list | show | retry | request GDPR requests (30-day deadlines)
 
     Environment:
       DATABASE_URL         libpq URI or conninfo (TLS options such as sslmode pass through)
@@ -56,6 +57,7 @@ if argv.isEmpty || argv[0] == "--help" || argv[0] == "-h" || argv[0] == "help" {
         case "orgs": code = try await orgsCommand(rest)
         case "connections": code = try await connectionsCommand(rest)
         case "keys": code = try await keysCommand(rest)
+        case "privacy": code = try await privacyCommand(rest)
         default: throw UsageError("unknown command '\(argv[0])'")
         }
     } catch let e as UsageError {

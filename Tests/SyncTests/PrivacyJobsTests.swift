@@ -329,13 +329,19 @@ final class PrivacyJobsTests: XCTestCase {
         let oldExport = try await count(
             "SELECT count(*)::int FROM nexcomet.privacy_requests WHERE id = \(orgExport) AND result IS NULL")
         XCTAssertEqual(oldExport, 1, "an earlier export holding the erased user's data is dropped")
-        // Bob's pending export is still about bob (not the whole organization) after his row is gone.
-        try await enqueueAndRun(GDPRExportHandler(), args: #"{"request_id": \#(bobExport)}"#, pool: db.pool)
-        let bobResult: String = try await db.pool.query(
-            "SELECT result::text FROM nexcomet.privacy_requests WHERE id = \(bobExport)"
-        ).first!.decode(0)
-        XCTAssertFalse(bobResult.contains("carol@example.com"), bobResult)
-        XCTAssertTrue(bobResult.contains(#""subject": "user""#), bobResult)
+        // Bob's pending export is still about bob (never the whole organization) after his row is gone: it is
+        // refused, and the request ends failed saying why (issue 12: the subject no longer exists).
+        do {
+            try await enqueueAndRun(GDPRExportHandler(), args: #"{"request_id": \#(bobExport)}"#, pool: db.pool)
+            XCTFail("the export of an erased user is refused")
+        } catch let e as JobDiscard {
+            XCTAssertTrue(e.message.contains("no longer exists"), e.message)
+        }
+        let bob = try await db.pool.query(
+            "SELECT status, result IS NULL, error FROM nexcomet.privacy_requests WHERE id = \(bobExport)").first!
+        XCTAssertEqual(try bob.decode(0) as String, "failed")
+        XCTAssertTrue(try bob.decode(1) as Bool, "no export of the organization in its place")
+        XCTAssertTrue((try bob.decode(2) as String?)?.contains("no longer exists") == true)
         _ = colleague
 
         let orgRequest: Int64 = try await db.pool.query(
