@@ -8,8 +8,9 @@ public struct DueWorkContext: Sendable {
     public var logger: Logger
     /// This scheduler's holder id (recorded with fires, useful in logs).
     public var holder: String
-    /// Whether this process still leads. Sources doing several statements check it between them, so a leader
-    /// that lost its term stops within one statement.
+    /// Whether this process still leads and may go on (the scheduler also turns it false on shutdown and once
+    /// the tick's time budget is spent). Sources doing several statements check it between them, so they stop
+    /// within one statement.
     public var isLeader: @Sendable () -> Bool
 }
 
@@ -51,7 +52,7 @@ public struct ConnectionSyncSource: DueWorkSource {
             ).first
             let due: Int = try row?.decode(0) ?? 0
             total += try row?.decode(1) ?? 0
-            if due < batchSize { break }
+            if due < batchSize || batchSize < 1 { break }  // a batch size below 1 must not spin
         }
         return total
     }
@@ -86,7 +87,7 @@ public struct TokenRefreshSource: DueWorkSource {
                     """
                 ).first?.decode(0) ?? 0
             total += n
-            if n < batchSize { break }
+            if n < batchSize || batchSize < 1 { break }  // a batch size below 1 must not spin
         }
         return total
     }
