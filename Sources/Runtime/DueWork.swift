@@ -12,6 +12,13 @@ public struct DueWorkContext: Sendable {
     /// the tick's time budget is spent). Sources doing several statements check it between them, so they stop
     /// within one statement.
     public var isLeader: @Sendable () -> Bool
+
+    public init(pool: PGPool, logger: Logger, holder: String, isLeader: @escaping @Sendable () -> Bool) {
+        self.pool = pool
+        self.logger = logger
+        self.holder = holder
+        self.isLeader = isLeader
+    }
 }
 
 /// One kind of due work the scheduler leader enqueues each tick: the plug-in point for new kinds.
