@@ -282,12 +282,14 @@ final class SchedulerIsolationTests: XCTestCase {
             ], databaseURL: db.url, environment: ["NEXJOBS_LOG_LEVEL": "info"])
         try p.start()
         defer { p.signal(SIGKILL) }
-        let reported = try await waitUntil(timeout: .seconds(20)) {
-            try await self.state(db, "maintenance.rescue").lastError != nil
+        func rescueError() async throws -> String? {
+            try await db.pool.query("SELECT last_error FROM nexjobs.schedules WHERE name = 'maintenance.rescue'")
+                .first!.decode(0, as: String?.self)
         }
+        let reported = try await waitUntil(timeout: .seconds(20)) { try await rescueError() != nil }
         XCTAssertTrue(reported, "the bad rescue schedule gets a last_error:\n\(p.text)")
-        let rescue = try await state(db, "maintenance.rescue")
-        XCTAssertTrue(rescue.lastError?.contains("batch_size 0 is out of range") ?? false, "\(rescue)")
+        let rescue = try await rescueError()
+        XCTAssertTrue(rescue?.contains("batch_size 0 is out of range") ?? false, rescue ?? "-")
 
         // Other schedules keep firing, at a bounded transaction rate (the wedge ran about 2000/s).
         func commits() async throws -> Int {
@@ -306,6 +308,7 @@ final class SchedulerIsolationTests: XCTestCase {
         let window = (ContinuousClock.now - t0).components
         let seconds = Double(window.seconds) + Double(window.attoseconds) / 1e18
         let rate = Double(x1 - x0) / seconds
+        print(String(format: "transactions/s with the bad rescue schedule in place: %.0f", rate))
         XCTAssertLessThan(rate, 400, "transactions per second while the bad schedule is in place")
         let rescueFires = try await fireCount(db, "maintenance.rescue")
         XCTAssertEqual(rescueFires, 0, "a refused maintenance fire records nothing")
