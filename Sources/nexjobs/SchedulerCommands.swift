@@ -21,7 +21,9 @@ func schedulerCommand(_ args: [String]) async throws -> Int32 {
             see `nexjobs schedules`), enqueues sync_connection for due connections, refresh_token for tokens
             near expiry, and gdpr_export / gdpr_erase for pending privacy requests (restrict requests are applied
             at once). Standbys take over within about term + standby retry after the leader dies.
-            SIGTERM/SIGINT: finish the current tick, release leadership, exit 0.
+            A schedule that cannot be computed or fired is skipped with last_error and retried with backoff
+            (see `nexjobs schedules list`); a leader whose ticks keep failing or hang steps down for one term.
+            SIGTERM/SIGINT: finish the current tick (waiting at most 10 s), release leadership, exit 0.
 
               --tick DURATION            how often the leader looks for due work (default: 1s)
               --term DURATION            leadership term (default: 10s)
