@@ -37,6 +37,7 @@ public struct LeaderElectionOptions: Sendable {
 /// anyone takes an expired term. Leadership is local knowledge with a deadline: `isLeader` is true only until
 /// `term - safetyMargin` after the last successful extension was sent, so a leader cut off from the database
 /// stops acting before a standby can take over. `run()` loops until cancelled, then releases the term.
+/// `stepDown(for:)` releases at once and stays out of the election for a while (a leader that cannot progress).
 public final class LeaderElection: Sendable {
     public let holder: String
     public let options: LeaderElectionOptions
