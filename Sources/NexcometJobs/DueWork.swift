@@ -37,7 +37,7 @@ public struct ConnectionSyncSource: DueWorkSource {
             ).first
             let due: Int = try row?.decode(0) ?? 0
             total += try row?.decode(1) ?? 0
-            if due < batchSize { break }
+            if due < batchSize || batchSize < 1 { break }  // a batch size below 1 must not spin
         }
         return total
     }
@@ -72,7 +72,7 @@ public struct TokenRefreshSource: DueWorkSource {
                     """
                 ).first?.decode(0) ?? 0
             total += n
-            if n < batchSize { break }
+            if n < batchSize || batchSize < 1 { break }  // a batch size below 1 must not spin
         }
         return total
     }
@@ -102,7 +102,7 @@ public struct PrivacyRequestSource: DueWorkSource {
             let n: Int = try await context.pool.query(
                 "SELECT nexcomet.wipe_tokens_of_deleted_organizations(\(batchSize))").first?.decode(0) ?? 0
             total += n
-            if n < batchSize { break }
+            if n < batchSize || batchSize < 1 { break }  // a batch size below 1 must not spin
         }
         total += try await PrivacyRequests.applyRestrictions(pool: context.pool, batchSize: batchSize)
         return try await context.pool.withTransaction { c in

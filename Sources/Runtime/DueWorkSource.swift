@@ -8,9 +8,17 @@ public struct DueWorkContext: Sendable {
     public var logger: Logger
     /// This scheduler's holder id (recorded with fires, useful in logs).
     public var holder: String
-    /// Whether this process still leads. Sources doing several statements check it between them, so a leader
-    /// that lost its term stops within one statement.
+    /// Whether this process still leads and may go on (the scheduler also turns it false on shutdown and once
+    /// the tick's time budget is spent). Sources doing several statements check it between them, so they stop
+    /// within one statement.
     public var isLeader: @Sendable () -> Bool
+
+    public init(pool: PGPool, logger: Logger, holder: String, isLeader: @escaping @Sendable () -> Bool) {
+        self.pool = pool
+        self.logger = logger
+        self.holder = holder
+        self.isLeader = isLeader
+    }
 }
 
 /// One kind of due work the scheduler leader enqueues each tick: the plug-in point for new kinds.

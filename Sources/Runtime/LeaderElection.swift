@@ -37,6 +37,7 @@ public struct LeaderElectionOptions: Sendable {
 /// anyone takes an expired term. Leadership is local knowledge with a deadline: `isLeader` is true only until
 /// `term - safetyMargin` after the last successful extension was sent, so a leader cut off from the database
 /// stops acting before a standby can take over. `run()` loops until cancelled, then releases the term.
+/// `stepDown(for:)` releases at once and stays out of the election for a while (a leader that cannot progress).
 public final class LeaderElection: Sendable {
     public let holder: String
     public let options: LeaderElectionOptions
@@ -44,6 +45,8 @@ public final class LeaderElection: Sendable {
     private let logger: Logger
     private let deadline = Mutex<ContinuousClock.Instant?>(nil)
     private let transitions = Mutex<Int>(0)
+    /// Until when this process stays out of the election after `stepDown(for:)`.
+    private let pausedUntil = Mutex<ContinuousClock.Instant?>(nil)
 
     /// - Parameters:
     ///   - holder: this process's unique id, stored in `nexjobs.leader.holder` (shown by `nexjobs stats`).
@@ -69,9 +72,28 @@ public final class LeaderElection: Sendable {
     /// Number of times this process became leader.
     public var timesElected: Int { transitions.withLock { $0 } }
 
+    /// Whether this process is standing down after `stepDown(for:)` (it neither leads nor campaigns).
+    public var isStandingDown: Bool {
+        pausedUntil.withLock { p in
+            guard let until = p else { return false }
+            if ContinuousClock.now < until { return true }
+            p = nil
+            return false
+        }
+    }
+
+    /// Gives leadership up at once and stays out of the election for `pause`, so a standby takes over: what a
+    /// leader that cannot make progress does. Afterwards it campaigns again like any standby.
+    public func stepDown(for pause: Duration) async {
+        pausedUntil.withLock { $0 = ContinuousClock.now + pause }
+        logger.warning("stepping down", ("pause", "\(pause)"))
+        await release()
+    }
+
     /// One acquire-or-extend attempt; returns whether this process leads afterwards.
     @discardableResult
     public func attempt() async -> Bool {
+        if isStandingDown { return false }
         let wasLeader = isLeader
         let sent = ContinuousClock.now
         do {
@@ -79,6 +101,12 @@ public final class LeaderElection: Sendable {
             let rows = try await pool.query(
                 "SELECT nexjobs.leader_acquire(\(options.role), \(holder), \(termText)::interval) IS NOT NULL")
             let won: Bool = try rows.first?.decode(0) ?? false
+            if won && isStandingDown {
+                // `stepDown` ran while this attempt was in flight and may have released before it extended the
+                // term: give the term up again.
+                await release(force: true)
+                return false
+            }
             if won {
                 deadline.withLock { $0 = sent + options.term - options.safetyMargin }
                 if !wasLeader {
@@ -103,6 +131,11 @@ public final class LeaderElection: Sendable {
     public func run() async {
         var lastLeading = false
         while !Task.isCancelled {
+            if isStandingDown {
+                lastLeading = false
+                try? await Task.sleep(for: options.standbyRetry)
+                continue
+            }
             let leading = await attempt()
             if lastLeading && !leading && !isLeader { logger.warning("stopped acting as leader") }
             lastLeading = leading
@@ -118,12 +151,16 @@ public final class LeaderElection: Sendable {
 
     /// Gives the term up at once (term_until = now()) so a standby takes over on its next attempt.
     public func release() async {
+        await release(force: false)
+    }
+
+    private func release(force: Bool) async {
         let held = deadline.withLock { d -> Bool in
             let h = d != nil
             d = nil
             return h
         }
-        guard held else { return }
+        guard held || force else { return }
         // A fresh task: the caller is usually being cancelled, and the release must still reach the database.
         let (pool, role, holder) = (pool, options.role, holder)
         let outcome = await Task { () -> Error? in

@@ -3,7 +3,7 @@ import Foundation
 
 /// When a schedule fires: a 5-field cron expression read in an IANA time zone, or a fixed `@every` interval.
 ///
-/// `@every <duration>` (e.g. `@every 30s`, `@every 5m`, `@every 1h30m`; at least one second, whole seconds)
+/// `@every <duration>` (e.g. `@every 30s`, `@every 5m`, `@every 1h30m`; whole seconds, from 1 s to 3650 days)
 /// fires at the multiples of the interval since the Unix epoch, so every scheduler process computes the same
 /// fire times without shared state, and the time zone does not matter. Everything else is a cron expression
 /// (see `CronExpression`).
@@ -18,12 +18,7 @@ public enum ScheduleSpec: Sendable, Hashable, CustomStringConvertible {
         let t = text.trimmingCharacters(in: .whitespaces)
         if t.lowercased().hasPrefix("@every") {
             let rest = t.dropFirst("@every".count).trimmingCharacters(in: .whitespaces)
-            guard let d = parseDuration(rest), d.components.attoseconds == 0, d >= .seconds(1) else {
-                throw ScheduleSpecError(
-                    message: "'\(t)': @every needs a whole number of seconds, at least 1s "
-                        + "(e.g. @every 30s, @every 5m)")
-            }
-            self = .every(seconds: d.components.seconds)
+            self = .every(seconds: try Self.everySeconds(rest, text: t))
             return
         }
         guard let zone = TimeZone(identifier: timeZone) else {
@@ -31,31 +26,64 @@ public enum ScheduleSpec: Sendable, Hashable, CustomStringConvertible {
         }
         do {
             self = .cron(try CronExpression(t), zone)
-        } catch let e as CronExpressionError {
-            throw ScheduleSpecError(message: "bad cron expression '\(t)': \(e)")
+        } catch {
+            throw ScheduleSpecError(message: "bad cron expression '\(t)': \(error)")
         }
     }
 
-    /// The last fire time at or before `date`.
+    /// Longest `@every` interval: 3650 days (about ten years).
+    public static let maxEverySeconds: Int64 = 3650 * 86_400
+
+    /// No fire time is computed past this instant (9999-12-31T00:00:00Z, well inside what PostgreSQL's
+    /// `timestamptz` and `Date` represent); a schedule whose next fire would be later has none.
+    public static let latestFireTime = Date(timeIntervalSince1970: 253_402_214_400)
+
+    /// Checks the text of an `@every` interval before parsing it: only digits, `.` and unit letters, at most 11
+    /// digits in all, so no value can overflow while it is converted; then 1 s ... `maxEverySeconds`, whole seconds.
+    static func everySeconds(_ rest: String, text t: String) throws -> Int64 {
+        let usage = "'\(t)': @every needs a whole number of seconds from 1s to 3650d (e.g. @every 30s, @every 5m)"
+        let lower = rest.lowercased()
+        let shaped =
+            lower.range(of: #"^([0-9.]+[a-z]+)+$"#, options: .regularExpression) != nil
+            || lower.range(of: #"^[0-9]+$"#, options: .regularExpression) != nil
+        guard shaped, lower.filter({ $0.isASCII && $0.isNumber }).count <= 11, let d = parseDuration(lower),
+            d.components.attoseconds == 0, d >= .seconds(1), d <= .seconds(maxEverySeconds)
+        else {
+            throw ScheduleSpecError(message: usage)
+        }
+        return d.components.seconds
+    }
+
+    /// The last fire time at or before `date`; nil when it cannot be represented (never traps).
     public func latestFire(atOrBefore date: Date) -> Date? {
         switch self {
         case .cron(let expression, let zone):
             return expression.latestFire(atOrBefore: date, in: zone)
         case .every(let seconds):
-            let t = Int64(date.timeIntervalSince1970.rounded(.down))
-            let floored = t >= 0 ? t / seconds * seconds : -((-t + seconds - 1) / seconds) * seconds
+            let raw = date.timeIntervalSince1970.rounded(.down)
+            // Dates far outside the supported range (and NaN/infinity) have no fire time.
+            guard seconds > 0, raw.isFinite, abs(raw) <= 1e15, let t = Int64(exactly: raw) else { return nil }
+            // Floor division (toward negative infinity); no intermediate value can overflow for |t| <= 1e15.
+            var q = t / seconds
+            if t % seconds != 0 && t < 0 { q -= 1 }
+            let (floored, overflow) = q.multipliedReportingOverflow(by: seconds)
+            guard !overflow else { return nil }
             return Date(timeIntervalSince1970: Double(floored))
         }
     }
 
-    /// The first fire time strictly after `date`.
+    /// The first fire time strictly after `date`; nil when there is none up to `latestFireTime` (never traps).
     public func next(after date: Date) -> Date? {
         switch self {
         case .cron(let expression, let zone):
-            return expression.next(after: date, in: zone)
+            guard let next = expression.next(after: date, in: zone), next <= Self.latestFireTime else { return nil }
+            return next
         case .every(let seconds):
             guard let latest = latestFire(atOrBefore: date) else { return nil }
-            return latest.addingTimeInterval(Double(seconds))
+            let (t, overflow) = Int64(latest.timeIntervalSince1970).addingReportingOverflow(seconds)
+            guard !overflow else { return nil }
+            let next = Date(timeIntervalSince1970: Double(t))
+            return next <= Self.latestFireTime ? next : nil
         }
     }
 

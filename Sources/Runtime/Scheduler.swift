@@ -9,6 +9,18 @@ public struct SchedulerOptions: Sendable {
     public var election = LeaderElectionOptions()
     /// How often the leader looks for due work; default 1 s.
     public var tick: Duration = .seconds(1)
+    /// Most time one tick's sources keep working: loops stop between statements once it is spent and go on at the
+    /// next tick. Default 5 s.
+    public var tickBudget: Duration = .seconds(5)
+    /// A leader whose ticks made no progress (every source that ran failed) this many times in a row steps down
+    /// for one term so a standby can take over. Default 5.
+    public var maxFailedTicks: Int = 5
+    /// A leader whose tick has been running this long (a statement that hangs) steps down for one term. Default:
+    /// the election term.
+    public var stuckTick: Duration? = nil
+    /// On shutdown, how long `run()` waits for the tick in progress before it releases leadership and returns
+    /// anyway. Default 10 s (systemd's TimeoutStopSec for the scheduler is 20 s).
+    public var shutdownGrace: Duration = .seconds(10)
     /// The due-work sources, run in order each tick on the leader. The engine's default is the cron schedules
     /// (including the `nexjobs.rescue` / `nexjobs.prune` maintenance schedules); an application appends its own
     /// kinds (the application module's connection syncs, token refreshes and privacy requests).
@@ -17,12 +29,27 @@ public struct SchedulerOptions: Sendable {
     public init() {}
 
     public init(sources: [any DueWorkSource]) { self.sources = sources }
+
+    /// Checks the durations (the election's included).
+    public func validate() throws {
+        try election.validate()
+        guard tick > .zero, tickBudget > .zero, maxFailedTicks >= 1, shutdownGrace >= .zero,
+            (stuckTick ?? election.term) > .zero
+        else {
+            throw ScheduleSpecError(
+                message: "scheduler tick, tick budget, stuck-tick limit and failed-tick count must be positive")
+        }
+    }
 }
 
 /// The scheduler process: campaigns for leadership and, while leading, runs each due-work source every tick.
 ///
-/// Any number may run; only the leader acts. `shutdown()` (SIGTERM/SIGINT) stops the tick loop, waits for the
-/// tick in progress, then releases leadership so a standby takes over at its next attempt; `run()` returns.
+/// Any number may run; only the leader acts. Each tick is bounded: sources see `isLeader()` turn false when
+/// leadership is lost, on shutdown, or once `tickBudget` is spent, and stop between statements. A leader that
+/// cannot make progress -- `maxFailedTicks` ticks in a row where every source failed, or one tick running longer
+/// than `stuckTick` -- steps down for one term (`LeaderElection.stepDown`) so a standby takes over.
+/// `shutdown()` (SIGTERM/SIGINT) stops the tick loop, waits for the tick in progress (at most `shutdownGrace`),
+/// then releases leadership so a standby takes over at its next attempt; `run()` returns.
 public final class Scheduler: Sendable {
     public let election: LeaderElection
     public let options: SchedulerOptions
@@ -31,6 +58,9 @@ public final class Scheduler: Sendable {
     private let stopped = Mutex(false)
     private let wake = WakeSignal()
     private let tickCount = Atomic<Int>(0)
+    private let stepDowns = Atomic<Int>(0)
+    /// When the tick in progress started (nil between ticks), for the stuck-tick watchdog.
+    private let tickStarted = Mutex<ContinuousClock.Instant?>(nil)
 
     /// - Parameters:
     ///   - holder: this process's id in `nexjobs.leader` (default: host:pid:random).
@@ -53,6 +83,9 @@ public final class Scheduler: Sendable {
     /// Ticks completed while leading.
     public var ticks: Int { tickCount.load(ordering: .relaxed) }
 
+    /// Times this scheduler stepped down because it could not make progress.
+    public var timesSteppedDown: Int { stepDowns.load(ordering: .relaxed) }
+
     /// Asks `run()` to stop (idempotent, callable from a signal handler's queue).
     public func shutdown() {
         stopped.withLock { $0 = true }
@@ -63,13 +96,14 @@ public final class Scheduler: Sendable {
 
     /// Runs until `shutdown()` or cancellation, then releases leadership.
     public func run() async throws {
-        try options.election.validate()
+        try options.validate()
         logger.info(
             "scheduler starting", ("holder", election.holder), ("tick", "\(options.tick)"),
             ("term", "\(options.election.term)"))
         let election = self.election
         let electionTask = Task { await election.run() }
         let tickTask = Task { await self.tickLoop() }
+        let watchdogTask = Task { await self.watchdog() }
         await withTaskCancellationHandler {
             while !isStopped && !Task.isCancelled {
                 await wake.wait(timeout: .seconds(60))
@@ -78,24 +112,75 @@ public final class Scheduler: Sendable {
             self.shutdown()
         }
         tickTask.cancel()
-        await tickTask.value
+        if !(await Self.finishes(tickTask, within: options.shutdownGrace)) {
+            // A statement that does not return must not keep leadership past the grace period.
+            logger.warning("the tick in progress did not finish within the shutdown grace; leaving it")
+        }
+        watchdogTask.cancel()
+        await watchdogTask.value
         electionTask.cancel()
         await electionTask.value
         logger.info("scheduler stopped")
     }
 
+    /// Waits for `task` at most `limit`; returns whether it finished. The task is left running otherwise.
+    static func finishes(_ task: Task<Void, Never>, within limit: Duration) async -> Bool {
+        let once = ResumeOnce()
+        return await withCheckedContinuation { (cont: CheckedContinuation<Bool, Never>) in
+            once.set(cont)
+            Task {
+                await task.value
+                once.resume(true)
+            }
+            Task {
+                try? await Task.sleep(for: limit)
+                once.resume(false)
+            }
+        }
+    }
+
+    private var stuckLimit: Duration { options.stuckTick ?? options.election.term }
+
+    /// Steps down when one tick runs longer than `stuckTick`, once per stuck tick.
+    private func watchdog() async {
+        var steppedDownFor: ContinuousClock.Instant? = nil
+        let every = min(options.election.renewInterval, .seconds(1))
+        while !Task.isCancelled && !isStopped {
+            try? await Task.sleep(for: every)
+            guard let started = tickStarted.withLock({ $0 }), started != steppedDownFor else { continue }
+            if ContinuousClock.now - started > stuckLimit && election.isLeader {
+                steppedDownFor = started
+                logger.error(
+                    "tick stuck; stepping down so a standby takes over",
+                    ("running_for", "\(ContinuousClock.now - started)"))
+                stepDowns.add(1, ordering: .relaxed)
+                await election.stepDown(for: options.election.term)
+            }
+        }
+    }
+
     private func tickLoop() async {
         var lastRun: [Int: ContinuousClock.Instant] = [:]
-        let context = DueWorkContext(
-            pool: pool, logger: logger, holder: election.holder,
-            isLeader: { [election] in election.isLeader })
+        var failedTicks = 0
+        let election = self.election
         while !Task.isCancelled && !isStopped {
             let started = ContinuousClock.now
             if election.isLeader {
+                tickStarted.withLock { $0 = started }
+                let budgetEnd = started + options.tickBudget
+                // Sources stop between statements when leadership is lost, on shutdown, or past the budget.
+                let context = DueWorkContext(
+                    pool: pool, logger: logger, holder: election.holder,
+                    isLeader: { [self] in
+                        election.isLeader && !isStopped && !Task.isCancelled && ContinuousClock.now < budgetEnd
+                    })
+                var ran = 0
+                var failed = 0
                 for (index, source) in options.sources.enumerated() {
-                    guard election.isLeader, !Task.isCancelled, !isStopped else { break }
+                    guard context.isLeader() else { break }
                     if let last = lastRun[index], started - last < source.interval { continue }
                     lastRun[index] = started
+                    ran += 1
                     let t0 = ContinuousClock.now
                     do {
                         let n = try await source.run(context)
@@ -106,10 +191,20 @@ public final class Scheduler: Sendable {
                                 ("elapsed", "\(elapsed)"))
                         }
                     } catch {
+                        failed += 1
                         logger.error("due work failed", ("source", source.name), ("error", "\(error)"))
                     }
                 }
+                tickStarted.withLock { $0 = nil }
                 tickCount.add(1, ordering: .relaxed)
+                failedTicks = ran > 0 && failed == ran ? failedTicks + 1 : 0
+                if failedTicks >= options.maxFailedTicks && !isStopped {
+                    logger.error(
+                        "no progress; stepping down so a standby takes over", ("failed_ticks", String(failedTicks)))
+                    failedTicks = 0
+                    stepDowns.add(1, ordering: .relaxed)
+                    await election.stepDown(for: options.election.term)
+                }
             }
             let next = started + options.tick
             let now = ContinuousClock.now
@@ -126,5 +221,20 @@ public final class Scheduler: Sendable {
             result[source.name, default: 0] += try await source.run(context)
         }
         return result
+    }
+}
+
+/// A continuation resumed by whichever of several tasks comes first.
+private final class ResumeOnce: Sendable {
+    private let cont = Mutex<CheckedContinuation<Bool, Never>?>(nil)
+
+    func set(_ c: CheckedContinuation<Bool, Never>) { cont.withLock { $0 = c } }
+
+    func resume(_ value: Bool) {
+        let c = cont.withLock { c -> CheckedContinuation<Bool, Never>? in
+            defer { c = nil }
+            return c
+        }
+        c?.resume(returning: value)
     }
 }

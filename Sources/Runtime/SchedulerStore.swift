@@ -17,7 +17,12 @@ public struct Schedule: Sendable, Equatable {
     public var enabled: Bool = true
     public var lastFireAt: Date? = nil
     public var nextFireAt: Date? = nil
+    /// Why the last attempt to compute or fire it failed; cleared when it fires again.
     public var lastError: String? = nil
+    /// Consecutive failed attempts (0 after a successful fire).
+    public var failures: Int = 0
+    /// While failing: the scheduler tries it again no earlier than this (the backoff grows with `failures`).
+    public var retryAt: Date? = nil
 
     public init(
         name: String, cron: String, timezone: String = "UTC", kind: String, args: String = "{}",
@@ -75,7 +80,7 @@ public struct ScheduleStore: Sendable {
         let rows = try await pool.query(
             """
             SELECT name, cron, timezone, kind, args::text, queue, priority, max_attempts, enabled, last_fire_at,
-                   next_fire_at, last_error
+                   next_fire_at, last_error, failures, retry_at
               FROM nexjobs.schedules ORDER BY name
             """)
         return try rows.map { r in
@@ -87,6 +92,8 @@ public struct ScheduleStore: Sendable {
             // 'infinity' marks a schedule that cannot fire; it shows as no next fire.
             s.nextFireAt = r.text(10) == "infinity" ? nil : try r.decode(10, as: Date?.self)
             s.lastError = try r.decode(11, as: String?.self)
+            s.failures = try r.decode(12)
+            s.retryAt = try r.decode(13, as: Date?.self)
             return s
         }
     }

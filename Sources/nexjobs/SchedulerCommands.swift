@@ -22,7 +22,9 @@ func schedulerCommand(_ args: [String]) async throws -> Int32 {
             see `nexjobs schedules`), enqueues sync_connection for due connections, refresh_token for tokens
             near expiry, and gdpr_export / gdpr_erase for pending privacy requests (restrict requests are applied
             at once). Standbys take over within about term + standby retry after the leader dies.
-            SIGTERM/SIGINT: finish the current tick, release leadership, exit 0.
+            A schedule that cannot be computed or fired is skipped with last_error and retried with backoff
+            (see `nexjobs schedules list`); a leader whose ticks keep failing or hang steps down for one term.
+            SIGTERM/SIGINT: finish the current tick (waiting at most 10 s), release leadership, exit 0.
 
               --tick DURATION            how often the leader looks for due work (default: 1s)
               --term DURATION            leadership term (default: 10s)
@@ -151,6 +153,8 @@ private func schedulesList(_ args: [String]) async throws -> Int32 {
             Usage: nexjobs schedules list [--json]
 
             Every schedule with its cron expression, time zone, kind, queue, state and last / next fire time.
+            A schedule that cannot be computed or fired shows its last error, the consecutive failures and when
+            it is retried (backoff: 10 s, doubling, at most 1 h); other schedules keep firing meanwhile.
             SQL: SELECT * FROM nexjobs.schedules ORDER BY name;
             """)
         return Exit.ok
@@ -170,6 +174,7 @@ private func schedulesList(_ args: [String]) async throws -> Int32 {
                         ("priority", .int(Int64(s.priority))), ("max_attempts", .int(Int64(s.maxAttempts))),
                         ("enabled", .bool(s.enabled)), ("last_fire_at", time(s.lastFireAt)),
                         ("next_fire_at", time(s.nextFireAt)), ("last_error", s.lastError.map { .string($0) } ?? .null),
+                        ("failures", .int(Int64(s.failures))), ("retry_at", time(s.retryAt)),
                     ])
                 }
             ).text)
@@ -178,7 +183,11 @@ private func schedulesList(_ args: [String]) async throws -> Int32 {
             pad("NAME", 22) + pad("CRON", 16) + pad("TIMEZONE", 16) + pad("KIND", 20) + pad("QUEUE", 12)
                 + pad("ENABLED", 8) + pad("LAST FIRE", 30) + "NEXT FIRE")
         for s in schedules {
-            let next = s.lastError.map { "error: \($0)" } ?? s.nextFireAt.map(PGTimestamp.format) ?? "-"
+            var next = s.nextFireAt.map(PGTimestamp.format) ?? "-"
+            if let error = s.lastError {
+                let retry = s.retryAt.map { ", retry at " + PGTimestamp.format($0) } ?? ""
+                next = "error (\(s.failures) failure\(s.failures == 1 ? "" : "s")\(retry)): \(error)"
+            }
             print(
                 pad(s.name, 22) + pad(s.cron, 16) + pad(s.timezone, 16) + pad(s.kind, 20) + pad(s.queue, 12)
                     + pad(s.enabled ? "yes" : "no", 8) + pad(s.lastFireAt.map(PGTimestamp.format) ?? "-", 30) + next)
