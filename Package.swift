@@ -19,7 +19,7 @@ let package = Package(
         .target(name: "HTTP"),
         .target(name: "Platforms", dependencies: ["Postgres"]),
         .target(name: "Sandbox", dependencies: ["HTTP"], exclude: ["README.md"]),
-        .target(name: "Privacy", dependencies: ["COpenSSL"], exclude: ["CIPHERTEXT.md"]),
+        .target(name: "Privacy", dependencies: ["COpenSSL", "Postgres", "Queue"], exclude: ["CIPHERTEXT.md"]),
         .target(name: "Sync", dependencies: ["Platforms", "Queue", "Privacy", "Postgres"]),
         // The engine: knows nothing of Nexcomet (docs/ARCHITECTURE.md; Tests/ArchitectureTests enforces it).
         .target(name: "Runtime", dependencies: ["Queue", "Cron", "Postgres", "Logs"]),
@@ -44,7 +44,7 @@ let package = Package(
         .testTarget(name: "PlatformsTests", dependencies: ["Platforms", "Sandbox", "HTTP", "PGTestSupport"]),
         .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "HTTP"]),
         .testTarget(name: "PrivacyTests", dependencies: ["Privacy", "PGTestSupport"]),
-        .testTarget(name: "SyncTests", dependencies: ["Sync", "Sandbox", "Runtime", "NexcometJobs", "PGTestSupport"]),
+        .testTarget(name: "SyncTests", dependencies: ["Sync", "Privacy", "Sandbox", "Runtime", "NexcometJobs", "PGTestSupport"]),
         .testTarget(name: "RuntimeTests", dependencies: ["Runtime", "NexcometJobs", "Queue", "HTTP", "PGTestSupport"]),
         .testTarget(name: "SchedulerTests", dependencies: ["Runtime", "NexcometJobs", "Queue", "Cron", "Postgres", "Logs", "PGTestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["PGTestSupport", "Postgres"]),

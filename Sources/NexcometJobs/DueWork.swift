@@ -1,5 +1,6 @@
 import Foundation
 import Postgres
+import Privacy
 import Runtime
 import Sync
 

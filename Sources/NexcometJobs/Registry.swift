@@ -1,6 +1,7 @@
 import Foundation
 import Logs
 import Platforms
+import Privacy
 import Queue
 import Runtime
 import Sync

@@ -146,7 +146,7 @@ public struct WebService: Sendable {
                 Array(given.utf8), Array(Self.signature(secret: secret, timestamp: stamp, body: request.body).utf8))
         else { return refuse(401, "missing or wrong X-Nexjobs-Signature") }
 
-        struct Body: Decodable { var connection_id: JobID }
+        struct Body: Decodable { var connection_id: RowID }
         let id = (try? JSONDecoder().decode(Body.self, from: Data(request.body)))?.connection_id.value
         guard let id, id > 0 else {
             return refuse(400, "body must be a JSON object with a positive integer connection_id, like {\"connection_id\": 42}")

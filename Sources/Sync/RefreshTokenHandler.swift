@@ -1,6 +1,7 @@
 import Foundation
 import Platforms
 import Postgres
+import Privacy
 import Queue
 
 /// `refresh_token {connection_id}`: refreshes an active connection's tokens ahead of expiry (the scheduler enqueues

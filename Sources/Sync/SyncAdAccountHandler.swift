@@ -1,6 +1,7 @@
 import Foundation
 import Platforms
 import Postgres
+import Privacy
 import Queue
 
 /// `sync_ad_account {ad_account_id, from?, to?}`: the account's campaigns, ad groups and ads, then its daily metrics
@@ -13,7 +14,7 @@ import Queue
 /// touches only changed rows, records a `sync_runs` row and completes the job, all in one transaction.
 public struct SyncAdAccountHandler: JobHandler {
     public struct Args: Decodable, Sendable {
-        public var adAccountID: JobID
+        public var adAccountID: RowID
         public var from: String?
         public var to: String?
         enum CodingKeys: String, CodingKey {

@@ -1,6 +1,7 @@
 import Foundation
 import Platforms
 import Postgres
+import Privacy
 import Queue
 
 /// `sync_connection {connection_id}`: refreshes the access token when it is near expiry, discovers the grant's ad

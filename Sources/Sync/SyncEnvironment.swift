@@ -53,29 +53,3 @@ public struct SyncEnvironment: Sendable {
     }
 }
 
-/// A database id in job args, given as a JSON number or a string of digits (the due-work SQL writes strings).
-/// Args `{"connection_id": N}` of the jobs about one connection (sync_connection, refresh_token, disconnect).
-public struct ConnectionJobArgs: Decodable, Sendable {
-    public var connectionID: JobID
-    enum CodingKeys: String, CodingKey { case connectionID = "connection_id" }
-}
-
-/// Args `{"request_id": N}` of the jobs about one privacy request (gdpr_export, gdpr_erase).
-public struct PrivacyRequestJobArgs: Decodable, Sendable {
-    public var requestID: JobID
-    enum CodingKeys: String, CodingKey { case requestID = "request_id" }
-}
-
-public struct JobID: Decodable, Sendable, Hashable, CustomStringConvertible {
-    public var value: Int64
-    public init(_ value: Int64) { self.value = value }
-    public init(from decoder: any Decoder) throws {
-        let c = try decoder.singleValueContainer()
-        if let text = try? c.decode(String.self), let v = Int64(text) {
-            value = v
-        } else {
-            value = try c.decode(Int64.self)
-        }
-    }
-    public var description: String { String(value) }
-}

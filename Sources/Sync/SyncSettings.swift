@@ -1,5 +1,6 @@
 import Foundation
 import Platforms
+import Privacy
 
 /// Tunables of the sync handlers; every field has a documented default.
 public struct SyncSettings: Sendable {
@@ -53,7 +54,7 @@ public struct SyncSettings: Sendable {
     public func lookback(_ platform: AdPlatform) -> Int { max(0, lookbackDays[platform] ?? 0) }
 
     /// Retention of a plan; an unknown plan gets the free plan's (or 7 days).
-    public func retention(plan: String) -> Int { max(1, retentionDays[plan] ?? retentionDays["free"] ?? 7) }
+    public func retention(plan: String) -> Int { PlanRetention(days: retentionDays).days(plan: plan) }
 
     /// Settings from the environment, defaults where a variable is unset or unreadable:
     /// `NEXJOBS_SYNC_LOOKBACK_TIKTOK`, `NEXJOBS_SYNC_LOOKBACK_SNAPCHAT` (days),

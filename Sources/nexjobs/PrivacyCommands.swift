@@ -1,5 +1,6 @@
 import Foundation
 import Postgres
+import Privacy
 import Sync
 
 /// `nexjobs privacy list | show | retry | request`: operators see and act on GDPR requests (policy section 8:

@@ -4,9 +4,10 @@ import NexcometJobs
 import PGTestSupport
 import Platforms
 import Postgres
-import Privacy
+
 import Queue
 @testable import Runtime
+@testable import Privacy
 @testable import Sync
 import XCTest
 

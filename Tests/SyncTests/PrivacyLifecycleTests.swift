@@ -4,12 +4,13 @@ import NexcometJobs
 import PGTestSupport
 import Platforms
 import Postgres
-import Privacy
+
 import Queue
 import Synchronization
 import XCTest
 
 @testable import Runtime
+@testable import Privacy
 @testable import Sync
 
 /// Issue 12: the privacy request lifecycle (due dates, refusals and exhausted jobs end `failed`, operator retry,

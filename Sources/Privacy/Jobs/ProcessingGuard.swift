@@ -5,7 +5,7 @@ import Postgres
 /// and is `active`, and its organization is neither deleted nor restricted (`restrict` or `object`). Made at
 /// execution time, so jobs queued before a deletion, restriction or disconnect end without a call.
 /// Returns the reason a call may not go ahead, or nil (also for an unknown connection, which the caller reports).
-func platformCallRefusal(connectionID id: Int64, pool: PGPool) async throws -> String? {
+public func platformCallRefusal(connectionID id: Int64, pool: PGPool) async throws -> String? {
     guard
         let r = try await pool.query(
             """

@@ -23,9 +23,9 @@ public struct RetentionPurgeHandler: JobHandler {
 
     public static let kind = "retention_purge"
     public var timeout: Duration { .seconds(3600) }
-    let settings: SyncSettings
+    let retention: PlanRetention
 
-    public init(settings: SyncSettings) { self.settings = settings }
+    public init(retention: PlanRetention) { self.retention = retention }
 
     public func run(_ args: Args, context: JobContext) async throws {
         if let b = args.batch_size, b < 1 || b > 1_000_000 {
@@ -33,8 +33,8 @@ public struct RetentionPurgeHandler: JobHandler {
         }
         let batch = args.batch_size ?? 10_000
         let pool = context.pool
-        let free = settings.retention(plan: "free")
-        let pro = settings.retention(plan: "pro")
+        let free = retention.days(plan: "free")
+        let pro = retention.days(plan: "pro")
         // Until a batch deletes nothing: a row a concurrent writer moved (new ctid) is found by a later batch.
         func repeatDelete(_ statement: PGQuery) async throws -> Int64 {
             var total: Int64 = 0
