@@ -367,7 +367,13 @@ public struct SnapchatClient: AdPlatformClient {
         guard let text = body["paging"]?["next_link"]?.stringValue, !text.isEmpty else { return nil }
         guard let url = URL(string: text), url.scheme == configuration.apiBaseURL.scheme,
             url.host == configuration.apiBaseURL.host, url.port == configuration.apiBaseURL.port
-        else { throw malformed(endpoint, "paging.next_link points outside the API host") }
+        else {
+            // Permanent, not retried: the bearer token must not follow it, and the same configuration gets the
+            // same link (typically an API base URL that is not the host Snap's links name).
+            throw PlatformError(
+                .permanent, platform: .snapchat, endpoint: endpoint,
+                message: "paging.next_link points outside the configured API host")
+        }
         return url
     }
 
