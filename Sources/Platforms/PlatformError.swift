@@ -84,7 +84,13 @@ public struct PlatformError: Error, Sendable, CustomStringConvertible {
 
 /// Maps platform answers to `PlatformError.Kind`; pure, so the tables are tested without I/O.
 public enum ErrorClassifier {
-    /// The class of a TikTok envelope `code` other than 0, or nil for 40067 (the caller halves its window) and 0.
+    /// The class of a TikTok envelope `code` other than 0 (40067, "query too large", is halved by the caller first).
+    ///
+    /// Codes and their handling from `shared/reference/ad-apis.md` A5 "Errors and limits" (TikTok's SDK
+    /// `tiktok_code.py`): 40000/40002 invalid params and 40001/40003 permission are permanent; 401xx token codes need
+    /// a refresh or re-authorization; 40100/40132/40133/61000 rate limits; 402xx/40700 task errors and 50000/50002/
+    /// 51xxx/60001 system errors are retried. A code only classifies a well-formed envelope: a body that does not
+    /// parse has no code and is a transient delivery fault (`PlatformError.unparseableBody`).
     public static func tiktok(code: Int) -> PlatformError.Kind {
         switch code {
         case 40100, 40132, 40133, 61000: return .rateLimited(retryAfter: nil)
@@ -100,7 +106,7 @@ public enum ErrorClassifier {
         }
     }
 
-    /// The class of a Snap API HTTP status (non-2xx).
+    /// The class of a Snap API HTTP status (non-2xx); statuses per ad-apis.md B5 (400, 401, 403, 404, 429, 500, 503).
     ///
     /// A 401 is first taken as an expired token; the client refreshes once and a second 401 becomes
     /// `reauthorizationRequired`.

@@ -192,8 +192,8 @@ public struct SnapchatClient: AdPlatformClient {
         case .ad: (collection, item) = ("ads", "ad")
         }
         let path = "adaccounts/\(QueryString.encode(account.id))/\(collection)"
-        let records = try await list(path, root: collection, item: item, accountId: account.id, session: session)
-        return try records.map { record in
+        // Each record is decoded as part of its page's request, so a page in the wrong shape is fetched again.
+        return try await list(path, root: collection, item: item, accountId: account.id, session: session) { record in
             guard let id = record["id"]?.idText else { throw malformed(path, "\(item) without id") }
             let status = record["status"]?.stringValue ?? "UNKNOWN"
             let parent: String?
@@ -335,9 +335,17 @@ public struct SnapchatClient: AdPlatformClient {
     private func list(
         _ path: String, root: String, item: String, accountId: String?, session: TokenSession
     ) async throws -> [JSONValue] {
+        try await list(path, root: root, item: item, accountId: accountId, session: session) { $0 }
+    }
+
+    /// All items of a paginated list, each decoded by `transform` as part of its page's request.
+    private func list<T>(
+        _ path: String, root: String, item: String, accountId: String?, session: TokenSession,
+        transform: (JSONValue) throws -> T
+    ) async throws -> [T] {
         var next = QueryString.url(
             base: configuration.apiBaseURL, path: path, query: [("limit", String(configuration.pageSize))])
-        var all: [JSONValue] = []
+        var all: [T] = []
         while let url = next {
             let (records, link) = try await get(url, accountId: accountId, session: session) { body in
                 guard let wrappers = body[root]?.arrayValue else {
@@ -352,7 +360,7 @@ public struct SnapchatClient: AdPlatformClient {
                     guard let record = wrapper[item] else {
                         throw malformed(QueryString.path(of: url), "\(root)[].\(item) missing")
                     }
-                    return record
+                    return try transform(record)
                 }
                 return (records, try nextLink(body, endpoint: QueryString.path(of: url)))
             }

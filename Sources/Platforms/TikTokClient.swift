@@ -399,7 +399,9 @@ public struct TikTokClient: AdPlatformClient {
             }
             // TikTok answers every call, errors included, with HTTP 200 and the JSON envelope
             // {code, message, request_id, data} whose `code` decides success (ad-apis.md A2 "Base URLs and
-            // envelope"; error codes in A5 "Errors and limits"), so a 200 body
+            // envelope"; error codes in A5 "Errors and limits"; TikTok's own code list,
+            // business-api.tiktok.com/portal/docs?id=1737172488964097, says the code takes precedence over the HTTP
+            // status, and a non-200 status means the request never reached the API logic), so a 200 body
             // that does not parse (cut short with a matching Content-Length, an intermediary's HTML page) is a
             // delivery fault: transient, and retried on the request. A body shorter than its Content-Length never
             // gets here: the transport reports it (`TransportError.Reason.truncatedBody` / `.connectionLost`).
