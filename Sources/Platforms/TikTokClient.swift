@@ -330,7 +330,8 @@ public struct TikTokClient: AdPlatformClient {
     }
 
     /// One authorized GET whose envelope `data` is turned into a value by `decode`; a damaged response (not JSON,
-    /// cut short, or failing `decode` with `malformedResponse`) is fetched again per ``TikTokConfiguration/responseTries``.
+    /// cut short, or failing `decode` with `malformedResponse`) is fetched again, per
+    /// ``TikTokConfiguration/responseTries``.
     private func get<T>(
         _ path: String, query: [(String, String)], accountId: String?, session: TokenSession,
         decode: (JSONValue) throws -> T

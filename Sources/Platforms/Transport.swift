@@ -150,7 +150,8 @@ extension TransportError {
             // A short body (fewer bytes than Content-Length, then close) surfaces here on Linux: libcurl reports a
             // partial transfer, which FoundationNetworking turns into URLError -1 before any data is returned.
             return TransportError(
-                .connectionLost, detail: "connection lost or response unreadable mid-transfer (URLError \(error.code.rawValue))")
+                .connectionLost,
+                detail: "connection lost or response unreadable mid-transfer (URLError \(error.code.rawValue))")
         default:
             // URLError's description embeds the URL, whose query may hold the TikTok secret: keep only the code.
             return TransportError(.connectionFailed, detail: "URLError \(error.code.rawValue)")

@@ -31,7 +31,9 @@ public enum FaultKind: String, Sendable, CaseIterable {
 
 extension FaultKind {
     /// The faults that damage an HTTP 200 body (what a client should retry on the request itself).
-    public static let damagedBodies: [FaultKind] = [.malformedJSON, .truncatedBody, .truncatedJSON, .htmlBody, .wrongShape]
+    public static let damagedBodies: [FaultKind] = [
+        .malformedJSON, .truncatedBody, .truncatedJSON, .htmlBody, .wrongShape,
+    ]
 
     /// `response` with its body cut in half and its `Content-Length` (set by the server from the body) matching.
     static func cutInHalf(_ response: HTTPResponse) -> HTTPResponse {

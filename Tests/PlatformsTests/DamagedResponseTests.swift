@@ -103,7 +103,9 @@ final class DamagedResponseTests: XCTestCase {
     func testDamagedBodyIsRetriedOnTheRequestAndTheCallSucceeds() async throws {
         for damage in Damage.allCases {
             let tiktokServer = try tiktokServer { n in
-                n == 1 ? damage.response(good: Self.tiktokGood, wrongShape: #"{"code":0,"message":"OK","data":{"list":"x"}}"#) : nil
+                n == 1
+                    ? damage.response(good: Self.tiktokGood, wrongShape: #"{"code":0,"message":"OK","data":{"list":"x"}}"#)
+                    : nil
             }
             let accounts = try await tiktok(tiktokServer).adAccounts(session: session(Self.tiktokToken))
             XCTAssertEqual(accounts.map(\.id), ["7001"], "tiktok \(damage)")

@@ -105,8 +105,8 @@ final class ResponseFuzzTests: XCTestCase {
                 }
             }
             for value in hostileValues where random.below(3) == 0 {
-                out.append(
-                    ("value at \(start) = \(value.prefix(20))", Array(bytes[..<start]) + Array(value.utf8) + Array(bytes[end...])))
+                let replaced = Array(bytes[..<start]) + Array(value.utf8) + Array(bytes[end...])
+                out.append(("value at \(start) = \(value.prefix(20))", replaced))
             }
         }
         // Non-JSON and oddities.
@@ -121,12 +121,13 @@ final class ResponseFuzzTests: XCTestCase {
         // Deep nesting: far past the parser's limit, as arrays, objects and inside the real envelope.
         for depth in [127, 128, 129, 10_000, 200_000] {
             out.append(("arrays \(depth)", Array(String(repeating: "[", count: depth).utf8)))
-            out.append(
-                ("closed arrays \(depth)", Array((String(repeating: "[", count: depth) + String(repeating: "]", count: depth)).utf8)))
+            let closed = String(repeating: "[", count: depth) + String(repeating: "]", count: depth)
+            out.append(("closed arrays \(depth)", Array(closed.utf8)))
             out.append(("objects \(depth)", Array(String(repeating: "{\"a\":", count: depth).utf8)))
         }
         let nested = String(repeating: "[", count: 100_000) + String(repeating: "]", count: 100_000)
-        out.append(("nested in data", Array(valid.replacingOccurrences(of: "\"page_info\"", with: "\"x\":\(nested),\"page_info\"").utf8)))
+        let deepInData = valid.replacingOccurrences(of: "\"page_info\"", with: "\"x\":\(nested),\"page_info\"")
+        out.append(("nested in data", Array(deepInData.utf8)))
         return out
     }
 
