@@ -2,23 +2,30 @@ import Foundation
 
 /// A classified ad-platform failure, safe to log: it names the endpoint path and API code, never a token or secret.
 ///
-/// The `kind` tells the caller what to do: back off (`rateLimited`), retry later (`transient`), refresh then retry
-/// (`accessTokenExpired`, which the clients already do once on their own), stop and ask the user to reconnect
-/// (`reauthorizationRequired`), or fail for good (`permanent`, `malformedResponse`).
+/// The `kind` tells the caller what to do: back off (`rateLimited`), retry later (`transient`, `malformedResponse`),
+/// refresh then retry (`accessTokenExpired`, which the clients already do once on their own), stop and ask the user
+/// to reconnect (`reauthorizationRequired`), or fail for good (`permanent`).
+///
+/// A damaged response (a body that is not JSON, cut short, or JSON not in the documented shape) is first retried by
+/// the client on the request itself (``TikTokConfiguration/responseTries``, ``SnapchatConfiguration/responseTries``);
+/// only when every try was damaged is the error thrown, as `transient` or `malformedResponse`.
 public struct PlatformError: Error, Sendable, CustomStringConvertible {
     /// What kind of failure this is, which decides the retry strategy.
     public enum Kind: Sendable, Equatable {
         /// The platform throttled us (or our own shared limiter gave up waiting); `retryAfter` when known.
         case rateLimited(retryAfter: Duration?)
-        /// Worth retrying with backoff: 5xx, platform system errors, timeouts, resets, truncated bodies.
+        /// Worth retrying with backoff: 5xx, platform system errors, timeouts, resets, and bodies that are cut short
+        /// or are not JSON (a proxy's HTML page, a dropped connection), after the client's own request retries.
         case transient
         /// The access token expired; refreshing it should fix the call.
         case accessTokenExpired
         /// The grant is no longer usable (revoked, invalid, refresh token expired, scope missing, logged out).
         case reauthorizationRequired
-        /// Retrying cannot help: bad parameters, not found, forbidden.
+        /// Retrying cannot help: a well-formed answer whose API code or HTTP status says the request is invalid (bad
+        /// parameters, not found, forbidden).
         case permanent
-        /// The response was not the documented shape (bad JSON, missing fields).
+        /// The response parsed as JSON but was not the documented shape (missing fields, wrong types), on every
+        /// try of the request. Retried later like `transient`: a platform glitch, not proof the request is wrong.
         case malformedResponse
     }
 
@@ -32,6 +39,11 @@ public struct PlatformError: Error, Sendable, CustomStringConvertible {
     public var apiCode: String?
     /// Operator-facing explanation; scrubbed of the credentials the client knows.
     public var message: String
+    /// True when the response itself was damaged (not JSON, cut short): the client retries such a request at once.
+    var damagedBody = false
+    /// True for failures of an OAuth token POST: never retried on the request, since a refresh the platform did
+    /// process (rotating the refresh token) but whose answer was lost cannot be replayed.
+    var fromTokenRequest = false
 
     public init(
         _ kind: Kind, platform: AdPlatform, endpoint: String, httpStatus: Int? = nil, apiCode: String? = nil,
@@ -53,6 +65,10 @@ public struct PlatformError: Error, Sendable, CustomStringConvertible {
         return parts.joined(separator: ", ") + ": " + message
     }
 
+    /// Whether the client tries the same request again before giving up: the body was damaged or not in the
+    /// documented shape. A well-formed API error never is (its code is the platform's answer).
+    var retriedOnRequest: Bool { !fromTokenRequest && (damagedBody || kind == .malformedResponse) }
+
     /// A short stable name of the kind, e.g. for metrics labels.
     public var kindName: String {
         switch kind {
@@ -68,7 +84,13 @@ public struct PlatformError: Error, Sendable, CustomStringConvertible {
 
 /// Maps platform answers to `PlatformError.Kind`; pure, so the tables are tested without I/O.
 public enum ErrorClassifier {
-    /// The class of a TikTok envelope `code` other than 0, or nil for 40067 (the caller halves its window) and 0.
+    /// The class of a TikTok envelope `code` other than 0 (40067, "query too large", is halved by the caller first).
+    ///
+    /// Codes and their handling from `shared/reference/ad-apis.md` A5 "Errors and limits" (TikTok's SDK
+    /// `tiktok_code.py`): 40000/40002 invalid params and 40001/40003 permission are permanent; 401xx token codes need
+    /// a refresh or re-authorization; 40100/40132/40133/61000 rate limits; 402xx/40700 task errors and 50000/50002/
+    /// 51xxx/60001 system errors are retried. A code only classifies a well-formed envelope: a body that does not
+    /// parse has no code and is a transient delivery fault (`PlatformError.unparseableBody`).
     public static func tiktok(code: Int) -> PlatformError.Kind {
         switch code {
         case 40100, 40132, 40133, 61000: return .rateLimited(retryAfter: nil)
@@ -84,7 +106,7 @@ public enum ErrorClassifier {
         }
     }
 
-    /// The class of a Snap API HTTP status (non-2xx).
+    /// The class of a Snap API HTTP status (non-2xx); statuses per ad-apis.md B5 (400, 401, 403, 404, 429, 500, 503).
     ///
     /// A 401 is first taken as an expired token; the client refreshes once and a second 401 becomes
     /// `reauthorizationRequired`.
@@ -129,6 +151,60 @@ public enum ErrorClassifier {
             return .milliseconds(Int64(number * 1000))
         }
         return nil
+    }
+}
+
+extension PlatformError {
+    /// The error for an HTTP 2xx body that does not parse as JSON: `transient`, since a complete answer from the
+    /// platform is JSON by contract (TikTok: every response is the `{code, message, request_id, data}` envelope,
+    /// ad-apis.md A2; Snap: every response carries `request_status`, ad-apis.md B2/B5), so a non-JSON or cut-short
+    /// body is a delivery fault (proxy page, dropped connection, partial write), like a 5xx.
+    ///
+    /// The message names what was wrong and where (byte offsets, length, content type), never the body's content,
+    /// which could echo a token.
+    static func unparseableBody(
+        _ error: JSONParseError, response: TransportResponse, platform: AdPlatform, endpoint: String
+    ) -> PlatformError {
+        let size = response.body.count
+        var what: String
+        if size == 0 {
+            what = "returned an empty body instead of JSON"
+        } else if error.offset >= size {
+            what = "returned a body that is not JSON (truncated at byte \(size): the document ends early)"
+        } else {
+            what = "returned a body that is not JSON (\(error.reason) at byte \(error.offset) of \(size))"
+        }
+        if let type = response.header("Content-Type").map(safeHeaderValue), !type.isEmpty {
+            what += ", Content-Type \(type)"
+        }
+        var failure = PlatformError(
+            .transient, platform: platform, endpoint: endpoint, httpStatus: response.status, message: what)
+        failure.damagedBody = true
+        return failure
+    }
+
+    /// A header value reduced to visible ASCII, at most 60 characters (it goes into error messages).
+    static func safeHeaderValue(_ value: String) -> String {
+        String(String(value.unicodeScalars.filter { $0.value >= 0x20 && $0.value < 0x7F }).prefix(60))
+    }
+
+    /// A transport failure (no response to classify) as a `transient` error; a body cut short, a connection lost
+    /// mid-response or an unreadable response is marked damaged, so the client retries the request at once (the
+    /// clients only retry GETs this way: token POSTs are not idempotent). Timeouts and refused connections are not:
+    /// they are left to the job's retries.
+    static func transport(_ error: any Error, platform: AdPlatform, endpoint: String) -> any Error {
+        if error is CancellationError || error is PlatformError { return error }
+        guard let transport = error as? TransportError else {
+            return PlatformError(
+                .transient, platform: platform, endpoint: endpoint, message: "network failure: \(type(of: error))")
+        }
+        var failure = PlatformError(
+            .transient, platform: platform, endpoint: endpoint, message: "network failure: \(transport.description)")
+        switch transport.reason {
+        case .truncatedBody, .connectionLost, .invalidResponse: failure.damagedBody = true
+        case .timedOut, .connectionFailed: failure.damagedBody = false
+        }
+        return failure
     }
 }
 

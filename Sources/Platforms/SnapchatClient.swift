@@ -23,13 +23,19 @@ public struct SnapchatConfiguration: Sendable {
     public var refreshMargin: Duration
     /// Per-request timeout. Default 30 s.
     public var requestTimeout: Duration
+    /// Tries of one GET whose response is damaged (not JSON, cut short, not the documented shape), 1...10, before
+    /// the error is thrown for the job to retry. Default 3.
+    public var responseTries: Int
+    /// Wait before the second try of a damaged response, doubled before each later try (0...30 s). Default 250 ms.
+    public var responseRetryDelay: Duration
 
     public init(
         apiBaseURL: URL = URL(string: "https://adsapi.snapchat.com/v1/")!,
         tokenURL: URL = URL(string: "https://accounts.snapchat.com/login/oauth2/access_token")!,
         clientId: String, clientSecret: String, redirectURI: String = "", pageSize: Int = 1000,
         maxReportDays: Int = 31, swipeUpAttributionWindow: String = "28_DAY", viewAttributionWindow: String = "1_DAY",
-        refreshMargin: Duration = .seconds(60), requestTimeout: Duration = .seconds(30)
+        refreshMargin: Duration = .seconds(60), requestTimeout: Duration = .seconds(30), responseTries: Int = 3,
+        responseRetryDelay: Duration = .milliseconds(250)
     ) {
         self.apiBaseURL = apiBaseURL
         self.tokenURL = tokenURL
@@ -42,6 +48,8 @@ public struct SnapchatConfiguration: Sendable {
         self.viewAttributionWindow = viewAttributionWindow
         self.refreshMargin = refreshMargin
         self.requestTimeout = requestTimeout
+        self.responseTries = max(1, min(responseTries, 10))
+        self.responseRetryDelay = max(.zero, min(responseRetryDelay, .seconds(30)))
     }
 }
 
@@ -91,6 +99,15 @@ public struct SnapchatClient: AdPlatformClient {
     }
 
     private func tokenRequest(_ form: [(String, String)], secrets: [String]) async throws -> OAuthTokens {
+        do {
+            return try await postTokenRequest(form, secrets: secrets)
+        } catch var error as PlatformError {
+            error.fromTokenRequest = true
+            throw error
+        }
+    }
+
+    private func postTokenRequest(_ form: [(String, String)], secrets: [String]) async throws -> OAuthTokens {
         let endpoint = QueryString.path(of: configuration.tokenURL)
         let scrubber = SecretScrubber(secrets: [configuration.clientSecret] + secrets)
         let request = OAuthTokenRequest(
@@ -102,7 +119,9 @@ public struct SnapchatClient: AdPlatformClient {
         } catch {
             throw transportFailure(error, endpoint: endpoint)
         }
-        let body = try? JSONValue.parse(response.body)
+        let parsed: Result<JSONValue, JSONParseError>
+        do { parsed = .success(try JSONValue.parse(response.body)) } catch { parsed = .failure(error) }
+        let body = try? parsed.get()
         guard (200..<300).contains(response.status) else {
             let code = body?["error"]?.stringValue
             var kind = ErrorClassifier.oauth(status: response.status, error: code)
@@ -115,6 +134,10 @@ public struct SnapchatClient: AdPlatformClient {
                 message: detail.isEmpty ? "token request rejected" : scrubber.scrub(detail))
         }
         guard let body else {
+            if case .failure(let error) = parsed {
+                throw PlatformError.unparseableBody(
+                    error, response: response, platform: .snapchat, endpoint: endpoint)
+            }
             throw PlatformError(
                 .malformedResponse, platform: .snapchat, endpoint: endpoint, httpStatus: response.status,
                 message: "token response is not JSON")
@@ -169,8 +192,8 @@ public struct SnapchatClient: AdPlatformClient {
         case .ad: (collection, item) = ("ads", "ad")
         }
         let path = "adaccounts/\(QueryString.encode(account.id))/\(collection)"
-        let records = try await list(path, root: collection, item: item, accountId: account.id, session: session)
-        return try records.map { record in
+        // Each record is decoded as part of its page's request, so a page in the wrong shape is fetched again.
+        return try await list(path, root: collection, item: item, accountId: account.id, session: session) { record in
             guard let id = record["id"]?.idText else { throw malformed(path, "\(item) without id") }
             let status = record["status"]?.stringValue ?? "UNKNOWN"
             let parent: String?
@@ -211,10 +234,16 @@ public struct SnapchatClient: AdPlatformClient {
                 view: configuration.viewAttributionWindow)
             var next = QueryString.url(base: configuration.apiBaseURL, path: path, query: query)
             while let url = next {
-                let body = try await get(url, accountId: account.id, session: session)
-                rows += try Self.statsRows(
-                    body, level: level, breakdown: breakdown, account: account, endpoint: QueryString.path(of: url))
-                next = try nextLink(body, endpoint: QueryString.path(of: url))
+                let (page, link) = try await get(url, accountId: account.id, session: session) { body in
+                    let endpoint = QueryString.path(of: url)
+                    return (
+                        try Self.statsRows(
+                            body, level: level, breakdown: breakdown, account: account, endpoint: endpoint),
+                        try nextLink(body, endpoint: endpoint)
+                    )
+                }
+                rows += page
+                next = link
             }
         }
         return rows
@@ -306,26 +335,37 @@ public struct SnapchatClient: AdPlatformClient {
     private func list(
         _ path: String, root: String, item: String, accountId: String?, session: TokenSession
     ) async throws -> [JSONValue] {
+        try await list(path, root: root, item: item, accountId: accountId, session: session) { $0 }
+    }
+
+    /// All items of a paginated list, each decoded by `transform` as part of its page's request.
+    private func list<T>(
+        _ path: String, root: String, item: String, accountId: String?, session: TokenSession,
+        transform: (JSONValue) throws -> T
+    ) async throws -> [T] {
         var next = QueryString.url(
             base: configuration.apiBaseURL, path: path, query: [("limit", String(configuration.pageSize))])
-        var all: [JSONValue] = []
+        var all: [T] = []
         while let url = next {
-            let body = try await get(url, accountId: accountId, session: session)
-            guard let wrappers = body[root]?.arrayValue else {
-                throw malformed(QueryString.path(of: url), "\(root) missing")
-            }
-            for wrapper in wrappers {
-                if let status = wrapper["sub_request_status"]?.stringValue, status.uppercased() != "SUCCESS" {
-                    throw PlatformError(
-                        .permanent, platform: .snapchat, endpoint: QueryString.path(of: url),
-                        message: "sub request status \(status)")
+            let (records, link) = try await get(url, accountId: accountId, session: session) { body in
+                guard let wrappers = body[root]?.arrayValue else {
+                    throw malformed(QueryString.path(of: url), "\(root) missing")
                 }
-                guard let record = wrapper[item] else {
-                    throw malformed(QueryString.path(of: url), "\(root)[].\(item) missing")
+                let records = try wrappers.map { wrapper in
+                    if let status = wrapper["sub_request_status"]?.stringValue, status.uppercased() != "SUCCESS" {
+                        throw PlatformError(
+                            .permanent, platform: .snapchat, endpoint: QueryString.path(of: url),
+                            message: "sub request status \(status)")
+                    }
+                    guard let record = wrapper[item] else {
+                        throw malformed(QueryString.path(of: url), "\(root)[].\(item) missing")
+                    }
+                    return try transform(record)
                 }
-                all.append(record)
+                return (records, try nextLink(body, endpoint: QueryString.path(of: url)))
             }
-            next = try nextLink(body, endpoint: QueryString.path(of: url))
+            all += records
+            next = link
         }
         return all
     }
@@ -335,12 +375,29 @@ public struct SnapchatClient: AdPlatformClient {
         guard let text = body["paging"]?["next_link"]?.stringValue, !text.isEmpty else { return nil }
         guard let url = URL(string: text), url.scheme == configuration.apiBaseURL.scheme,
             url.host == configuration.apiBaseURL.host, url.port == configuration.apiBaseURL.port
-        else { throw malformed(endpoint, "paging.next_link points outside the API host") }
+        else {
+            // Permanent, not retried: the bearer token must not follow it, and the same configuration gets the
+            // same link (typically an API base URL that is not the host Snap's links name).
+            throw PlatformError(
+                .permanent, platform: .snapchat, endpoint: endpoint,
+                message: "paging.next_link points outside the configured API host")
+        }
         return url
     }
 
+    /// One authorized GET whose body is turned into a value by `decode`; a damaged response (not JSON, cut short, or
+    /// failing `decode` with `malformedResponse`) is fetched again per ``SnapchatConfiguration/responseTries``.
+    private func get<T>(
+        _ url: URL, accountId: String?, session: TokenSession, decode: (JSONValue) throws -> T
+    ) async throws -> T {
+        let retry = ResponseRetry(tries: configuration.responseTries, delay: configuration.responseRetryDelay)
+        return try await retry.run(platform: .snapchat, endpoint: QueryString.path(of: url), logger: logger) {
+            try decode(try await fetch(url, accountId: accountId, session: session))
+        }
+    }
+
     /// One authorized GET; refreshes ahead of expiry, and once on a 401 before retrying.
-    private func get(_ url: URL, accountId: String?, session: TokenSession) async throws -> JSONValue {
+    private func fetch(_ url: URL, accountId: String?, session: TokenSession) async throws -> JSONValue {
         var refreshed = false
         var tokens = await session.tokens
         if let expiry = tokens.accessTokenExpiresAt, tokens.refreshToken != nil,
@@ -423,16 +480,20 @@ public struct SnapchatClient: AdPlatformClient {
                 message: detail.isEmpty ? "HTTP \(response.status)" : scrubber.scrub(detail))
         }
         guard let body = parsed else {
-            // A short body was already reported by the transport (Content-Length check): this one is complete.
-            throw PlatformError(
-                .malformedResponse, platform: .snapchat, endpoint: endpoint,
-                httpStatus: response.status,
-                message: "response body is not JSON: \(parseError.map { "\($0)" } ?? "")")
+            // Every Snap response, errors included, is a JSON object with request_status (ad-apis.md B2 "Envelope
+            // and pagination", B5 "Errors and limits"), so a 2xx body that does not parse (cut short with a
+            // matching Content-Length, an intermediary's HTML page) is a delivery fault: transient, and retried on
+            // the request. A body shorter than its Content-Length is reported by the transport before this.
+            throw PlatformError.unparseableBody(
+                parseError ?? JSONParseError(offset: 0, reason: "no document"), response: response,
+                platform: .snapchat, endpoint: endpoint)
         }
         guard let status = body["request_status"]?.stringValue else {
             throw malformed(endpoint, "response without request_status")
         }
         guard status.uppercased() == "SUCCESS" else {
+            // A well-formed answer whose request_status says the request failed is the platform's verdict on the
+            // request (ad-apis.md B5: "request_status":"ERROR" with error_code / debug_message): permanent.
             throw PlatformError(
                 .permanent, platform: .snapchat, endpoint: endpoint, httpStatus: response.status,
                 apiCode: body["error_code"]?.stringValue,
@@ -442,9 +503,7 @@ public struct SnapchatClient: AdPlatformClient {
     }
 
     private func transportFailure(_ error: any Error, endpoint: String) -> any Error {
-        if error is CancellationError || error is PlatformError { return error }
-        let detail = (error as? TransportError)?.description ?? "\(type(of: error))"
-        return PlatformError(.transient, platform: .snapchat, endpoint: endpoint, message: "network failure: \(detail)")
+        PlatformError.transport(error, platform: .snapchat, endpoint: endpoint)
     }
 
     private func malformed(_ path: String, _ why: String) -> PlatformError {

@@ -14,11 +14,17 @@ public struct TikTokConfiguration: Sendable {
     public var maxReportDays: Int
     /// Per-request timeout. Default 30 s.
     public var requestTimeout: Duration
+    /// Tries of one GET whose response is damaged (not JSON, cut short, not the documented shape), 1...10, before
+    /// the error is thrown for the job to retry. Default 3.
+    public var responseTries: Int
+    /// Wait before the second try of a damaged response, doubled before each later try (0...30 s). Default 250 ms.
+    public var responseRetryDelay: Duration
 
     public init(
         baseURL: URL = URL(string: "https://business-api.tiktok.com/open_api/v1.3/")!,
         appId: String, secret: String, pageSize: Int = 1000, maxReportDays: Int = 30,
-        requestTimeout: Duration = .seconds(30)
+        requestTimeout: Duration = .seconds(30), responseTries: Int = 3,
+        responseRetryDelay: Duration = .milliseconds(250)
     ) {
         self.baseURL = baseURL
         self.appId = appId
@@ -26,6 +32,8 @@ public struct TikTokConfiguration: Sendable {
         self.pageSize = max(1, min(pageSize, 1000))
         self.maxReportDays = max(1, min(maxReportDays, 30))
         self.requestTimeout = requestTimeout
+        self.responseTries = max(1, min(responseTries, 10))
+        self.responseRetryDelay = max(.zero, min(responseRetryDelay, .seconds(30)))
     }
 }
 
@@ -72,6 +80,15 @@ public struct TikTokClient: AdPlatformClient {
     }
 
     private func tokenRequest(path: String, body: JSONValue, secrets: [String]) async throws -> OAuthTokens {
+        do {
+            return try await postTokenRequest(path: path, body: body, secrets: secrets)
+        } catch var error as PlatformError {
+            error.fromTokenRequest = true
+            throw error
+        }
+    }
+
+    private func postTokenRequest(path: String, body: JSONValue, secrets: [String]) async throws -> OAuthTokens {
         guard let url = QueryString.url(base: configuration.baseURL, path: path, query: []) else {
             throw PlatformError(.permanent, platform: .tiktok, endpoint: path, message: "invalid base URL")
         }
@@ -125,18 +142,20 @@ public struct TikTokClient: AdPlatformClient {
     // MARK: Accounts and entities
 
     public func adAccounts(session: TokenSession) async throws -> [AdAccount] {
-        let granted = try await get(
+        let ids = try await get(
             "oauth2/advertiser/get/",
             query: [("app_id", configuration.appId), ("secret", configuration.secret)],
-            accountId: nil, session: session)
-        guard let list = granted["list"]?.arrayValue else {
-            throw malformed("oauth2/advertiser/get/", "data.list missing")
-        }
-        let ids = try list.map { item -> String in
-            guard let id = item["advertiser_id"]?.idText else {
-                throw malformed("oauth2/advertiser/get/", "advertiser_id missing")
+            accountId: nil, session: session
+        ) { granted in
+            guard let list = granted["list"]?.arrayValue else {
+                throw malformed("oauth2/advertiser/get/", "data.list missing")
             }
-            return id
+            return try list.map { item -> String in
+                guard let id = item["advertiser_id"]?.idText else {
+                    throw malformed("oauth2/advertiser/get/", "advertiser_id missing")
+                }
+                return id
+            }
         }
         var accounts: [AdAccount] = []
         var start = 0
@@ -144,21 +163,22 @@ public struct TikTokClient: AdPlatformClient {
             let batch = Array(ids[start..<min(start + 100, ids.count)])
             start += 100
             let fields = ["advertiser_id", "name", "currency", "timezone", "display_timezone", "status"]
-            let info = try await get(
+            accounts += try await get(
                 "advertiser/info/",
                 query: [("advertiser_ids", QueryString.jsonArray(batch)), ("fields", QueryString.jsonArray(fields))],
-                accountId: nil, session: session)
-            for item in info["list"]?.arrayValue ?? [] {
-                guard let id = item["advertiser_id"]?.idText, let currency = item["currency"]?.stringValue else {
-                    throw malformed("advertiser/info/", "advertiser_id or currency missing")
-                }
-                guard let zone = Self.ianaZone(item) else {
-                    throw malformed("advertiser/info/", "advertiser \(id) has no usable timezone")
-                }
-                accounts.append(
-                    AdAccount(
+                accountId: nil, session: session
+            ) { info in
+                try (info["list"]?.arrayValue ?? []).map { item in
+                    guard let id = item["advertiser_id"]?.idText, let currency = item["currency"]?.stringValue else {
+                        throw malformed("advertiser/info/", "advertiser_id or currency missing")
+                    }
+                    guard let zone = Self.ianaZone(item) else {
+                        throw malformed("advertiser/info/", "advertiser \(id) has no usable timezone")
+                    }
+                    return AdAccount(
                         platform: .tiktok, id: id, name: item["name"]?.stringValue ?? "", currency: currency,
-                        timeZone: zone, status: item["status"]?.stringValue))
+                        timeZone: zone, status: item["status"]?.stringValue)
+                }
             }
         }
         return accounts
@@ -181,9 +201,9 @@ public struct TikTokClient: AdPlatformClient {
         case .ad: (path, prefix, idKey, nameKey) = ("ad/get/", "AD", "ad_id", "ad_name")
         }
         let filtering = JSONValue.object([("secondary_status", .string("\(prefix)_STATUS_ALL"))]).jsonText
-        let items = try await paged(
-            path, query: [("advertiser_id", account.id), ("filtering", filtering)], account: account, session: session)
-        return try items.map { item in
+        return try await paged(
+            path, query: [("advertiser_id", account.id), ("filtering", filtering)], account: account, session: session
+        ) { item in
             guard let id = item[idKey]?.idText else { throw malformed(path, "\(idKey) missing") }
             let secondary = item["secondary_status"]?.stringValue
             let operation = item["operation_status"]?.stringValue
@@ -226,16 +246,19 @@ public struct TikTokClient: AdPlatformClient {
         case .ad: (dataLevel, idKey) = ("AUCTION_AD", "ad_id")
         }
         let path = "report/integrated/get/"
-        let items: [JSONValue]
+        let endpoint = endpointPath(path)
         do {
-            items = try await paged(
+            return try await paged(
                 path,
                 query: [
                     ("advertiser_id", account.id), ("service_type", "AUCTION"), ("report_type", "BASIC"),
                     ("data_level", dataLevel), ("dimensions", QueryString.jsonArray([idKey, "stat_time_day"])),
                     ("metrics", QueryString.jsonArray(Self.reportMetrics)),
                     ("start_date", window.first.description), ("end_date", window.last.description),
-                ], account: account, session: session)
+                ], account: account, session: session
+            ) { item in
+                try Self.metricRow(item, level: level, idKey: idKey, account: account, endpoint: endpoint)
+            }
         } catch let error as PlatformError where error.apiCode == "40067" && window.dayCount > 1 {
             let firstHalf = (window.dayCount + 1) / 2
             logger.log(
@@ -245,9 +268,6 @@ public struct TikTokClient: AdPlatformClient {
             let right = DateWindow(first: window.first.adding(days: firstHalf), last: window.last)
             return try await report(level, account: account, window: left, session: session)
                 + report(level, account: account, window: right, session: session)
-        }
-        return try items.map { item in
-            try Self.metricRow(item, level: level, idKey: idKey, account: account, endpoint: path)
         }
     }
 
@@ -282,29 +302,48 @@ public struct TikTokClient: AdPlatformClient {
 
     // MARK: Requests
 
-    /// Fetches every page of a list endpoint (`page` from 1 until `page_info.total_page`).
-    private func paged(
-        _ path: String, query: [(String, String)], account: AdAccount, session: TokenSession
-    ) async throws -> [JSONValue] {
-        var all: [JSONValue] = []
+    /// Fetches every page of a list endpoint (`page` from 1 until `page_info.total_page`), each item decoded by
+    /// `item` as part of its page's request (a page in the wrong shape is fetched again, not the whole list).
+    private func paged<T: Sendable>(
+        _ path: String, query: [(String, String)], account: AdAccount, session: TokenSession,
+        item: @escaping (JSONValue) throws -> T
+    ) async throws -> [T] {
+        var all: [T] = []
         var page = 1
         while true {
-            let data = try await get(
+            let (items, more) = try await get(
                 path, query: query + [("page", String(page)), ("page_size", String(configuration.pageSize))],
-                accountId: account.id, session: session)
-            guard let list = data["list"]?.arrayValue else { throw malformed(path, "data.list missing") }
-            all += list
-            guard let info = data["page_info"] else { return all }
-            guard case .some(.some(let totalPages)) = Values.int64(info["total_page"]) else {
-                throw malformed(path, "page_info.total_page missing")
+                accountId: account.id, session: session
+            ) { data -> ([T], Bool) in
+                guard let list = data["list"]?.arrayValue else { throw malformed(path, "data.list missing") }
+                let items = try list.map(item)
+                guard let info = data["page_info"] else { return (items, false) }
+                guard case .some(.some(let totalPages)) = Values.int64(info["total_page"]) else {
+                    throw malformed(path, "page_info.total_page missing")
+                }
+                return (items, page < totalPages && !list.isEmpty)
             }
-            if page >= totalPages || list.isEmpty { return all }
+            all += items
+            if !more { return all }
             page += 1
         }
     }
 
+    /// One authorized GET whose envelope `data` is turned into a value by `decode`; a damaged response (not JSON,
+    /// cut short, or failing `decode` with `malformedResponse`) is fetched again, per
+    /// ``TikTokConfiguration/responseTries``.
+    private func get<T>(
+        _ path: String, query: [(String, String)], accountId: String?, session: TokenSession,
+        decode: (JSONValue) throws -> T
+    ) async throws -> T {
+        let retry = ResponseRetry(tries: configuration.responseTries, delay: configuration.responseRetryDelay)
+        return try await retry.run(platform: .tiktok, endpoint: endpointPath(path), logger: logger) {
+            try decode(try await fetch(path, query: query, accountId: accountId, session: session))
+        }
+    }
+
     /// One authorized GET returning the envelope's `data`; refreshes and retries once on code 40102.
-    private func get(
+    private func fetch(
         _ path: String, query: [(String, String)], accountId: String?, session: TokenSession
     ) async throws -> JSONValue {
         guard let url = QueryString.url(base: configuration.baseURL, path: path, query: query) else {
@@ -359,11 +398,15 @@ public struct TikTokClient: AdPlatformClient {
                     Self.httpKind(response), platform: .tiktok, endpoint: endpoint, httpStatus: response.status,
                     message: "HTTP \(response.status) without a JSON body")
             }
-            // The transport already turned a body shorter than its Content-Length into a transient failure, so a
-            // complete body that does not parse is the server's fault, not the network's.
-            throw PlatformError(
-                .malformedResponse, platform: .tiktok, endpoint: endpoint, httpStatus: response.status,
-                message: "response body is not JSON: \(error)")
+            // TikTok answers every call, errors included, with HTTP 200 and the JSON envelope
+            // {code, message, request_id, data} whose `code` decides success (ad-apis.md A2 "Base URLs and
+            // envelope"; error codes in A5 "Errors and limits"; TikTok's own code list,
+            // business-api.tiktok.com/portal/docs?id=1737172488964097, says the code takes precedence over the HTTP
+            // status, and a non-200 status means the request never reached the API logic), so a 200 body
+            // that does not parse (cut short with a matching Content-Length, an intermediary's HTML page) is a
+            // delivery fault: transient, and retried on the request. A body shorter than its Content-Length never
+            // gets here: the transport reports it (`TransportError.Reason.truncatedBody` / `.connectionLost`).
+            throw PlatformError.unparseableBody(error, response: response, platform: .tiktok, endpoint: endpoint)
         }
         let message = scrubber.scrub(body["message"]?.stringValue ?? "")
         guard case .some(.some(let code)) = Values.int64(body["code"]) else {
@@ -408,9 +451,7 @@ public struct TikTokClient: AdPlatformClient {
     }
 
     static func transportFailure(_ error: any Error, endpoint: String) -> any Error {
-        if error is CancellationError || error is PlatformError { return error }
-        let detail = (error as? TransportError)?.description ?? "\(type(of: error))"
-        return PlatformError(.transient, platform: .tiktok, endpoint: endpoint, message: "network failure: \(detail)")
+        PlatformError.transport(error, platform: .tiktok, endpoint: endpoint)
     }
 
     private func malformed(_ path: String, _ why: String) -> PlatformError {

@@ -36,7 +36,13 @@ public struct OAuthTokenRequest: Sendable {
 public struct TransportError: Error, Sendable, CustomStringConvertible {
     public enum Reason: Sendable, Equatable {
         case timedOut
+        /// No connection, or it failed before any response began.
         case connectionFailed
+        /// The connection closed while the response was arriving (libcurl's partial transfer surfaces from
+        /// FoundationNetworking as `URLError` -1, a lost connection as -1005).
+        case connectionLost
+        /// The response arrived with fewer body bytes than its `Content-Length` declared.
+        case truncatedBody
         case invalidResponse
     }
     public var reason: Reason
@@ -127,7 +133,8 @@ public final class URLSessionTransport: PlatformTransport {
             let expected = headers.first(where: { $0.key.lowercased() == "content-length" }).flatMap({ Int($0.value) }),
             expected != data.count
         {
-            throw TransportError(.connectionFailed, detail: "truncated body: \(data.count) of \(expected) bytes")
+            throw TransportError(
+                .truncatedBody, detail: "body cut short: \(data.count) of \(expected) bytes (HTTP \(http.statusCode))")
         }
         return TransportResponse(status: http.statusCode, headers: headers, body: Array(data))
     }
@@ -138,6 +145,13 @@ extension TransportError {
         switch error.code {
         case .timedOut: return TransportError(.timedOut, detail: "request timed out")
         case .cancelled: return TransportError(.connectionFailed, detail: "request cancelled")
+        case .unknown, .networkConnectionLost, .badServerResponse, .cannotParseResponse, .zeroByteResource,
+            .cannotDecodeRawData, .cannotDecodeContentData:
+            // A short body (fewer bytes than Content-Length, then close) surfaces here on Linux: libcurl reports a
+            // partial transfer, which FoundationNetworking turns into URLError -1 before any data is returned.
+            return TransportError(
+                .connectionLost,
+                detail: "connection lost or response unreadable mid-transfer (URLError \(error.code.rawValue))")
         default:
             // URLError's description embeds the URL, whose query may hold the TikTok secret: keep only the code.
             return TransportError(.connectionFailed, detail: "URLError \(error.code.rawValue)")

@@ -1,4 +1,5 @@
 import Foundation
+import HTTP
 
 /// A failure the sandbox can inject into API responses.
 public enum FaultKind: String, Sendable, CaseIterable {
@@ -18,6 +19,33 @@ public enum FaultKind: String, Sendable, CaseIterable {
     case expiredToken = "expired_token"
     /// TikTok code 40105 / Snap HTTP 401, whatever the token's real state.
     case revokedToken = "revoked_token"
+    /// HTTP 200 with the real body cut in half and a `Content-Length` matching the cut (a proxy relaying a
+    /// dropped upstream): the transfer completes, the JSON ends early.
+    case truncatedJSON = "truncated_json"
+    /// HTTP 200 with a `text/html` page instead of JSON (a gateway's or captive portal's page).
+    case htmlBody = "html_body"
+    /// HTTP 200 with valid JSON that claims success but is not the documented shape (TikTok `data.list` is a
+    /// string; Snap has no entity or stats list).
+    case wrongShape = "wrong_shape"
+}
+
+extension FaultKind {
+    /// The faults that damage an HTTP 200 body (what a client should retry on the request itself).
+    public static let damagedBodies: [FaultKind] = [
+        .malformedJSON, .truncatedBody, .truncatedJSON, .htmlBody, .wrongShape,
+    ]
+
+    /// `response` with its body cut in half and its `Content-Length` (set by the server from the body) matching.
+    static func cutInHalf(_ response: HTTPResponse) -> HTTPResponse {
+        var r = response
+        r.body = Array(r.body.prefix(r.body.count / 2))
+        return r
+    }
+
+    /// The HTML page of `html_body`.
+    static let htmlPage = HTTPResponse.text(
+        "<html><head><title>502 Bad Gateway</title></head><body><h1>Bad Gateway</h1></body></html>\n",
+        contentType: "text/html; charset=utf-8")
 }
 
 /// A targeted fault: fires for matching requests, optionally only `count` times.

@@ -66,6 +66,12 @@ extension Sandbox {
             return r
         case .malformedJSON:
             return .json("{\"request_status\":\"SUCCESS\",\"campaigns\":[{\"sub_request_status\":")
+        case .truncatedJSON:
+            return FaultKind.cutInHalf(body())
+        case .htmlBody:
+            return FaultKind.htmlPage
+        case .wrongShape:
+            return snapOK([("note", JSONText.string("no entity or stats list"))])
         case .rateLimit:
             var r = snapError(429, "E1005", "Too many requests")
             let reset = Int(Date().timeIntervalSince1970) + 1

@@ -65,6 +65,16 @@ extension Sandbox {
             return r
         case .malformedJSON:
             return .json("{\"code\":0,\"message\":\"OK\",\"data\":{\"list\":[{\"campaign_id\":7000000000000000001,}")
+        case .truncatedJSON:
+            return FaultKind.cutInHalf(body())
+        case .htmlBody:
+            return FaultKind.htmlPage
+        case .wrongShape:
+            return .json(
+                JSONText.object([
+                    ("code", "0"), ("message", JSONText.string("OK")),
+                    ("request_id", JSONText.string(nextRequestID())), ("data", "{\"list\":\"unavailable\"}"),
+                ]))
         case .rateLimit:
             return tiktokError(40100, "Too many requests. Please retry in some time.")
         case .serverError:

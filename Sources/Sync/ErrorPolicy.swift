@@ -7,13 +7,20 @@ import Queue
 ///
 /// - `rateLimited`: ``JobSnooze`` for the platform's `retryAfter` (``SyncSettings/rateLimitSnooze`` when unknown),
 ///   no attempt charged.
-/// - `transient`, `accessTokenExpired` (the client already refreshed once): rethrown, retried with backoff.
+/// - `transient`, `malformedResponse`, `accessTokenExpired` (the client already refreshed once): rethrown, so the
+///   job is retried with backoff, an attempt charged, and fails only at its `max_attempts`. A damaged response (a
+///   body that is not JSON, cut short, or not the documented shape) reaches this point only after the client tried
+///   the request itself ``Platforms/TikTokConfiguration/responseTries`` times: a platform or network glitch, not
+///   proof that the request is wrong. The error text (the job's `errors` history) names the endpoint path and what
+///   was wrong, never a token or the query string.
 /// - `reauthorizationRequired`: the connection becomes `needs_reauth` with one open `reauth_required`
 ///   notification (the partial unique index keeps it to one), then ``JobDiscard``. A connection whose stored
 ///   tokens were replaced by another job meanwhile is not marked: that job's refresh rotated the tokens this one
 ///   held, so the failure is retried instead.
-/// - `permanent`, `malformedResponse`: ``JobDiscard`` with the error's message; nothing from that response is
-///   written, because writes only start after every fetch succeeded.
+/// - `permanent` (a well-formed answer whose API code or status says the request is invalid): ``JobDiscard`` with
+///   the error's message.
+///
+/// In every case nothing from the failed sync is written, because writes only start after every fetch succeeded.
 struct ErrorPolicy {
     var context: JobContext
     var store: ConnectionStore
@@ -34,7 +41,7 @@ struct ErrorPolicy {
         case .rateLimited(let retryAfter):
             await recordRun(outcome: "rate_limited", error: error.description)
             throw JobSnooze(retryAfter ?? defaultSnooze, reason: error.description)
-        case .transient, .accessTokenExpired:
+        case .transient, .malformedResponse, .accessTokenExpired:
             await recordRun(outcome: "failed", error: error.description)
             throw error
         case .reauthorizationRequired:
@@ -43,7 +50,7 @@ struct ErrorPolicy {
             }
             try await markNeedsReauth(reason: error.description)
             throw JobDiscard("re-authorization required: \(error)")
-        case .permanent, .malformedResponse:
+        case .permanent:
             await recordRun(outcome: "failed", error: error.description)
             throw JobDiscard("\(error.kindName): \(error)")
         }

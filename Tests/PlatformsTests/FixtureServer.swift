@@ -94,7 +94,7 @@ func makeTikTokClient(
     TikTokClient(
         configuration: TikTokConfiguration(
             baseURL: server.tiktokBase, appId: "app-123", secret: "tt-app-secret-XYZ", pageSize: pageSize,
-            requestTimeout: .seconds(10)),
+            requestTimeout: .seconds(10), responseRetryDelay: .milliseconds(10)),
         rateLimiter: rateLimiter)
 }
 
@@ -105,7 +105,7 @@ func makeSnapClient(
         configuration: SnapchatConfiguration(
             apiBaseURL: server.snapBase, tokenURL: server.snapTokenURL, clientId: "snap-client",
             clientSecret: "snap-client-secret-XYZ", redirectURI: "https://example.com/cb", pageSize: pageSize,
-            requestTimeout: .seconds(10)),
+            requestTimeout: .seconds(10), responseRetryDelay: .milliseconds(10)),
         rateLimiter: rateLimiter)
 }
 

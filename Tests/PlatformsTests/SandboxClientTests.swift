@@ -169,8 +169,9 @@ final class SandboxClientTests: XCTestCase {
     func testInjectedFaultsMapToErrorClasses() async throws {
         let harness = try SandboxHarness(SandboxConfig(seed: 11, tiktokConnections: 1, snapConnections: 1, days: 10))
         let cases: [(FaultKind, PlatformError.Kind?)] = [
-            (.rateLimit, nil), (.serverError, .transient), (.malformedJSON, .malformedResponse),
-            (.truncatedBody, .transient), (.revokedToken, .reauthorizationRequired),
+            (.rateLimit, nil), (.serverError, .transient), (.malformedJSON, .transient),
+            (.truncatedBody, .transient), (.truncatedJSON, .transient), (.htmlBody, .transient),
+            (.wrongShape, .malformedResponse), (.revokedToken, .reauthorizationRequired),
         ]
         for platform in AdPlatform.allCases {
             let client = harness.client(platform)

@@ -313,9 +313,11 @@ final class SnapchatClientTests: XCTestCase {
         let expected: [(String, PlatformError.Kind)] = [
             ("429", .rateLimited(retryAfter: .seconds(4))), ("429retry", .rateLimited(retryAfter: .seconds(2))),
             ("500", .transient), ("503", .transient), ("400", .permanent), ("403", .permanent), ("404", .permanent),
-            ("malformed", .malformedResponse), ("badjson", .malformedResponse), ("truncated", .transient),
+            ("malformed", .malformedResponse), ("badjson", .transient), ("truncated", .transient),
             ("error-status", .permanent),
         ]
+        // Damaged responses (wrong shape, not JSON, cut short) are tried 3 times on the request; answers are not.
+        let damaged: Set<String> = ["malformed", "badjson", "truncated"]
         for (fault, kind) in expected {
             mode.withLock { $0 = fault }
             let error = await expectPlatformError {
@@ -329,7 +331,9 @@ final class SnapchatClientTests: XCTestCase {
             }
         }
         await server.stop()
-        XCTAssertEqual(server.requests.count, expected.count, "one request per fault, no retries")
+        XCTAssertEqual(
+            server.requests.count, expected.count + 2 * damaged.count,
+            "one request per well-formed answer, three per damaged response")
     }
 
     func testNextLinkToAnotherHostIsRefused() async throws {
@@ -344,7 +348,7 @@ final class SnapchatClientTests: XCTestCase {
             _ = try await client.campaigns(account: self.account, session: self.session())
         }
         await server.stop()
-        XCTAssertEqual(error?.kind, .malformedResponse)
+        XCTAssertEqual(error?.kind, .permanent, "a link off the configured host is refused, not retried")
         XCTAssertEqual(server.requests.count, 1)
     }
 }

@@ -273,8 +273,10 @@ final class TikTokClientTests: XCTestCase {
             ("50000", .transient), ("51004", .transient), ("40002", .permanent),
             ("40130", .reauthorizationRequired), ("40114", .reauthorizationRequired), ("http503", .transient),
             ("http429", .rateLimited(retryAfter: .seconds(7))), ("malformed", .malformedResponse),
-            ("notjson", .malformedResponse), ("truncated", .transient), ("nocode", .malformedResponse),
+            ("notjson", .transient), ("truncated", .transient), ("nocode", .malformedResponse),
         ]
+        // Damaged responses (wrong shape, not JSON, cut short) are tried 3 times on the request; answers are not.
+        let damaged: Set<String> = ["malformed", "notjson", "truncated", "nocode"]
         for (fault, kind) in expected {
             mode.withLock { $0 = fault }
             let error = await expectPlatformError {
@@ -288,7 +290,9 @@ final class TikTokClientTests: XCTestCase {
             XCTAssertTrue(text.contains("/open_api/v1.3/oauth2/advertiser/get/"), text)
         }
         await server.stop()
-        XCTAssertEqual(server.requests.count, expected.count, "one request per fault, no retries")
+        XCTAssertEqual(
+            server.requests.count, expected.count + 2 * damaged.count,
+            "one request per well-formed answer, three per damaged response")
     }
 
     func testTimeoutIsTransient() async throws {

@@ -162,7 +162,9 @@ final class SyncHandlerTests: XCTestCase {
         XCTAssertTrue(runs.contains("rate_limited"))
     }
 
-    func testMalformedResponseFailsTheJobAndWritesNothing() async throws {
+    /// A body that is never JSON fails the attempt with a retryable (transient) error, not a discard, and writes
+    /// nothing; the queue retries it with an attempt charged (see DamagedResponseSyncTests for the whole cycle).
+    func testDamagedResponseFailsTheAttemptRetryablyAndWritesNothing() async throws {
         let h = try await SyncHarness.make(tiktok: 1, snap: 0)
         addTeardownBlock { await h.close() }
         let connections = try await h.connectAll()
@@ -173,7 +175,8 @@ final class SyncHandlerTests: XCTestCase {
         XCTAssertFalse(jobs.isEmpty)
         for (_, error) in jobs {
             let text = try XCTUnwrap(error ?? nil)
-            XCTAssertTrue(text.hasPrefix("JobDiscard") && text.contains("malformed_response"), text)
+            XCTAssertTrue(text.hasPrefix("PlatformError") && text.contains("tiktok transient"), text)
+            XCTAssertTrue(text.contains("/open_api/v1.3/report/integrated/get/") && text.contains("not JSON"), text)
         }
         let written: Int = try await h.db.pool.query(
             """
@@ -181,7 +184,7 @@ final class SyncHandlerTests: XCTestCase {
                     + (SELECT count(*) FROM nexcomet.ad_groups) + (SELECT count(*) FROM nexcomet.ads))::int
             """
         ).first!.decode(0)
-        XCTAssertEqual(written, 0, "nothing is written from a sync whose response was malformed")
+        XCTAssertEqual(written, 0, "nothing is written from a sync whose response was damaged")
     }
 
     func testTransientErrorIsRethrownForBackoff() async throws {
