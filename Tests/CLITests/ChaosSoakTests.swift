@@ -29,18 +29,14 @@ import XCTest
 /// `rate_limit=0.05,server_error=0.1` (kinds of `Sources/Sandbox/Faults.swift`, probabilities 0...1).
 /// `bench/soak/run.sh` runs a long one.
 final class ChaosSoakTests: XCTestCase {
-    /// A non-JSON HTTP 200 body (`malformed_json`) is classified `malformed_response` by the platform clients today,
-    /// so the sync job is discarded at attempt 1 and this soak fails its job check (seen: "failed: malformed_response:
-    /// ... response body is not JSON"). Branch h-bodies makes unparsable bodies transient (retried); once it is
-    /// merged, this one line turns the fault on. (`truncated_body` -- full Content-Length, half the body, connection
-    /// closed -- is a transport error, already retried, and is in the set.)
-    static let unparsableBodiesAreRetried = false
-
-    /// The fault probabilities per API request (the sandbox draws them from its seed).
+    /// The fault probabilities per API request (the sandbox draws them from its seed): rate limits, 5xx, slow
+    /// answers, and every damaged-body kind (`FaultKind.damagedBodies`: not JSON, cut-short transfer, truncated
+    /// JSON, an HTML error page, JSON of the wrong shape), which the clients retry on the request, then the job.
     static var defaultFaults: [String: Double] {
-        var faults = ["rate_limit": 0.04, "server_error": 0.08, "slow": 0.05, "truncated_body": 0.03]
-        if unparsableBodiesAreRetried { faults["malformed_json"] = 0.03 }
-        return faults
+        [
+            "rate_limit": 0.04, "server_error": 0.08, "slow": 0.05, "truncated_body": 0.01, "malformed_json": 0.01,
+            "truncated_json": 0.01, "html_body": 0.01, "wrong_shape": 0.01,
+        ]
     }
 
     struct Settings {
