@@ -11,6 +11,9 @@ public struct DueWorkContext: Sendable {
     /// Whether this process still leads. Sources doing several statements check it between them, so a leader
     /// that lost its term stops within one statement.
     public var isLeader: @Sendable () -> Bool
+    /// Whether this process holds the `maintenance` role (`MaintenanceRole`): `nexjobs.*` maintenance schedules
+    /// act only then, so one process maintains at a time. Default: always (`tickOnce`, tests).
+    public var isMaintenanceLeader: @Sendable () -> Bool = { true }
 }
 
 /// One kind of due work the scheduler leader enqueues each tick: the plug-in point for new kinds.

@@ -12,6 +12,9 @@ public struct SchedulerOptions: Sendable {
     /// The due-work sources, run in order each tick on the leader. Default: cron schedules (including the
     /// `nexjobs.rescue` / `nexjobs.prune` maintenance schedules), connection syncs, token refreshes. Append new
     /// kinds (retention purges, privacy requests) here.
+    /// Campaign for the `maintenance` role (`MaintenanceRole`); the `maintenance.*` schedules act only while this
+    /// scheduler holds it. Default true; false: this scheduler never maintains.
+    public var maintenance = true
     public var sources: [any DueWorkSource] = [
         CronScheduleSource(), ConnectionSyncSource(), TokenRefreshSource(), PrivacyRequestSource(),
     ]
@@ -25,6 +28,8 @@ public struct SchedulerOptions: Sendable {
 /// tick in progress, then releases leadership so a standby takes over at its next attempt; `run()` returns.
 public final class Scheduler: Sendable {
     public let election: LeaderElection
+    /// The `maintenance` role's election (nil when `options.maintenance` is false).
+    public let maintenanceElection: LeaderElection?
     public let options: SchedulerOptions
     private let pool: PGPool
     private let logger: Logger
@@ -41,6 +46,10 @@ public final class Scheduler: Sendable {
         self.election = LeaderElection(
             pool: pool, holder: holder ?? Scheduler.defaultHolder(),
             options: options.election, logger: logger)
+        self.maintenanceElection = options.maintenance
+            ? LeaderElection(pool: pool, holder: election.holder, options: MaintenanceRole.election(options.election),
+                             logger: logger)
+            : nil
     }
 
     /// `host:pid:random`, unique per process.
@@ -69,6 +78,9 @@ public final class Scheduler: Sendable {
             ("term", "\(options.election.term)"))
         let election = self.election
         let electionTask = Task { await election.run() }
+        let maintenanceTask = maintenanceElection.map { m in
+            Task { await MaintenanceRole.campaign(m, whileEligible: { election.isLeader }) }
+        }
         let tickTask = Task { await self.tickLoop() }
         await withTaskCancellationHandler {
             while !isStopped && !Task.isCancelled {
@@ -81,6 +93,8 @@ public final class Scheduler: Sendable {
         await tickTask.value
         electionTask.cancel()
         await electionTask.value
+        maintenanceTask?.cancel()
+        await maintenanceTask?.value
         logger.info("scheduler stopped")
     }
 
@@ -88,7 +102,8 @@ public final class Scheduler: Sendable {
         var lastRun: [Int: ContinuousClock.Instant] = [:]
         let context = DueWorkContext(
             pool: pool, logger: logger, holder: election.holder,
-            isLeader: { [election] in election.isLeader })
+            isLeader: { [election] in election.isLeader },
+            isMaintenanceLeader: { [maintenanceElection] in maintenanceElection?.isLeader ?? false })
         while !Task.isCancelled && !isStopped {
             let started = ContinuousClock.now
             if election.isLeader {

@@ -137,6 +137,8 @@ public enum MaintenanceAction {
     /// default 5000). Returns the rows handled.
     /// - Throws: `ScheduleSpecError` for any other `nexjobs.` kind.
     public static func run(kind: String, args: String, _ context: DueWorkContext) async throws -> Int {
+        // Another process (a worker) holds the maintenance role: it maintains, not this scheduler.
+        guard context.isMaintenanceLeader() else { return 0 }
         let pool = context.pool
         switch kind {
         case "nexjobs.rescue":

@@ -16,6 +16,25 @@ public enum MaintenanceRole {
     /// The row of `nexjobs.leader` for queue maintenance.
     public static let name = "maintenance"
 
+    /// Campaigns for the role only while `eligible()` (a scheduler: while it leads the scheduler role, since only
+    /// the scheduler leader ticks its `maintenance.*` schedules); gives the role up as soon as it is not, and when
+    /// the task is cancelled.
+    public static func campaign(_ election: LeaderElection, whileEligible eligible: @Sendable () -> Bool) async {
+        while !Task.isCancelled {
+            if eligible() {
+                await election.attempt()
+            } else if election.isLeader {
+                await election.release()
+            }
+            let o = election.options
+            let pause = election.isLeader
+                ? min(o.renewInterval, max(.milliseconds(100), election.remainingLeadership / 2))
+                : min(o.standbyRetry, .milliseconds(500))
+            try? await Task.sleep(for: pause)
+        }
+        await election.release()
+    }
+
     /// Election options for the maintenance role, from a process's own election timing.
     public static func election(_ base: LeaderElectionOptions = .init()) -> LeaderElectionOptions {
         var o = base
