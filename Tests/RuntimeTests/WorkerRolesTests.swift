@@ -120,3 +120,38 @@ extension WorkerTests {
         for t in tasks { try await t.value }
     }
 }
+
+extension WorkerTests {
+    func testSchedulerHoldingMaintenanceKeepsWorkersFromMaintaining() async throws {
+        var so = SchedulerOptions()
+        so.tick = .milliseconds(100)
+        so.sources = [CronScheduleSource()]
+        let scheduler = Scheduler(pool: db.pool, options: so, holder: "the-scheduler",
+                                  logger: Logger(label: "test", minimum: .error))
+        let schedulerTask = Task { try await scheduler.run() }
+        var schedulerStopped = false
+        defer { if !schedulerStopped { scheduler.shutdown() } }
+        try await assertEventually(timeout: .seconds(30)) { try await self.maintenanceHolder() == "the-scheduler" }
+
+        let worker = makeWorker {
+            $0.maintenanceInterval = .milliseconds(100)
+            $0.queues = ["unused"]
+        }
+        try await withWorker(worker) {
+            // The scheduler's maintenance.rescue schedule (every 5 s) rescues; the worker only stands by.
+            let first = try await insertStaleRunningJob()
+            try await assertEventually(timeout: .seconds(30)) { try await self.state(first) == .retryable }
+            XCTAssertEqual(worker.maintainer?.leaderPasses, 0, "the worker did not maintain while the scheduler held it")
+            XCTAssertEqual(worker.maintainer?.rescued, 0)
+
+            // The scheduler stops and releases the role: the worker takes over.
+            scheduler.shutdown()
+            try await schedulerTask.value
+            schedulerStopped = true
+            try await assertEventually(timeout: .seconds(30)) { try await self.maintenanceHolder() == worker.id }
+            let second = try await insertStaleRunningJob()
+            try await assertEventually(timeout: .seconds(30)) { try await self.state(second) == .retryable }
+            XCTAssertEqual(worker.maintainer?.rescued, 1, "the worker rescued once it held the role")
+        }
+    }
+}
