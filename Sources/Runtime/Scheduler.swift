@@ -12,12 +12,13 @@ public struct SchedulerOptions: Sendable {
     /// The due-work sources, run in order each tick on the leader. Default: cron schedules (including the
     /// `nexjobs.rescue` / `nexjobs.prune` maintenance schedules), connection syncs, token refreshes. Append new
     /// kinds (retention purges, privacy requests) here.
-    /// Campaign for the `maintenance` role (`MaintenanceRole`); the `maintenance.*` schedules act only while this
-    /// scheduler holds it. Default true; false: this scheduler never maintains.
-    public var maintenance = true
     public var sources: [any DueWorkSource] = [
         CronScheduleSource(), ConnectionSyncSource(), TokenRefreshSource(), PrivacyRequestSource(),
     ]
+
+    /// Campaign (while leading) for the `maintenance` role (`MaintenanceRole`); the `maintenance.*` schedules act
+    /// only while this scheduler holds it. Default true; false: this scheduler never maintains.
+    public var maintenance = true
 
     public init() {}
 }
