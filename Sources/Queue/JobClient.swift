@@ -57,7 +57,8 @@ public struct EnqueueResult: Sendable, Equatable {
     public var duplicate: Bool
 }
 
-/// Enqueues and administers jobs. Every operation here has a SQL equivalent in `sql/001_queue.sql`.
+/// Enqueues and administers jobs. Every operation here has a SQL equivalent in `sql/001_queue.sql` / `sql/040`;
+/// the statements themselves are `JobStore`'s.
 public struct JobClient: Sendable {
     public let pool: PGPool
 
@@ -69,16 +70,13 @@ public struct JobClient: Sendable {
     ///   becomes visible (and wakes workers) only when that transaction commits.
     public func enqueue(_ job: NewJob, on connection: PGConnection? = nil) async throws -> EnqueueResult {
         try job.validate()
-        let q: PGQuery = """
-            SELECT id, duplicate FROM nexjobs.enqueue_ex(\(job.kind), \(PGJSON(job.args))::jsonb, \(job.queue),
-              \(job.priority), \(job.runAt)::timestamptz, \(job.uniqueKey), \(job.maxAttempts))
-            """
+        let q = JobStore.insertOrFind(job)
         let rows = try await run(q, on: connection)
         let row = rows.first!
         return EnqueueResult(id: try row.decode(0), duplicate: try row.decode(1))
     }
 
-    /// Enqueues many jobs with one statement per 5,000 jobs.
+    /// Enqueues many jobs with one statement per 5,000 jobs (`nexjobs.insert_jobs`).
     ///
     /// Jobs whose unique key is held by a live job are skipped. Sends one NOTIFY per queue per statement.
     /// - Returns: the ids of the inserted jobs.
@@ -94,22 +92,7 @@ public struct JobClient: Sendable {
         while start < jobs.count {
             let chunk = jobs[start..<min(start + 5000, jobs.count)]
             start += chunk.count
-            let q: PGQuery = """
-                WITH ins AS (
-                  INSERT INTO nexjobs.jobs (kind, args, queue, priority, run_at, unique_key, max_attempts)
-                  SELECT k, a, q, p, coalesce(r, now()), u, m
-                    FROM unnest(\(chunk.map(\.kind))::text[], \(chunk.map { PGJSON($0.args) })::jsonb[],
-                                \(chunk.map(\.queue))::text[], \(chunk.map(\.priority))::smallint[],
-                                \(chunk.map(\.runAt))::timestamptz[], \(chunk.map(\.uniqueKey))::text[],
-                                \(chunk.map(\.maxAttempts))::int[]) AS t(k, a, q, p, r, u, m)
-                  ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND state IN ('available', 'retryable', 'running')
-                  DO NOTHING
-                  RETURNING id, queue, run_at
-                ), woke AS (
-                  SELECT pg_notify('nexjobs_jobs', queue) FROM (SELECT DISTINCT queue FROM ins WHERE run_at <= now()) d
-                )
-                SELECT id FROM ins, (SELECT count(*) FROM woke) w
-                """
+            let q = JobStore.insert(chunk)
             let rows = try await run(q, on: connection)
             for r in rows { ids.append(try r.decode(0)) }
         }
@@ -145,7 +128,7 @@ public struct JobClient: Sendable {
 
     /// Makes a job run again now (`nexjobs.retry`). Throws if it is missing or running.
     public func retry(_ id: Int64) async throws {
-        let ok: Bool = try await pool.query("SELECT nexjobs.retry(\(id))").first!.decode(0)
+        let ok: Bool = try await pool.query(JobStore.retry(id)).first!.decode(0)
         if !ok {
             let job = try await job(id)
             throw QueueError.conflict("job \(id) is \(job.state.rawValue); a running job cannot be retried")
@@ -154,7 +137,7 @@ public struct JobClient: Sendable {
 
     /// Cancels a job that has not finished (`nexjobs.cancel`). Throws if it is missing or already finished.
     public func cancel(_ id: Int64) async throws {
-        let ok: Bool = try await pool.query("SELECT nexjobs.cancel(\(id))").first!.decode(0)
+        let ok: Bool = try await pool.query(JobStore.cancel(id)).first!.decode(0)
         if !ok {
             let job = try await job(id)
             throw QueueError.conflict("job \(id) is already \(job.state.rawValue)")
@@ -166,7 +149,7 @@ public struct JobClient: Sendable {
     public func rescueExpired(batchSize: Int = 1000) async throws -> Int {
         var total = 0
         while true {
-            let n: Int = try await pool.query("SELECT nexjobs.rescue(\(batchSize))").first!.decode(0)
+            let n: Int = try await pool.query(JobStore.rescue(batchSize: batchSize)).first!.decode(0)
             total += n
             if n < batchSize { return total }
         }
@@ -178,9 +161,9 @@ public struct JobClient: Sendable {
                       batchSize: Int = 5000) async throws -> Int {
         var total = 0
         while true {
-            let n: Int = try await pool.query("""
-                SELECT nexjobs.prune(\(completedRetention)::interval, \(failedRetention)::interval, \(batchSize))
-                """).first!.decode(0)
+            let n: Int = try await pool.query(JobStore.prune(
+                completedRetention: completedRetention, failedRetention: failedRetention, batchSize: batchSize)
+            ).first!.decode(0)
             total += n
             if n < batchSize { return total }
         }

@@ -68,10 +68,7 @@ public struct JobContext: Sendable {
     /// completion commit together. Fenced like every completion: throws `JobLeaseLost` (roll back!) when the job is
     /// no longer running under this worker and attempt.
     public func complete(on connection: PGConnection) async throws {
-        let n = try await connection.execute("""
-            UPDATE nexjobs.jobs SET state = 'completed', finished_at = now(), locked_by = NULL, locked_until = NULL
-             WHERE id = \(id) AND attempt = \(attempt) AND state = 'running' AND locked_by = \(workerID)
-            """)
+        let n = try await connection.execute(JobStore.completeOne(id: id, attempt: attempt, worker: workerID))
         guard n == 1 else { throw JobLeaseLost(id: id) }
         completion.set()
     }

@@ -12,12 +12,19 @@ public struct DueWorkContext: Sendable {
     /// the tick's time budget is spent). Sources doing several statements check it between them, so they stop
     /// within one statement.
     public var isLeader: @Sendable () -> Bool
+    /// Whether this process holds the `maintenance` role (`MaintenanceRole`): `nexjobs.*` maintenance schedules
+    /// act only then, so one process maintains at a time. Default: always (`tickOnce`, tests).
+    public var isMaintenanceLeader: @Sendable () -> Bool
 
-    public init(pool: PGPool, logger: Logger, holder: String, isLeader: @escaping @Sendable () -> Bool) {
+    public init(
+        pool: PGPool, logger: Logger, holder: String, isLeader: @escaping @Sendable () -> Bool,
+        isMaintenanceLeader: @escaping @Sendable () -> Bool = { true }
+    ) {
         self.pool = pool
         self.logger = logger
         self.holder = holder
         self.isLeader = isLeader
+        self.isMaintenanceLeader = isMaintenanceLeader
     }
 }
 

@@ -26,6 +26,10 @@ public struct SchedulerOptions: Sendable {
     /// kinds (the application module's connection syncs, token refreshes and privacy requests).
     public var sources: [any DueWorkSource] = [CronScheduleSource()]
 
+    /// Campaign (while leading) for the `maintenance` role (`MaintenanceRole`); the `maintenance.*` schedules act
+    /// only while this scheduler holds it. Default true; false: this scheduler never maintains.
+    public var maintenance = true
+
     public init() {}
 
     public init(sources: [any DueWorkSource]) { self.sources = sources }
@@ -52,6 +56,8 @@ public struct SchedulerOptions: Sendable {
 /// then releases leadership so a standby takes over at its next attempt; `run()` returns.
 public final class Scheduler: Sendable {
     public let election: LeaderElection
+    /// The `maintenance` role's election (nil when `options.maintenance` is false).
+    public let maintenanceElection: LeaderElection?
     public let options: SchedulerOptions
     private let pool: PGPool
     private let logger: Logger
@@ -71,6 +77,10 @@ public final class Scheduler: Sendable {
         self.election = LeaderElection(
             pool: pool, holder: holder ?? Scheduler.defaultHolder(),
             options: options.election, logger: logger)
+        self.maintenanceElection = options.maintenance
+            ? LeaderElection(pool: pool, holder: election.holder, options: MaintenanceRole.election(options.election),
+                             logger: logger)
+            : nil
     }
 
     /// `host:pid:random`, unique per process.
@@ -102,6 +112,9 @@ public final class Scheduler: Sendable {
             ("term", "\(options.election.term)"))
         let election = self.election
         let electionTask = Task { await election.run() }
+        let maintenanceTask = maintenanceElection.map { m in
+            Task { await MaintenanceRole.campaign(m, whileEligible: { election.isLeader }) }
+        }
         let tickTask = Task { await self.tickLoop() }
         let watchdogTask = Task { await self.watchdog() }
         await withTaskCancellationHandler {
@@ -120,6 +133,8 @@ public final class Scheduler: Sendable {
         await watchdogTask.value
         electionTask.cancel()
         await electionTask.value
+        maintenanceTask?.cancel()
+        await maintenanceTask?.value
         logger.info("scheduler stopped")
     }
 
@@ -163,6 +178,7 @@ public final class Scheduler: Sendable {
         var lastRun: [Int: ContinuousClock.Instant] = [:]
         var failedTicks = 0
         let election = self.election
+        let maintenanceElection = self.maintenanceElection
         while !Task.isCancelled && !isStopped {
             let started = ContinuousClock.now
             if election.isLeader {
@@ -173,7 +189,8 @@ public final class Scheduler: Sendable {
                     pool: pool, logger: logger, holder: election.holder,
                     isLeader: { [self] in
                         election.isLeader && !isStopped && !Task.isCancelled && ContinuousClock.now < budgetEnd
-                    })
+                    },
+                    isMaintenanceLeader: { maintenanceElection?.isLeader ?? false })
                 var ran = 0
                 var failed = 0
                 for (index, source) in options.sources.enumerated() {

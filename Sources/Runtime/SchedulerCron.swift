@@ -304,7 +304,10 @@ public enum MaintenanceAction {
     /// default 5000). Returns the rows handled.
     /// - Throws: `ScheduleSpecError` for another `nexjobs.` kind or bad args.
     public static func run(kind: String, args: String, _ context: DueWorkContext) async throws -> Int {
-        try await run(plan(kind: kind, args: args, context.pool), context)
+        let plan = try await plan(kind: kind, args: args, context.pool)
+        // Another process (a worker) holds the maintenance role: it maintains, not this scheduler.
+        guard context.isMaintenanceLeader() else { return 0 }
+        return try await run(plan, context)
     }
 
     static func run(_ plan: Plan, _ context: DueWorkContext) async throws -> Int {

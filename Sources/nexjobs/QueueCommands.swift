@@ -59,7 +59,7 @@ func workerCommand(_ args: [String]) async throws -> Int32 {
               --heartbeat DURATION         heartbeat period (default: 2s)
               --retry-base DURATION        first retry delay; doubles per attempt, with jitter (default: 1s)
               --retry-max DURATION         longest retry delay (default: 1h)
-              --no-maintenance             do not rescue expired leases or prune here (the scheduler does)
+              --no-maintenance             never maintain (rescue, prune): another worker or the scheduler does
               --maintenance-interval D     (default: 5s)
               --completed-retention D      keep completed jobs (default: 24h)
               --failed-retention D         keep failed and cancelled jobs (default: 14d)

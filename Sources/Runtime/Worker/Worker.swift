@@ -1,0 +1,314 @@
+import Foundation
+import Logs
+import Postgres
+import Queue
+import Synchronization
+
+/// Settings of a worker process. Every field has a documented default.
+public struct WorkerOptions: Sendable {
+    /// Queues to claim from. Default `["default"]`.
+    public var queues: [String] = ["default"]
+    /// Jobs run at once. Default 10.
+    public var concurrency: Int = 10
+    /// Most jobs claimed by one statement. Default 1,000 (bounded by free slots).
+    public var claimBatch: Int = 1000
+    /// Fallback poll when no NOTIFY arrives. Default 1 s.
+    public var pollInterval: Duration = .seconds(1)
+    /// Heartbeat period; also how often cancellations are checked. Default 2 s.
+    public var heartbeatInterval: Duration = .seconds(2)
+    /// A worker silent this long loses its jobs to the rescuer. Default 15 s.
+    public var leaseDuration: Duration = .seconds(15)
+    /// On SIGTERM, how long running jobs may finish before being handed back. Default 25 s.
+    public var shutdownGrace: Duration = .seconds(25)
+    /// Backoff between failed attempts. Default exponential with jitter, 1 s doubling to 1 h.
+    public var retryPolicy: RetryPolicy = .exponentialJitter()
+    /// Campaign for the `maintenance` role (see `Maintainer`): while this worker holds it, it rescues expired
+    /// leases and prunes finished jobs. Only one process (worker or scheduler) holds the role at a time. Default
+    /// true; false (`--no-maintenance`): this worker never competes and never maintains.
+    public var maintenance: Bool = true
+    /// Maintenance period. Default 5 s.
+    public var maintenanceInterval: Duration = .seconds(5)
+    /// Completed jobs are kept this long. Default 24 h.
+    public var completedRetention: Duration = .seconds(86_400)
+    /// Failed and cancelled jobs are kept this long. Default 14 days.
+    public var failedRetention: Duration = .seconds(14 * 86_400)
+
+    public init() {}
+}
+
+/// Claims and runs jobs until stopped: the assembly of the worker's roles.
+///
+/// - one `Producer` per queue claims (one index-ordered statement per queue, on the listener thread right after a
+///   NOTIFY or in its claim loop); up to `concurrency` jobs run at once, slots shared by the producers;
+/// - `JobExecutor` runs each attempt and classifies its end;
+/// - the `Completer` writes outcomes in batches, each row fenced on (worker, attempt, state running);
+/// - the supervision loops (Supervision.swift) heartbeat the worker's lease, notice jobs lost to a cancel or a
+///   rescue, and cancel attempts past their timeout;
+/// - a `Maintainer` (unless `maintenance` is off) campaigns for the `maintenance` role and maintains while it
+///   holds it.
+public final class Worker: Sendable {
+    public let id: String
+    let options: WorkerOptions
+    let pool: PGPool
+    let registry: JobRegistry
+    let logger: Logger
+    /// The hard deadline of a claimed attempt (the longest timeout plus two leases); the rescuer frees it then.
+    let claimDeadline: Duration
+
+    /// One per queue; set once in `init` (they refer back to the worker).
+    private let producerList = Mutex<[Producer]>([])
+    var producers: [Producer] { producerList.withLock { $0 } }
+    let completer: Completer
+    /// This worker's maintenance (nil with `maintenance` off: it never campaigns).
+    public let maintainer: Maintainer?
+
+    let heartbeatWake = WakeSignal()
+    let timeoutWake = WakeSignal()
+    /// Woken whenever a job's outcome is recorded (drain waits on it).
+    private let recordedWake = WakeSignal()
+    let state = Mutex(State())
+    private let stopping = Atomic<Bool>(false)
+    /// Set once `drain()` returned: no job can start any more, so the background loops may finish. (Stopping alone
+    /// is not enough: a claim in flight at SIGTERM still starts its jobs, whose results need the completer.)
+    private let drained = Atomic<Bool>(false)
+    /// Claims made on the listener thread (for tests and stats).
+    let directClaims = Atomic<Int>(0)
+    private let hurry = Atomic<Bool>(false)
+    private let stopRequestedAt = Mutex<ContinuousClock.Instant?>(nil)
+    private let finishedCount = Atomic<Int>(0)
+
+    struct InFlight {
+        var attempt: Int
+        var kind: String
+        var started: ContinuousClock.Instant
+        var task: Task<Void, Never>?
+        /// When the attempt times out (its kind's timeout after the start); the timeout loop cancels it then.
+        var deadline: ContinuousClock.Instant
+        var timedOut = false
+    }
+    struct State {
+        var inFlight: [Int64: InFlight] = [:]
+        var slotWaiting = false
+        /// Slots promised to claim statements in progress (listener claims and claim loops), so together they
+        /// never claim more than `concurrency`.
+        var reserved = 0
+    }
+
+    public init(pool: PGPool, registry: JobRegistry, options: WorkerOptions, logger: Logger) {
+        let host = ProcessInfo.processInfo.hostName
+        let suffix = String(UInt32.random(in: 0...UInt32.max), radix: 36)
+        let id = "\(host)-\(getpid())-\(suffix)"
+        self.id = id
+        self.pool = pool
+        self.registry = registry
+        self.options = options
+        let logger = logger.with(("worker", id))
+        self.logger = logger
+        self.claimDeadline = registry.longestTimeout + options.leaseDuration * 2
+        self.completer = Completer(workerID: id, pool: pool, retryPolicy: options.retryPolicy, logger: logger)
+        self.maintainer = options.maintenance
+            ? Maintainer(pool: pool, holder: id, interval: options.maintenanceInterval,
+                         completedRetention: options.completedRetention, failedRetention: options.failedRetention,
+                         logger: logger)
+            : nil
+        let producers = options.queues.map { Producer(queue: $0, worker: self) }
+        producerList.withLock { $0 = producers }
+    }
+
+    /// Number of jobs whose outcome this worker has recorded.
+    public var jobsFinished: Int { finishedCount.load(ordering: .relaxed) }
+
+    /// Asks the worker to stop: no more claims; running jobs get `shutdownGrace`, then are handed back.
+    public func shutdown() {
+        let now = ContinuousClock.now
+        let first = stopRequestedAt.withLock { t -> ContinuousClock.Instant? in
+            defer { if t == nil { t = now } }
+            return t
+        }
+        stopping.store(true, ordering: .releasing)
+        // A second request well after the first (not the same signal delivered twice, e.g. to the process and its
+        // group) skips the grace period.
+        if let first, now - first > .seconds(1) { hurry.store(true, ordering: .releasing) }
+        for p in producers { p.signal() }
+        completer.signal()
+        maintainer?.shutdown()
+        timeoutWake.signal()
+        recordedWake.signal()
+    }
+
+    /// Runs until `shutdown()` (or cancellation), then drains and returns.
+    public func run() async throws {
+        try await register()
+        logger.info("worker started", ("queues", options.queues.joined(separator: ",")),
+                    ("concurrency", String(options.concurrency)))
+        let producers = self.producers
+        let byQueue = Dictionary(producers.map { ($0.queue, $0) }, uniquingKeysWith: { a, _ in a })
+        let listener = PGListener(
+            config: pool.config, channels: ["nexjobs_jobs", "nexjobs_cancel"],
+            onNotify: { [self] note in
+                if note.channel == "nexjobs_cancel" {
+                    if let id = Int64(note.payload) { self.cancelLocal(id, reason: "cancelled by operator") }
+                } else {
+                    byQueue[note.payload]?.notified()
+                }
+            },
+            onReconnect: { for p in producers { p.signal() } },
+            onError: { [logger] msg in logger.warning("listener", ("error", msg)) },
+            afterNotifications: { session in
+                for p in producers { p.directClaimIfNotified(on: session) }
+            })
+        listener.start()
+        defer { listener.stop() }
+
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await self.completer.run(finished: { [self] in self.isDrained && self.isIdle }) }
+            group.addTask { await self.heartbeatLoop() }
+            group.addTask { await self.timeoutLoop() }
+            if let maintainer { group.addTask { await maintainer.run() } }
+            await withTaskCancellationHandler {
+                await withTaskGroup(of: Void.self) { producing in
+                    for p in producers { producing.addTask { await p.run() } }
+                }
+            } onCancel: {
+                self.shutdown()
+            }
+            await self.drain()
+            self.drained.store(true, ordering: .releasing)
+            // Background loops watch `drained`; the completer flushes what is left before returning.
+            self.completer.signal()
+            self.heartbeatWake.signal()
+            self.timeoutWake.signal()
+            await group.waitForAll()
+        }
+        _ = try? await pool.execute(JobStore.unregisterWorker(id: id))
+        logger.info("worker stopped", ("jobs_finished", String(jobsFinished)))
+    }
+
+    func register() async throws {
+        try await pool.execute(JobStore.registerWorker(
+            id: id, host: ProcessInfo.processInfo.hostName, pid: Int(getpid()), queues: options.queues,
+            concurrency: options.concurrency, lease: options.leaseDuration))
+    }
+
+    var isStopping: Bool { stopping.load(ordering: .acquiring) }
+    var isDrained: Bool { drained.load(ordering: .acquiring) }
+    /// No job runs.
+    var isIdle: Bool { state.withLock { $0.inFlight.isEmpty } }
+
+    // MARK: slots (shared by the producers)
+
+    /// Promises up to `atMost` (and `claimBatch`) free slots to one claim statement; 0 when none are free or the
+    /// worker stops.
+    func reserveSlots(atMost: Int) -> Int {
+        state.withLock { s in
+            guard !isStopping else { return 0 }
+            let want = min(options.concurrency - s.inFlight.count - s.reserved, options.claimBatch, atMost)
+            guard want > 0 else { return 0 }
+            s.reserved += want
+            return want
+        }
+    }
+
+    /// Returns promised slots a claim did not use (it failed).
+    func releaseSlots(_ n: Int) { state.withLock { $0.reserved -= n } }
+
+    /// A producer found no free slot: wake the producers when one is freed.
+    func waitForSlot() { state.withLock { $0.slotWaiting = true } }
+
+    /// Starts the claimed jobs, then returns the promised slots (the started jobs now hold theirs).
+    func startClaimed(_ rows: PGRows, reserved: Int) throws {
+        defer { releaseSlots(reserved) }
+        for row in rows { start(try ClaimedJob(row: row)) }
+    }
+
+    // MARK: running
+
+    private func start(_ job: ClaimedJob) {
+        let jobLogger = logger.with(
+            ("job.id", String(job.id)), ("job.kind", job.kind), ("job.attempt", String(job.attempt)))
+        let context = JobContext(id: job.id, kind: job.kind, queue: job.queue, attempt: job.attempt,
+                                 maxAttempts: job.maxAttempts, workerID: id, pool: pool, logger: jobLogger)
+        let handler = registry.handler(for: job.kind)
+        let timeout = handler?.timeout ?? .seconds(1800)
+        let now = ContinuousClock.now
+        state.withLock {
+            $0.inFlight[job.id] = InFlight(
+                attempt: job.attempt, kind: job.kind, started: now, task: nil, deadline: now + timeout)
+        }
+        let jobID = job.id
+        let signals = JobExecutor.Signals(
+            timedOut: { [self] in self.state.withLock { $0.inFlight[jobID]?.timedOut ?? false } },
+            stopping: { [self] in self.isStopping })
+        guard handler != nil else {
+            // Nothing to run: classified at once, without a task.
+            let kinds = registry.kinds
+            Task { [self] in
+                let d = await JobExecutor.execute(handler: nil, job: job, context: context, knownKinds: kinds)
+                self.record(Outcome(id: job.id, attempt: job.attempt, maxAttempts: job.maxAttempts, disposition: d))
+            }
+            return
+        }
+        let task = Task {
+            let disposition = await JobExecutor.execute(
+                handler: handler, job: job, context: context, signals: signals)
+            self.record(Outcome(id: job.id, attempt: job.attempt, maxAttempts: job.maxAttempts,
+                                disposition: disposition))
+        }
+        let lateTimeout = state.withLock { s -> Bool in
+            guard s.inFlight[jobID] != nil else { return false }
+            s.inFlight[jobID]?.task = task
+            return s.inFlight[jobID]?.timedOut ?? false
+        }
+        if lateTimeout { task.cancel() }
+    }
+
+    /// Records a job's outcome once: the first outcome for an in-flight job wins and frees its slot.
+    func record(_ outcome: Outcome) {
+        let (accepted, wakeProducers) = state.withLock { s -> (Bool, Bool) in
+            guard let f = s.inFlight[outcome.id], f.attempt == outcome.attempt else { return (false, false) }
+            s.inFlight[outcome.id] = nil
+            completer.add(outcome)
+            let w = s.slotWaiting
+            s.slotWaiting = false
+            return (true, w)
+        }
+        guard accepted else { return }
+        finishedCount.add(1, ordering: .relaxed)
+        completer.signal()
+        recordedWake.signal()
+        if wakeProducers { for p in producers { p.signal() } }
+    }
+
+    /// Stops a running job locally: the database already says it is not ours (cancelled, rescued).
+    func cancelLocal(_ jobID: Int64, reason: String) {
+        let entry = state.withLock { $0.inFlight[jobID] }
+        guard let entry else { return }
+        logger.info("stopping job", ("job.id", String(jobID)), ("reason", reason))
+        entry.task?.cancel()
+        record(Outcome(id: jobID, attempt: entry.attempt, maxAttempts: 0, disposition: .drop(reason)))
+    }
+
+    // MARK: shutdown
+
+    private func drain() async {
+        let clock = ContinuousClock()
+        let deadline = clock.now + options.shutdownGrace
+        let running = state.withLock { $0.inFlight.count }
+        if running > 0 {
+            logger.info("shutting down: waiting for running jobs", ("running", String(running)),
+                        ("grace", "\(options.shutdownGrace)"))
+        }
+        while state.withLock({ !$0.inFlight.isEmpty || $0.reserved > 0 }) && clock.now < deadline
+            && !hurry.load(ordering: .acquiring)
+        {
+            await recordedWake.wait(timeout: .milliseconds(50))
+        }
+        let left = state.withLock { s in s.inFlight.map { ($0.key, $0.value) } }
+        guard !left.isEmpty else { return }
+        logger.warning("grace period over: handing back running jobs", ("count", String(left.count)))
+        for (jobID, f) in left {
+            f.task?.cancel()
+            record(Outcome(id: jobID, attempt: f.attempt, maxAttempts: 0, disposition: .handBack))
+        }
+    }
+}
