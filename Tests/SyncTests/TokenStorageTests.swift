@@ -54,8 +54,11 @@ final class TokenStorageTests: XCTestCase {
         }
         let before = try await status()
         XCTAssertEqual(before, "active", "a valid long-lived token is left alone")
+        // Expired by the handler's clock (the harness's, fixed at its start) as well as by the database's: on a
+        // loaded machine setup takes more than a second, so `now() - 1 s` could still lie after the harness clock.
+        let expired = h.start.addingTimeInterval(-1)
         try await h.db.pool.execute(
-            "UPDATE nexcomet.ad_connections SET access_token_expires_at = now() - interval '1 second' WHERE id = \(id)")
+            "UPDATE nexcomet.ad_connections SET access_token_expires_at = \(expired) WHERE id = \(id)")
         do {
             try await h.run(RefreshTokenHandler(environment: h.environment), args: #"{"connection_id":"\#(id)"}"#)
             XCTFail("expected a discard")
