@@ -17,7 +17,7 @@ let package = Package(
         .target(name: "Cron"),
         .target(name: "Queue", dependencies: ["Postgres", "Logs"]),
         .target(name: "HTTP"),
-        .target(name: "Platforms", dependencies: ["Postgres"]),
+        .target(name: "Platforms", dependencies: ["Postgres", "Logs"]),
         .target(name: "Sandbox", dependencies: ["HTTP"], exclude: ["README.md"]),
         .target(name: "Privacy", dependencies: ["COpenSSL", "Postgres", "Queue"], exclude: ["CIPHERTEXT.md"]),
         .target(name: "Sync", dependencies: ["Platforms", "Queue", "Privacy", "Postgres"]),

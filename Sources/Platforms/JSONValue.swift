@@ -1,4 +1,5 @@
 import Foundation
+import Logs
 
 /// A parsed JSON document that keeps every number literal as its original text.
 ///
@@ -342,25 +343,6 @@ extension JSONValue {
         }
     }
 
-    static func writeString(_ s: String, to out: inout String) {
-        out += "\""
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if scalar.value < 0x20 {
-                    out +=
-                        "\\u" + String(repeating: "0", count: 4 - String(scalar.value, radix: 16).count)
-                        + String(scalar.value, radix: 16)
-                } else {
-                    out.unicodeScalars.append(scalar)
-                }
-            }
-        }
-        out += "\""
-    }
+    /// One JSON string escaper for the project: the logger's.
+    static func writeString(_ s: String, to out: inout String) { out += Logger.jsonString(s) }
 }

@@ -18,7 +18,7 @@ final class ImportGraphTests: XCTestCase {
         "Queue": ["Postgres", "Logs", "Checked"],
         "Runtime": ["Queue", "Postgres", "Logs", "Cron", "Checked"],
         // Application side.
-        "Platforms": ["Postgres", "Checked"],
+        "Platforms": ["Postgres", "Logs", "Checked"],
         "Sandbox": ["HTTP", "Checked"],
         "Privacy": ["COpenSSL", "Postgres", "Queue", "Platforms", "Logs", "Checked"],
         "Sync": ["Platforms", "Privacy", "Queue", "Postgres", "Logs", "Checked"],
