@@ -1,5 +1,6 @@
 import Cron
 import Foundation
+import Postgres
 
 /// When a schedule fires: a 5-field cron expression read in an IANA time zone, or a fixed `@every` interval.
 ///
@@ -11,6 +12,9 @@ public enum ScheduleSpec: Sendable, Hashable, CustomStringConvertible {
     case cron(CronExpression, TimeZone)
     case every(seconds: Int64)
 
+    /// The longest `@every` interval: 3650 days.
+    public static let longestInterval: Duration = .seconds(3650 * 86_400)
+
     /// Parses the `cron` and `timezone` columns of `nexjobs.schedules`.
     ///
     /// - Throws: `ScheduleSpecError` for an unknown time zone, a bad interval or a bad cron expression.
@@ -18,9 +22,11 @@ public enum ScheduleSpec: Sendable, Hashable, CustomStringConvertible {
         let t = text.trimmingCharacters(in: .whitespaces)
         if t.lowercased().hasPrefix("@every") {
             let rest = t.dropFirst("@every".count).trimmingCharacters(in: .whitespaces)
-            guard let d = parseDuration(rest), d.components.attoseconds == 0, d >= .seconds(1) else {
+            guard let d = parseDuration(rest), d.components.attoseconds == 0, d >= .seconds(1),
+                d <= ScheduleSpec.longestInterval
+            else {
                 throw ScheduleSpecError(
-                    message: "'\(t)': @every needs a whole number of seconds, at least 1s "
+                    message: "\(CheckedInput.quote(t)): @every needs a whole number of seconds in 1s...3650d "
                         + "(e.g. @every 30s, @every 5m)")
             }
             self = .every(seconds: d.components.seconds)
@@ -42,6 +48,8 @@ public enum ScheduleSpec: Sendable, Hashable, CustomStringConvertible {
         case .cron(let expression, let zone):
             return expression.latestFire(atOrBefore: date, in: zone)
         case .every(let seconds):
+            // Infinite or out-of-range instants (a row holding 'infinity') have no fire time; never trap.
+            guard PGTimestamp.isStorable(date), seconds > 0 else { return nil }
             let t = Int64(date.timeIntervalSince1970.rounded(.down))
             let floored = t >= 0 ? t / seconds * seconds : -((-t + seconds - 1) / seconds) * seconds
             return Date(timeIntervalSince1970: Double(floored))

@@ -32,7 +32,9 @@ let topHelp = """
                            ad-platform credentials and base URLs of the sync jobs
       NEXJOBS_WEBHOOK_SECRET  shared secret of signed webhooks (nexjobs serve), at least 32 characters
 
-    Exit codes: 0 ok, 1 operational failure, 2 usage or invalid input, 3 not found / not allowed in this state.
+    Exit codes: 0 ok, 1 operational failure, 2 usage or invalid input (nothing changed; includes values the
+    database refuses as data: SQLSTATE classes 22 and 54), 3 not found / not allowed in this state.
+    Every number, duration, id and timestamp has a documented range (each command's --help, README.md).
     """
 
 let argv = Array(CommandLine.arguments.dropFirst())
@@ -67,9 +69,18 @@ if argv.isEmpty || argv[0] == "--help" || argv[0] == "-h" || argv[0] == "help" {
         case .invalidInput: code = Exit.usage
         case .notFound, .conflict: code = Exit.notFound
         }
+    } catch let e as InputError {
+        printErr("error: \(e.message)\nRun 'nexjobs \(argv[0]) --help' for usage.")
+        code = Exit.usage
     } catch let e as PGError {
         printErr("error: \(e)")
-        code = Exit.failure
+        // The server refused the input itself (class 22 data exception: a value out of range or malformed; class
+        // 54 program limit: e.g. a key too large for its index): invalid input, nothing changed.
+        if let state = e.sqlState, state.hasPrefix("22") || state.hasPrefix("54") {
+            code = Exit.usage
+        } else {
+            code = Exit.failure
+        }
     } catch {
         printErr("error: \(error)")
         code = Exit.failure
