@@ -30,7 +30,7 @@ public func runSandboxCommand(arguments: [String]) async -> Int32 {
                                        [--accounts-per-connection N|MIN-MAX] [--days N]
 
                   --port P                          0...65535 (default 0: any free port)
-                  --host H                          address to bind, 1...255 bytes (default 127.0.0.1)
+                  --host H                          IPv4 / IPv6 address or localhost to bind (default 127.0.0.1)
                   --seed S                          0...18446744073709551615 (default 42)
                   --snap-token-ttl SECONDS          1...86400 (default 1800)
                   --tiktok-connections N            0...1000 (default 3)
@@ -50,8 +50,8 @@ public func runSandboxCommand(arguments: [String]) async -> Int32 {
             }
             port = p
         case "--host":
-            guard let v = value(), (1...255).contains(v.utf8.count), !v.utf8.contains(0) else {
-                return usage("--host needs an address of 1...255 bytes")
+            guard let v = value(), isAddressLiteral(v) else {
+                return usage("--host needs an IPv4 or IPv6 address or localhost")
             }
             host = v
         case "--seed":
@@ -112,8 +112,17 @@ public func runSandboxCommand(arguments: [String]) async -> Int32 {
 }
 
 private func usage(_ message: String) -> Int32 {
-    FileHandle.standardError.write(Data("sandbox: \(message) (see --help)\n".utf8))
+    FileHandle.standardError.write(Data("error: sandbox: \(message) (see nexjobs sandbox --help)\n".utf8))
     return 2
+}
+
+/// An address the sandbox can bind without a name lookup: IPv4 or IPv6 literal, or `localhost`.
+private func isAddressLiteral(_ text: String) -> Bool {
+    if text == "localhost" { return true }
+    guard text.utf8.count <= 64, !text.utf8.contains(0) else { return false }
+    var v4 = in_addr()
+    var v6 = in6_addr()
+    return inet_pton(AF_INET, text, &v4) == 1 || inet_pton(AF_INET6, text, &v6) == 1
 }
 
 /// Suspends until SIGINT or SIGTERM arrives (delivered through Dispatch, not a signal handler).

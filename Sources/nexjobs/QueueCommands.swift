@@ -19,7 +19,13 @@ func migrateCommand(_ args: [String]) async throws -> Int32 {
     }
     guard a.positionals.isEmpty else { throw UsageError("migrate takes no arguments") }
     let dir: URL
-    if let d = a.options["dir"] { dir = URL(fileURLWithPath: d) } else {
+    if let d = a.options["dir"] {
+        var isDirectory: ObjCBool = false
+        guard !d.isEmpty, d.utf8.count <= 4096, FileManager.default.fileExists(atPath: d, isDirectory: &isDirectory),
+            isDirectory.boolValue
+        else { throw UsageError("--dir must name an existing folder, got \(CheckedInput.quote(d))") }
+        dir = URL(fileURLWithPath: d)
+    } else {
         guard let found = PGMigrator.locateDirectory() else {
             throw UsageError("cannot find the sql/ migrations folder; pass --dir or set NEXJOBS_SQL_DIR")
         }
