@@ -346,13 +346,18 @@ func checkScheduleArgs(kind: String, args: String) throws {
 func checkMaintenanceIntervals(kind: String, args: String, pool: PGPool) async throws {
     guard kind == "nexjobs.prune" else { return }
     for key in ["completed_retention", "failed_retention", "fires_retention"] {
-        let ok: Bool? = try await pool.query(
+        let ok: Bool?
+        do {
+            ok = try await pool.query(
             """
             SELECT CASE WHEN \(PGJSON(args))::jsonb ? \(key)
                         THEN (\(PGJSON(args))::jsonb->>\(key))::interval BETWEEN interval '0' AND interval '100 years'
                         ELSE true END
             """
         ).first?.decode(0, as: Bool?.self)
+        } catch let e as PGError where e.sqlState?.hasPrefix("22") == true {
+            ok = false
+        }
         guard ok == true else { throw UsageError("--args: \(key) must be an interval in 0...100 years") }
     }
 }
