@@ -19,10 +19,9 @@ final class HostileInputTests: XCTestCase {
     /// Values given to every flag, positional and environment setting. Raw bytes: some are not UTF-8.
     static let hostileValues: [[UInt8]] = {
         let texts = [
-            "99999999999999999999999", "1e300", "-1", "0", "nan", "NaN", "inf", "-inf", "9223372036854775808",
-            "-9223372036854775809", "", "2026-13-45", "2026-02-30T25:61:00Z", "-infinity", "infinity",
-            "0044-03-15 00:00:00 BC", "200000-01-01T00:00:00Z", "1e300s", "@every 1e300", "{\"batch_size\":0}",
-            String(repeating: "9", count: 4096),
+            "99999999999999999999999", "1e300", "-1", "0", "nan", "inf", "-inf", "9223372036854775808", "",
+            "2026-13-45", "-infinity", "0044-03-15 00:00:00 BC", "200000-01-01T00:00:00Z", "1e300s", "@every 1e300",
+            "{\"batch_size\":0}",
         ]
         // 100 KiB: one argument (or environment string) may not exceed 128 KiB on Linux; 1 MB goes through stdin.
         return texts.map { Array($0.utf8) } + [Array(repeating: UInt8(ascii: "x"), count: 100_000), [0xff, 0xfe, 0x41, 0xc3]]
@@ -243,7 +242,7 @@ final class HostileInputTests: XCTestCase {
 
     // MARK: Running
 
-    /// Runs the cases, 6 at a time, each with a deadline (3 s for long-running commands, 20 s otherwise).
+    /// Runs the cases, 8 at a time, each with a deadline (3 s for long-running commands, 20 s otherwise).
     func runAll(_ cases: [Case], databaseURL: String) async -> [Outcome] {
         let keys = "k1:" + Data((0..<32).map { UInt8($0) }).base64EncodedString()
         var env = ProcessInfo.processInfo.environment
@@ -262,7 +261,7 @@ final class HostileInputTests: XCTestCase {
                 let box = Box(cases.count)
                 let lock = NSLock()
                 let queue = OperationQueue()
-                queue.maxConcurrentOperationCount = 6
+                queue.maxConcurrentOperationCount = 8
                 for (i, c) in cases.enumerated() {
                     queue.addOperation {
                         let long = Self.longRunning.contains(c.unit.split(separator: " ").first.map(String.init) ?? "")
