@@ -31,7 +31,10 @@ func migrateCommand(_ args: [String]) async throws -> Int32 {
         }
         dir = found
     }
-    let migrator = try PGMigrator(directory: dir)
+    let migrator: PGMigrator
+    do { migrator = try PGMigrator(directory: dir) } catch let e as PGError {
+        throw UsageError("--dir \(dir.path): \(e.message)")
+    }
     let pool = try openPool(maxConnections: 1)
     let outcome = try await migrator.migrate(pool)
     await pool.close()
