@@ -17,6 +17,11 @@ CREATE OR REPLACE FUNCTION nexjobs.insert_jobs(
 RETURNS TABLE (job_id bigint, job_queue text)
 LANGUAGE plpgsql AS $$
 BEGIN
+    -- 'infinity' / '-infinity' would be stored and break every reader's arithmetic: refuse them with SQLSTATE 22008
+    -- (datetime_field_overflow, a data exception: the CLI maps class 22 to exit 2).
+    IF EXISTS (SELECT 1 FROM unnest(p_run_ats) r WHERE r IS NOT NULL AND NOT isfinite(r)) THEN
+        RAISE EXCEPTION 'nexjobs.enqueue: run_at must be a finite timestamp' USING ERRCODE = '22008';
+    END IF;
     RETURN QUERY
     WITH ins AS (
         INSERT INTO nexjobs.jobs AS j (kind, args, queue, priority, run_at, unique_key, max_attempts)

@@ -95,13 +95,13 @@ public struct WebService: Sendable {
             out += "# TYPE nexjobs_oldest_due_seconds gauge\n"
             for r in try await pool.query(
                 """
-                SELECT queue, extract(epoch FROM now() - min(run_at))::float8 FROM nexjobs.jobs
+                SELECT queue, extract(epoch FROM now())::float8 - extract(epoch FROM min(run_at))::float8 FROM nexjobs.jobs
                  WHERE state IN ('available', 'retryable') AND run_at <= now() GROUP BY 1 ORDER BY 1
                 """)
             {
                 let queue: String = try r.decode(0)
                 let age: Double = try r.decode(1)
-                out += "nexjobs_oldest_due_seconds{queue=\"\(label(queue))\"} \(String(format: "%.3f", age))\n"
+                out += "nexjobs_oldest_due_seconds{queue=\"\(label(queue))\"} \(age.isFinite ? String(format: "%.3f", age) : age > 0 ? "+Inf" : "-Inf")\n"
             }
             let workers: Int64 = try await pool.query(
                 "SELECT count(*)::bigint FROM nexjobs.workers WHERE lease_until > now()"

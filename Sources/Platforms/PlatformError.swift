@@ -140,15 +140,19 @@ public enum ErrorClassifier {
             headers.first(where: { $0.key.caseInsensitiveCompare(name) == .orderedSame })?.value
                 .trimmingCharacters(in: .whitespaces)
         }
+        // A delay is at most one day: a header of 1e300, inf or nan must not trap the Int64 conversion.
+        func delay(_ seconds: Double) -> Duration {
+            .milliseconds(Int64((seconds.isFinite ? min(max(0, seconds), 86_400) : 86_400) * 1000))
+        }
         if let text = value("Retry-After"), let seconds = Double(text), seconds >= 0 {
-            return .milliseconds(Int64(seconds * 1000))
+            return delay(seconds)
         }
         if let text = value("X-Rate-Limit-Reset"), let number = Double(text), number >= 0 {
             // Values this large are epoch seconds, not a delay.
             if number > 1_000_000_000 {
-                return .milliseconds(Int64(max(0, number - now.timeIntervalSince1970) * 1000))
+                return delay(number - now.timeIntervalSince1970)
             }
-            return .milliseconds(Int64(number * 1000))
+            return delay(number)
         }
         return nil
     }

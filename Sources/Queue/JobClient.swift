@@ -26,6 +26,9 @@ public struct NewJob: Sendable {
         self.maxAttempts = maxAttempts
     }
 
+    /// Unique keys are 1...1000 UTF-8 bytes (the unique index refuses rows much past 2,700 bytes).
+    public static let uniqueKeyBytes: ClosedRange<Int> = 1...1000
+
     /// Checks what the database would reject, with a clearer message.
     public func validate() throws {
         guard kind.range(of: #"^[a-z][a-z0-9_.:-]{0,127}$"#, options: .regularExpression) != nil else {
@@ -37,7 +40,16 @@ public struct NewJob: Sendable {
         guard (-32768...32767).contains(priority) else {
             throw QueueError.invalidInput("priority \(priority) out of range -32768...32767")
         }
-        guard maxAttempts >= 1 else { throw QueueError.invalidInput("max attempts must be at least 1") }
+        guard (1...1_000_000).contains(maxAttempts) else {
+            throw QueueError.invalidInput("max attempts \(maxAttempts) out of range 1...1000000")
+        }
+        if let uniqueKey, !NewJob.uniqueKeyBytes.contains(uniqueKey.utf8.count) || uniqueKey.utf8.contains(0) {
+            throw QueueError.invalidInput(
+                "unique key must be 1...1000 bytes without NUL, got \(uniqueKey.utf8.count) bytes")
+        }
+        if let runAt, !PGTimestamp.isStorable(runAt) {
+            throw QueueError.invalidInput("run_at must be a finite time within PostgreSQL's range (4713 BC...294276 AD)")
+        }
         try JobArgs.validateObject(args)
     }
 }
@@ -200,7 +212,7 @@ public enum JobArgs {
         do {
             value = try JSONSerialization.jsonObject(with: Data(text.utf8), options: [.fragmentsAllowed])
         } catch {
-            throw QueueError.invalidInput("args are not valid JSON: \(text.prefix(80))")
+            throw QueueError.invalidInput("args are not valid JSON: \(CheckedInput.quote(text))")
         }
         guard value is [String: Any] else {
             throw QueueError.invalidInput("args must be a JSON object like {\"key\": \"value\"}")

@@ -24,6 +24,14 @@ extension JobHandler {
     public var timeout: Duration { .seconds(1800) }
 }
 
+/// Job args with documented ranges beyond their JSON shape. `check()` runs when a job of a known kind is enqueued
+/// through the CLI, when a schedule of that kind is added or enabled, and again before the handler runs (a job
+/// whose args fail is discarded with the message).
+public protocol CheckedArgs {
+    /// Throws `InputError` naming the field and its range.
+    func check() throws
+}
+
 /// Run again after `delay` without charging an attempt (e.g. the API said "rate limited").
 public struct JobSnooze: Error, CustomStringConvertible {
     public var delay: Duration
@@ -94,10 +102,24 @@ public struct AnyJobHandler: Sendable {
     public let kind: String
     public let timeout: Duration
     let body: @Sendable (String, JobContext) async throws -> Void
+    let validate: @Sendable (String) throws -> Void
 
     public init<H: JobHandler>(_ handler: H) {
         kind = H.kind
         timeout = handler.timeout
+        validate = { argsText in
+            let args: H.Args
+            do {
+                args = try JSONDecoder().decode(H.Args.self, from: Data(argsText.utf8))
+            } catch {
+                throw QueueError.invalidInput("args do not decode for kind \(H.kind): \(describeDecodingError(error))")
+            }
+            do {
+                try (args as? any CheckedArgs)?.check()
+            } catch let e as InputError {
+                throw QueueError.invalidInput("args of kind \(H.kind): \(e.message)")
+            }
+        }
         // Jobs of one kind often share their args text (bulk enqueues): the last few decodings are kept, since
         // decoding is a pure function of the text and JSONDecoder was ~6 % of a worker's CPU draining no-ops.
         // Texts are compared byte for byte (String == would equate canonically equivalent Unicode). Args types
@@ -114,6 +136,11 @@ public struct AnyJobHandler: Sendable {
                     args = try JSONDecoder().decode(H.Args.self, from: Data(argsText.utf8))
                 } catch {
                     throw JobDiscard("args do not decode for kind \(H.kind): \(describeDecodingError(error))")
+                }
+                do {
+                    try (args as? any CheckedArgs)?.check()
+                } catch let e as InputError {
+                    throw JobDiscard("args of kind \(H.kind): \(e.message)")
                 }
                 if argsText.utf8.count <= 512 {
                     recent.withLock { list in
@@ -140,6 +167,13 @@ public struct JobRegistry: Sendable {
     }
 
     public func handler(for kind: String) -> AnyJobHandler? { handlers[kind] }
+
+    /// Checks `json` against what the handler of `kind` accepts (decoding and `CheckedArgs`). Kinds this
+    /// registry does not know pass: another build may run them.
+    /// - Throws: `QueueError.invalidInput` naming the field and its range.
+    public func validateArgs(kind: String, json: String) throws {
+        try handlers[kind]?.validate(json)
+    }
     public var kinds: [String] { handlers.keys.sorted() }
     /// The longest timeout among registered kinds (bounds a job's hard lease deadline).
     public var longestTimeout: Duration { handlers.values.map(\.timeout).max() ?? .seconds(1800) }

@@ -50,3 +50,13 @@ struct NoopFailure: Error, CustomStringConvertible {
     var failTimes: Int
     var description: String { "noop: failing attempt \(attempt) of the \(failTimes) requested by fail_times" }
 }
+
+extension NoopHandler.Args: CheckedArgs {
+    /// `sleep_ms`: 0...86400000 (one day); `fail_times`: 0...1000.
+    public func check() throws {
+        if let ms = sleep_ms, !(0...86_400_000).contains(ms) {
+            throw InputError("sleep_ms must be in 0...86400000, got \(ms)")
+        }
+        if let n = fail_times, !(0...1000).contains(n) { throw InputError("fail_times must be in 0...1000, got \(n)") }
+    }
+}

@@ -1,5 +1,6 @@
 import Cron
 import Foundation
+import Postgres
 
 /// When a schedule fires: a 5-field cron expression read in an IANA time zone, or a fixed `@every` interval.
 ///
@@ -10,6 +11,9 @@ import Foundation
 public enum ScheduleSpec: Sendable, Hashable, CustomStringConvertible {
     case cron(CronExpression, TimeZone)
     case every(seconds: Int64)
+
+    /// The longest `@every` interval: 3650 days.
+    public static let longestInterval: Duration = .seconds(3650 * 86_400)
 
     /// Parses the `cron` and `timezone` columns of `nexjobs.schedules`.
     ///
@@ -41,7 +45,7 @@ public enum ScheduleSpec: Sendable, Hashable, CustomStringConvertible {
     /// Checks the text of an `@every` interval before parsing it: only digits, `.` and unit letters, at most 11
     /// digits in all, so no value can overflow while it is converted; then 1 s ... `maxEverySeconds`, whole seconds.
     static func everySeconds(_ rest: String, text t: String) throws -> Int64 {
-        let usage = "'\(t)': @every needs a whole number of seconds from 1s to 3650d (e.g. @every 30s, @every 5m)"
+        let usage = "'\(t)': @every needs a whole number of seconds in 1s...3650d (e.g. @every 30s, @every 5m)"
         let lower = rest.lowercased()
         let shaped =
             lower.range(of: #"^([0-9.]+[a-z]+)+$"#, options: .regularExpression) != nil

@@ -32,10 +32,16 @@ extension Sandbox {
         }
         router.add("GET", "/_sandbox/clock") { [self] _ in .json(clockJSON()) }
         router.add("POST", "/_sandbox/clock") { [self] req in
-            guard let days = JSONValue.parse(req.bodyText)?["advance_days"]?.intValue else {
-                return controlError("give {\"advance_days\": N}")
+            guard let days = JSONValue.parse(req.bodyText)?["advance_days"]?.intValue,
+                Sandbox.clockDays.contains(days)
+            else {
+                return controlError(
+                    "give {\"advance_days\": N} with N in \(Sandbox.clockDays.lowerBound)...\(Sandbox.clockDays.upperBound)")
             }
-            advanceDays(days)
+            guard tryAdvanceDays(days) else {
+                return controlError(
+                    "the clock may move at most \(Sandbox.clockDays.upperBound) days from its start in total", status: 409)
+            }
             return .json(clockJSON())
         }
         router.add("GET", "/_sandbox/truth") { [self] req in

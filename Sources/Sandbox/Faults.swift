@@ -137,8 +137,11 @@ public struct FaultConfig: Sendable, Equatable {
                 config.probabilities[kind] = p
             }
         }
-        if let ms = v["slow_delay_ms"]?.intValue {
-            config.slowDelay = .milliseconds(max(0, ms))
+        if let raw = v["slow_delay_ms"] {
+            guard let ms = raw.intValue, (0...600_000).contains(ms) else {
+                return .failure(SandboxInputError("slow_delay_ms must be an integer in 0...600000"))
+            }
+            config.slowDelay = .milliseconds(ms)
         }
         for r in v["rules"]?.arrayValue ?? [] {
             guard let k = r["kind"]?.text, let kind = FaultKind(rawValue: k) else {
@@ -153,7 +156,12 @@ public struct FaultConfig: Sendable, Equatable {
             }
             rule.account = r["account"]?.text
             rule.pathContains = r["path_contains"]?.text
-            rule.count = r["count"]?.intValue
+            if let raw = r["count"] {
+                guard let n = raw.intValue, (0...1_000_000).contains(n) else {
+                    return .failure(SandboxInputError("rule count must be an integer in 0...1000000"))
+                }
+                rule.count = n
+            }
             config.rules.append(rule)
         }
         return .success(config)

@@ -190,9 +190,24 @@ public final class Sandbox: Sendable {
         }
     }
 
+    /// How far the sandbox clock may move from its start, in days, in total and per call: -36500...36500.
+    public static let clockDays: ClosedRange<Int> = -36_500...36_500
+
     /// Moves the sandbox clock by whole days: new days get metrics, recent days restate their conversions.
+    /// The total offset stays in `clockDays`: a move past it is ignored (see `tryAdvanceDays`).
     public func advanceDays(_ days: Int) {
-        state.withLock { $0.dayOffset += days }
+        _ = tryAdvanceDays(days)
+    }
+
+    /// Moves the clock unless the total offset would leave `clockDays`; returns whether it moved.
+    @discardableResult
+    public func tryAdvanceDays(_ days: Int) -> Bool {
+        guard Sandbox.clockDays.contains(days) else { return false }
+        return state.withLock { s in
+            guard Sandbox.clockDays.contains(s.dayOffset + days) else { return false }
+            s.dayOffset += days
+            return true
+        }
     }
 
     /// The ground truth as the report endpoints serve it right now (entity-days with any non-zero metric).

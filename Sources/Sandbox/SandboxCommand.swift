@@ -29,6 +29,16 @@ public func runSandboxCommand(arguments: [String]) async -> Int32 {
                                        [--tiktok-connections N] [--snap-connections N]
                                        [--accounts-per-connection N|MIN-MAX] [--days N]
 
+                  --port P                          0...65535 (default 0: any free port)
+                  --host H                          IPv4 / IPv6 address or localhost to bind (default 127.0.0.1)
+                  --seed S                          0...18446744073709551615 (default 42)
+                  --snap-token-ttl SECONDS          1...86400 (default 1800)
+                  --tiktok-connections N            0...1000 (default 3)
+                  --snap-connections N              0...1000 (default 3)
+                  --accounts-per-connection N|MIN-MAX   1...100 (default 1-3)
+                  --days N                          1...3650 days of history (default 120)
+                Out-of-range values exit 2.
+
                 Serves a local fake of the TikTok Marketing API v1.3 and the Snap Marketing API v1 with
                 deterministic data. Control endpoints under /_sandbox/ (faults, revoke, expire, clock,
                 truth, requests, connections). Stops on SIGINT or SIGTERM.
@@ -40,29 +50,39 @@ public func runSandboxCommand(arguments: [String]) async -> Int32 {
             }
             port = p
         case "--host":
-            guard let v = value() else { return usage("--host needs a value") }
+            guard let v = value(), isAddressLiteral(v) else {
+                return usage("--host needs an IPv4 or IPv6 address or localhost")
+            }
             host = v
         case "--seed":
             guard let v = value(), let s = UInt64(v) else { return usage("--seed needs an unsigned integer") }
             config.seed = s
-        case "--tiktok-connections", "--snap-connections", "--days":
+        case "--tiktok-connections", "--snap-connections":
             let name = arguments[i]
-            guard let v = value(), let n = Int(v), (0...10_000).contains(n) else {
-                return usage("\(name) needs an integer 0...10000")
+            guard let v = value(), let n = Int(v), (0...1000).contains(n) else {
+                return usage("\(name) needs an integer 0...1000")
             }
-            if name == "--tiktok-connections" { config.tiktokConnections = n }
-            else if name == "--snap-connections" { config.snapConnections = n }
-            else { config.days = max(n, 1) }
+            if name == "--tiktok-connections" { config.tiktokConnections = n } else { config.snapConnections = n }
+        case "--days":
+            guard let v = value(), let n = Int(v), (1...3650).contains(n) else {
+                return usage("--days needs an integer 1...3650")
+            }
+            config.days = n
         case "--accounts-per-connection":
             // "N" or "MIN-MAX"
             guard let v = value() else { return usage("--accounts-per-connection needs N or MIN-MAX") }
-            let parts = v.split(separator: "-").compactMap { Int($0) }
-            guard (1...2).contains(parts.count), parts.allSatisfy({ $0 >= 1 }), parts.first! <= parts.last! else {
-                return usage("--accounts-per-connection needs N or MIN-MAX with 1 <= MIN <= MAX")
+            let pieces = v.split(separator: "-", omittingEmptySubsequences: false)
+            let parts = pieces.compactMap { Int($0) }
+            guard (1...2).contains(pieces.count), parts.count == pieces.count,
+                parts.allSatisfy({ (1...100).contains($0) }), parts.first! <= parts.last!
+            else {
+                return usage("--accounts-per-connection needs N or MIN-MAX with 1 <= MIN <= MAX <= 100")
             }
             config.accountsPerConnection = parts.first!...parts.last!
         case "--snap-token-ttl":
-            guard let v = value(), let s = Int(v), s > 0 else { return usage("--snap-token-ttl needs seconds > 0") }
+            guard let v = value(), let s = Int(v), (1...86_400).contains(s) else {
+                return usage("--snap-token-ttl needs seconds in 1...86400")
+            }
             config.snapAccessTokenTTL = .seconds(s)
         default:
             return usage("unknown argument \(arguments[i])")
@@ -92,8 +112,17 @@ public func runSandboxCommand(arguments: [String]) async -> Int32 {
 }
 
 private func usage(_ message: String) -> Int32 {
-    FileHandle.standardError.write(Data("sandbox: \(message) (see --help)\n".utf8))
+    FileHandle.standardError.write(Data("error: sandbox: \(message) (see nexjobs sandbox --help)\n".utf8))
     return 2
+}
+
+/// An address the sandbox can bind without a name lookup: IPv4 or IPv6 literal, or `localhost`.
+private func isAddressLiteral(_ text: String) -> Bool {
+    if text == "localhost" { return true }
+    guard text.utf8.count <= 64, !text.utf8.contains(0) else { return false }
+    var v4 = in_addr()
+    var v6 = in6_addr()
+    return inet_pton(AF_INET, text, &v4) == 1 || inet_pton(AF_INET6, text, &v6) == 1
 }
 
 /// Suspends until SIGINT or SIGTERM arrives (delivered through Dispatch, not a signal handler).

@@ -205,3 +205,8 @@ public struct ConnectionStore: Sendable {
         }
     }
 }
+
+extension OAuthTokens {
+    /// The longest token lifetime a grant may state (`expires_in`, `--expires-in`): ten years, in seconds.
+    public static let longestLifetime = 315_360_000
+}

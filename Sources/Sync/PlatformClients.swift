@@ -37,7 +37,7 @@ public struct PlatformClientProvider: Sendable {
         _ env: [String: String], logger: PlatformLogger = .disabled
     ) -> PlatformClientProvider {
         var policy = RateLimitPolicy()
-        if let rps = env["NEXJOBS_RATE_LIMIT_RPS"].flatMap({ Double($0) }), rps > 0 {
+        if let rps = env["NEXJOBS_RATE_LIMIT_RPS"].flatMap({ Double($0) }), rps >= 0.01, rps <= 10_000 {
             policy.requestsPerSecond = [.tiktok: rps, .snapchat: rps]
         }
         let rates = policy

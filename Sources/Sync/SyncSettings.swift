@@ -1,4 +1,5 @@
 import Foundation
+import Postgres
 import Platforms
 import Privacy
 
@@ -56,20 +57,46 @@ public struct SyncSettings: Sendable {
     /// Retention of a plan; an unknown plan gets the free plan's (or 7 days).
     public func retention(plan: String) -> Int { PlanRetention(days: retentionDays).days(plan: plan) }
 
-    /// Settings from the environment, defaults where a variable is unset or unreadable:
+    /// Checks every numeric `NEXJOBS_*` setting against its documented range (the worker and the scheduler refuse
+    /// to start otherwise, exit 2): `NEXJOBS_SYNC_LOOKBACK_TIKTOK` / `_SNAPCHAT` 0...365 days,
+    /// `NEXJOBS_SYNC_RETENTION_FREE|PRO|ENTERPRISE` 1...36500 days, `NEXJOBS_SYNC_RATE_LIMIT_SNOOZE` 0.001...86400
+    /// seconds, `NEXJOBS_SYNC_TRANSIENT_RETRIES` 0...10, `NEXJOBS_RATE_LIMIT_RPS` 0.01...10000.
+    /// - Throws: `InputError` naming the variable and its range.
+    public static func checkEnvironment(_ env: [String: String]) throws {
+        for name in ["NEXJOBS_SYNC_LOOKBACK_TIKTOK", "NEXJOBS_SYNC_LOOKBACK_SNAPCHAT"] {
+            _ = try CheckedInput.environment(env, name) { try CheckedInput.integer($0, name: $1, range: 0...365) }
+        }
+        for plan in ["FREE", "PRO", "ENTERPRISE"] {
+            _ = try CheckedInput.environment(env, "NEXJOBS_SYNC_RETENTION_\(plan)") {
+                try CheckedInput.integer($0, name: $1, range: 1...36_500)
+            }
+        }
+        _ = try CheckedInput.environment(env, "NEXJOBS_SYNC_RATE_LIMIT_SNOOZE") {
+            try CheckedInput.decimal($0, name: $1, range: 0.001...86_400)
+        }
+        _ = try CheckedInput.environment(env, "NEXJOBS_SYNC_TRANSIENT_RETRIES") {
+            try CheckedInput.integer($0, name: $1, range: 0...10)
+        }
+        _ = try CheckedInput.environment(env, "NEXJOBS_RATE_LIMIT_RPS") {
+            try CheckedInput.decimal($0, name: $1, range: 0.01...10_000)
+        }
+    }
+
+    /// Settings from the environment, defaults where a variable is unset or unreadable (values outside the ranges
+    /// of `checkEnvironment` are ignored here; the processes check them at start):
     /// `NEXJOBS_SYNC_LOOKBACK_TIKTOK`, `NEXJOBS_SYNC_LOOKBACK_SNAPCHAT` (days),
     /// `NEXJOBS_SYNC_RETENTION_FREE|PRO|ENTERPRISE` (days), `NEXJOBS_SYNC_RATE_LIMIT_SNOOZE` (seconds, may be
     /// fractional), `NEXJOBS_SYNC_TRANSIENT_RETRIES`.
     public static func fromEnvironment(_ env: [String: String]) -> SyncSettings {
         var s = SyncSettings()
-        if let v = env["NEXJOBS_SYNC_LOOKBACK_TIKTOK"].flatMap({ Int($0) }), v >= 0 { s.lookbackDays[.tiktok] = v }
-        if let v = env["NEXJOBS_SYNC_LOOKBACK_SNAPCHAT"].flatMap({ Int($0) }), v >= 0 { s.lookbackDays[.snapchat] = v }
+        if let v = env["NEXJOBS_SYNC_LOOKBACK_TIKTOK"].flatMap({ Int($0) }), (0...365).contains(v) { s.lookbackDays[.tiktok] = v }
+        if let v = env["NEXJOBS_SYNC_LOOKBACK_SNAPCHAT"].flatMap({ Int($0) }), (0...365).contains(v) { s.lookbackDays[.snapchat] = v }
         for plan in ["free", "pro", "enterprise"] {
-            if let v = env["NEXJOBS_SYNC_RETENTION_\(plan.uppercased())"].flatMap({ Int($0) }), v >= 1 {
+            if let v = env["NEXJOBS_SYNC_RETENTION_\(plan.uppercased())"].flatMap({ Int($0) }), (1...36_500).contains(v) {
                 s.retentionDays[plan] = v
             }
         }
-        if let v = env["NEXJOBS_SYNC_RATE_LIMIT_SNOOZE"].flatMap({ Double($0) }), v > 0 {
+        if let v = env["NEXJOBS_SYNC_RATE_LIMIT_SNOOZE"].flatMap({ Double($0) }), v >= 0.001, v <= 86_400 {
             s.rateLimitSnooze = .milliseconds(Int64(v * 1000))
         }
         if let v = env["NEXJOBS_SYNC_TRANSIENT_RETRIES"].flatMap({ Int($0) }), (0...10).contains(v) {

@@ -3,6 +3,7 @@ import Logs
 import Postgres
 import Queue
 import Runtime
+import Sync
 
 /// Exit codes: 0 success, 1 operational failure (database unreachable, server error), 2 usage or invalid input,
 /// 3 not found or not allowed in the job's current state.
@@ -63,24 +64,49 @@ struct Arguments {
         }
     }
 
-    func int(_ name: String, range: ClosedRange<Int>? = nil) throws -> Int? {
-        guard let v = options[name] else { return nil }
-        guard let n = Int(v) else { throw UsageError("--\(name) must be an integer, got '\(v)'") }
-        if let range, !range.contains(n) {
-            throw UsageError("--\(name) must be in \(range.lowerBound)...\(range.upperBound), got \(n)")
-        }
-        return n
+    /// An integer option checked against its documented range (CheckedInput).
+    func int(_ name: String, range: ClosedRange<Int>) throws -> Int? {
+        try options[name].map { try CheckedInput.integer($0, name: "--\(name)", range: range) }
     }
 
-    func duration(_ name: String) throws -> Duration? {
-        guard let v = options[name] else { return nil }
-        guard let d = parseDuration(v) else {
-            throw UsageError("--\(name) must be a duration like 250ms, 90s, 5m, 2h or 1d, got '\(v)'")
-        }
-        return d
+    func int64(_ name: String, range: ClosedRange<Int64>) throws -> Int64? {
+        try options[name].map { try CheckedInput.integer($0, name: "--\(name)", range: range) }
+    }
+
+    /// A duration option checked against its documented range.
+    func duration(_ name: String, range: ClosedRange<Duration>) throws -> Duration? {
+        try options[name].map { try CheckedInput.duration($0, name: "--\(name)", range: range) }
+    }
+
+    /// A timestamp option: ISO 8601, a real calendar time, 1970-01-01T00:00:00Z...9999-12-31T23:59:59Z.
+    func timestamp(_ name: String) throws -> Date? {
+        try options[name].map { try CheckedInput.timestamp($0, name: "--\(name)") }
+    }
+
+    /// A text option of `bytes` UTF-8 bytes.
+    func text(_ name: String, bytes: ClosedRange<Int>) throws -> String? {
+        try options[name].map { try CheckedInput.text($0, name: "--\(name)", bytes: bytes) }
     }
 
     func flag(_ name: String) -> Bool { flags.contains(name) }
+}
+
+/// A positive database id (1...2^63-1) given as a positional argument or option value.
+func databaseID(_ text: String, name: String) throws -> Int64 {
+    try CheckedInput.integer(text, name: name, range: 1...Int64.max)
+}
+
+/// Checks the numeric `NEXJOBS_*` settings and the log settings before a long-running process starts: a value
+/// outside its documented range is a usage error (exit 2) naming the variable.
+func checkSettingsEnvironment(_ env: [String: String] = ProcessInfo.processInfo.environment) throws {
+    do { try SyncSettings.checkEnvironment(env) } catch let e as InputError { throw UsageError(e.message) }
+    if let level = env["NEXJOBS_LOG_LEVEL"], !level.isEmpty,
+        !["debug", "info", "warn", "warning", "error"].contains(level.lowercased()) {
+        throw UsageError("NEXJOBS_LOG_LEVEL must be debug, info, warning or error, got \(CheckedInput.quote(level))")
+    }
+    if let format = env["NEXJOBS_LOG_FORMAT"], !format.isEmpty, !["logfmt", "json"].contains(format.lowercased()) {
+        throw UsageError("NEXJOBS_LOG_FORMAT must be logfmt or json, got \(CheckedInput.quote(format))")
+    }
 }
 
 /// Reads `DATABASE_URL` and opens a pool; a missing or malformed value is a usage error naming the problem.

@@ -20,13 +20,22 @@ func migrateCommand(_ args: [String]) async throws -> Int32 {
     }
     guard a.positionals.isEmpty else { throw UsageError("migrate takes no arguments") }
     let dir: URL
-    if let d = a.options["dir"] { dir = URL(fileURLWithPath: d) } else {
+    if let d = a.options["dir"] {
+        var isDirectory: ObjCBool = false
+        guard !d.isEmpty, d.utf8.count <= 4096, FileManager.default.fileExists(atPath: d, isDirectory: &isDirectory),
+            isDirectory.boolValue
+        else { throw UsageError("--dir must name an existing folder, got \(CheckedInput.quote(d))") }
+        dir = URL(fileURLWithPath: d)
+    } else {
         guard let found = PGMigrator.locateDirectory() else {
             throw UsageError("cannot find the sql/ migrations folder; pass --dir or set NEXJOBS_SQL_DIR")
         }
         dir = found
     }
-    let migrator = try PGMigrator(directory: dir)
+    let migrator: PGMigrator
+    do { migrator = try PGMigrator(directory: dir) } catch let e as PGError {
+        throw UsageError("--dir \(dir.path): \(e.message)")
+    }
     let pool = try openPool(maxConnections: 1)
     let outcome = try await migrator.migrate(pool)
     await pool.close()
@@ -50,40 +59,46 @@ func workerCommand(_ args: [String]) async throws -> Int32 {
             SIGTERM/SIGINT: stop claiming, let running jobs finish within --grace, hand back the rest without
             charging an attempt, exit 0. A second signal skips the grace period.
 
-              --queues a,b                 queues to work (default: default)
-              --concurrency N              jobs run at once (default: 10)
-              --claim-batch N              most jobs claimed per statement (default: 1000)
-              --poll DURATION              fallback poll interval (default: 1s)
-              --grace DURATION             shutdown grace period (default: 25s)
-              --lease DURATION             lease; a silent worker's jobs are rescued after it (default: 15s)
-              --heartbeat DURATION         heartbeat period (default: 2s)
-              --retry-base DURATION        first retry delay; doubles per attempt, with jitter (default: 1s)
-              --retry-max DURATION         longest retry delay (default: 1h)
+              --queues a,b                 queues to work, each 1-128 of A-Z a-z 0-9 _ . : - (default: default)
+              --concurrency N              jobs run at once, 1...10000 (default: 10)
+              --claim-batch N              most jobs claimed per statement, 1...10000 (default: 1000)
+              --poll DURATION              fallback poll interval, 10ms...1h (default: 1s)
+              --grace DURATION             shutdown grace period, 0s...1h (default: 25s)
+              --lease DURATION             lease, 1s...1h; a silent worker's jobs are rescued after it (default: 15s)
+              --heartbeat DURATION         heartbeat period, 100ms...10m, shorter than --lease (default: 2s)
+              --retry-base DURATION        first retry delay, 1ms...1d; doubles per attempt, with jitter (default: 1s)
+              --retry-max DURATION         longest retry delay, 1ms...30d (default: 1h)
               --no-maintenance             never maintain (rescue, prune): another worker or the scheduler does
-              --maintenance-interval D     (default: 5s)
-              --completed-retention D      keep completed jobs (default: 24h)
-              --failed-retention D         keep failed and cancelled jobs (default: 14d)
+              --maintenance-interval D     100ms...1d (default: 5s)
+              --completed-retention D      keep completed jobs, 0s...3650d (default: 24h)
+              --failed-retention D         keep failed and cancelled jobs, 0s...3650d (default: 14d)
+
+            Durations: 250ms, 90s, 5m, 2h, 1d, 1h30m (a bare number is seconds). Out of range: exit 2.
             """)
         return Exit.ok
     }
     guard a.positionals.isEmpty else { throw UsageError("worker takes no positional arguments") }
+    try checkSettingsEnvironment()
     var o = WorkerOptions()
     if let q = a.options["queues"] {
         o.queues = q.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
-        guard !o.queues.isEmpty else { throw UsageError("--queues needs at least one queue name") }
+        guard !o.queues.isEmpty, o.queues.count <= 100 else { throw UsageError("--queues needs 1...100 queue names") }
+        for name in o.queues where name.range(of: #"^[A-Za-z0-9_.:-]{1,128}$"#, options: .regularExpression) == nil {
+            throw UsageError("--queues: each queue must be 1-128 of A-Z a-z 0-9 _ . : -, got \(CheckedInput.quote(name))")
+        }
     }
     o.concurrency = try a.int("concurrency", range: 1...10_000) ?? o.concurrency
     o.claimBatch = try a.int("claim-batch", range: 1...10_000) ?? o.claimBatch
-    o.pollInterval = try a.duration("poll") ?? o.pollInterval
-    o.shutdownGrace = try a.duration("grace") ?? o.shutdownGrace
-    o.leaseDuration = try a.duration("lease") ?? o.leaseDuration
-    o.heartbeatInterval = try a.duration("heartbeat") ?? o.heartbeatInterval
-    o.maintenanceInterval = try a.duration("maintenance-interval") ?? o.maintenanceInterval
-    o.completedRetention = try a.duration("completed-retention") ?? o.completedRetention
-    o.failedRetention = try a.duration("failed-retention") ?? o.failedRetention
+    o.pollInterval = try a.duration("poll", range: .milliseconds(10)...(.seconds(3600))) ?? o.pollInterval
+    o.shutdownGrace = try a.duration("grace", range: .zero...(.seconds(3600))) ?? o.shutdownGrace
+    o.leaseDuration = try a.duration("lease", range: .seconds(1)...(.seconds(3600))) ?? o.leaseDuration
+    o.heartbeatInterval = try a.duration("heartbeat", range: .milliseconds(100)...(.seconds(600))) ?? o.heartbeatInterval
+    o.maintenanceInterval = try a.duration("maintenance-interval", range: .milliseconds(100)...(.seconds(86_400))) ?? o.maintenanceInterval
+    o.completedRetention = try a.duration("completed-retention", range: .zero...(.seconds(3650 * 86_400))) ?? o.completedRetention
+    o.failedRetention = try a.duration("failed-retention", range: .zero...(.seconds(3650 * 86_400))) ?? o.failedRetention
     o.maintenance = !a.flag("no-maintenance")
-    let base = try a.duration("retry-base") ?? .seconds(1)
-    let maxBackoff = try a.duration("retry-max") ?? .seconds(3600)
+    let base = try a.duration("retry-base", range: .milliseconds(1)...(.seconds(86_400))) ?? .seconds(1)
+    let maxBackoff = try a.duration("retry-max", range: .milliseconds(1)...(.seconds(30 * 86_400))) ?? .seconds(3600)
     o.retryPolicy = .exponentialJitter(base: base, maxBackoff: maxBackoff)
     guard o.heartbeatInterval < o.leaseDuration else {
         throw UsageError("--heartbeat must be shorter than --lease")
@@ -114,12 +129,14 @@ func enqueueCommand(_ args: [String]) async throws -> Int32 {
             (reported as a duplicate). SQL equivalent:
               SELECT nexjobs.enqueue(kind, args, queue, priority, run_at, unique_key, max_attempts);
 
-              --args JSON          a JSON object (default: {})
-              --queue Q            (default: default)
+              --args JSON          a JSON object (default: {}); for a kind this build runs, checked against
+                                   what its handler accepts (e.g. noop: sleep_ms 0...86400000)
+              --queue Q            1-128 of A-Z a-z 0-9 _ . : - (default: default)
               --priority P         smaller runs first, -32768...32767 (default: 0)
-              --run-at ISO8601     e.g. 2026-12-01T09:00:00Z     --in DURATION   e.g. 90s, 15m, 2h
-              --unique-key K       refuse a second live job with this key
-              --max-attempts N     (default: 20)
+              --run-at ISO8601     1970-01-01T00:00:00Z...9999-12-31T23:59:59Z, e.g. 2026-12-01T09:00:00Z
+              --in DURATION        0s...36500d, e.g. 90s, 15m, 2h
+              --unique-key K       1...1000 bytes; refuse a second live job with this key
+              --max-attempts N     1...1000 (default: 20)
               --json               print {"id":..., "duplicate":...}
             """)
         return Exit.ok
@@ -128,20 +145,16 @@ func enqueueCommand(_ args: [String]) async throws -> Int32 {
     var job = NewJob(kind: a.positionals[0])
     if let args = a.options["args"] { job.args = args }
     if let q = a.options["queue"] { job.queue = q }
-    job.priority = try a.int("priority") ?? 0
+    job.priority = try a.int("priority", range: -32768...32767) ?? 0
     job.maxAttempts = try a.int("max-attempts", range: 1...1000) ?? 20
-    job.uniqueKey = a.options["unique-key"]
+    job.uniqueKey = try a.text("unique-key", bytes: NewJob.uniqueKeyBytes)
     if a.options["run-at"] != nil && a.options["in"] != nil { throw UsageError("give --run-at or --in, not both") }
-    if let r = a.options["run-at"] {
-        guard let date = ISO8601DateFormatter().date(from: r) ?? PGTimestamp.parse(r) else {
-            throw UsageError("--run-at must be ISO 8601 like 2026-12-01T09:00:00Z, got '\(r)'")
-        }
-        job.runAt = date
-    }
-    if let d = try a.duration("in") {
+    if let date = try a.timestamp("run-at") { job.runAt = date }
+    if let d = try a.duration("in", range: .zero...(.seconds(36_500 * 86_400))) {
         job.runAt = Date().addingTimeInterval(Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18)
     }
     try job.validate()
+    try defaultRegistry().validateArgs(kind: job.kind, json: job.args)
     let pool = try openPool(maxConnections: 1)
     let result = try await JobClient(pool: pool).enqueue(job)
     await pool.close()
@@ -176,15 +189,13 @@ func jobsCommand(_ args: [String]) async throws -> Int32 {
     }
     func jobID() throws -> Int64 {
         guard a.positionals.count == 2 else { throw UsageError("jobs \(a.positionals[0]) needs exactly one ID") }
-        guard let id = Int64(a.positionals[1]), id > 0 else {
-            throw UsageError("job id must be a positive integer, got '\(a.positionals[1])'")
-        }
-        return id
+        return try databaseID(a.positionals[1], name: "job ID")
     }
     switch a.positionals[0] {
     case "list":
         guard a.positionals.count == 1 else { throw UsageError("jobs list takes no positional arguments") }
         let state = try a.options["state"].map(JobState.parse)
+        for name in ["kind", "queue"] { _ = try a.text(name, bytes: 1...128) }
         let limit = try a.int("limit", range: 1...10_000) ?? 50
         let pool = try openPool(maxConnections: 1)
         let jobs = try await JobClient(pool: pool).list(state: state, kind: a.options["kind"],
@@ -280,7 +291,7 @@ func statsCommand(_ args: [String]) async throws -> Int32 {
         print(pad("QUEUE", 14) + pad("AVAIL", 8) + pad("RUNNING", 8) + pad("RETRY", 8) + pad("DONE", 10) + pad("FAILED", 8)
               + pad("CANCEL", 8) + pad("OLDEST", 10) + "DONE/MIN")
         for s in stats {
-            let oldest = s.oldestDueSeconds.map { String(format: "%.1fs", $0) } ?? "-"
+            let oldest = s.oldestDueSeconds.map { $0.isFinite ? String(format: "%.1fs", $0) : "infinite" } ?? "-"
             print(pad(s.queue, 14) + pad("\(s.available)", 8) + pad("\(s.running)", 8) + pad("\(s.retryable)", 8)
                   + pad("\(s.completed)", 10) + pad("\(s.failed)", 8) + pad("\(s.cancelled)", 8) + pad(oldest, 10)
                   + "\(s.completedLastMinute)")

@@ -26,16 +26,18 @@ func schedulerCommand(_ args: [String]) async throws -> Int32 {
             (see `nexjobs schedules list`); a leader whose ticks keep failing or hang steps down for one term.
             SIGTERM/SIGINT: finish the current tick (waiting at most 10 s), release leadership, exit 0.
 
-              --tick DURATION            how often the leader looks for due work (default: 1s)
-              --term DURATION            leadership term (default: 10s)
-              --renew DURATION           the leader extends its term this often (default: 3s)
-              --standby-retry DURATION   standbys try to take an expired term this often (default: 2s)
-              --safety-margin DURATION   stop acting this long before the term ends unless extended (default: 2s)
-              --id ID                    holder id shown by `nexjobs stats` (default: host:pid:random)
-              --sync-batch N             connections per sync statement (default: 10000)
+              --tick DURATION            how often the leader looks for due work, 10ms...1h (default: 1s)
+              --term DURATION            leadership term, 1s...1h (default: 10s)
+              --renew DURATION           the leader extends its term this often, 100ms...1h (default: 3s)
+              --standby-retry DURATION   standbys try to take an expired term this often, 100ms...1h (default: 2s)
+              --safety-margin DURATION   stop acting this long before the term ends unless extended, 0s...1h
+                                         (default: 2s)
+              --id ID                    holder id shown by `nexjobs stats`, 1-200 characters (default: host:pid:random)
+              --sync-batch N             connections per sync statement, 1...1000000 (default: 10000)
               --sync-jitter F            random extra delay as a share of the cadence, 0...1 (default: 0.1)
-              --refresh-margin DURATION  refresh tokens expiring within this (default: 10m)
-              --queue Q                  queue of sync, refresh and privacy-request jobs (default: default)
+              --refresh-margin DURATION  refresh tokens expiring within this, 0s...30d (default: 10m)
+              --queue Q                  queue of sync, refresh and privacy-request jobs, 1-128 of A-Z a-z 0-9 _ . : -
+                                         (default: default)
               --once                     take leadership (exit 3 if another scheduler leads), run one tick,
                                          print what it enqueued and how long it took, release, exit
               --json                     with --once: print {"elapsed_ms":..., "<source>": count, ...}
@@ -43,12 +45,13 @@ func schedulerCommand(_ args: [String]) async throws -> Int32 {
         return Exit.ok
     }
     guard a.positionals.isEmpty else { throw UsageError("scheduler takes no positional arguments") }
+    try checkSettingsEnvironment()
     var o = SchedulerOptions()
-    o.tick = try a.duration("tick") ?? o.tick
-    o.election.term = try a.duration("term") ?? o.election.term
-    o.election.renewInterval = try a.duration("renew") ?? o.election.renewInterval
-    o.election.standbyRetry = try a.duration("standby-retry") ?? o.election.standbyRetry
-    o.election.safetyMargin = try a.duration("safety-margin") ?? o.election.safetyMargin
+    o.tick = try a.duration("tick", range: .milliseconds(10)...(.seconds(3600))) ?? o.tick
+    o.election.term = try a.duration("term", range: .seconds(1)...(.seconds(3600))) ?? o.election.term
+    o.election.renewInterval = try a.duration("renew", range: .milliseconds(100)...(.seconds(3600))) ?? o.election.renewInterval
+    o.election.standbyRetry = try a.duration("standby-retry", range: .milliseconds(100)...(.seconds(3600))) ?? o.election.standbyRetry
+    o.election.safetyMargin = try a.duration("safety-margin", range: .zero...(.seconds(3600))) ?? o.election.safetyMargin
     guard o.tick >= .milliseconds(10) else { throw UsageError("--tick must be at least 10ms") }
     do { try o.election.validate() } catch let e as ScheduleSpecError { throw UsageError(e.message) }
     var syncs = ConnectionSyncSource()
@@ -56,10 +59,9 @@ func schedulerCommand(_ args: [String]) async throws -> Int32 {
     var privacy = PrivacyRequestSource()
     syncs.batchSize = try a.int("sync-batch", range: 1...1_000_000) ?? syncs.batchSize
     if let j = a.options["sync-jitter"] {
-        guard let v = Double(j), (0...1).contains(v) else { throw UsageError("--sync-jitter must be in 0...1") }
-        syncs.jitter = v
+        syncs.jitter = try CheckedInput.decimal(j, name: "--sync-jitter", range: 0...1)
     }
-    refreshes.margin = try a.duration("refresh-margin") ?? refreshes.margin
+    refreshes.margin = try a.duration("refresh-margin", range: .zero...(.seconds(30 * 86_400))) ?? refreshes.margin
     if let q = a.options["queue"] {
         guard q.range(of: #"^[A-Za-z0-9_.:-]{1,128}$"#, options: .regularExpression) != nil else {
             throw UsageError("--queue must be 1-128 of A-Z a-z 0-9 _ . : -")
@@ -69,7 +71,9 @@ func schedulerCommand(_ args: [String]) async throws -> Int32 {
         privacy.queue = q
     }
     o.sources = [CronScheduleSource(), syncs, refreshes, privacy]
-    if let id = a.options["id"], id.isEmpty || id.count > 200 { throw UsageError("--id must be 1-200 characters") }
+    if let id = a.options["id"], id.isEmpty || id.count > 200 || id.utf8.contains(0) {
+        throw UsageError("--id must be 1-200 characters")
+    }
 
     let pool = try openPool(maxConnections: 3)
     let logger = Logger(label: "scheduler")
@@ -207,14 +211,18 @@ private func schedulesAdd(_ args: [String]) async throws -> Int32 {
                                          [--priority P] [--max-attempts N] [--disabled] [--replace]
 
             Adds a schedule; it first fires at its next fire time after now.
-              --cron EXPR        5 fields (minute hour day-of-month month day-of-week) with lists, ranges, steps
+              --cron EXPR        1...200 bytes: 5 fields (minute hour day-of-month month day-of-week) with lists, ranges, steps
                                  and names, a macro (@hourly, @daily, @weekly, @monthly, @yearly), or
-                                 `@every DURATION` (e.g. @every 30s: multiples of the interval since the epoch)
+                                 `@every DURATION` (1s...3650d, whole seconds; e.g. @every 30s: multiples of
+                                 the interval since the epoch)
               --timezone TZ      IANA zone the cron fields are read in (default: UTC)
               --kind KIND        job kind enqueued at each fire (nexjobs.rescue / nexjobs.prune run in the leader)
-              --args JSON        job args, a JSON object (default: {})
-              --queue Q          (default: default)       --priority P    (default: 0)
-              --max-attempts N   (default: 20)
+              --args JSON        job args, a JSON object (default: {}), checked like `nexjobs enqueue` checks
+                                 them (nexjobs.rescue: batch_size 1...100000; nexjobs.prune: batch_size
+                                 1...100000 and *_retention PostgreSQL intervals of at least 0)
+              --queue Q          1-128 of A-Z a-z 0-9 _ . : - (default: default)
+              --priority P       -32768...32767 (default: 0)
+              --max-attempts N   1...1000 (default: 20)
               --disabled         add it disabled
               --replace          redefine an existing schedule of that name instead of failing
             SQL: INSERT INTO nexjobs.schedules (name, cron, timezone, kind, args, queue, priority)
@@ -229,11 +237,15 @@ private func schedulesAdd(_ args: [String]) async throws -> Int32 {
     s.timezone = a.options["timezone"] ?? s.timezone
     s.args = a.options["args"] ?? s.args
     s.queue = a.options["queue"] ?? s.queue
-    s.priority = try a.int("priority") ?? s.priority
+    s.priority = try a.int("priority", range: -32768...32767) ?? s.priority
     s.maxAttempts = try a.int("max-attempts", range: 1...1000) ?? s.maxAttempts
     s.enabled = !a.flag("disabled")
+    guard cron.utf8.count <= 200 else { throw UsageError("--cron must be 1...200 bytes, got \(cron.utf8.count)") }
+    guard s.timezone.utf8.count <= 64 else { throw UsageError("--timezone must be an IANA name of at most 64 bytes") }
     do { try s.validate() } catch let e as ScheduleSpecError { throw UsageError(e.message) }
+    try checkScheduleArgs(kind: s.kind, args: s.args)
     let pool = try openPool(maxConnections: 1)
+    try await checkMaintenanceIntervals(kind: s.kind, args: s.args, pool: pool)
     let added = try await ScheduleStore(pool: pool).add(s, replace: a.flag("replace"))
     await pool.close()
     guard added else {
@@ -263,6 +275,20 @@ private func schedulesToggle(_ args: [String], enable: Bool) async throws -> Int
     }
     guard a.positionals.count == 1 else { throw UsageError("schedules \(verb) needs exactly one NAME") }
     let pool = try openPool(maxConnections: 1)
+    if enable {
+        // A schedule written through SQL is checked like `schedules add` before it can fire.
+        if let s = try await ScheduleStore(pool: pool).list().first(where: { $0.name == a.positionals[0] }) {
+            do { try s.validate() } catch let e as ScheduleSpecError {
+                throw UsageError("schedule '\(s.name)' cannot be enabled: \(e.message)")
+            }
+            do {
+                try checkScheduleArgs(kind: s.kind, args: s.args)
+                try await checkMaintenanceIntervals(kind: s.kind, args: s.args, pool: pool)
+            } catch let e as UsageError {
+                throw UsageError("schedule '\(s.name)' cannot be enabled: \(e.message)")
+            }
+        }
+    }
     let found = try await ScheduleStore(pool: pool).setEnabled(a.positionals[0], enable)
     await pool.close()
     guard found else {
@@ -295,4 +321,53 @@ private func schedulesRemove(_ args: [String]) async throws -> Int32 {
     }
     print("schedule \(a.positionals[0]) removed")
     return Exit.ok
+}
+
+/// Checks a schedule's args as its kind would: the leader's maintenance kinds here, job kinds through the
+/// registry's `CheckedArgs` (the same check `nexjobs enqueue` does).
+func checkScheduleArgs(kind: String, args: String) throws {
+    if kind == "nexjobs.rescue" || kind == "nexjobs.prune" {
+        guard let object = (try? JSONSerialization.jsonObject(with: Data(args.utf8))) as? [String: Any] else {
+            throw UsageError("--args must be a JSON object")
+        }
+        let known: Set<String> =
+            kind == "nexjobs.rescue" ? ["batch_size"] : ["batch_size", "completed_retention", "failed_retention", "fires_retention"]
+        for key in object.keys where !known.contains(key) {
+            throw UsageError("--args: \(kind) takes \(known.sorted().joined(separator: ", ")), not \(CheckedInput.quote(key))")
+        }
+        struct Batch: Decodable { var batch_size: Int? }
+        if object["batch_size"] != nil {
+            let batch = try? JSONDecoder().decode(Batch.self, from: Data(args.utf8))
+            guard let n = batch?.batch_size, (1...100_000).contains(n) else {
+                throw UsageError("--args: batch_size of \(kind) must be an integer in 1...100000")
+            }
+        }
+        for key in ["completed_retention", "failed_retention", "fires_retention"] {
+            if let v = object[key], !(v is String) || (v as! String).utf8.count > 100 {
+                throw UsageError("--args: \(key) must be a PostgreSQL interval string like '24 hours'")
+            }
+        }
+        return
+    }
+    try defaultRegistry().validateArgs(kind: kind, json: args)
+}
+
+/// The interval args of `nexjobs.prune` must be intervals PostgreSQL reads, finite and not negative.
+func checkMaintenanceIntervals(kind: String, args: String, pool: PGPool) async throws {
+    guard kind == "nexjobs.prune" else { return }
+    for key in ["completed_retention", "failed_retention", "fires_retention"] {
+        let ok: Bool?
+        do {
+            ok = try await pool.query(
+            """
+            SELECT CASE WHEN \(PGJSON(args))::jsonb ? \(key)
+                        THEN (\(PGJSON(args))::jsonb->>\(key))::interval BETWEEN interval '0' AND interval '100 years'
+                        ELSE true END
+            """
+        ).first?.decode(0, as: Bool?.self)
+        } catch let e as PGError where e.sqlState?.hasPrefix("22") == true {
+            ok = false
+        }
+        guard ok == true else { throw UsageError("--args: \(key) must be an interval in 0...100 years") }
+    }
 }

@@ -10,14 +10,15 @@ func orgsCommand(_ args: [String]) async throws -> Int32 {
     if a.wantsHelp || a.positionals.first != "add" {
         print(
             """
-            Usage: nexjobs orgs add NAME [--plan free|pro|enterprise]
+            Usage: nexjobs orgs add NAME [--plan free|pro|enterprise]      (NAME: 1...200 bytes)
 
             Creates an organization (plan default: free) and prints its id. The plan sets how far back a first
             sync backfills (free 7 days, pro 90, enterprise 365; see NEXJOBS_SYNC_RETENTION_*).
             """)
         return a.wantsHelp ? Exit.ok : Exit.usage
     }
-    guard a.positionals.count == 2, !a.positionals[1].isEmpty else { throw UsageError("orgs add takes one NAME") }
+    guard a.positionals.count == 2 else { throw UsageError("orgs add takes one NAME") }
+    _ = try CheckedInput.text(a.positionals[1], name: "NAME", bytes: 1...200)
     let plan = a.options["plan"] ?? "free"
     guard ["free", "pro", "enterprise"].contains(plan) else {
         throw UsageError("--plan must be free, pro or enterprise")
@@ -39,6 +40,9 @@ func connectionsCommand(_ args: [String]) async throws -> Int32 {
                                        [--refresh-expires-in SECONDS] [--scopes a,b]  < tokens
                nexjobs connections list [--org ID]
 
+        ID: 1...9223372036854775807; --expires-in, --refresh-expires-in and expires_in: 1...315360000 seconds
+        (ten years); --scopes: at most 1000 bytes.
+
         add: stores an OAuth grant for an organization. Tokens are read from STDIN, never from arguments
         (arguments are visible to every user of the machine): either JSON {"access_token": "...",
         "refresh_token": "...", "expires_in": 3600} (refresh_token and expires_in optional; a TikTok token
@@ -57,7 +61,8 @@ func connectionsCommand(_ args: [String]) async throws -> Int32 {
     switch a.positionals.first {
     case "add":
         guard a.positionals.count == 1 else { throw UsageError("connections add takes no positional arguments") }
-        guard let orgText = a.options["org"], let org = Int64(orgText) else { throw UsageError("--org ID is required") }
+        guard let orgText = a.options["org"] else { throw UsageError("--org ID is required") }
+        let org = try databaseID(orgText, name: "--org")
         guard let platform = a.options["platform"].flatMap(AdPlatform.init(rawValue:)) else {
             throw UsageError("--platform must be tiktok or snapchat")
         }
@@ -68,13 +73,13 @@ func connectionsCommand(_ args: [String]) async throws -> Int32 {
             throw UsageError("\(error)")
         }
         var tokens = try readTokens(FileHandle.standardInput.readDataToEndOfFile())
-        if let s = try a.int("expires-in", range: 1...(10 * 365 * 86_400)) {
+        if let s = try a.int("expires-in", range: 1...OAuthTokens.longestLifetime) {
             tokens.accessTokenExpiresAt = Date().addingTimeInterval(Double(s))
         }
-        if let s = try a.int("refresh-expires-in", range: 1...(10 * 365 * 86_400)) {
+        if let s = try a.int("refresh-expires-in", range: 1...OAuthTokens.longestLifetime) {
             tokens.refreshTokenExpiresAt = Date().addingTimeInterval(Double(s))
         }
-        let scopes = (a.options["scopes"] ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+        let scopes = (try a.text("scopes", bytes: 0...1000) ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
         let pool = try openPool(maxConnections: 1)
         let store = ConnectionStore(vault: TokenVault(keyRing: ring))
         let exists: Bool = try await pool.query(
@@ -91,8 +96,7 @@ func connectionsCommand(_ args: [String]) async throws -> Int32 {
         return Exit.ok
     case "list":
         let org = try a.options["org"].map { text -> Int64 in
-            guard let v = Int64(text) else { throw UsageError("--org must be an integer") }
-            return v
+            try databaseID(text, name: "--org")
         }
         let pool = try openPool(maxConnections: 1)
         let rows = try await pool.query(
@@ -135,9 +139,13 @@ func readTokens(_ data: Data) throws -> OAuthTokens {
             throw UsageError("the JSON on standard input has no access_token string")
         }
         var tokens = OAuthTokens(accessToken: access, refreshToken: object["refresh_token"] as? String)
-        // expires_in is a small integer of seconds; NSNumber is safe here (no ids or money).
-        if let seconds = (object["expires_in"] as? NSNumber)?.doubleValue, seconds > 0 {
-            tokens.accessTokenExpiresAt = Date().addingTimeInterval(seconds)
+        // expires_in: whole seconds in 1...OAuthTokens.longestLifetime (ten years); anything else is refused.
+        if let raw = object["expires_in"] {
+            guard let n = raw as? NSNumber, !(raw is Bool), n.doubleValue.isFinite,
+                n.doubleValue == n.doubleValue.rounded(), n.doubleValue >= 1,
+                n.doubleValue <= Double(OAuthTokens.longestLifetime)
+            else { throw UsageError("expires_in on standard input must be whole seconds in 1...\(OAuthTokens.longestLifetime)") }
+            tokens.accessTokenExpiresAt = Date().addingTimeInterval(n.doubleValue)
         }
         return tokens
     }

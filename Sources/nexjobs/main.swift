@@ -32,8 +32,17 @@ let topHelp = """
       NEXJOBS_SNAP_CLIENT_SECRET, NEXJOBS_SNAP_API_BASE_URL, NEXJOBS_SNAP_TOKEN_URL
                            ad-platform credentials and base URLs of the sync jobs
       NEXJOBS_WEBHOOK_SECRET  shared secret of signed webhooks (nexjobs serve), at least 32 characters
+      NEXJOBS_SYNC_LOOKBACK_TIKTOK, NEXJOBS_SYNC_LOOKBACK_SNAPCHAT   days re-fetched each sync, 0...365
+      NEXJOBS_SYNC_RETENTION_FREE, NEXJOBS_SYNC_RETENTION_PRO, NEXJOBS_SYNC_RETENTION_ENTERPRISE
+                           days of history a first sync fetches, 1...36500
+      NEXJOBS_SYNC_RATE_LIMIT_SNOOZE  seconds a rate-limited job waits, 0.001...86400
+      NEXJOBS_SYNC_TRANSIENT_RETRIES  in-job retries of transient platform errors, 0...10
+      NEXJOBS_RATE_LIMIT_RPS          requests per second per ad account, 0.01...10000
+                           (worker and scheduler exit 2 at start when one is out of range)
 
-    Exit codes: 0 ok, 1 operational failure, 2 usage or invalid input, 3 not found / not allowed in this state.
+    Exit codes: 0 ok, 1 operational failure, 2 usage or invalid input (nothing changed; includes values the
+    database refuses as data: SQLSTATE classes 22 and 54), 3 not found / not allowed in this state.
+    Every number, duration, id and timestamp has a documented range (each command's --help, README.md).
     """
 
 let argv = Array(CommandLine.arguments.dropFirst())
@@ -69,9 +78,18 @@ if argv.isEmpty || argv[0] == "--help" || argv[0] == "-h" || argv[0] == "help" {
         case .invalidInput: code = Exit.usage
         case .notFound, .conflict: code = Exit.notFound
         }
+    } catch let e as InputError {
+        printErr("error: \(e.message)\nRun 'nexjobs \(argv[0]) --help' for usage.")
+        code = Exit.usage
     } catch let e as PGError {
         printErr("error: \(e)")
-        code = Exit.failure
+        // The server refused the input itself (class 22 data exception: a value out of range or malformed; class
+        // 54 program limit: e.g. a key too large for its index): invalid input, nothing changed.
+        if let state = e.sqlState, state.hasPrefix("22") || state.hasPrefix("54") {
+            code = Exit.usage
+        } else {
+            code = Exit.failure
+        }
     } catch {
         printErr("error: \(error)")
         code = Exit.failure

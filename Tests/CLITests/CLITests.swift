@@ -65,16 +65,16 @@ final class CLITests: XCTestCase {
             (["enqueue", "noop", "--args", "{not json"], 2, "args are not valid JSON"),
             (["enqueue", "noop", "--args", "[1]"], 2, "args must be a JSON object"),
             (["enqueue", "noop", "--in", "soon"], 2, "--in must be a duration"),
-            (["enqueue", "noop", "--run-at", "tomorrow"], 2, "--run-at must be ISO 8601"),
+            (["enqueue", "noop", "--run-at", "tomorrow"], 2, "--run-at must be an ISO 8601 timestamp"),
             (["enqueue", "noop", "--priority", "high"], 2, "--priority must be an integer"),
             (["enqueue"], 2, "exactly one KIND"),
             (["enqueue", "noop", "--bogus"], 2, "unknown option --bogus"),
             (["jobs", "list", "--state", "sleeping"], 2, "unknown state 'sleeping'"),
-            (["jobs", "show", "abc"], 2, "job id must be a positive integer"),
+            (["jobs", "show", "abc"], 2, "job ID must be an integer in 1...9223372036854775807"),
             (["jobs", "show", "424242"], 3, "job 424242 not found"),
-            (["jobs", "retry", "-5"], 2, "job id must be a positive integer"),
+            (["jobs", "retry", "-5"], 2, "job ID must be an integer in 1...9223372036854775807"),
             (["jobs", "cancel", "424242"], 3, "not found"),
-            (["worker", "--concurrency", "0"], 2, "--concurrency must be in"),
+            (["worker", "--concurrency", "0"], 2, "--concurrency must be an integer in 1...10000"),
         ]
         for (args, want, message) in cases {
             let (code, out) = try await NexjobsProcess.run(args, databaseURL: db.url)

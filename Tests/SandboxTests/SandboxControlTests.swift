@@ -201,6 +201,25 @@ final class SandboxControlTests: SandboxTestCase {
         XCTAssertTrue(a.contains("40100") && a.contains("0"), "\(a)")
     }
 
+    func testClockRefusesOverflowingAdvances() async throws {
+        let s = try makeSandbox()
+        for body in [#"{"advance_days":9223372036854775807}"#, #"{"advance_days":-9223372036854775808}"#,
+                     #"{"advance_days":36501}"#, #"{"advance_days":1e300}"#, #"{"advance_days":"inf"}"#] {
+            let r = try await client.send("POST", s.baseURL + "/_sandbox/clock", body: body)
+            XCTAssertEqual(r.status, 400, "\(body): \(r.text)")
+            XCTAssertTrue(r.text.contains("-36500...36500"), r.text)
+        }
+        // Two moves that are each in range but together leave it: the second is refused, the clock stays.
+        let first = try await client.send("POST", s.baseURL + "/_sandbox/clock", body: #"{"advance_days":36500}"#)
+        XCTAssertEqual(first.status, 200, first.text)
+        let second = try await client.send("POST", s.baseURL + "/_sandbox/clock", body: #"{"advance_days":36500}"#)
+        XCTAssertEqual(second.status, 409, second.text)
+        let clock = try await client.get(s.baseURL + "/_sandbox/clock")
+        XCTAssertEqual(clock.json?["advanced_days"], .number("36500"))
+        let faults = try await client.send("POST", s.baseURL + "/_sandbox/faults", body: #"{"slow_delay_ms":9223372036854775807}"#)
+        XCTAssertEqual(faults.status, 400, faults.text)
+    }
+
     func testCommandArguments() async {
         let help = await runSandboxCommand(arguments: ["--help"])
         XCTAssertEqual(help, 0)
@@ -208,6 +227,13 @@ final class SandboxControlTests: SandboxTestCase {
         XCTAssertEqual(bad, 2)
         let unknown = await runSandboxCommand(arguments: ["--bogus"])
         XCTAssertEqual(unknown, 2)
+        // Absurd world sizes are refused before anything is built (they used to spin at 100% CPU).
+        for args in [["--accounts-per-connection", "1-1000000000"], ["--accounts-per-connection", "101"],
+                     ["--accounts-per-connection", "1-"], ["--days", "0"], ["--days", "3651"],
+                     ["--snap-connections", "1001"], ["--snap-token-ttl", "86401"]] {
+            let code = await runSandboxCommand(arguments: args)
+            XCTAssertEqual(code, 2, "\(args)")
+        }
     }
 }
 
