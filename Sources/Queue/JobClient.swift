@@ -50,7 +50,7 @@ public struct NewJob: Sendable {
         if let runAt, !PGTimestamp.isStorable(runAt) {
             throw QueueError.invalidInput("run_at must be a finite time within PostgreSQL's range (4713 BC...294276 AD)")
         }
-        try JobArgs.validateObject(args)
+        try ArgsText.validateObject(args)
     }
 }
 
@@ -204,8 +204,8 @@ public struct JobClient: Sendable {
     }
 }
 
-/// Helpers for job argument JSON.
-public enum JobArgs {
+/// Helpers for job argument JSON text (the CLI's and SQL's untyped path; Swift code uses `JobArgs` types).
+public enum ArgsText {
     /// Throws unless `text` is a JSON object.
     public static func validateObject(_ text: String) throws {
         let value: Any
