@@ -123,30 +123,36 @@ final class ServeHardeningTests: XCTestCase {
     }
 
     func testServeAnswersNo503AfterAPostgreSQLRestart() async throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("nexjobs-pg-\(UUID().uuidString)").path
-        let port = 26000 + Int.random(in: 0..<5999)
+        // A private cluster (restarting the shared one would disturb other tests), ports 26000-31999.
+        let tmp = FileManager.default.temporaryDirectory.appendingPathComponent("nexjobs-serve-pg-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: tmp, withIntermediateDirectories: true)
+        _ = chmod(tmp.path, 0o755)
+        let dir = tmp.appendingPathComponent("data").path
         let script = TestDatabase.repositoryRoot.appendingPathComponent("deploy/pg-cluster.sh").path
-        func cluster(_ args: [String]) throws -> String {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: "/bin/bash")
-            p.arguments = [script] + args
-            let out = Pipe()
-            p.standardOutput = out
-            p.standardError = out
-            try p.run()
-            let data = out.fileHandleForReading.readDataToEndOfFile()
-            p.waitUntilExit()
-            let text = String(decoding: data, as: UTF8.self)
-            guard p.terminationStatus == 0 else {
-                throw TestEnvironmentError(description: "pg-cluster.sh \(args.first!) failed: \(text)")
+        // Output goes to /dev/null and the exit is awaited with waitpid (`runDetached`): the server the script
+        // starts would hold a pipe open, and Foundation's Process was seen to miss the script's exit.
+        @Sendable func cluster(_ args: String...) async throws {
+            let status = try await runDetached(["/bin/bash", script] + args)
+            guard status == 0 else {
+                throw TestEnvironmentError(description: "pg-cluster.sh \(args) failed with status \(status)")
             }
-            return text.trimmingCharacters(in: .whitespacesAndNewlines)
         }
-        let url = try cluster(["start", dir, String(port)])
+        var port = 0
+        for attempt in 1...4 {
+            port = Int.random(in: 26000...31999)
+            do {
+                try await cluster("start", dir, String(port))
+                break
+            } catch where attempt < 4 {
+                try? await cluster("stop", dir)
+                try? FileManager.default.removeItem(atPath: dir)
+            }
+        }
         addTeardownBlock {
-            _ = try? cluster(["stop", dir])
-            try? FileManager.default.removeItem(atPath: dir)
+            try? await cluster("stop", dir)
+            try? FileManager.default.removeItem(at: tmp)
         }
+        let url = "postgres://postgres@127.0.0.1:\(port)/postgres"
         let pool = try PGPool(url: url, maxConnections: 2)
         _ = try await PGMigrator(directory: TestDatabase.sqlDirectory).migrate(pool)
         let id = try await connection(pool)
@@ -163,7 +169,7 @@ final class ServeHardeningTests: XCTestCase {
         XCTAssertEqual(warmHealth, 200)
 
         await pool.close()
-        _ = try cluster(["restart", dir])
+        try await cluster("restart", dir)
 
         var statuses: [String: [Int?]] = [:]
         for _ in 0..<3 {
