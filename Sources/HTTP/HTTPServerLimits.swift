@@ -18,9 +18,10 @@ public struct HTTPServerLimits: Sendable {
     /// Connections open at once (default 512), not counting `reservedConnections`; one more is answered 503
     /// and closed (or served on a reserved slot, see `reservedPaths`).
     public var maxConnections: Int
-    /// Connections one peer IP address may hold open at once (default 64); one more is answered 503 and
-    /// closed, so no single client can take the whole `maxConnections` budget. All clients behind one proxy
-    /// share its address.
+    /// Connections one peer IP address may hold open at once; one more is answered 503 and closed, so no single
+    /// client can take the whole `maxConnections` budget. All clients behind one proxy share its address. Default
+    /// 512, the same as `maxConnections`: no per-client cap unless set (the sandbox and benchmarks, whose clients
+    /// are all local, keep it off; `nexjobs serve` sets 16).
     public var maxConnectionsPerClient: Int
     /// Paths (exact, decoded, `GET`/`HEAD`) still answered when `maxConnections` is used up, e.g. `/healthz`
     /// (default none). Such a connection gets one request, read within `reservedReadTimeout`; a reserved path
@@ -36,7 +37,7 @@ public struct HTTPServerLimits: Sendable {
     public init(
         maxHeaderBytes: Int = 16 * 1024, maxHeaderCount: Int = 100, maxBodyBytes: Int = 1024 * 1024,
         readTimeout: Duration = .seconds(10), headerTimeout: Duration = .seconds(5),
-        idleTimeout: Duration = .seconds(30), maxConnections: Int = 512, maxConnectionsPerClient: Int = 64,
+        idleTimeout: Duration = .seconds(30), maxConnections: Int = 512, maxConnectionsPerClient: Int = 512,
         reservedPaths: Set<String> = [], reservedConnections: Int = 8, reservedReadTimeout: Duration = .seconds(1)
     ) {
         self.maxHeaderBytes = maxHeaderBytes
