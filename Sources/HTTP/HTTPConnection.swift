@@ -17,6 +17,9 @@ struct HTTPConnection {
     let wakeFD: Int32
     let remoteAddress: String
     let server: HTTPServer
+    /// Accepted beyond `maxConnections`: one request, read within `reservedReadTimeout`, answered only when its
+    /// path is one of `reservedPaths` (else 503), then closed.
+    var reserved = false
 
     private static let readChunk = 16 * 1024
 
@@ -30,23 +33,32 @@ struct HTTPConnection {
         var buffer: [UInt8] = []
         buffer.reserveCapacity(4096)
         let acceptedAt = Socket.nowMS()
+        // A reserved slot gets one short deadline for everything; otherwise the head must be complete within
+        // `headerTimeout` and the whole request within `readTimeout`, both from the request's first byte (from
+        // accept for the first request), however slowly the bytes trickle in.
+        let readMS = reserved ? limits.reservedReadTimeout.milliseconds : limits.readTimeout.milliseconds
+        let headMS = min(readMS, limits.headerTimeout.milliseconds)
         var first = true
         while true {
             // Wait for the first byte of the next request.
             let requestDeadline: Int64
+            let headDeadline: Int64
             if buffer.isEmpty {
                 let idleDeadline =
                     first
-                    ? acceptedAt + limits.readTimeout.milliseconds
+                    ? acceptedAt + headMS
                     : Socket.nowMS() + limits.idleTimeout.milliseconds
                 switch read(into: &buffer, until: idleDeadline, stopAware: true) {
                 case .data: break
                 case .eof, .timeout, .stopping: return
                 }
-                requestDeadline = first ? idleDeadline : Socket.nowMS() + limits.readTimeout.milliseconds
+                let start = first ? acceptedAt : Socket.nowMS()
+                requestDeadline = start + readMS
+                headDeadline = start + headMS
             } else {
                 if server.isStopping { return }
-                requestDeadline = Socket.nowMS() + limits.readTimeout.milliseconds
+                requestDeadline = Socket.nowMS() + readMS
+                headDeadline = Socket.nowMS() + headMS
             }
             first = false
 
@@ -62,9 +74,9 @@ struct HTTPConnection {
                     return fail(431, "request head too large")
                 }
                 searchFrom = max(0, buffer.count - 3)
-                switch read(into: &buffer, until: requestDeadline, stopAware: false) {
+                switch read(into: &buffer, until: headDeadline, stopAware: false) {
                 case .data: continue
-                case .timeout: return fail(408, "request not received in time")
+                case .timeout: return fail(408, "request head not received in time")
                 case .eof, .stopping: return
                 }
             }
@@ -76,6 +88,12 @@ struct HTTPConnection {
             }
             guard let segments = RequestHeadParser.decodePath(head.rawPath) else {
                 return fail(400, "malformed percent-encoding in path")
+            }
+            let path = "/" + segments.dropFirst().joined(separator: "/")
+            if reserved
+                && !((head.method == "GET" || head.method == "HEAD") && limits.reservedPaths.contains(path))
+            {
+                return fail(503, "too many connections")
             }
 
             // Read the body.
@@ -92,7 +110,7 @@ struct HTTPConnection {
             }
 
             var request = HTTPRequest(
-                method: head.method, path: "/" + segments.dropFirst().joined(separator: "/"),
+                method: head.method, path: path,
                 rawQuery: head.rawQuery, headers: HTTPHeaders(head.headers.map { ($0.name, $0.value) }),
                 body: Array(buffer[headEnd..<total]), remoteAddress: remoteAddress)
             request.pathSegments = segments
@@ -100,7 +118,7 @@ struct HTTPConnection {
 
             let response = runHandler(request)
             let close =
-                head.wantsClose || server.isStopping
+                head.wantsClose || server.isStopping || reserved
                 || response.headers["Connection"]?.lowercased() == "close" || response.truncatedBodyLength != nil
             var bytes = Self.serialize(response, close: close, headOnly: head.method == "HEAD")
             if let cut = response.truncatedBodyLength, head.method != "HEAD" {

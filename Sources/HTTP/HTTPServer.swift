@@ -30,6 +30,11 @@ public final class HTTPServer: Sendable {
         var port = 0
         /// Open connection sockets; the accept thread counts as one more participant in `participants`.
         var connections: Set<Int32> = []
+        /// Connections counted against `maxConnections` and against `reservedConnections`.
+        var regular = 0
+        var reserved = 0
+        /// Open connections (regular, reserved) per peer address.
+        var perClient: [String: (regular: Int, reserved: Int)] = [:]
         var participants = 0
         var drainWaiters: [Int: CheckedContinuation<Void, Never>] = [:]
         var stopWaiters: [CheckedContinuation<Void, Never>] = []
@@ -187,9 +192,20 @@ public final class HTTPServer: Sendable {
         return state.withLock { $0.participants == 0 }
     }
 
-    private func leave(connection fd: Int32?) {
+    private func leave(connection fd: Int32?, client: String = "", reserved: Bool = false) {
         let waiters: [CheckedContinuation<Void, Never>] = state.withLock { s in
-            if let fd { s.connections.remove(fd) }
+            if let fd {
+                s.connections.remove(fd)
+                var counts = s.perClient[client] ?? (0, 0)
+                if reserved {
+                    s.reserved -= 1
+                    counts.reserved -= 1
+                } else {
+                    s.regular -= 1
+                    counts.regular -= 1
+                }
+                s.perClient[client] = counts.regular <= 0 && counts.reserved <= 0 ? nil : counts
+            }
             s.participants -= 1
             guard s.participants == 0 else { return [] }
             defer { s.drainWaiters = [:] }
@@ -220,25 +236,21 @@ public final class HTTPServer: Sendable {
                 if fds[0].revents != 0 { break }
                 continue
             }
-            guard let (fd, remote) = Socket.accept(listenFD) else {
+            guard let (fd, remote, client) = Socket.accept(listenFD) else {
                 // EMFILE and friends: back off briefly instead of spinning on a ready listen socket.
                 if errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM { usleep(10_000) }
                 continue
             }
-            let admitted = state.withLock { s -> Bool in
-                guard s.phase == .running, s.connections.count < limits.maxConnections else { return false }
-                s.connections.insert(fd)
-                s.participants += 1
-                return true
-            }
-            guard admitted else {
+            let admission = admit(fd, client: client)
+            guard let reserved = admission else {
                 rejectBusy(fd)
                 continue
             }
             let thread = Thread { [self] in
-                let connection = HTTPConnection(fd: fd, wakeFD: wakeFD, remoteAddress: remote, server: self)
+                let connection = HTTPConnection(
+                    fd: fd, wakeFD: wakeFD, remoteAddress: remote, server: self, reserved: reserved)
                 connection.serve()
-                leave(connection: fd)
+                leave(connection: fd, client: client, reserved: reserved)
             }
             thread.stackSize = 512 * 1024
             thread.name = "http-conn"
@@ -249,6 +261,33 @@ public final class HTTPServer: Sendable {
             s.listenFD = -1
         }
         leave(connection: nil)
+    }
+
+    /// Counts a new connection in: false when it fits the regular budget, true when it gets a reserved slot,
+    /// nil when it must be refused (server stopping, its peer address at its cap, or no slot left).
+    private func admit(_ fd: Int32, client: String) -> Bool? {
+        state.withLock { s -> Bool? in
+            guard s.phase == .running else { return nil }
+            var counts = s.perClient[client] ?? (0, 0)
+            let reserved: Bool
+            if counts.regular < limits.maxConnectionsPerClient && s.regular < limits.maxConnections {
+                reserved = false
+                s.regular += 1
+                counts.regular += 1
+            } else if !limits.reservedPaths.isEmpty && s.reserved < limits.reservedConnections
+                && counts.reserved < HTTPServerLimits.reservedPerClient
+            {
+                reserved = true
+                s.reserved += 1
+                counts.reserved += 1
+            } else {
+                return nil
+            }
+            s.perClient[client] = counts
+            s.connections.insert(fd)
+            s.participants += 1
+            return reserved
+        }
     }
 
     /// Answers 503 without reading the request and closes; never blocks the accept thread.

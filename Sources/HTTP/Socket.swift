@@ -103,7 +103,9 @@ enum Socket {
     }
 
     /// Accepts one connection; nil on a transient failure (EINTR, EAGAIN, ECONNABORTED, EMFILE...).
-    static func accept(_ listenFD: Int32) -> (fd: Int32, remote: String)? {
+    /// `client` is the peer's address without the port (IPv4-mapped IPv6 addresses in IPv4 form), the key of
+    /// the per-client connection cap.
+    static func accept(_ listenFD: Int32) -> (fd: Int32, remote: String, client: String)? {
         var storage = sockaddr_storage()
         var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
         let fd = withUnsafeMutablePointer(to: &storage) {
@@ -118,7 +120,8 @@ enum Socket {
         #endif
         let (host, port) = address(of: storage)
         let remote = host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
-        return (fd, remote)
+        let client = host.hasPrefix("::ffff:") && host.contains(".") ? String(host.dropFirst(7)) : host
+        return (fd, remote, client)
     }
 
     /// Bounds how long one `send` may block, so a client that never reads cannot pin a thread.

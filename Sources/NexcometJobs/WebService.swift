@@ -9,7 +9,11 @@ import Sync
 /// The HTTP face of NexJobs (`nexjobs serve`): a health check, Prometheus metrics, and signed webhooks that
 /// trigger a connection's resync.
 ///
-/// - `GET /healthz`: 200 `ok` when the database answers, else 503.
+/// - `GET /healthz`: 200 `ok` when the database answers, else 503. It never takes a connection from `pool`: a
+///   dedicated connection of its own answers `SELECT 1`, one check at a time, the result reused for
+///   `healthTTL` (1 s), and the answer comes within `healthTimeout` (2 s) whatever the database does (a check
+///   still running then is reported 503 and goes on in the background). A broken dedicated connection (e.g.
+///   after a PostgreSQL restart) is replaced and the check retried once.
 /// - `GET /metrics`: Prometheus text format: jobs by queue and state, the age of the oldest due job per queue,
 ///   live workers, ad connections by platform and status.
 /// - `POST /webhooks/resync`: body `{"connection_id": N}` (number or string). Signed like Stripe's and GitHub's
@@ -19,14 +23,21 @@ import Sync
 ///   `sync_connection` with the scheduler's unique key `sync_connection:<id>` (a sync already pending or running
 ///   is reported as a duplicate, not doubled) and answers 202 `{"job_id": ..., "duplicate": ...}`.
 ///   Errors: 503 webhooks disabled (no secret configured), 401 bad or missing signature or timestamp, 400 bad
-///   body, 404 unknown connection, 409 connection not active or its organization restricted or deleted. Nothing
-///   is enqueued on any error. The secret and signatures are never logged.
+///   body, 404 unknown connection, 409 connection not active or its organization restricted or deleted, 409 with
+///   `Retry-After` when the connection row stays locked by another transaction beyond the pool's `lock_timeout`
+///   (SQLSTATE 55P03), 503 with `Retry-After` on a statement timeout (57014), no free pool connection in time
+///   or the database unreachable. Nothing is enqueued on any error. The secret and signatures are never logged.
 public struct WebService: Sendable {
     public var pool: PGPool
     /// Metrics are computed at most once per `metricsTTL` (default 5 s) however often they are scraped: the
     /// endpoint needs no credentials, so it must not let anyone load the database.
     public var metricsTTL: Duration = .seconds(5)
     let metricsCache = MetricsCache()
+    let healthProbe: HealthProbe
+    /// How long a health result is reused (default 1 s).
+    public var healthTTL: Duration = .seconds(1)
+    /// Longest time `/healthz` takes to answer (default 2 s).
+    public var healthTimeout: Duration = .seconds(2)
     /// The shared webhook secret (UTF-8 bytes of `NEXJOBS_WEBHOOK_SECRET`); nil disables webhooks.
     public var webhookSecret: [UInt8]?
     /// Largest accepted distance between a webhook's timestamp and now. Default 5 minutes.
@@ -38,7 +49,11 @@ public struct WebService: Sendable {
         self.pool = pool
         self.webhookSecret = webhookSecret
         self.logger = logger
+        self.healthProbe = HealthProbe(config: pool.config, logger: logger)
     }
+
+    /// Closes the health check's dedicated connection.
+    public func close() async { await healthProbe.close() }
 
     /// The secret from `NEXJOBS_WEBHOOK_SECRET`: nil when unset; at least 32 characters when set.
     public static func secret(from environment: [String: String]) throws -> [UInt8]? {
@@ -63,12 +78,10 @@ public struct WebService: Sendable {
     }
 
     func health() async -> HTTPResponse {
-        do {
-            _ = try await pool.query("SELECT 1")
-            return .text("ok\n")
-        } catch {
-            logger.warning("health check failed", ("error", "\(error)"))
-            return .text("database unavailable\n", status: 503)
+        switch await healthProbe.check(ttl: healthTTL, timeout: healthTimeout) {
+        case true: return .text("ok\n")
+        case false: return .text("database unavailable\n", status: 503)
+        case nil: return .text("database check timed out\n", status: 503)
         }
     }
 
@@ -192,9 +205,17 @@ public struct WebService: Sendable {
                 "webhook resync", ("connection_id", String(id)), ("job.id", String(job.id)),
                 ("duplicate", String(job.duplicate)))
             return .json(#"{"job_id":\#(job.id),"duplicate":\#(job.duplicate)}"#, status: 202)
+        } catch let e as PGError where e.sqlState == "55P03" {
+            var r = refuse(409, "connection \(id) is locked by another operation; retry later")
+            r.headers["Retry-After"] = "5"
+            return r
         } catch {
+            let busy = (error as? PGError).map { $0.sqlState == "57014" || $0.code == .poolTimeout } ?? false
             logger.warning("webhook failed", ("error", "\(error)"))
-            return .json(#"{"error":"database unavailable"}"#, status: 503)
+            var r = HTTPResponse.json(
+                busy ? #"{"error":"database busy"}"# : #"{"error":"database unavailable"}"#, status: 503)
+            r.headers["Retry-After"] = "5"
+            return r
         }
     }
 }
@@ -219,5 +240,98 @@ actor MetricsCache {
         inFlight = nil
         if response.status == 200 { last = (.now, response) }
         return response
+    }
+}
+
+/// `/healthz`'s own database check: a dedicated connection (never one from the pool, so a busy pool cannot starve
+/// it), one check at a time, the result reused for a short while, every answer bounded in time.
+actor HealthProbe {
+    private let config: PGConfig
+    private let logger: Logger
+    private var connection: PGConnection?
+    private var last: (at: ContinuousClock.Instant, ok: Bool)?
+    private var inFlight: Task<Bool, Never>?
+    private var closed = false
+
+    init(config: PGConfig, logger: Logger) {
+        self.config = config
+        self.logger = logger
+    }
+
+    /// true: the database answered; false: it did not; nil: no answer within `timeout` (the check goes on).
+    func check(ttl: Duration, timeout: Duration) async -> Bool? {
+        if let last, ContinuousClock.now - last.at < ttl { return last.ok }
+        let task: Task<Bool, Never>
+        if let inFlight {
+            task = inFlight
+        } else {
+            task = Task { await self.probe() }
+            inFlight = task
+        }
+        return await firstOf(task, orNilAfter: timeout)
+    }
+
+    private func probe() async -> Bool {
+        defer { inFlight = nil }
+        var ok = false
+        for attempt in 0..<2 {
+            do {
+                guard !closed else { break }
+                let c: PGConnection
+                if let existing = connection, await existing.isUsableWhenIdle() {
+                    c = existing
+                } else {
+                    if let stale = connection { Task { await stale.close() } }
+                    connection = nil
+                    c = try await PGConnection.connect(config, applicationName: "nexjobs-health")
+                    try await c.query("SELECT set_config('statement_timeout', '2000', false)")
+                    connection = c
+                }
+                _ = try await c.query("SELECT 1")
+                ok = true
+                break
+            } catch let e as PGError where e.isConnectionLoss && attempt == 0 {
+                connection = nil
+            } catch {
+                logger.warning("health check failed", ("error", "\(error)"))
+                break
+            }
+        }
+        last = (.now, ok)
+        return ok
+    }
+
+    func close() async {
+        closed = true
+        if let c = connection { await c.close() }
+        connection = nil
+    }
+}
+
+/// The task's value, or nil when `timeout` passes first (the task keeps running).
+func firstOf<T: Sendable>(_ task: Task<T, Never>, orNilAfter timeout: Duration) async -> T? {
+    let once = Once()
+    return await withCheckedContinuation { (c: CheckedContinuation<T?, Never>) in
+        Task {
+            let v = await task.value
+            if once.claim() { c.resume(returning: v) }
+        }
+        Task {
+            try? await Task.sleep(for: timeout)
+            if once.claim() { c.resume(returning: nil) }
+        }
+    }
+}
+
+/// A flag claimed once, from any thread. `@unchecked Sendable`: `done` is only touched under `lock`.
+private final class Once: @unchecked Sendable {
+    private let lock = NSLock()
+    private var done = false
+    func claim() -> Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        if done { return false }
+        done = true
+        return true
     }
 }

@@ -55,6 +55,28 @@ public final class PGConnection: @unchecked Sendable {
     /// True once a failure showed the connection cannot be used again.
     public var isBroken: Bool { brokenFlag.value }
 
+    /// Checks an idle connection without a round trip: false (and the connection marked broken) when its socket
+    /// is gone, it is inside a transaction, or the server sent anything while it was idle. A server that shuts
+    /// down or restarts sends its sessions a FATAL `57P01` and closes them, so a pooled connection from before a
+    /// restart is caught here before a statement is sent on it.
+    public func isUsableWhenIdle() async -> Bool {
+        if isBroken { return false }
+        let ok: Bool = await withCheckedContinuation { cont in
+            queue.async {
+                guard let h = self.handle, PQstatus(h) == CONNECTION_OK, PQtransactionStatus(h) == PQTRANS_IDLE
+                else { return cont.resume(returning: false) }
+                let fd = PQsocket(h)
+                guard fd >= 0 else { return cont.resume(returning: false) }
+                var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+                var rc: Int32
+                repeat { rc = poll(&p, 1, 0) } while rc < 0 && errno == EINTR
+                cont.resume(returning: rc == 0)
+            }
+        }
+        if !ok { brokenFlag.set() }
+        return ok
+    }
+
     /// Closes the connection now; later calls fail with `.connectionClosed`.
     public func close() async {
         await withCheckedContinuation { (cont: CheckedContinuation<Void, Never>) in

@@ -4,14 +4,23 @@ import Synchronization
 /// A small pool of `PGConnection`s shared by the tasks of one process.
 ///
 /// Connections are opened lazily up to `maxConnections`; a caller that finds none free waits (FIFO) up to
-/// `acquireTimeout`. A connection that failed with a connection-loss error is dropped instead of returned, so after
-/// a server restart the next caller simply opens a new one: callers that loop (workers, scheduler) retry with
-/// backoff.
+/// `acquireTimeout`. A connection that failed with a connection-loss error is dropped instead of returned. An idle
+/// connection is checked before it is handed out (`PGConnection.isUsableWhenIdle`: no round trip, it catches the
+/// FATAL and close a restarting server sends), and a stale one is replaced by a fresh one transparently; a
+/// `withTransaction` whose `BEGIN` fails with a connection-class error (SQLSTATE 08*, 57P01..57P03, libpq status
+/// bad) is retried once on a fresh connection, since nothing ran yet. After a PostgreSQL restart callers see no
+/// error.
+///
+/// `statementTimeout` and `lockTimeout`, when given, are set on every connection the pool opens (session
+/// settings): a statement running longer fails with SQLSTATE 57014, a lock wait longer with 55P03.
 public final class PGPool: Sendable {
     public let config: PGConfig
     public let maxConnections: Int
     public let acquireTimeout: Duration
     let applicationName: String
+    /// `statement_timeout` / `lock_timeout` of every connection opened; nil keeps the server's.
+    public let statementTimeout: Duration?
+    public let lockTimeout: Duration?
 
     private struct State {
         var idle: [PGConnection] = []
@@ -26,12 +35,17 @@ public final class PGPool: Sendable {
     ///   - url: a libpq URI or conninfo string (`DATABASE_URL`).
     ///   - maxConnections: upper bound of open connections; default 4.
     ///   - acquireTimeout: how long a caller waits for a free connection; default 30 s.
+    ///   - statementTimeout: `statement_timeout` of every connection; nil keeps the server's (default nil).
+    ///   - lockTimeout: `lock_timeout` of every connection; nil keeps the server's (default nil).
     public init(url: String, maxConnections: Int = 4, acquireTimeout: Duration = .seconds(30),
-                applicationName: String = "nexjobs") throws {
+                applicationName: String = "nexjobs", statementTimeout: Duration? = nil,
+                lockTimeout: Duration? = nil) throws {
         self.config = try PGConfig(url)
         self.maxConnections = max(1, maxConnections)
         self.acquireTimeout = acquireTimeout
         self.applicationName = applicationName
+        self.statementTimeout = statementTimeout
+        self.lockTimeout = lockTimeout
     }
 
     /// Borrows a connection for the duration of `body`.
@@ -51,7 +65,21 @@ public final class PGPool: Sendable {
     /// Runs `body` inside `BEGIN ... COMMIT` on one connection; rolls back if it throws.
     @discardableResult
     public func withTransaction<T: Sendable>(_ body: (PGConnection) async throws -> T) async throws -> T {
-        try await withConnection { conn in try await conn.transaction(body) }
+        var retried = false
+        while true {
+            do {
+                return try await withConnection { conn in
+                    do {
+                        try await conn.execute("BEGIN")
+                    } catch let e as PGError where e.isConnectionLoss && !retried {
+                        throw NotBegun()
+                    }
+                    return try await conn.transactionBody(body)
+                }
+            } catch is NotBegun {
+                retried = true
+            }
+        }
     }
 
     @discardableResult
@@ -80,6 +108,14 @@ public final class PGPool: Sendable {
     }
 
     func acquire() async throws -> PGConnection {
+        let c = try await acquireSlot()
+        if await c.isUsableWhenIdle() { return c }
+        // Stale (e.g. the server restarted): drop it and open a fresh connection in its slot.
+        Task { await c.close() }
+        return try await openCounted()
+    }
+
+    private func acquireSlot() async throws -> PGConnection {
         enum Step { case use(PGConnection), open, wait(UInt64) }
         let waiterID = state.withLock { s -> UInt64 in s.nextWaiter += 1; return s.nextWaiter }
         let step: Step = try state.withLock { s in
@@ -144,11 +180,28 @@ public final class PGPool: Sendable {
 
     private func openCounted() async throws -> PGConnection {
         do {
-            return try await PGConnection.connect(config, applicationName: applicationName)
+            let c = try await PGConnection.connect(config, applicationName: applicationName)
+            do {
+                for (name, value) in [("statement_timeout", statementTimeout), ("lock_timeout", lockTimeout)] {
+                    guard let value else { continue }
+                    try await c.query("SELECT set_config(\(name), \(Self.settingMS(value)), false)")
+                }
+            } catch {
+                await c.close()
+                throw error
+            }
+            return c
         } catch {
             slotFreed()
             throw error
         }
+    }
+
+    /// A positive duration as a whole-millisecond setting value (at least 1, at most Int32.max).
+    static func settingMS(_ d: Duration) -> String {
+        let (s, atto) = d.components
+        let ms = s.multipliedReportingOverflow(by: 1000).partialValue &+ atto / 1_000_000_000_000_000
+        return String(min(max(ms, 1), Int64(Int32.max)))
     }
 
     /// A slot opened up: let the first waiter open a connection in it, or lower the count.
@@ -177,11 +230,19 @@ public final class PGPool: Sendable {
     }
 }
 
+/// `BEGIN` failed on a dead connection: nothing ran, so the whole transaction may run again.
+private struct NotBegun: Error {}
+
 extension PGConnection {
     /// Runs `body` inside `BEGIN ... COMMIT`; rolls back and rethrows if it throws.
     @discardableResult
     public func transaction<T: Sendable>(_ body: (PGConnection) async throws -> T) async throws -> T {
         try await execute("BEGIN")
+        return try await transactionBody(body)
+    }
+
+    /// The part of `transaction` after `BEGIN`.
+    func transactionBody<T: Sendable>(_ body: (PGConnection) async throws -> T) async throws -> T {
         do {
             let value = try await body(self)
             try await execute("COMMIT")

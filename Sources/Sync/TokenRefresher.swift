@@ -3,37 +3,124 @@ import Platforms
 import Postgres
 import Queue
 
-/// Refreshes a connection's tokens with the connection row locked, so concurrent jobs refresh it once.
+/// Refreshes a connection's tokens once for all concurrent jobs, without holding a row lock across the OAuth call.
 ///
 /// TikTok rotates refresh tokens (the old one stops working), so two jobs refreshing with the same refresh token
-/// would leave one of them with a revoked grant. Here the row is locked (`FOR UPDATE`), re-read, and refreshed only
-/// if it still expires within `margin`; a job that waited for the lock picks up the tokens the other one stored.
+/// would leave one of them with a revoked grant. The approach is a lease on the connection row
+/// (`token_refresh_lease_owner` / `token_refresh_lease_until`, sql/028):
+/// 1. A short transaction locks the row, re-reads it and decides: tokens no longer due, or no refresh token ->
+///    done (the job completes in that transaction). Another refresher's live lease -> wait (poll every 100 ms, up
+///    to `leaseWait`) and decide again, so a waiter picks up the tokens the holder stored. Else it takes the lease
+///    for `leaseDuration` and commits: the row lock lasts only for this transaction.
+/// 2. The OAuth call runs with no transaction and no lock open.
+/// 3. A second short transaction stores the new tokens if the row is still ours: the lease is still held by this
+///    refresher, or (the lease expired and was taken over) the stored refresh-token ciphertext is still the one it
+///    started from (compare-and-set). It then clears the lease and completes the job. If the row changed meanwhile,
+///    `TokenRefreshConflict` is thrown (the job retries and finds the tokens someone else stored).
+/// A failed OAuth call releases the lease at once. `leaseDuration` (2 min) exceeds the client's request timeout
+/// (30 s), so a live holder never loses its lease.
 enum TokenRefresher {
-    /// - Parameter complete: when given, the job completes in the same transaction as the token write.
+    static let leaseDuration: Duration = .seconds(120)
+    static let leaseWait: Duration = .seconds(60)
+
+    /// - Parameter complete: when given, the job completes in the same transaction as the token write (or as the
+    ///   decision that no refresh is needed).
     /// - Returns: the tokens to use, and whether this call refreshed them.
     static func refreshIfNeeded(
         connectionID: Int64, store: ConnectionStore, client: any AdPlatformClient, margin: Duration, now: Date,
         pool: PGPool, complete context: JobContext? = nil
     ) async throws -> (tokens: OAuthTokens?, refreshed: Bool) {
-        try await pool.withTransaction { c in
-            let stored = try await store.load(connectionID, on: c, forUpdate: true)
-            guard var tokens = stored.tokens, stored.status == "active" else {
-                if let context { try await context.complete(on: c) }
-                return (stored.tokens, false)
+        enum Decision: Sendable {
+            case done(OAuthTokens?)
+            case wait
+            case refresh(refreshToken: String, ciphertext: String?)
+        }
+        let owner = UUID().uuidString
+        let marginSeconds = Double(margin.components.seconds)
+        let waitUntil = ContinuousClock.now + leaseWait
+        while true {
+            let decision: Decision = try await pool.withTransaction { c in
+                let stored = try await store.load(connectionID, on: c, forUpdate: true)
+                guard let tokens = stored.tokens, stored.status == "active", let refreshToken = tokens.refreshToken,
+                    let expiry = tokens.accessTokenExpiresAt, expiry.timeIntervalSince(now) < marginSeconds
+                else {
+                    if let context { try await context.complete(on: c) }
+                    return .done(stored.tokens)
+                }
+                let row = try await c.query(
+                    """
+                    SELECT coalesce(token_refresh_lease_until > now(), false), refresh_token_ciphertext::text
+                      FROM nexcomet.ad_connections WHERE id = \(connectionID)
+                    """
+                ).first!
+                if try row.decode(0, as: Bool.self) { return .wait }
+                try await c.execute(
+                    """
+                    UPDATE nexcomet.ad_connections
+                       SET token_refresh_lease_owner = \(owner),
+                           token_refresh_lease_until = now() + make_interval(secs => \(Double(leaseDuration.components.seconds)))
+                     WHERE id = \(connectionID)
+                    """)
+                return .refresh(refreshToken: refreshToken, ciphertext: row.text(1))
             }
-            let marginSeconds = Double(margin.components.seconds)
-            guard let expiry = tokens.accessTokenExpiresAt, expiry.timeIntervalSince(now) < marginSeconds,
-                let refreshToken = tokens.refreshToken
-            else {
-                if let context { try await context.complete(on: c) }
+            switch decision {
+            case .done(let tokens):
                 return (tokens, false)
+            case .wait:
+                guard ContinuousClock.now < waitUntil else {
+                    throw TokenRefreshConflict(
+                        connectionID: connectionID, message: "another refresh still holds the connection's lease")
+                }
+                try await Task.sleep(for: .milliseconds(100))
+            case .refresh(let refreshToken, let ciphertext):
+                var fresh: OAuthTokens
+                do {
+                    fresh = try await client.refreshTokens(refreshToken)
+                } catch {
+                    _ = try? await pool.execute(
+                        """
+                        UPDATE nexcomet.ad_connections
+                           SET token_refresh_lease_owner = NULL, token_refresh_lease_until = NULL
+                         WHERE id = \(connectionID) AND token_refresh_lease_owner = \(owner)
+                        """)
+                    throw error
+                }
+                if fresh.refreshToken == nil { fresh.refreshToken = refreshToken }
+                let stored = fresh
+                let written: Bool = try await pool.withTransaction { c in
+                    let ours: Bool = try await c.query(
+                        """
+                        SELECT token_refresh_lease_owner IS NOT DISTINCT FROM \(owner)
+                               OR refresh_token_ciphertext::text IS NOT DISTINCT FROM \(ciphertext)
+                          FROM nexcomet.ad_connections WHERE id = \(connectionID) FOR UPDATE
+                        """
+                    ).first?.decode(0) ?? false
+                    guard ours else { return false }
+                    try await store.saveTokens(connectionID, stored, on: c)
+                    try await c.execute(
+                        """
+                        UPDATE nexcomet.ad_connections
+                           SET token_refresh_lease_owner = NULL, token_refresh_lease_until = NULL
+                         WHERE id = \(connectionID)
+                        """)
+                    if let context { try await context.complete(on: c) }
+                    return true
+                }
+                guard written else {
+                    throw TokenRefreshConflict(
+                        connectionID: connectionID,
+                        message: "the connection's tokens changed during the refresh; the new tokens were not stored")
+                }
+                return (stored, true)
             }
-            var fresh = try await client.refreshTokens(refreshToken)
-            if fresh.refreshToken == nil { fresh.refreshToken = refreshToken }
-            try await store.saveTokens(connectionID, fresh, on: c)
-            if let context { try await context.complete(on: c) }
-            tokens = fresh
-            return (tokens, true)
         }
     }
+}
+
+/// A refresh could not proceed or its result could not be stored because another refresher holds or changed the
+/// connection; retrying later is safe. Never contains token text.
+public struct TokenRefreshConflict: Error, Sendable, CustomStringConvertible {
+    public var connectionID: Int64
+    public var message: String
+    public var description: String { "connection \(connectionID): \(message)" }
 }

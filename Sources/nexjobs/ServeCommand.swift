@@ -6,10 +6,10 @@ import Postgres
 import Runtime
 
 func serveCommand(_ args: [String]) async throws -> Int32 {
-    let a = try Arguments(args, valued: ["listen"], flags: [])
+    let a = try Arguments(args, valued: ["listen", "max-connections", "max-client-connections"], flags: [])
     if a.wantsHelp {
         print("""
-            Usage: nexjobs serve [--listen HOST:PORT]
+            Usage: nexjobs serve [--listen HOST:PORT] [--max-connections N] [--max-client-connections N]
 
             Serves HTTP until SIGTERM/SIGINT (then finishes requests in flight, at most 5 s, and exits 0):
               GET  /healthz            200 "ok" when the database answers, else 503
@@ -22,6 +22,19 @@ func serveCommand(_ args: [String]) async throws -> Int32 {
                                        than 5 min off, 400 bad body, 404 unknown connection, 409 not active
 
               --listen HOST:PORT   address to bind (default: 0.0.0.0:$PORT when PORT is set, else 127.0.0.1:8080)
+              --max-connections N  connections open at once, 1...4096 (default 128); one more is answered 503 and
+                                   closed, except GET /healthz, which 8 reserved slots still answer
+              --max-client-connections N
+                                   connections one client IP address may hold, 1...max-connections (default 16);
+                                   one more is answered 503 and closed. Clients behind one proxy share its address.
+
+            Limits: a request head must arrive within 5 s of its first byte (of accept on a new connection), the
+            whole request within 10 s (else 408 and close; a slow-trickling client is cut off); an idle keep-alive
+            connection closes after 15 s. Every database statement of a request is bounded: lock_timeout 2 s
+            (a webhook whose connection row stays locked answers 409 with Retry-After), statement_timeout 5 s and
+            5 s to get one of the 4 pooled connections (else 503 with Retry-After). /healthz uses a connection of its
+            own, checks at most once a second and answers within 2 s. After a PostgreSQL restart, stale pooled
+            connections are replaced without an error answer.
 
             Environment: DATABASE_URL; NEXJOBS_WEBHOOK_SECRET (at least 32 characters; webhooks answer 503 without it).
             Signatures are lowercase hex. /metrics is computed at most once per 5 s; request bodies are limited to
@@ -40,20 +53,34 @@ func serveCommand(_ args: [String]) async throws -> Int32 {
     let secret: [UInt8]?
     do { secret = try WebService.secret(from: env) } catch let e as WebServiceError { throw UsageError(e.description) }
 
+    let maxConnections = try a.int("max-connections", range: 1...4096) ?? 128
+    let maxPerClient = try a.int("max-client-connections", range: 1...maxConnections) ?? min(16, maxConnections)
+
     let logger = Logger(label: "serve")
-    let pool = try openPool(maxConnections: 4)
+    // Every request's statements are bounded (session settings of serve's own pool), so a webhook waiting on a
+    // locked row or a slow query answers instead of hanging, and a busy pool answers 503 after 5 s.
+    let pool = try PGPool(
+        url: openPool(maxConnections: 4).config.connectionString, maxConnections: 4, acquireTimeout: .seconds(5),
+        applicationName: "nexjobs-serve", statementTimeout: .seconds(5), lockTimeout: .seconds(2))
     let service = WebService(pool: pool, webhookSecret: secret, logger: logger)
     let router = service.router()
-    // Webhook bodies are tiny: a small body limit and connection cap bound what an anonymous caller can cost.
+    // Webhook bodies are tiny: a small body limit and connection caps bound what an anonymous caller can cost.
     var limits = HTTPServerLimits()
     limits.maxBodyBytes = 16 * 1024
-    limits.maxConnections = min(limits.maxConnections, 128)
+    limits.maxConnections = maxConnections
+    limits.maxConnectionsPerClient = maxPerClient
+    limits.headerTimeout = .seconds(5)
+    limits.readTimeout = .seconds(10)
+    limits.idleTimeout = .seconds(15)
+    limits.reservedPaths = ["/healthz"]
+    limits.reservedConnections = 8
     let server = HTTPServer(host: host, port: port, limits: limits) { request in await router.handle(request) }
     let bound: Int
     do {
         bound = try server.start()
     } catch {
         await pool.close()
+        await service.close()
         printErr("error: cannot listen on \(listen): \(error)")
         return Exit.failure
     }
@@ -65,6 +92,7 @@ func serveCommand(_ args: [String]) async throws -> Int32 {
     defer { signals.cancel() }
     try await server.run()
     await pool.close()
+    await service.close()
     logger.info("stopped")
     return Exit.ok
 }

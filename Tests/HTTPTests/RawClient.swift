@@ -27,8 +27,25 @@ final class RawClient {
 
     private var buffer: [UInt8] = []
 
-    init(port: Int) throws {
+    /// - Parameter source: a loopback address to connect from (e.g. "127.0.0.2"), so one test can act as several
+    ///   clients; nil lets the kernel pick (127.0.0.1).
+    init(port: Int, source: String? = nil) throws {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        if let source {
+            var local = sockaddr_in()
+            local.sin_family = sa_family_t(AF_INET)
+            local.sin_addr.s_addr = inet_addr(source)
+            let rc = withUnsafePointer(to: &local) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                }
+            }
+            if rc != 0 {
+                let e = errno
+                close(fd)
+                throw NSError(domain: "RawClient bind", code: Int(e))
+            }
+        }
         var addr = sockaddr_in()
         addr.sin_family = sa_family_t(AF_INET)
         addr.sin_port = UInt16(port).bigEndian
