@@ -191,10 +191,7 @@ public struct WebService: Sendable {
                         409, "connection \(id) belongs to a \(deleted ? "deleted" : "restricted") organization")
                 }
                 return .enqueued(
-                    try await JobClient(pool: pool).enqueue(
-                        NewJob(
-                            kind: "sync_connection", args: #"{"connection_id":"\#(id)"}"#,
-                            uniqueKey: "sync_connection:\(id)"), on: c))
+                    try await JobClient(pool: pool).enqueue(SyncConnectionArgs(connectionID: RowID(id)), on: c))
             }
             let job: EnqueueResult
             switch outcome {

@@ -35,10 +35,14 @@ public protocol JobArgs: Codable, Sendable, CheckedArgs {
     static var kind: String { get }
     /// Queue, priority and attempts used when the caller gives no options. Default: `JobOptions()`.
     static var defaultOptions: JobOptions { get }
+    /// The unique key of this job when the caller's options name none (e.g. `sync_connection:<id>`, so a pending
+    /// job is not queued twice). Default none.
+    var uniqueKey: String? { get }
 }
 
 extension JobArgs {
     public static var defaultOptions: JobOptions { JobOptions() }
+    public var uniqueKey: String? { nil }
     public func check() throws {}
 }
 
@@ -55,7 +59,7 @@ extension NewJob {
         let o = options ?? A.defaultOptions
         self.init(
             kind: A.kind, args: String(decoding: try encoder.encode(args), as: UTF8.self), queue: o.queue,
-            priority: o.priority, runAt: o.runAt, uniqueKey: o.uniqueKey, maxAttempts: o.maxAttempts)
+            priority: o.priority, runAt: o.runAt, uniqueKey: o.uniqueKey ?? args.uniqueKey, maxAttempts: o.maxAttempts)
     }
 }
 

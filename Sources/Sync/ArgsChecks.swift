@@ -7,7 +7,7 @@ import Queue
 // Documented ranges of the sync and privacy job args, checked at enqueue (CLI), at `schedules add` / `enable`,
 // and again before the handler runs (`CheckedArgs`).
 
-extension SyncAdAccountHandler.Args: CheckedArgs {
+extension SyncAdAccountHandler.Args {
     /// `ad_account_id`: 1...2^63-1; `from` / `to`: both or neither, real `YYYY-MM-DD` dates, from <= to.
     public func check() throws {
         try adAccountID.checkPositive("ad_account_id")

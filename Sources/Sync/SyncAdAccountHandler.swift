@@ -13,7 +13,10 @@ import Queue
 /// so a failed or malformed response writes nothing. The write replaces the window's metrics with an upsert that
 /// touches only changed rows, records a `sync_runs` row and completes the job, all in one transaction.
 public struct SyncAdAccountHandler: JobHandler {
-    public struct Args: Decodable, Sendable {
+    /// Typed args: `ad_account_id`, optional `from` / `to` (`YYYY-MM-DD`, both or neither); unique key
+    /// `sync_ad_account:<id>`, so an account already queued or syncing is not queued twice.
+    public struct Args: JobArgs {
+        public static let kind = "sync_ad_account"
         public var adAccountID: RowID
         public var from: String?
         public var to: String?
@@ -21,9 +24,14 @@ public struct SyncAdAccountHandler: JobHandler {
             case adAccountID = "ad_account_id"
             case from, to
         }
+        public init(adAccountID: RowID, from: String? = nil, to: String? = nil) {
+            self.adAccountID = adAccountID
+            self.from = from
+            self.to = to
+        }
+        public var uniqueKey: String? { "sync_ad_account:\(adAccountID)" }
     }
 
-    public static let kind = "sync_ad_account"
     public var timeout: Duration { .seconds(900) }
     let environment: SyncEnvironment
 

@@ -10,9 +10,8 @@ import Queue
 ///
 /// A connection that is not `active` (or unknown) is left alone: the job completes (or fails, when unknown).
 public struct SyncConnectionHandler: JobHandler {
-    public typealias Args = ConnectionJobArgs
+    public typealias Args = SyncConnectionArgs
 
-    public static let kind = "sync_connection"
     public var timeout: Duration { .seconds(300) }
     let environment: SyncEnvironment
 
@@ -70,12 +69,9 @@ public struct SyncConnectionHandler: JobHandler {
                     return 0
                 }
                 let ids = try await upsertAccounts(accounts, connectionID: id, platform: stored.platform, on: c)
-                let jobs = ids.map { accountID in
-                    NewJob(
-                        kind: SyncAdAccountHandler.kind, args: #"{"ad_account_id":"\#(accountID)"}"#, queue: queue,
-                        uniqueKey: "sync_ad_account:\(accountID)")
-                }
-                let inserted = try await JobClient(pool: pool).enqueueMany(jobs, on: c)
+                let inserted = try await JobClient(pool: pool).enqueueMany(
+                    ids.map { SyncAdAccountHandler.Args(adAccountID: RowID($0)) },
+                    options: { _ in JobOptions(queue: queue) }, on: c)
                 try await c.execute(
                     """
                     UPDATE nexcomet.ad_connections SET last_synced_at = now(), last_error = NULL, updated_at = now()
@@ -127,4 +123,16 @@ func loadConnection(_ id: Int64, store: ConnectionStore, pool: PGPool) async thr
     } catch let e as ConnectionStoreError {
         throw JobDiscard(e.description)
     }
+}
+
+/// Typed args of `sync_connection`: `connection_id`; unique key `sync_connection:<id>` (the scheduler's, so a sync
+/// already pending or running is not queued twice by a webhook).
+public struct SyncConnectionArgs: JobArgs {
+    public static let kind = "sync_connection"
+    public var connectionID: RowID
+    enum CodingKeys: String, CodingKey { case connectionID = "connection_id" }
+    public init(connectionID: RowID) { self.connectionID = connectionID }
+    public var uniqueKey: String? { "sync_connection:\(connectionID)" }
+    /// `connection_id`: 1...2^63-1.
+    public func check() throws { try connectionID.checkPositive("connection_id") }
 }

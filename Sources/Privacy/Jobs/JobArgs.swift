@@ -16,7 +16,7 @@ public struct PrivacyRequestJobArgs: Decodable, Sendable {
 
 /// A database row id in job args, given as a JSON number or a string of digits (the due-work SQL writes
 /// strings). Not a queue job id: it names a connection, an ad account or a privacy request.
-public struct RowID: Decodable, Sendable, Hashable, CustomStringConvertible {
+public struct RowID: Codable, Sendable, Hashable, CustomStringConvertible {
     public var value: Int64
     public init(_ value: Int64) { self.value = value }
     public init(from decoder: any Decoder) throws {
@@ -26,6 +26,11 @@ public struct RowID: Decodable, Sendable, Hashable, CustomStringConvertible {
         } else {
             value = try c.decode(Int64.self)
         }
+    }
+    /// Written as a string of digits, as the due-work SQL writes it (and exact above 2^53 for any JSON reader).
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.singleValueContainer()
+        try c.encode(String(value))
     }
     public var description: String { String(value) }
 }
