@@ -1,4 +1,5 @@
 import Dispatch
+import Synchronization
 
 #if canImport(Glibc)
     import Glibc
@@ -134,7 +135,7 @@ struct HTTPConnection {
 
     /// Runs the async handler on the cooperative pool; this (own) thread waits for it.
     private func runHandler(_ request: HTTPRequest) -> HTTPResponse {
-        let box = Locked<HTTPResponse?>(nil)
+        let box = Mutex<HTTPResponse?>(nil)
         let done = DispatchSemaphore(value: 0)
         let handler = server.handler
         Task {

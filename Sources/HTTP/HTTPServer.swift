@@ -1,5 +1,6 @@
 import Dispatch
 import Foundation
+import Synchronization
 
 #if canImport(Glibc)
     import Glibc
@@ -45,7 +46,7 @@ public final class HTTPServer: Sendable {
     private let requestedPort: Int
     let limits: HTTPServerLimits
     let handler: HTTPHandler
-    private let state = Locked(State())
+    private let state = Mutex(State())
 
     /// Creates a server; nothing is bound until `start()` or `run()`.
     /// - Parameters:

@@ -1,3 +1,5 @@
+import Synchronization
+
 /// Dispatches requests by method and path pattern.
 ///
 /// Patterns are matched segment by segment, exactly (a trailing `/` matters, as on TikTok's API); a segment
@@ -11,7 +13,7 @@ public final class Router: Sendable {
         let handler: HTTPHandler
     }
 
-    private let routes = Locked<[Route]>([])
+    private let routes = Mutex<[Route]>([])
 
     /// Creates an empty router.
     public init() {}

@@ -1,6 +1,7 @@
 import CLibPQ
 import Dispatch
 import Foundation
+import Synchronization
 
 /// One PostgreSQL connection: owns a `PGconn` and runs every libpq call on its own serial queue.
 ///
@@ -292,10 +293,8 @@ func withOptionalCStrings<R>(_ strings: [String?], _ body: (UnsafePointer<Unsafe
 }
 
 /// A flag that is set once, readable from any thread.
-final class LockedFlag: @unchecked Sendable {
-    // NSLock guards `flag`.
-    private let lock = NSLock()
-    private var flag = false
-    var value: Bool { lock.lock(); defer { lock.unlock() }; return flag }
-    func set() { lock.lock(); flag = true; lock.unlock() }
+final class LockedFlag: Sendable {
+    private let flag = Atomic<Bool>(false)
+    var value: Bool { flag.load(ordering: .acquiring) }
+    func set() { flag.store(true, ordering: .releasing) }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import HTTP
+import Synchronization
 
 /// A value or the error response to send instead.
 enum Answer<Value> {
@@ -91,13 +92,13 @@ public final class Sandbox: Sendable {
 
     let config: SandboxConfig
     let world: World
-    let state: Guarded<State>
+    let state: Mutex<State>
 
     /// Builds the world from `config`; nothing listens until `start`.
     public init(config: SandboxConfig = .init()) {
         self.config = config
         self.world = World(config: config)
-        self.state = Guarded(State(faults: FaultEngine(seed: config.seed)))
+        self.state = Mutex(State(faults: FaultEngine(seed: config.seed)))
         var demo: [SandboxConnectionInfo] = []
         for c in world.connections {
             let (access, refresh) = issueTokens(c.platform, c.index)

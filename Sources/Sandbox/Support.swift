@@ -1,21 +1,5 @@
 import Foundation
 
-/// A value guarded by a lock.
-///
-/// `@unchecked Sendable` is justified: every access to `value` goes through `withLock`, which holds `lock`.
-final class Guarded<Value>: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value: Value
-
-    init(_ value: Value) { self.value = value }
-
-    func withLock<R>(_ body: (inout Value) throws -> R) rethrows -> R {
-        lock.lock()
-        defer { lock.unlock() }
-        return try body(&value)
-    }
-}
-
 /// SplitMix64: small, fast, and the same sequence on every platform for a given seed.
 struct SplitMix64: RandomNumberGenerator, Sendable {
     var state: UInt64

@@ -459,7 +459,30 @@ final class Soak: @unchecked Sendable {
             let states = (try? await pool.query(
                 "SELECT string_agg(kind || '/' || state || ':' || n, ' ') FROM (SELECT kind, state, count(*) n FROM nexjobs.jobs GROUP BY 1, 2) s"
             ).first?.text(0)) ?? "?"
-            throw TestEnvironmentError(description: "jobs still pending or running after \(timeout): \(states)")
+            // What holds the stuck jobs: their lease, their worker's row, and who maintains.
+            let stuck = (try? await pool.query(
+                """
+                SELECT string_agg(format('%s %s attempt %s by %s until %s (worker lease %s, heartbeat %s)', j.id, j.kind,
+                                         j.attempt, j.locked_by, j.locked_until, w.lease_until, w.heartbeat_at), '; ')
+                  FROM (SELECT * FROM nexjobs.jobs WHERE state = 'running' ORDER BY id LIMIT 10) j
+                  LEFT JOIN nexjobs.workers w ON w.id = j.locked_by
+                """
+            ).first?.text(0)) ?? "?"
+            let leaders = (try? await pool.query(
+                "SELECT string_agg(name || '=' || holder || ' until ' || term_until, '; ') FROM nexjobs.leader"
+            ).first?.text(0)) ?? "?"
+            let schedules = (try? await pool.query(
+                """
+                SELECT string_agg(format('%s next %s failures %s retry %s error %s', name, next_fire_at, failures,
+                                         retry_at, last_error), '; ')
+                  FROM nexjobs.schedules WHERE kind LIKE 'nexjobs.%'
+                """
+            ).first?.text(0)) ?? "?"
+            throw TestEnvironmentError(
+                description: """
+                    jobs still pending or running after \(timeout): \(states); now \(Date()); running: \(stuck); \
+                    leaders: \(leaders); maintenance schedules: \(schedules)
+                    """)
         }
     }
 
