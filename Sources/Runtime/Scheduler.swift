@@ -26,8 +26,9 @@ public struct SchedulerOptions: Sendable {
     /// kinds (the application module's connection syncs, token refreshes and privacy requests).
     public var sources: [any DueWorkSource] = [CronScheduleSource()]
 
-    /// Campaign (while leading) for the `maintenance` role (`MaintenanceRole`); the `maintenance.*` schedules act
-    /// only while this scheduler holds it. Default true; false: this scheduler never maintains.
+    /// Campaign (while leading, and while an enabled `nexjobs.rescue` schedule exists) for the `maintenance` role
+    /// (`MaintenanceRole`); the `maintenance.*` schedules act only while this scheduler holds it. Default true;
+    /// false: this scheduler never maintains.
     public var maintenance = true
 
     public init() {}
@@ -65,6 +66,9 @@ public final class Scheduler: Sendable {
     private let wake = WakeSignal()
     private let tickCount = Atomic<Int>(0)
     private let stepDowns = Atomic<Int>(0)
+    /// Whether an enabled `nexjobs.rescue` schedule exists (read by the leader each tick): the scheduler campaigns
+    /// for the maintenance role only then.
+    private let maintenanceSchedulesOn = Mutex(false)
     /// When the tick in progress started (nil between ticks), for the stuck-tick watchdog.
     private let tickStarted = Mutex<ContinuousClock.Instant?>(nil)
 
@@ -113,7 +117,12 @@ public final class Scheduler: Sendable {
         let election = self.election
         let electionTask = Task { await election.run() }
         let maintenanceTask = maintenanceElection.map { m in
-            Task { await MaintenanceRole.campaign(m, whileEligible: { election.isLeader }) }
+            // Only a leader whose rescue schedule is enabled maintains: one whose `maintenance.*` schedules are
+            // disabled would hold the role and do nothing, leaving expired leases unrescued (workers maintain then).
+            Task {
+                await MaintenanceRole.campaign(
+                    m, whileEligible: { [self] in election.isLeader && maintenanceSchedulesOn.withLock { $0 } })
+            }
         }
         let tickTask = Task { await self.tickLoop() }
         let watchdogTask = Task { await self.watchdog() }
@@ -183,6 +192,11 @@ public final class Scheduler: Sendable {
             let started = ContinuousClock.now
             if election.isLeader {
                 tickStarted.withLock { $0 = started }
+                if maintenanceElection != nil, let on: Bool = try? await pool.query(
+                    "SELECT EXISTS (SELECT 1 FROM nexjobs.schedules WHERE enabled AND kind = 'nexjobs.rescue')"
+                ).first?.decode(0) {
+                    maintenanceSchedulesOn.withLock { $0 = on }
+                }
                 let budgetEnd = started + options.tickBudget
                 // Sources stop between statements when leadership is lost, on shutdown, or past the budget.
                 let context = DueWorkContext(

@@ -5,29 +5,28 @@ import XCTest
 /// `docs/ARCHITECTURE.md` draws (the list below is the same graph), and every such edge must be declared in
 /// `Package.swift`, so SwiftPM's implicit visibility of already-built modules cannot hide a missing dependency.
 final class ImportGraphTests: XCTestCase {
-    /// Allowed edges, module -> modules it may import. The engine (Postgres, Queue, Runtime, Cron, HTTP, Logs,
-    /// Checked) never imports the application side (Platforms, Sandbox, Privacy, Sync, NexcometJobs).
+    /// Allowed edges, module -> modules it may import. The engine (Postgres, Queue, Runtime, Cron, HTTP, Logs)
+    /// never imports the application side (Platforms, Sandbox, Privacy, Sync, NexcometJobs).
     static let allowed: [String: Set<String>] = [
         "CLibPQ": [],
         "COpenSSL": [],
-        "Checked": [],
         "Logs": [],
         "Cron": [],
         "HTTP": [],
-        "Postgres": ["CLibPQ", "Checked"],
-        "Queue": ["Postgres", "Logs", "Checked"],
-        "Runtime": ["Queue", "Postgres", "Logs", "Cron", "Checked"],
+        "Postgres": ["CLibPQ"],
+        "Queue": ["Postgres", "Logs"],
+        "Runtime": ["Queue", "Postgres", "Logs", "Cron"],
         // Application side.
-        "Platforms": ["Postgres", "Logs", "Checked"],
-        "Sandbox": ["HTTP", "Checked"],
-        "Privacy": ["COpenSSL", "Postgres", "Queue", "Platforms", "Logs", "Checked"],
-        "Sync": ["Platforms", "Privacy", "Queue", "Postgres", "Logs", "Checked"],
+        "Platforms": ["Postgres", "Logs"],
+        "Sandbox": ["HTTP"],
+        "Privacy": ["COpenSSL", "Postgres", "Queue", "Platforms", "Logs"],
+        "Sync": ["Platforms", "Privacy", "Queue", "Postgres", "Logs"],
         "NexcometJobs": [
-            "Runtime", "Queue", "Postgres", "Logs", "Cron", "HTTP", "Sync", "Privacy", "Platforms", "Checked",
+            "Runtime", "Queue", "Postgres", "Logs", "Cron", "HTTP", "Sync", "Privacy", "Platforms",
         ],
         "nexjobs": [
             "NexcometJobs", "Runtime", "Queue", "Postgres", "Logs", "Cron", "HTTP", "Sync", "Privacy", "Platforms",
-            "Sandbox", "Checked",
+            "Sandbox",
         ],
     ]
 
@@ -129,7 +128,7 @@ final class ImportGraphTests: XCTestCase {
     func testEngineKnowsNothingOfNexcomet() throws {
         let sources = Self.root.appendingPathComponent("Sources")
         var hits: [String] = []
-        for module in ["Postgres", "Queue", "Runtime", "Cron", "HTTP", "Logs", "Checked"] {
+        for module in ["Postgres", "Queue", "Runtime", "Cron", "HTTP", "Logs"] {
             let dir = sources.appendingPathComponent(module)
             guard let walker = FileManager.default.enumerator(atPath: dir.path) else { continue }
             for case let rel as String in walker where rel.hasSuffix(".swift") {

@@ -154,4 +154,34 @@ extension WorkerTests {
             XCTAssertEqual(worker.maintainer?.rescued, 1, "the worker rescued once it held the role")
         }
     }
+
+    /// A leading scheduler whose rescue schedule is disabled must not take the role: it would hold it and rescue
+    /// nothing (seen in the chaos soak, which disables every schedule: running jobs of killed workers stayed
+    /// `running` for good).
+    func testASchedulerWithoutAnEnabledRescueScheduleLeavesMaintenanceToTheWorkers() async throws {
+        try await db.pool.execute("UPDATE nexjobs.schedules SET enabled = false WHERE kind LIKE 'nexjobs.%'")
+        var so = SchedulerOptions()
+        so.tick = .milliseconds(100)
+        so.sources = [CronScheduleSource()]
+        let scheduler = Scheduler(pool: db.pool, options: so, holder: "the-scheduler",
+                                  logger: Logger(label: "test", minimum: .error))
+        let schedulerTask = Task { try await scheduler.run() }
+        defer { scheduler.shutdown() }
+        try await assertEventually(timeout: .seconds(30)) {
+            try await db.pool.query("SELECT holder FROM nexjobs.leader WHERE name = 'scheduler'").first?
+                .decode(0, as: String.self) == "the-scheduler"
+        }
+        let worker = makeWorker {
+            $0.maintenanceInterval = .milliseconds(100)
+            $0.queues = ["unused"]
+        }
+        try await withWorker(worker) {
+            try await assertEventually(timeout: .seconds(30)) { try await self.maintenanceHolder() == worker.id }
+            let stale = try await insertStaleRunningJob()
+            try await assertEventually(timeout: .seconds(30)) { try await self.state(stale) == .retryable }
+            XCTAssertEqual(worker.maintainer?.rescued, 1, "the worker rescued: the scheduler did not take the role")
+        }
+        scheduler.shutdown()
+        try await schedulerTask.value
+    }
 }
