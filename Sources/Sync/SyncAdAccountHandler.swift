@@ -96,7 +96,13 @@ public struct SyncAdAccountHandler: JobHandler {
         let started = policy.started
         // Every HTTP request of this sync: pages, window chunks and retries, plus token refreshes.
         let calls = await session.requestCount + session.refreshCount
-        let result = try await context.pool.withTransaction { c in
+        let result = try await context.pool.withTransaction { c -> MetricsWriteResult? in
+            // Organization, connection, account: the erasure's lock order. A deletion, restriction or disconnect
+            // that committed while the platform answered leaves nothing to write.
+            guard try await SyncWriter.lockForWrite(adAccountID: id, on: c) else {
+                try await context.complete(on: c)
+                return nil
+            }
             try await SyncWriter.upsertEntities(entities, adAccountID: id, on: c)
             let written = try await SyncWriter.replaceMetrics(
                 metrics, adAccountID: id, platform: platform, window: window, parents: parents,
@@ -118,6 +124,12 @@ public struct SyncAdAccountHandler: JobHandler {
                 """)
             try await context.complete(on: c)
             return written
+        }
+        guard let result else {
+            context.logger.info(
+                "ad account's connection or organization stopped during the sync; nothing written",
+                ("ad_account", "\(id)"))
+            return
         }
         context.logger.info(
             "ad account synced", ("ad_account", "\(id)"), ("window", window.description),
