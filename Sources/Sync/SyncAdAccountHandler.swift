@@ -56,7 +56,7 @@ public struct SyncAdAccountHandler: JobHandler {
         let settings = environment.settings
         let platform = row.account.platform
         let window =
-            try requestedWindow(args)
+            try requestedWindow(args, plan: row.plan, timeZone: tz)
             ?? settings.window(platform: platform, plan: row.plan, timeZone: tz, lastSynced: row.lastSyncedDate)
         let today = LocalDate(settings.now(), in: tz)
         var policy = ErrorPolicy(
@@ -136,14 +136,25 @@ public struct SyncAdAccountHandler: JobHandler {
             ("rows", "\(metrics.count)"), ("changed", "\(result.upserted)"), ("deleted", "\(result.deleted)"))
     }
 
-    func requestedWindow(_ args: Args) throws -> DateWindow? {
+    /// The window of args `from`/`to`, capped by the plan's retention (policy section 7: no sync fetches or keeps
+    /// data older than the plan's window): `from` moves up to the oldest day the plan keeps in the account's time
+    /// zone; a window entirely before it is refused. Enterprise is unlimited.
+    func requestedWindow(_ args: Args, plan: String, timeZone: TimeZone) throws -> DateWindow? {
         guard args.from != nil || args.to != nil else { return nil }
         guard let fromText = args.from, let toText = args.to, let from = LocalDate(parsing: fromText),
             let to = LocalDate(parsing: toText), from <= to
         else {
             throw JobDiscard("from and to must both be YYYY-MM-DD dates with from <= to")
         }
-        return DateWindow(first: from, last: to)
+        let retention = PlanRetention(days: environment.settings.retentionDays)
+        guard retention.isLimited(plan: plan) else { return DateWindow(first: from, last: to) }
+        let days = retention.days(plan: plan)
+        let oldest = LocalDate(environment.settings.now(), in: timeZone).adding(days: -(days - 1))
+        guard oldest <= to else {
+            throw JobDiscard(
+                "the window \(from)...\(to) lies before the \(plan) plan's \(days)-day retention (oldest day \(oldest))")
+        }
+        return DateWindow(first: max(from, oldest), last: to)
     }
 
     func loadAccount(_ id: Int64, pool: PGPool) async throws -> AccountRow? {

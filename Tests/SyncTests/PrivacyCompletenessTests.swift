@@ -176,6 +176,179 @@ final class PrivacyCompletenessTests: XCTestCase {
         let gone = try await lockable()
         XCTAssertFalse(gone, "gone")
     }
+
+    // MARK: - Retention (item 2)
+
+    /// Every table holding customer data is purged by its rule; a restricted organization too; a pro organization
+    /// downgraded to free keeps 7 days at the next run.
+    func testRetentionCoversEveryTableRestrictedOrganizationsAndADowngrade() async throws {
+        let (free, _, freeConnection, freeAccount) = try await tenant("free", plan: "free")
+        let (down, _, _, downAccount) = try await tenant("down", plan: "pro")
+        let (ent, _, _, entAccount) = try await tenant("ent", plan: "enterprise")
+        try await db.pool.execute("UPDATE nexcomet.organizations SET processing_restricted = true WHERE id = \(free)")
+        for account in [freeAccount, downAccount, entAccount] {
+            try await db.pool.execute(
+                """
+                INSERT INTO nexcomet.daily_metrics (platform, ad_account_id, level, entity_id, date, currency, spend)
+                SELECT 'tiktok', \(account), l.level, l.entity, (now() AT TIME ZONE 'UTC')::date - d, 'USD', 1
+                  FROM generate_series(0, 119) d,
+                       (VALUES ('campaign', 'live'), ('ad_group', 'live-g'), ('ad', 'live-a')) l(level, entity)
+                """)
+            try await db.pool.execute(
+                """
+                INSERT INTO nexcomet.daily_metrics (platform, ad_account_id, level, entity_id, date, currency, spend)
+                SELECT 'tiktok', \(account), l.level, l.entity, (now() AT TIME ZONE 'UTC')::date - 100, 'USD', 1
+                  FROM (VALUES ('campaign', 'stale'), ('ad_group', 'stale-g'), ('ad', 'stale-a')) l(level, entity)
+                """)
+            // Entities: one with metrics today, one whose last metrics are 100 days old (both created long ago),
+            // and one created today without any metrics.
+            try await db.pool.execute(
+                """
+                INSERT INTO nexcomet.campaigns (ad_account_id, external_id, status, created_at)
+                VALUES (\(account), 'live', 'ENABLE', now() - interval '200 days'),
+                       (\(account), 'stale', 'ENABLE', now() - interval '200 days'),
+                       (\(account), 'new', 'ENABLE', now())
+                """)
+            try await db.pool.execute(
+                """
+                INSERT INTO nexcomet.ad_groups (ad_account_id, campaign_external_id, external_id, status, created_at)
+                VALUES (\(account), 'live', 'live-g', 'ENABLE', now() - interval '200 days'),
+                       (\(account), 'stale', 'stale-g', 'ENABLE', now() - interval '200 days')
+                """)
+            try await db.pool.execute(
+                """
+                INSERT INTO nexcomet.ads (ad_account_id, ad_group_external_id, external_id, status, created_at)
+                VALUES (\(account), 'live-g', 'live-a', 'ENABLE', now() - interval '200 days'),
+                       (\(account), 'stale-g', 'stale-a', 'ENABLE', now() - interval '200 days')
+                """)
+        }
+        try await db.pool.execute("UPDATE nexcomet.organizations SET plan = 'free' WHERE id = \(down)")
+        try await db.pool.execute(
+            """
+            INSERT INTO nexcomet.sync_runs (ad_account_id, connection_id, started_at)
+            VALUES (\(freeAccount), \(freeConnection), now() - interval '13 months'),
+                   (\(freeAccount), \(freeConnection), now())
+            """)
+        try await db.pool.execute(
+            """
+            INSERT INTO nexcomet.notifications (organization_id, kind, created_at, sent_at)
+            VALUES (\(free), 'sync_alert', now() - interval '14 months', now() - interval '13 months'),
+                   (\(free), 'sync_alert', now() - interval '13 months', NULL),
+                   (\(free), 'sync_alert', now() - interval '11 months', NULL),
+                   (\(free), 'sync_alert', now(), now())
+            """)
+        try await db.pool.execute(
+            """
+            INSERT INTO nexcomet.usage_logs (organization_id, at, event)
+            VALUES (\(free), now() - interval '13 months', 'old'), (NULL, now() - interval '13 months', 'old-no-org'),
+                   (\(free), now(), 'new')
+            """)
+        try await db.pool.execute(
+            """
+            INSERT INTO nexcomet.privacy_audit (action, organization_id, at)
+            VALUES ('disconnect', \(free), now() - interval '13 months'), ('disconnect', \(free), now() - interval '11 months')
+            """)
+        let oldExport = try await request(free, kind: "export")
+        let recentExport = try await request(free, kind: "export")
+        let failed = try await request(free, kind: "export")
+        try await db.pool.execute(
+            """
+            UPDATE nexcomet.privacy_requests SET status = 'completed', result = '{"x": 1}',
+                   completed_at = now() - CASE id WHEN \(oldExport) THEN interval '31 days' ELSE interval '29 days' END
+             WHERE id IN (\(oldExport), \(recentExport))
+            """)
+        try await db.pool.execute(
+            """
+            UPDATE nexcomet.privacy_requests SET status = 'failed', error = 'x', completed_at = now() - interval '40 days'
+             WHERE id = \(failed)
+            """)
+        // Configured above the policy: still capped at 7 (free) and 90 (pro).
+        let settings = SyncSettings.fromEnvironment(["NEXJOBS_SYNC_RETENTION_FREE": "30", "NEXJOBS_SYNC_RETENTION_PRO": "400"])
+        try await enqueueAndRun(RetentionPurgeHandler(settings: settings), args: #"{"batch_size": 5}"#, pool: db.pool)
+
+        func metricDays(_ account: Int64) async throws -> Int {
+            try await int("SELECT count(DISTINCT date)::int FROM nexcomet.daily_metrics WHERE ad_account_id = \(account)")
+        }
+        let freeDays = try await metricDays(freeAccount)
+        let downDays = try await metricDays(downAccount)
+        let entDays = try await metricDays(entAccount)
+        XCTAssertEqual(freeDays, 7, "a restricted free organization is purged to 7 days (NEXJOBS_SYNC_RETENTION_FREE=30 capped)")
+        XCTAssertEqual(downDays, 7, "pro downgraded to free: 7 days at the next run")
+        XCTAssertEqual(entDays, 120, "enterprise keeps everything")
+        for (table, column) in [("campaigns", "external_id"), ("ad_groups", "external_id"), ("ads", "external_id")] {
+            let rows: [String] = try await db.pool.query(
+                PGQuery(unsafeSQL: "SELECT ad_account_id || ':' || \(column) FROM nexcomet.\(table) ORDER BY 1")
+            ).map { try $0.decode(0) }
+            for account in [freeAccount, downAccount] {
+                XCTAssertFalse(rows.contains { $0.hasPrefix("\(account):stale") }, "\(table): no metrics in the window: purged")
+                XCTAssertTrue(rows.contains { $0.hasPrefix("\(account):live") }, "\(table): metrics in the window: kept")
+            }
+            XCTAssertTrue(rows.contains("\(entAccount):stale") || table != "campaigns", "enterprise entities stay")
+            if table == "campaigns" {
+                XCTAssertTrue(rows.contains("\(freeAccount):new"), "created inside the window: kept")
+            }
+        }
+        let runs = try await int("SELECT count(*)::int FROM nexcomet.sync_runs")
+        XCTAssertEqual(runs, 1, "sync_runs older than 12 months go")
+        let notifications = try await int("SELECT count(*)::int FROM nexcomet.notifications")
+        XCTAssertEqual(notifications, 2, "notifications older than 12 months go, sent or not")
+        let logs: [String] = try await db.pool.query("SELECT event FROM nexcomet.usage_logs ORDER BY event").map {
+            try $0.decode(0)
+        }
+        XCTAssertEqual(logs, ["new"], "usage logs older than 12 months go, with or without an organization")
+        let audit = try await int(
+            "SELECT count(*)::int FROM nexcomet.privacy_audit WHERE action = 'disconnect'")
+        XCTAssertEqual(audit, 1, "privacy_audit older than 12 months goes")
+        let requests: [Int64] = try await db.pool.query(
+            "SELECT id FROM nexcomet.privacy_requests ORDER BY id").map { try $0.decode(0) }
+        XCTAssertEqual(requests, [recentExport, failed], "completed 30 days ago: gone with its export; open ones stay")
+    }
+
+    /// Plan windows cap configuration and sync args: free 7, pro 90, enterprise unlimited; an explicit `from` is
+    /// moved up to the oldest kept day, a window entirely before it is refused; the schedule is hourly.
+    func testPlanWindowsCapSettingsSyncArgsAndTheScheduleIsHourly() async throws {
+        let r = PlanRetention(days: ["free": 30, "pro": 400, "enterprise": 1000])
+        XCTAssertEqual(r.days(plan: "free"), 7)
+        XCTAssertEqual(r.days(plan: "pro"), 90)
+        XCTAssertEqual(r.days(plan: "enterprise"), 1000)
+        XCTAssertEqual(r.days(plan: "unknown"), 7)
+        XCTAssertEqual(PlanRetention(days: ["free": 3]).days(plan: "free"), 3, "lower than the policy is allowed")
+        let env = SyncSettings.fromEnvironment(["NEXJOBS_SYNC_RETENTION_PRO": "365"])
+        XCTAssertEqual(env.retention(plan: "pro"), 90)
+        let now = Date(timeIntervalSince1970: 1_780_000_000)  // 2026-05-28 UTC
+        var settings = SyncSettings(retentionDays: ["free": 30, "pro": 400, "enterprise": 365])
+        settings.now = { now }
+        let handler = SyncAdAccountHandler(
+            environment: SyncEnvironment(
+                keyRing: .failure(SyncConfigurationError("unused")),
+                clients: PlatformClientProvider { _, _ in throw SyncConfigurationError("unused") }, settings: settings))
+        let utc = TimeZone(identifier: "UTC")!
+        let today = LocalDate(now, in: utc)
+        func args(_ from: LocalDate, _ to: LocalDate) -> SyncAdAccountHandler.Args {
+            try! JSONDecoder().decode(
+                SyncAdAccountHandler.Args.self,
+                from: Data(#"{"ad_account_id": 1, "from": "\#(from)", "to": "\#(to)"}"#.utf8))
+        }
+        let old = today.adding(days: -300)
+        XCTAssertEqual(
+            try handler.requestedWindow(args(old, today), plan: "free", timeZone: utc),
+            DateWindow(first: today.adding(days: -6), last: today))
+        XCTAssertEqual(
+            try handler.requestedWindow(args(old, today), plan: "pro", timeZone: utc),
+            DateWindow(first: today.adding(days: -89), last: today))
+        XCTAssertEqual(
+            try handler.requestedWindow(args(old, today), plan: "enterprise", timeZone: utc),
+            DateWindow(first: old, last: today), "enterprise is unlimited")
+        XCTAssertThrowsError(
+            try handler.requestedWindow(args(old, today.adding(days: -7)), plan: "free", timeZone: utc)
+        ) { XCTAssertTrue("\($0)".contains("retention"), "\($0)") }
+        let first = settings.window(platform: .tiktok, plan: "free", timeZone: utc, lastSynced: nil)
+        XCTAssertEqual(first.first, today.adding(days: -6), "a first sync backfills 7 days, not the configured 30")
+
+        let cron: String = try await db.pool.query(
+            "SELECT cron FROM nexjobs.schedules WHERE name = 'retention_purge'").first!.decode(0)
+        XCTAssertEqual(cron, "17 * * * *", "the purge runs hourly")
+    }
 }
 
 final class Flag: Sendable {
