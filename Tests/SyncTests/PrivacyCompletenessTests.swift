@@ -349,6 +349,189 @@ final class PrivacyCompletenessTests: XCTestCase {
             "SELECT cron FROM nexjobs.schedules WHERE name = 'retention_purge'").first!.decode(0)
         XCTAssertEqual(cron, "17 * * * *", "the purge runs hourly")
     }
+
+    // MARK: - Catalogue and schema scan (items 3 and 4)
+
+    /// Seeds one row (or more) into every table of the `nexcomet` schema for a tenant whose every text value
+    /// contains `mark`; returns (organization, first user, second user).
+    @discardableResult
+    func seedEverything(_ mark: String) async throws -> (org: Int64, user: Int64, other: Int64) {
+        let (org, user, connection, account) = try await tenant(mark)
+        let other: Int64 = try await db.pool.query(
+            """
+            INSERT INTO nexcomet.users (organization_id, email, name) VALUES (\(org), \(mark + "-second@example.com"), 'S')
+            RETURNING id
+            """
+        ).first!.decode(0)
+        try await db.pool.execute(
+            "UPDATE nexcomet.ad_accounts SET name = \(mark + "-account") WHERE id = \(account)")
+        try await db.pool.execute(
+            "INSERT INTO nexcomet.campaigns (ad_account_id, external_id, name, status) VALUES (\(account), \(mark + "-c"), \(mark), 'ENABLE')")
+        try await db.pool.execute(
+            """
+            INSERT INTO nexcomet.ad_groups (ad_account_id, campaign_external_id, external_id, name, status)
+            VALUES (\(account), \(mark + "-c"), \(mark + "-g"), \(mark), 'ENABLE')
+            """)
+        try await db.pool.execute(
+            """
+            INSERT INTO nexcomet.ads (ad_account_id, ad_group_external_id, external_id, name, status)
+            VALUES (\(account), \(mark + "-g"), \(mark + "-a"), \(mark), 'ENABLE')
+            """)
+        try await db.pool.execute(
+            """
+            INSERT INTO nexcomet.daily_metrics (platform, ad_account_id, level, entity_id, date, currency, spend)
+            SELECT 'tiktok', \(account), 'campaign', \(mark + "-c"), (now() AT TIME ZONE 'UTC')::date - d, 'USD', 2.5
+              FROM generate_series(0, 2) d
+            """)
+        try await db.pool.execute(
+            """
+            INSERT INTO nexcomet.sync_runs (ad_account_id, connection_id, outcome, error)
+            VALUES (\(account), \(connection), 'failed', \(mark + " run error"))
+            """)
+        try await db.pool.execute(
+            """
+            INSERT INTO nexcomet.notifications (organization_id, connection_id, kind, payload)
+            VALUES (\(org), \(connection), 'sync_alert', jsonb_build_object('reason', \(mark)::text))
+            """)
+        try await db.pool.execute(
+            """
+            INSERT INTO nexcomet.usage_logs (organization_id, user_id, event, details)
+            VALUES (\(org), \(user), 'login', jsonb_build_object('ip', \(mark + "-ip")::text)),
+                   (NULL, \(user), 'signup', jsonb_build_object('email', \(mark + "@example.com")::text)),
+                   (\(org), \(other), 'login', '{}')
+            """)
+        try await db.pool.execute(
+            "INSERT INTO nexcomet.privacy_audit (action, organization_id, details) VALUES ('disconnect', \(org), '{\"n\": 1}')")
+        // privacy_requests and privacy_export_chunks: an earlier organization export.
+        let export = try await request(org, kind: "export")
+        try await runRequest(export)
+        return (org, user, other)
+    }
+
+    func catalogueRows(_ t: CatalogueTable, org: Int64) async throws -> Int {
+        try await db.pool.query(
+            PGQuery(unsafeSQL: "SELECT count(*)::int FROM nexcomet.\(t.table) t WHERE \(t.organizationRows)", binds: [String(org)])
+        ).first!.decode(0)
+    }
+
+    /// Rows of every `nexcomet` table whose text form contains `needle`, by table.
+    func traces(_ needle: String) async throws -> [String: Int] {
+        var out: [String: Int] = [:]
+        for table in try await schemaTables() {
+            let n: Int = try await db.pool.query(
+                PGQuery(
+                    unsafeSQL: "SELECT count(*)::int FROM nexcomet.\(table) t WHERE strpos(t::text, $1) > 0",
+                    binds: [needle])
+            ).first!.decode(0)
+            if n > 0 { out[table] = n }
+        }
+        return out
+    }
+
+    func schemaTables() async throws -> [String] {
+        try await db.pool.query(
+            """
+            SELECT table_name::text FROM information_schema.tables
+             WHERE table_schema = 'nexcomet' AND table_type = 'BASE TABLE' ORDER BY 1
+            """
+        ).map { try $0.decode(0) }
+    }
+
+    /// A digest of every row of organization `org` in every catalogued table.
+    func fingerprint(_ org: Int64) async throws -> [String: String] {
+        var out: [String: String] = [:]
+        for t in PrivacyCatalogue.tables {
+            out[t.table] = try await db.pool.query(
+                PGQuery(
+                    unsafeSQL: """
+                        SELECT count(*) || ':' || coalesce(md5(string_agg(t::text, '|' ORDER BY t::text)), '')
+                          FROM nexcomet.\(t.table) t WHERE \(t.organizationRows)
+                        """, binds: [String(org)])
+            ).first!.decode(0)
+        }
+        return out
+    }
+
+    /// The catalogue lists every table of the schema (a new table fails here until catalogued); seeded with a row
+    /// in every table, an organization's export holds every category and no token material nor another tenant;
+    /// its erasure leaves no trace of it anywhere (only the id-and-count audit) and touches no other tenant.
+    func testSchemaScanCatalogueExportAndEraseCoverEveryTable() async throws {
+        let tables = try await schemaTables()
+        XCTAssertEqual(
+            Set(tables), Set(PrivacyCatalogue.tables.map(\.table)),
+            "every table of the nexcomet schema is in PrivacyCatalogue.tables, and nothing else")
+        let a = try await seedEverything("alphamark")
+        let b = try await seedEverything("betamark")
+        for t in PrivacyCatalogue.tables {
+            let n = try await catalogueRows(t, org: a.org)
+            XCTAssertGreaterThan(n, 0, "seeded: \(t.table)")
+        }
+        let export = try await request(a.org, kind: "export")
+        try await runRequest(export)
+        let text = try await PrivacyExport.read(export, pool: db.pool).get()
+        let rows = exportRows(text)
+        for t in PrivacyCatalogue.tables {
+            guard let category = t.category else { continue }
+            XCTAssertGreaterThan(rows[category]?.count ?? 0, 0, "the export holds category \(category)")
+        }
+        XCTAssertEqual(rows["daily_metrics"]?.count, 3)
+        XCTAssertTrue(
+            rows["usage_logs"]?.contains { ($0["organization_id"] is NSNull) } ?? false,
+            "logs without an organization id are exported")
+        for secret in ["deadbeef", "cafebabe", "access_token_ciphertext", "refresh_token_ciphertext", "token_key_id", "\"k1\""] {
+            XCTAssertFalse(text.contains(secret), "no token material in the export: \(secret)")
+        }
+        XCTAssertFalse(text.contains("betamark"), "nothing of another tenant")
+        let firstLine = text.prefix { $0 != "\n" }
+        XCTAssertTrue(firstLine.contains(GDPRExportHandler.format), String(firstLine))
+
+        let before = try await fingerprint(b.org)
+        try await runRequest(try await request(a.org, kind: "erase"))
+        let left = try await traces("alphamark")
+        XCTAssertEqual(left, [:], "no row anywhere mentions the erased organization")
+        for t in PrivacyCatalogue.tables where !t.keptAfterOrganizationErasure {
+            let n = try await catalogueRows(t, org: a.org)
+            XCTAssertEqual(n, 0, "erased: \(t.table)")
+        }
+        let nonNumeric = try await int(
+            """
+            SELECT count(*)::int FROM nexcomet.privacy_audit p, jsonb_each(p.details) e
+             WHERE p.organization_id = \(a.org) AND jsonb_typeof(e.value) NOT IN ('number', 'boolean', 'null')
+               AND e.key NOT IN ('kind', 'to', 'from', 'reason')
+            """)
+        XCTAssertEqual(nonNumeric, 0, "the kept audit holds ids, counts and fixed words only")
+        let after = try await fingerprint(b.org)
+        XCTAssertEqual(after, before, "the other tenant is untouched")
+    }
+
+    /// A member's erasure: no row anywhere keeps their email, name, logs (with or without organization) or the
+    /// earlier exports holding them; external_user_id goes; the other member and the other tenant stay.
+    func testAUsersErasureLeavesNoTraceOfTheUser() async throws {
+        let a = try await seedEverything("alphamark")
+        let b = try await seedEverything("betamark")
+        try await db.pool.execute("UPDATE nexcomet.users SET name = 'ursula-unique' WHERE id = \(a.user)")
+        let userExport = try await request(a.org, user: a.user, kind: "export")
+        try await runRequest(userExport)
+        let exported = try await PrivacyExport.read(userExport, pool: db.pool).get()
+        let rows = exportRows(exported)
+        XCTAssertEqual(rows["users"]?.count, 1, "only the subject's own user row")
+        XCTAssertGreaterThan(rows["privacy_requests"]?.count ?? 0, 0, "the subject's requests")
+        XCTAssertGreaterThan(rows["privacy_audit"]?.count ?? 0, 0, "the subject's audit entries")
+        XCTAssertEqual(rows["connections"]?.count, 1, "connection metadata")
+        XCTAssertTrue(rows["usage_logs"]?.contains { $0["organization_id"] is NSNull } ?? false)
+        XCTAssertFalse(exported.contains("alphamark-second"), "not the other member")
+        XCTAssertFalse(exported.contains("deadbeef"))
+        let before = try await fingerprint(b.org)
+        try await runRequest(try await request(a.org, user: a.user, kind: "erase"))
+        for needle in ["ursula-unique", "alphamark@example.com", "alphamark-ip", "alphamark-ext"] {
+            let left = try await traces(needle)
+            XCTAssertEqual(left, [:], "no trace of \(needle)")
+        }
+        let second = try await int("SELECT count(*)::int FROM nexcomet.users WHERE id = \(a.other)")
+        XCTAssertEqual(second, 1, "the other member stays")
+        let after = try await fingerprint(b.org)
+        XCTAssertEqual(after, before, "the other tenant is untouched")
+    }
 }
 
 final class Flag: Sendable {
