@@ -402,6 +402,12 @@ final class PrivacyCompletenessTests: XCTestCase {
             """)
         try await db.pool.execute(
             "INSERT INTO nexcomet.privacy_audit (action, organization_id, details) VALUES ('disconnect', \(org), '{\"n\": 1}')")
+        // A sealed token copy awaiting revocation at the platform (as a disconnect leaves it).
+        try await db.pool.execute(
+            """
+            INSERT INTO nexcomet.token_revocations (connection_id, organization_id, platform, access_token_ciphertext)
+            VALUES (\(connection), \(org), 'tiktok', '\\x01deadbeef'::bytea)
+            """)
         // privacy_requests and privacy_export_chunks: an earlier organization export.
         let export = try await request(org, kind: "export")
         try await runRequest(export)

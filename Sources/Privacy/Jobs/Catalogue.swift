@@ -152,6 +152,14 @@ public enum PrivacyCatalogue {
                 """, .delete),
             keptAfterOrganizationErasure: false, order: "t.request_id, t.seq",
             note: "earlier exports hold copies of the data: an erasure deletes the ones that hold the subject"),
+        CatalogueTable(
+            table: "token_revocations", category: nil, subjectColumns: ["organization_id", "connection_id"],
+            secretColumns: ["access_token_ciphertext", "token_key_id"], organizationRows: "t.organization_id = $1",
+            userRows: nil, userErase: nil, keptAfterOrganizationErasure: true, order: "t.id",
+            note: """
+                sealed copies of deleted TikTok access tokens, kept only to revoke the grant at the platform
+                (revoke_tokens): deleted when revoked and at most 24 hours after the local deletion; never exported
+                """),
     ]
 
     /// The entry of `table`, if catalogued.

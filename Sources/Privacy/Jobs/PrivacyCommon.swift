@@ -47,6 +47,14 @@ func lockOrganizationForErasure(_ id: Int64, on c: PGConnection) async throws {
 /// order first. The `privacy_audit` record (ids and counts) stays.
 func deleteOrganization(_ id: Int64, on c: PGConnection) async throws {
     try await lockOrganizationForErasure(id, on: c)
+    // Revocation at the platform outlives the organization: sealed copies of its access tokens (TikTok).
+    let kept: Int = try await c.query(
+        """
+        SELECT nexcomet.keep_tokens_for_revocation(
+                   ARRAY(SELECT id FROM nexcomet.ad_connections WHERE organization_id = \(id)))
+        """
+    ).first!.decode(0)
+    if kept > 0 { try await enqueueRevocation(on: c) }
     try await c.execute(
         """
         UPDATE nexcomet.usage_logs SET user_id = NULL

@@ -112,6 +112,12 @@ public struct RetentionPurgeHandler: JobHandler {
                              WHERE \(column) < now() - interval '12 months' LIMIT $1::int))
                         """, binds: [String(batch)]))
         }
+        // Sealed token copies kept for revocation at the platform: 24 hours at most, revoked or not.
+        counts["token_revocations"] = try await repeatDelete(
+            """
+            DELETE FROM nexcomet.token_revocations WHERE id = ANY(ARRAY(
+                SELECT id FROM nexcomet.token_revocations WHERE expires_at <= now() LIMIT \(batch)::int))
+            """)
         // A purged user's usage logs go with them (the foreign key would only unlink them).
         counts["users"] = try await repeatDelete(
             """
