@@ -71,11 +71,15 @@ final class TokenRevocationTests: XCTestCase {
             var failing = h.environment
             failing.clients = PlatformClientProvider { _, _ in FailingRevoke() }
             try await h.run(RevokeTokensHandler(environment: failing), args: "{}")
-            let r = try await pool.query(
-                """
-                SELECT attempts, next_attempt_at > now(), last_error FROM nexcomet.token_revocations
-                """
-            ).first!
+            guard
+                let r = try await pool.query(
+                    "SELECT attempts, next_attempt_at > now(), last_error FROM nexcomet.token_revocations"
+                ).first
+            else {
+                XCTFail("no token copy was kept for revocation")
+                await h.close()
+                return
+            }
             XCTAssertEqual(try r.decode(0) as Int, 1)
             XCTAssertTrue(try r.decode(1) as Bool, "backoff")
             let error: String = try r.decode(2)
