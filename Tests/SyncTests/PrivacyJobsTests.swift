@@ -185,7 +185,8 @@ final class PrivacyJobsTests: XCTestCase {
 
     func testWorkersRunThePrivacyKinds() {
         let kinds = Set(defaultRegistry(environment: [:]).kinds)
-        XCTAssertTrue(kinds.isSuperset(of: ["retention_purge", "disconnect", "gdpr_export", "gdpr_erase"]), "\(kinds)")
+        XCTAssertTrue(
+            kinds.isSuperset(of: ["retention_purge", "disconnect", "gdpr_export", "gdpr_erase", "revoke_tokens"]), "\(kinds)")
     }
 
     func testRetentionScheduleIsEnabledOnTheDefaultQueueAndBadArgsChangeNothing() async throws {

@@ -146,12 +146,13 @@ public enum PrivacyCatalogue {
             organizationRows: "t.request_id IN (SELECT id FROM nexcomet.privacy_requests WHERE organization_id = $1)",
             userRows: nil,
             userErase: (
-                """
-                t.request_id IN (SELECT id FROM nexcomet.privacy_requests
-                                  WHERE organization_id = $1 AND (user_id IS NULL OR user_id = $2))
-                """, .delete),
+                "t.request_id IN (SELECT id FROM nexcomet.privacy_requests WHERE organization_id = $1)", .delete),
             keptAfterOrganizationErasure: false, order: "t.request_id, t.seq",
-            note: "earlier exports hold copies of the data: an erasure deletes the ones that hold the subject"),
+            note: """
+                earlier exports hold copies of the data: a member's erasure deletes every export of the organization
+                (each holds connection metadata, whose external_user_id may be the member's); they can be requested
+                again
+                """),
         CatalogueTable(
             table: "token_revocations", category: nil, subjectColumns: ["organization_id", "connection_id"],
             secretColumns: ["access_token_ciphertext", "token_key_id"], organizationRows: "t.organization_id = $1",
