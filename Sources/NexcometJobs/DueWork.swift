@@ -110,7 +110,18 @@ public struct PrivacyRequestSource: DueWorkSource {
             let orphans = try await PrivacyRequests.failOrphans(on: c)
             let enqueued = try await PrivacyRequests.enqueuePending(
                 on: c, batchSize: batchSize, queue: queue, priority: priority)
-            return total + orphans + enqueued
+            // Token copies awaiting revocation at the platform (deleted organizations' tokens wiped above, or a
+            // retry coming due): one live revoke_tokens job.
+            let revocations: Int = try await c.query(
+                """
+                SELECT count(*)::int FROM (
+                  SELECT nexjobs.enqueue_ex('revoke_tokens', '{}'::jsonb, \(queue), \(priority), NULL, 'revoke_tokens', 20)
+                   WHERE EXISTS (SELECT 1 FROM nexcomet.token_revocations WHERE next_attempt_at <= now())
+                     AND NOT EXISTS (SELECT 1 FROM nexjobs.jobs WHERE unique_key = 'revoke_tokens'
+                                        AND state IN ('available', 'retryable', 'running'))) e
+                """
+            ).first!.decode(0)
+            return total + orphans + enqueued + revocations
         }
     }
 }

@@ -32,6 +32,7 @@ public func defaultRegistry(environment: [String: String] = ProcessInfo.processI
     r.register(RefreshTokenHandler(environment: sync))
     r.register(RetentionPurgeHandler(settings: sync.settings))
     r.register(DisconnectHandler())
+    r.register(RevokeTokensHandler(environment: sync))
     r.register(GDPRExportHandler())
     r.register(GDPREraseHandler())
     return r

@@ -25,6 +25,16 @@ public protocol AdPlatformClient: Sendable {
     func dailyMetrics(
         _ level: ReportLevel, account: AdAccount, window: DateWindow, session: TokenSession
     ) async throws -> [DailyMetric]
+
+    /// Revokes the grant behind `accessToken` at the platform, where the platform documents a revoke endpoint.
+    /// Returns false when it has none (the default); true when the platform confirmed, or the token was already
+    /// invalid there. Throws on failures worth retrying.
+    func revokeAccessToken(_ accessToken: String) async throws -> Bool
+}
+
+extension AdPlatformClient {
+    /// No revoke endpoint (Snap's Marketing API documents none).
+    public func revokeAccessToken(_ accessToken: String) async throws -> Bool { false }
 }
 
 extension AdPlatformClient {

@@ -79,6 +79,38 @@ public struct TikTokClient: AdPlatformClient {
         return try await tokenRequest(path: "oauth2/refresh_token/", body: body, secrets: [refreshToken])
     }
 
+    /// `POST /open_api/v1.3/oauth2/revoke_token/` with JSON `{app_id, secret, access_token}`: invalidates the
+    /// advertiser grant ("The advertiser access token does not expire. If you want to invalidate the token, use
+    /// /oauth2/revoke_token/", TikTok Marketing API authorization guide,
+    /// https://business-api.tiktok.com/portal/docs?id=1738373164380162). A token TikTok already rejects (40104,
+    /// 40105: empty, invalid or revoked) counts as revoked.
+    public func revokeAccessToken(_ accessToken: String) async throws -> Bool {
+        let path = "oauth2/revoke_token/"
+        guard let url = QueryString.url(base: configuration.baseURL, path: path, query: []) else {
+            throw PlatformError(.permanent, platform: .tiktok, endpoint: path, message: "invalid base URL")
+        }
+        let endpoint = QueryString.path(of: url)
+        let body = JSONValue.object([
+            ("app_id", .string(configuration.appId)), ("secret", .string(configuration.secret)),
+            ("access_token", .string(accessToken)),
+        ])
+        let request = OAuthTokenRequest(url: url, contentType: "application/json", body: Array(body.jsonText.utf8))
+        let response: TransportResponse
+        do {
+            response = try await transport.postToken(request, timeout: configuration.requestTimeout)
+        } catch {
+            throw Self.transportFailure(error, endpoint: endpoint)
+        }
+        do {
+            _ = try envelopeData(
+                response, endpoint: endpoint,
+                scrubber: SecretScrubber(secrets: [configuration.secret, accessToken]))
+        } catch let e as PlatformError where e.apiCode == "40104" || e.apiCode == "40105" {
+            return true
+        }
+        return true
+    }
+
     private func tokenRequest(path: String, body: JSONValue, secrets: [String]) async throws -> OAuthTokens {
         do {
             return try await postTokenRequest(path: path, body: body, secrets: secrets)

@@ -80,6 +80,8 @@ public final class Sandbox: Sendable {
 
     struct State: Sendable {
         var tokens: [String: Token] = [:]
+        /// Grants revoked through a platform's revoke endpoint, in order.
+        var revokedGrants: [SandboxRevocation] = []
         var generations: [String: Int] = [:]
         var faults: FaultEngine
         var counts: [String: [Int: Int]] = [:]
@@ -160,6 +162,11 @@ public final class Sandbox: Sendable {
     /// The OAuth grants with their demo tokens.
     public func connections() -> [SandboxConnectionInfo] {
         state.withLock { $0.demo }
+    }
+
+    /// Grants revoked through a revoke endpoint (TikTok `oauth2/revoke_token/`), oldest first.
+    public func revocations() -> [SandboxRevocation] {
+        state.withLock { $0.revokedGrants }
     }
 
     /// Revokes one token (access or refresh); false when unknown.
@@ -379,5 +386,16 @@ public final class Sandbox: Sendable {
             s.faults.serverErrorTurn += 1
             return s.faults.serverErrorTurn
         }
+    }
+}
+
+/// One grant revoked at the sandbox's revoke endpoint.
+public struct SandboxRevocation: Sendable, Equatable {
+    public var platform: SandboxPlatform
+    /// The connection index (as in ``Sandbox/connections()``).
+    public var connection: Int
+    public init(platform: SandboxPlatform, connection: Int) {
+        self.platform = platform
+        self.connection = connection
     }
 }

@@ -13,6 +13,9 @@ extension Sandbox {
         router.add("POST", b + "/oauth2/refresh_token/") { [self] req in
             await tiktokGuard(req, account: nil, isOAuth: true) { tiktokRefresh(req) }
         }
+        router.add("POST", b + "/oauth2/revoke_token/") { [self] req in
+            await tiktokGuard(req, account: nil, isOAuth: true) { tiktokRevoke(req) }
+        }
         router.add("GET", b + "/oauth2/advertiser/get/") { [self] req in
             await tiktokGuard(req, account: nil) { tiktokAdvertiserGet(req) }
         }
@@ -140,6 +143,30 @@ extension Sandbox {
         revoke(token: token!)
         let (access, refresh) = issueTokens(.tiktok, index)
         return tiktokOK(tokenData(access, refresh, conn))
+    }
+
+    /// `oauth2/revoke_token/` (`{app_id, secret, access_token}`): the grant ends, every token of the connection
+    /// stops working (as when the advertiser removes the app); the revocation is recorded for tests.
+    private func tiktokRevoke(_ req: HTTPRequest) -> HTTPResponse {
+        guard let body = JSONValue.parse(req.bodyText) else { return tiktokError(40002, "Invalid JSON body.") }
+        guard body["app_id"]?.text?.isEmpty == false, body["secret"]?.text?.isEmpty == false else {
+            return tiktokError(40002, "app_id and secret are required.")
+        }
+        let token = body["access_token"]?.text
+        let index: Int
+        switch checkToken(token, .tiktok) {
+        case .ok(let c): index = c
+        case .expired:
+            guard let c = state.withLock({ $0.tokens[token!]?.connection }) else {
+                return tiktokError(40105, "Access token is incorrect or has been revoked.")
+            }
+            index = c
+        case .missing: return tiktokError(40104, "Access token is null, please check your access token.")
+        case .unknown, .revoked: return tiktokError(40105, "Access token is incorrect or has been revoked.")
+        }
+        revokeConnection(.tiktok, index)
+        state.withLock { $0.revokedGrants.append(SandboxRevocation(platform: .tiktok, connection: index)) }
+        return tiktokOK("{}")
     }
 
     private func tokenData(_ access: String, _ refresh: String, _ conn: Connection) -> String {

@@ -68,6 +68,10 @@ struct ErrorPolicy {
     /// Marks the connection `needs_reauth`, writes the one open notification and the failed run, in one transaction.
     func markNeedsReauth(reason: String) async throws {
         try await context.pool.withTransaction { c in
+            // The organization before the connection (the erasure's lock order): the notification's foreign key
+            // would otherwise lock the organization after the connection and could deadlock with an erasure.
+            try await c.execute(
+                "SELECT 1 FROM nexcomet.organizations WHERE id = \(organizationID) FOR KEY SHARE")
             try await c.execute(
                 """
                 UPDATE nexcomet.ad_connections SET status = 'needs_reauth', last_error = \(reason), updated_at = now()

@@ -64,7 +64,7 @@ public struct SyncAdAccountHandler: JobHandler {
         let settings = environment.settings
         let platform = row.account.platform
         let window =
-            try requestedWindow(args)
+            try requestedWindow(args, plan: row.plan, timeZone: tz)
             ?? settings.window(platform: platform, plan: row.plan, timeZone: tz, lastSynced: row.lastSyncedDate)
         let today = LocalDate(settings.now(), in: tz)
         var policy = ErrorPolicy(
@@ -104,7 +104,13 @@ public struct SyncAdAccountHandler: JobHandler {
         let started = policy.started
         // Every HTTP request of this sync: pages, window chunks and retries, plus token refreshes.
         let calls = await session.requestCount + session.refreshCount
-        let result = try await context.pool.withTransaction { c in
+        let result = try await context.pool.withTransaction { c -> MetricsWriteResult? in
+            // Organization, connection, account: the erasure's lock order. A deletion, restriction or disconnect
+            // that committed while the platform answered leaves nothing to write.
+            guard try await SyncWriter.lockForWrite(adAccountID: id, on: c) else {
+                try await context.complete(on: c)
+                return nil
+            }
             try await SyncWriter.upsertEntities(entities, adAccountID: id, on: c)
             let written = try await SyncWriter.replaceMetrics(
                 metrics, adAccountID: id, platform: platform, window: window, parents: parents,
@@ -127,19 +133,36 @@ public struct SyncAdAccountHandler: JobHandler {
             try await context.complete(on: c)
             return written
         }
+        guard let result else {
+            context.logger.info(
+                "ad account's connection or organization stopped during the sync; nothing written",
+                ("ad_account", "\(id)"))
+            return
+        }
         context.logger.info(
             "ad account synced", ("ad_account", "\(id)"), ("window", window.description),
             ("rows", "\(metrics.count)"), ("changed", "\(result.upserted)"), ("deleted", "\(result.deleted)"))
     }
 
-    func requestedWindow(_ args: Args) throws -> DateWindow? {
+    /// The window of args `from`/`to`, capped by the plan's retention (policy section 7: no sync fetches or keeps
+    /// data older than the plan's window): `from` moves up to the oldest day the plan keeps in the account's time
+    /// zone; a window entirely before it is refused. Enterprise is unlimited.
+    func requestedWindow(_ args: Args, plan: String, timeZone: TimeZone) throws -> DateWindow? {
         guard args.from != nil || args.to != nil else { return nil }
         guard let fromText = args.from, let toText = args.to, let from = LocalDate(parsing: fromText),
             let to = LocalDate(parsing: toText), from <= to
         else {
             throw JobDiscard("from and to must both be YYYY-MM-DD dates with from <= to")
         }
-        return DateWindow(first: from, last: to)
+        let retention = PlanRetention(days: environment.settings.retentionDays)
+        guard retention.isLimited(plan: plan) else { return DateWindow(first: from, last: to) }
+        let days = retention.days(plan: plan)
+        let oldest = LocalDate(environment.settings.now(), in: timeZone).adding(days: -(days - 1))
+        guard oldest <= to else {
+            throw JobDiscard(
+                "the window \(from)...\(to) lies before the \(plan) plan's \(days)-day retention (oldest day \(oldest))")
+        }
+        return DateWindow(first: max(from, oldest), last: to)
     }
 
     func loadAccount(_ id: Int64, pool: PGPool) async throws -> AccountRow? {

@@ -58,13 +58,8 @@ public struct SyncConnectionHandler: JobHandler {
             let enqueued = try await context.pool.withTransaction { c -> Int in
                 // A disconnect, restriction or deletion may have committed while the platform was answering: the
                 // row locks wait for one in progress, and a connection no longer runnable gets no accounts back.
-                let active = try await c.query(
-                    """
-                    SELECT 1 FROM nexcomet.ad_connections c JOIN nexcomet.organizations o ON o.id = c.organization_id
-                     WHERE c.id = \(id) AND c.status = 'active' AND NOT o.processing_restricted AND o.deleted_at IS NULL
-                       FOR SHARE OF c, o
-                    """)
-                guard !active.isEmpty else {
+                // Organization first, then the connection, in separate statements: the erasure's lock order.
+                guard try await SyncWriter.lockOrganizationThenConnection(stored.organizationID, id, on: c) else {
                     try await context.complete(on: c)
                     return 0
                 }

@@ -9,6 +9,7 @@ public struct SyncSettings: Sendable {
     /// Default: TikTok 3, Snapchat 28 (Snap's default swipe-up attribution window).
     public var lookbackDays: [AdPlatform: Int]
     /// Days of history a first sync backfills, by organization plan. Default: free 7, pro 90, enterprise 365.
+    /// Free and pro are capped by the policy's windows (7 and 90 days, ``PlanRetention``) whatever is set here.
     public var retentionDays: [String: Int]
     /// A connection whose access token expires within this margin is refreshed before `sync_connection` uses it.
     /// Default 10 minutes (the scheduler's `enqueue_due_refreshes` margin).

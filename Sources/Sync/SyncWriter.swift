@@ -16,6 +16,47 @@ public struct MetricsWriteResult: Sendable, Equatable {
 /// with one `INSERT ... ON CONFLICT DO UPDATE ... WHERE (stored) IS DISTINCT FROM (new)`, so a row whose values did
 /// not change is neither rewritten nor counted, and re-running a sync changes zero rows.
 public enum SyncWriter {
+    /// Locks the rows a sync's write depends on, in the erasure's fixed order (``lockOrganizationForErasure``):
+    /// the organization (FOR SHARE), then the connection (FOR SHARE), then the ad account (FOR NO KEY UPDATE), each
+    /// in its own statement so the order is not left to a join plan. An erasure holding the organization makes the
+    /// sync wait before it holds anything under it, so the two never deadlock (40P01, issue 12). Returns false when
+    /// the account, its active connection or its live, unrestricted organization is gone: nothing may be written.
+    /// Call it first in the write transaction.
+    public static func lockForWrite(adAccountID: Int64, on c: PGConnection) async throws -> Bool {
+        guard
+            let r = try await c.query(
+                """
+                SELECT x.organization_id, x.id FROM nexcomet.ad_accounts a
+                  JOIN nexcomet.ad_connections x ON x.id = a.connection_id WHERE a.id = \(adAccountID)
+                """
+            ).first
+        else { return false }
+        let org: Int64 = try r.decode(0)
+        let connection: Int64 = try r.decode(1)
+        guard try await lockOrganizationThenConnection(org, connection, on: c) else { return false }
+        let a = try await c.query("SELECT 1 FROM nexcomet.ad_accounts WHERE id = \(adAccountID) FOR NO KEY UPDATE")
+        return !a.isEmpty
+    }
+
+    /// The first two steps of ``lockForWrite(adAccountID:on:)``, also taken by `sync_connection` before it writes
+    /// accounts: true when the organization is live and unrestricted and the connection active.
+    public static func lockOrganizationThenConnection(_ org: Int64, _ connection: Int64, on c: PGConnection)
+        async throws -> Bool
+    {
+        let o = try await c.query(
+            """
+            SELECT 1 FROM nexcomet.organizations
+             WHERE id = \(org) AND deleted_at IS NULL AND NOT processing_restricted FOR SHARE
+            """)
+        guard !o.isEmpty else { return false }
+        let x = try await c.query(
+            """
+            SELECT 1 FROM nexcomet.ad_connections
+             WHERE id = \(connection) AND organization_id = \(org) AND status = 'active' FOR SHARE
+            """)
+        return !x.isEmpty
+    }
+
     /// Upserts campaigns, ad groups and ads of an account. Deleted entities keep their row with status `DELETED`.
     ///
     /// - Returns: rows inserted or changed.

@@ -3,11 +3,11 @@ import Postgres
 import Privacy
 import Sync
 
-/// `nexjobs privacy list | show | retry | request`: operators see and act on GDPR requests (policy section 8:
+/// `nexjobs privacy list | show | retry | request | download`: operators see and act on GDPR requests (policy section 8:
 /// answered within 30 days). Requests that arrive by email are entered with `privacy request`.
 func privacyCommand(_ args: [String]) async throws -> Int32 {
     let help = """
-        Usage: nexjobs privacy <list|show|retry|request> ...
+        Usage: nexjobs privacy <list|show|retry|request|download> ...
 
           privacy list [--open] [--overdue] [--limit N] [--json]
               requests, oldest due first. --open: pending, running or failed (not yet answered);
@@ -18,6 +18,9 @@ func privacyCommand(_ args: [String]) async throws -> Int32 {
               records a request (e.g. one that arrived by email); K is one of
               export, erase, restrict, lift_restriction, object. Without --user it concerns the organization.
               Prints the new request's id.
+          privacy download ID > FILE   streams a completed export to standard output: NDJSON, a header line
+              then one {"category": ..., "row": {...}} line per row. Exit 3 when the request does not exist, is
+              not an export or is not completed (yet, or failed); 1 when the database or the output fails.
 
         IDs are integers in 1...9223372036854775807. Exit codes: 0 ok, 1 database failure, 2 invalid input
         (nothing changed), 3 request/organization/user not found or request not in a state that allows it.
@@ -93,6 +96,33 @@ func privacyCommand(_ args: [String]) async throws -> Int32 {
             for h in history { print("  \(h.0)  \(h.1)  \(h.2)") }
         }
         return Exit.ok
+    case "download":
+        let id = try requestID()
+        let pool = try openPool(maxConnections: 1)
+        // A closed reader (`| head`) is a failed write (exit 1), not a SIGPIPE death.
+        signal(SIGPIPE, SIG_IGN)
+        let out = FileHandle.standardOutput
+        let result: Result<Int64, PrivacyExport.Unavailable>
+        do {
+            result = try await PrivacyExport.stream(id, pool: pool) { body in
+                try out.write(contentsOf: Data(body.utf8))
+            }
+        } catch {
+            await pool.close()
+            throw error
+        }
+        await pool.close()
+        switch result {
+        case .success:
+            return Exit.ok
+        case .failure(.notFound):
+            printErr("error: privacy request \(id) not found")
+        case .failure(.notAnExport(let kind)):
+            printErr("error: privacy request \(id) is a '\(kind)' request, not an export")
+        case .failure(.notCompleted(let status)):
+            printErr("error: privacy request \(id) is \(status); only a completed export can be downloaded")
+        }
+        return Exit.notFound
     case "retry":
         let id = try requestID()
         let pool = try openPool(maxConnections: 1)
@@ -149,7 +179,7 @@ func privacyCommand(_ args: [String]) async throws -> Int32 {
             return Exit.ok
         }
     default:
-        throw UsageError("unknown privacy command '\(command)' (list, show, retry, request)")
+        throw UsageError("unknown privacy command '\(command)' (list, show, retry, request, download)")
     }
 }
 

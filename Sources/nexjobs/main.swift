@@ -21,7 +21,7 @@ let topHelp = """
       orgs         add an organization
       connections  add (tokens on stdin) | list ad-platform connections
       keys         rotate: re-encrypt stored tokens under the active key
-      privacy      list | show | retry | request GDPR requests (30-day deadlines)
+      privacy      list | show | retry | request | download GDPR requests (30-day deadlines)
 
     Environment:
       DATABASE_URL         libpq URI or conninfo (TLS options such as sslmode pass through)

@@ -81,4 +81,48 @@ final class PrivacyCLITests: XCTestCase {
         XCTAssertEqual(statsCode, 0)
         XCTAssertTrue(stats.contains("privacy requests: 1 open") && stats.contains("1 overdue"), stats)
     }
+
+    /// `privacy download ID` writes the chunks in order, nothing else; exit 3 for a missing, non-export or
+    /// unfinished request, 2 for a bad id.
+    func testDownloadStreamsTheChunksInOrderWithExitCodes() async throws {
+        let org: Int64 = try await db.pool.query(
+            "INSERT INTO nexcomet.organizations (name) VALUES ('acme') RETURNING id").first!.decode(0)
+        func request(_ kind: String, _ status: String) async throws -> Int64 {
+            try await db.pool.query(
+                """
+                INSERT INTO nexcomet.privacy_requests (organization_id, kind, status, completed_at)
+                VALUES (\(org), \(kind), \(status), CASE WHEN \(status) = 'completed' THEN now() END) RETURNING id
+                """
+            ).first!.decode(0)
+        }
+        let done = try await request("export", "completed")
+        // Stored out of order, read in seq order; 25 chunks so several pages are read.
+        var expected = ""
+        for seq in 0..<25 { expected += "{\"line\": \(seq)}\n" }
+        for seq in (0..<25).reversed() {
+            try await db.pool.execute(
+                """
+                INSERT INTO nexcomet.privacy_export_chunks (request_id, seq, body)
+                VALUES (\(done), \(seq), \("{\"line\": \(seq)}\n"))
+                """)
+        }
+        let (code, out) = try await nexjobs("privacy", "download", "\(done)")
+        XCTAssertEqual(code, 0, out)
+        XCTAssertEqual(out, expected)
+        let running = try await request("export", "running")
+        let erase = try await request("erase", "completed")
+        for (id, needle) in [(running, "is running"), (erase, "not an export"), (999_999, "not found")] {
+            let (c, text) = try await nexjobs("privacy", "download", "\(id)")
+            XCTAssertEqual(c, 3, text)
+            XCTAssertTrue(text.contains(needle), text)
+        }
+        for bad in ["0", "x", "99999999999999999999"] {
+            let (c, text) = try await nexjobs("privacy", "download", bad)
+            XCTAssertEqual(c, 2, text)
+            XCTAssertTrue(text.contains("request id must be an integer"), text)
+        }
+        let (help, helpText) = try await nexjobs("privacy", "--help")
+        XCTAssertEqual(help, 0)
+        XCTAssertTrue(helpText.contains("privacy download ID"), helpText)
+    }
 }

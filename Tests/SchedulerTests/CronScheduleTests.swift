@@ -22,7 +22,7 @@ final class CronScheduleTests: XCTestCase {
         let names = try await ScheduleStore(pool: db.pool).list().map(\.name)
         XCTAssertEqual(names, ["maintenance.prune", "maintenance.rescue", "retention_purge"])
         let purge = try await ScheduleStore(pool: db.pool).list().first { $0.name == "retention_purge" }
-        XCTAssertEqual(purge?.cron, "0 3 * * *")
+        XCTAssertEqual(purge?.cron, "17 * * * *", "hourly since sql/031 (privacy retention)")
         XCTAssertEqual(purge?.timezone, "UTC")
         await db.drop()
     }

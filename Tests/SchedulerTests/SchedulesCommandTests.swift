@@ -16,7 +16,7 @@ final class SchedulesCommandTests: XCTestCase {
         for name in ["maintenance.rescue", "maintenance.prune", "retention_purge"] {
             XCTAssertTrue(text.contains(name), text)
         }
-        XCTAssertTrue(text.contains("0 3 * * *"), text)
+        XCTAssertTrue(text.contains("17 * * * *"), text)
         let (jsonStatus, json) = try await run(["schedules", "list", "--json"], db)
         XCTAssertEqual(jsonStatus, 0, json)
         let parsed = try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [[String: Any]]

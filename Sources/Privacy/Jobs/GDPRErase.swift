@@ -38,21 +38,13 @@ public struct GDPREraseHandler: JobHandler {
                 if let user = request.userID {
                     try await PrivacyRequest.checkUser(user, belongsTo: org, on: c)
                     try await lockOrganizationForErasure(org, on: c)
-                    // The user's logs of this organization, and those that name no organization.
-                    let logs = try await c.execute(
-                        """
-                        DELETE FROM nexcomet.usage_logs
-                         WHERE user_id = \(user) AND (organization_id = \(org) OR organization_id IS NULL)
-                        """)
-                    let users = try await c.execute(
-                        "DELETE FROM nexcomet.users WHERE id = \(user) AND organization_id = \(org)")
-                    // The platform identity of whoever authorized the organization's connections may be this
-                    // user's: no column records who did, so it goes from all of them (re-set at reconnection).
-                    try await c.execute(
-                        """
-                        UPDATE nexcomet.ad_connections SET external_user_id = NULL, updated_at = now()
-                         WHERE organization_id = \(org) AND external_user_id IS NOT NULL
-                        """)
+                    // Every catalogued column holding the user's data: their logs of this organization (or of
+                    // none), their user row, external_user_id on the organization's connections (no column records
+                    // who authorized which; re-set at reconnection), their requests' results, and the organization's
+                    // and their earlier exports (chunks), which hold copies.
+                    let erased = try await PrivacyCatalogue.eraseUser(user, organization: org, on: c)
+                    let logs = erased["usage_logs"] ?? 0
+                    let users = erased["users"] ?? 0
                     // The last member gone: the organization is deleted and its tokens go now (policy section 7).
                     let members: Int = try await c.query(
                         """
@@ -67,13 +59,6 @@ public struct GDPREraseHandler: JobHandler {
                             """)
                         try await c.query("SELECT nexcomet.wipe_tokens_of_deleted_organizations(1000000)")
                     }
-                    // Earlier exports of the organization or of the user hold copies of the user's data.
-                    let exports = try await c.execute(
-                        """
-                        UPDATE nexcomet.privacy_requests SET result = NULL
-                         WHERE organization_id = \(org) AND kind = 'export' AND result IS NOT NULL
-                           AND (user_id IS NULL OR user_id = \(user))
-                        """)
                     try await c.execute(
                         """
                         UPDATE nexcomet.privacy_requests
@@ -84,7 +69,7 @@ public struct GDPREraseHandler: JobHandler {
                         """)
                     try await audit(
                         "erase", requestID: id, organizationID: org,
-                        details: ["users": Int64(users), "usage_logs": Int64(logs), "export_results": Int64(exports)],
+                        details: erased,
                         on: c)
                 } else {
                     // Completed first, so the status trigger audits it; the cascade then deletes the request.

@@ -37,9 +37,21 @@ public struct RowID: Codable, Sendable, Hashable, CustomStringConvertible {
 
 /// How many days of metrics each plan keeps (privacy policy section 7: Free 7 days, Pro 90; Enterprise is
 /// unlimited, and a first sync backfills 365 days of it). Shared by the retention purge and the sync window.
+/// Configured values (`NEXJOBS_SYNC_RETENTION_*`) are capped by the policy: a free plan never keeps more than 7
+/// days, a pro plan never more than 90, whatever is configured.
 public struct PlanRetention: Sendable, Equatable {
+    /// The policy's windows; a plan not listed (enterprise) is unlimited.
+    public static let policyMaxDays: [String: Int] = ["free": 7, "pro": 90]
     public var days: [String: Int]
     public init(days: [String: Int] = ["free": 7, "pro": 90, "enterprise": 365]) { self.days = days }
-    /// Retention of a plan; an unknown plan gets the free plan's (or 7 days).
-    public func days(plan: String) -> Int { max(1, days[plan] ?? days["free"] ?? 7) }
+    /// Retention of a plan, capped by the policy; an unknown plan gets the free plan's (or 7 days).
+    public func days(plan: String) -> Int {
+        let name = ["free", "pro", "enterprise"].contains(plan) ? plan : "free"
+        let configured = max(1, days[name] ?? days["free"] ?? 7)
+        guard let cap = PlanRetention.policyMaxDays[name] else { return configured }
+        return min(configured, cap)
+    }
+    /// True when the plan's data is kept only for ``days(plan:)`` days (free, pro and unknown plans); false for
+    /// enterprise, whose retention is unlimited (its `days` only bound a first sync's backfill).
+    public func isLimited(plan: String) -> Bool { plan != "enterprise" }
 }

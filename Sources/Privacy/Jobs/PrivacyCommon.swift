@@ -41,24 +41,27 @@ func lockOrganizationForErasure(_ id: Int64, on c: PGConnection) async throws {
         """)
 }
 
-/// Deletes an organization and everything it owns, and nothing another organization owns: its users' usage logs
-/// of this organization (or of none) go; another organization's log rows that name one of its users stay, with
-/// the user unlinked. Locks in the fixed erasure order first.
+/// Deletes an organization and everything it owns, and nothing another organization owns, table by table from
+/// ``PrivacyCatalogue`` (children first): its users' usage logs of this organization (or of none) go; another
+/// organization's log rows that name one of its users stay, with the user unlinked. Locks in the fixed erasure
+/// order first. The `privacy_audit` record (ids and counts) stays.
 func deleteOrganization(_ id: Int64, on c: PGConnection) async throws {
     try await lockOrganizationForErasure(id, on: c)
-    try await c.execute(
+    // Revocation at the platform outlives the organization: sealed copies of its access tokens (TikTok).
+    let kept: Int = try await c.query(
         """
-        DELETE FROM nexcomet.usage_logs
-         WHERE (organization_id = \(id) OR organization_id IS NULL)
-           AND user_id IN (SELECT u.id FROM nexcomet.users u WHERE u.organization_id = \(id))
-        """)
+        SELECT nexcomet.keep_tokens_for_revocation(
+                   ARRAY(SELECT id FROM nexcomet.ad_connections WHERE organization_id = \(id)))
+        """
+    ).first!.decode(0)
+    if kept > 0 { try await enqueueRevocation(on: c) }
     try await c.execute(
         """
         UPDATE nexcomet.usage_logs SET user_id = NULL
          WHERE organization_id <> \(id)
            AND user_id IN (SELECT u.id FROM nexcomet.users u WHERE u.organization_id = \(id))
         """)
-    try await c.execute("DELETE FROM nexcomet.organizations WHERE id = \(id)")
+    try await PrivacyCatalogue.eraseOrganization(id, on: c)
 }
 
 /// A privacy request row, locked for the job handling it.

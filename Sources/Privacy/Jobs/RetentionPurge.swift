@@ -2,20 +2,25 @@ import Foundation
 import Postgres
 import Queue
 
-/// `retention_purge {batch_size?}`: deletes what the policy no longer allows keeping.
+/// `retention_purge {batch_size?}`: deletes what the policy (section 7) no longer allows keeping. Runs hourly
+/// (sql/031), so nothing outlives its window by more than an hour. Restricted organizations are purged too:
+/// retention is not processing for analytics.
 ///
-/// - daily metrics older than the plan's retention in the account's time zone (free and pro; the same days the
-///   sync backfills, ``SyncSettings/retention(plan:)``); enterprise keeps everything;
-/// - log and usage data older than 12 months: `usage_logs`, `sync_runs`, sent `notifications` (the
-///   `privacy_audit` record of what was erased is kept);
+/// - daily metrics older than the plan's retention in the account's time zone (free 7 days, pro 90, capped by the
+///   policy whatever `NEXJOBS_SYNC_RETENTION_*` says, ``PlanRetention``); enterprise keeps everything. The plan is
+///   read at each run, so a downgrade from pro to free is purged on the next run;
+/// - campaigns, ad groups and ads of free and pro accounts with no metrics left inside the window and created
+///   before it (the next sync brings back any that are still live);
+/// - log and usage data older than 12 months: `usage_logs`, `sync_runs`, `privacy_audit`, and notifications, sent
+///   or not (an unsent one by its creation time);
 /// - the sealed tokens of deleted organizations at once; organizations and users soft-deleted more than 30 days
 ///   ago, with everything they own (cascades: connections, ad accounts, entities, metrics, requests, logs);
-/// - export results (`privacy_requests.result`) 30 days after completion.
+/// - completed privacy requests 30 days after completion, with their export (result and chunks).
 ///
 /// Account time zones PostgreSQL does not know count in UTC (logged nowhere: the sync fails such accounts).
 ///
-/// Deletes run in batches of `batch_size` rows (default 10,000), one short transaction each, so a large backlog
-/// never holds locks for long; the job can be re-run at any time and then deletes only what expired since.
+/// Every delete runs in batches of `batch_size` rows (default 10,000), one short transaction each, so a large
+/// backlog never holds locks for long; the job can be re-run at any time and then deletes only what expired since.
 public struct RetentionPurgeHandler: JobHandler {
     public struct Args: Decodable, Sendable {
         public var batch_size: Int?
@@ -46,14 +51,19 @@ public struct RetentionPurgeHandler: JobHandler {
         }
         var counts: [String: Int64] = [:]
         // Tokens go when the account is deleted (policy section 7), not 30 days later with the rest.
-        counts["tokens_of_deleted_organizations"] = Int64(
-            try await pool.execute(
-                """
-                UPDATE nexcomet.ad_connections c SET \(unsafeSQL: forgetTokensSQL)
-                  FROM nexcomet.organizations o
-                 WHERE o.id = c.organization_id AND o.deleted_at IS NOT NULL
-                   AND (c.access_token_ciphertext IS NOT NULL OR c.refresh_token_ciphertext IS NOT NULL)
-                """))
+        var wiped: Int64 = 0
+        while true {
+            let n: Int = try await pool.query(
+                "SELECT nexcomet.wipe_tokens_of_deleted_organizations(\(batch)::int)").first!.decode(0)
+            wiped += Int64(n)
+            if n < batch { break }
+        }
+        counts["tokens_of_deleted_organizations"] = wiped
+        // The oldest day each limited plan keeps, per account, in the account's time zone.
+        let keptFrom = """
+            (now() AT TIME ZONE coalesce(z.name, 'UTC'))::date
+              - (CASE o.plan WHEN 'pro' THEN \(pro)::int ELSE \(free)::int END - 1)
+            """
         counts["daily_metrics"] = try await repeatDelete(
             """
             WITH zones AS (SELECT name FROM pg_timezone_names)
@@ -62,26 +72,52 @@ public struct RetentionPurgeHandler: JobHandler {
                   FROM nexcomet.organizations o
                   JOIN nexcomet.ad_connections c ON c.organization_id = o.id
                   JOIN nexcomet.ad_accounts a ON a.connection_id = c.id
+                  -- An unknown zone name must not stop the purge: such an account counts in UTC.
                   LEFT JOIN zones z ON z.name = a.timezone
                   JOIN nexcomet.daily_metrics m ON m.ad_account_id = a.id
-                 WHERE o.plan IN ('free', 'pro')
-                   -- An unknown zone name must not stop the purge: such an account counts in UTC.
-                   AND m.date < (now() AT TIME ZONE coalesce(z.name, 'UTC'))::date
-                                - (CASE o.plan WHEN 'free' THEN \(free)::int ELSE \(pro)::int END - 1)
+                 WHERE o.plan <> 'enterprise' AND m.date < \(unsafeSQL: keptFrom)
                  LIMIT \(batch)::int))
             """)
-        for (table, column, extra) in [
-            ("usage_logs", "at", ""), ("sync_runs", "started_at", ""),
-            ("notifications", "sent_at", " AND sent_at IS NOT NULL"),
+        // Entities whose metrics are all gone (older than the window) and that were not synced inside it.
+        for (table, level) in [("campaigns", "campaign"), ("ad_groups", "ad_group"), ("ads", "ad")] {
+            counts[table] = try await repeatDelete(
+                PGQuery(
+                    unsafeSQL: """
+                        WITH zones AS (SELECT name FROM pg_timezone_names)
+                        DELETE FROM nexcomet.\(table) WHERE ctid = ANY(ARRAY(
+                            SELECT e.ctid
+                              FROM nexcomet.organizations o
+                              JOIN nexcomet.ad_connections c ON c.organization_id = o.id
+                              JOIN nexcomet.ad_accounts a ON a.connection_id = c.id
+                              LEFT JOIN zones z ON z.name = a.timezone
+                              JOIN nexcomet.\(table) e ON e.ad_account_id = a.id
+                             WHERE o.plan <> 'enterprise'
+                               AND (e.created_at AT TIME ZONE coalesce(z.name, 'UTC'))::date < \(keptFrom)
+                               AND NOT EXISTS (
+                                   SELECT 1 FROM nexcomet.daily_metrics m
+                                    WHERE m.ad_account_id = e.ad_account_id AND m.level = '\(level)'
+                                      AND m.entity_id = e.external_id AND m.date >= \(keptFrom))
+                             LIMIT $1::int))
+                        """, binds: [String(batch)]))
+        }
+        for (table, column) in [
+            ("usage_logs", "at"), ("sync_runs", "started_at"), ("privacy_audit", "at"),
+            ("notifications", "coalesce(sent_at, created_at)"),
         ] {
             counts[table] = try await repeatDelete(
                 PGQuery(
                     unsafeSQL: """
                         DELETE FROM nexcomet.\(table) WHERE ctid = ANY(ARRAY(
                             SELECT ctid FROM nexcomet.\(table)
-                             WHERE \(column) < now() - interval '12 months'\(extra) LIMIT \(batch)::int))
-                        """))
+                             WHERE \(column) < now() - interval '12 months' LIMIT $1::int))
+                        """, binds: [String(batch)]))
         }
+        // Sealed token copies kept for revocation at the platform: 24 hours at most, revoked or not.
+        counts["token_revocations"] = try await repeatDelete(
+            """
+            DELETE FROM nexcomet.token_revocations WHERE id = ANY(ARRAY(
+                SELECT id FROM nexcomet.token_revocations WHERE expires_at <= now() LIMIT \(batch)::int))
+            """)
         // A purged user's usage logs go with them (the foreign key would only unlink them).
         counts["users"] = try await repeatDelete(
             """
@@ -92,13 +128,14 @@ public struct RetentionPurgeHandler: JobHandler {
             )
             DELETE FROM nexcomet.users WHERE id IN (SELECT id FROM u)
             """)
-        // An export is handed over, not archived: its copy of the data goes after 30 days.
-        counts["export_results"] = Int64(
-            try await pool.execute(
-                """
-                UPDATE nexcomet.privacy_requests SET result = NULL
-                 WHERE kind = 'export' AND result IS NOT NULL AND completed_at < now() - interval '30 days'
-                """))
+        // An answered request is kept 30 days after completion, then goes with its export (handed over, not
+        // archived). The audit keeps that it existed.
+        counts["privacy_requests"] = try await repeatDelete(
+            """
+            DELETE FROM nexcomet.privacy_requests WHERE id = ANY(ARRAY(
+                SELECT id FROM nexcomet.privacy_requests
+                 WHERE status = 'completed' AND completed_at < now() - interval '30 days' LIMIT \(batch)::int))
+            """)
         // One organization per transaction: the cascade may be large.
         var organizations: Int64 = 0
         while true {
