@@ -1,0 +1,6 @@
+import Foundation
+import Sandbox
+
+func sandboxCommand(_ args: [String]) async throws -> Int32 {
+    await runSandboxCommand(arguments: args)
+}
