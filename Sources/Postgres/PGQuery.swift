@@ -95,11 +95,17 @@ extension Date: PGEncodable {
     public var pgText: String? { PGTimestamp.format(self) }
 }
 extension Duration: PGEncodable {
-    /// An `interval` literal in microseconds.
-    public var pgText: String? {
+    /// An `interval` literal in microseconds; a duration beyond ±2^63 µs (about 292,000 years) saturates there
+    /// instead of trapping (PostgreSQL's interval holds it).
+    public var pgText: String? { "\(microsecondsSaturating) microseconds" }
+
+    /// Whole microseconds, clamped to ±(2^63 - 1): no overflow trap for any duration.
+    public var microsecondsSaturating: Int64 {
         let (s, atto) = components
-        let micros = s * 1_000_000 + atto / 1_000_000_000_000
-        return "\(micros) microseconds"
+        let (scaled, o1) = s.multipliedReportingOverflow(by: 1_000_000)
+        let (micros, o2) = scaled.addingReportingOverflow(atto / 1_000_000_000_000)
+        if o1 || o2 { return s < 0 ? -Int64.max : Int64.max }
+        return micros
     }
 }
 

@@ -156,9 +156,9 @@ public enum JobStore {
 
     /// Records unfinished attempts with one statement, fenced on (attempt, running, `worker`).
     public static func finish(_ rows: [Unfinished], worker: String) -> PGQuery {
-        func ms(_ d: Duration) -> Int64 {
-            d.components.seconds * 1000 + d.components.attoseconds / 1_000_000_000_000_000
-        }
+        // Bounded: a handler's absurd snooze (e.g. `.seconds(Int64.max)`) must neither trap the worker nor make
+        // `now() + delay` leave timestamptz's range (the batch's write would then fail for good). At most 10 years.
+        func ms(_ d: Duration) -> Int64 { min(max(d.microsecondsSaturating / 1000, 0), 10 * 365 * 86_400_000) }
         return """
             UPDATE nexjobs.jobs j
                SET state = d.state,

@@ -4,6 +4,13 @@ import XCTest
 
 /// The checked parser and the timestamp text form: no input traps, ranges are enforced, every PostgreSQL value reads.
 final class CheckedInputTests: XCTestCase {
+    /// Durations too large for Int64 microseconds saturate instead of trapping (a signal), and stay intervals.
+    func testHugeDurationsSaturateAsIntervals() {
+        XCTAssertEqual(Duration.seconds(Int64.max).pgText, "\(Int64.max) microseconds")
+        XCTAssertEqual(Duration.seconds(-Int64.max).pgText, "\(-Int64.max) microseconds")
+        XCTAssertEqual(Duration.milliseconds(1500).pgText, "1500000 microseconds")
+    }
+
     func testDurations() throws {
         XCTAssertEqual(CheckedInput.parseDuration("90s"), .seconds(90))
         XCTAssertEqual(CheckedInput.parseDuration("1h30m"), .seconds(5400))

@@ -32,6 +32,7 @@ struct ProbeHandler: JobHandler {
             defer { probe.exit() }
             try await Task.sleep(for: .milliseconds(args.ms ?? 0))
         case "snooze": throw JobSnooze(.milliseconds(args.ms ?? 10), reason: "rate limited")
+        case "snooze_forever": throw JobSnooze(.seconds(Int64.max), reason: "absurd")
         case "discard": throw JobDiscard("bad input: nothing to do")
         case "tx":
             try await context.pool.withTransaction { conn in
@@ -411,6 +412,28 @@ final class WorkerTests: XCTestCase {
             try await Task.sleep(for: .milliseconds(300))  // let it go idle on its 30 s poll
             let id = try await client.enqueue(NewJob(kind: "noop")).id
             try await assertEventually(timeout: .seconds(5)) { try await state(id) == .completed }
+        }
+    }
+}
+
+extension WorkerTests {
+    /// A handler's absurd snooze neither traps the worker (Duration -> milliseconds overflow) nor wedges its
+    /// completer (a run_at beyond timestamptz's range would fail the batch's write for good): it is bounded at
+    /// 10 years, and the worker goes on with other jobs.
+    func testAnAbsurdSnoozeIsBoundedAndTheWorkerGoesOn() async throws {
+        let worker = makeWorker()
+        try await withWorker(worker) {
+            let snoozed = try await client.enqueue(NewJob(kind: "probe", args: #"{"mode":"snooze_forever"}"#)).id
+            let ok = try await client.enqueue(NewJob(kind: "probe", args: #"{"mode":"ok"}"#)).id
+            try await assertEventually(timeout: .seconds(30)) {
+                try await self.db.pool.query(
+                    """
+                    SELECT state = 'available' AND run_at > now() + interval '9 years' AND attempt = 0
+                      FROM nexjobs.jobs WHERE id = \(snoozed)
+                    """
+                ).first?.decode(0, as: Bool.self) == true
+            }
+            try await assertEventually(timeout: .seconds(30)) { try await self.client.job(ok).state == .completed }
         }
     }
 }
