@@ -77,15 +77,49 @@ public struct SyncAdAccountHandler: JobHandler {
         let account = row.account
         var entities: [AdEntity] = []
         var metrics: [DailyMetric] = []
+        var fetchedEntities = false
         do {
-            for level in ReportLevel.allCases {
-                entities += try await settings.retryingTransient {
-                    try await client.entities(level, account: account, session: session)
+            func fetchEntities() async throws {
+                entities = []
+                for level in ReportLevel.allCases {
+                    entities += try await settings.retryingTransient {
+                        try await client.entities(level, account: account, session: session)
+                    }
+                }
+                fetchedEntities = true
+            }
+            func fetchReport(_ level: ReportLevel) async throws -> [DailyMetric] {
+                try await settings.retryingTransient {
+                    try await client.dailyMetrics(level, account: account, window: window, session: session)
                 }
             }
-            for level in ReportLevel.allCases {
-                metrics += try await settings.retryingTransient {
-                    try await client.dailyMetrics(level, account: account, window: window, session: session)
+            switch settings.callPlan {
+            case .perLevel:
+                try await fetchEntities()
+                for level in ReportLevel.allCases { metrics += try await fetchReport(level) }
+            case .lean:
+                // Entities: the stored snapshot while it is fresh, else the three lists.
+                let freshSince = settings.now().addingTimeInterval(-Double(settings.entityRefreshInterval.components.seconds))
+                if let stored = try await Self.storedEntities(
+                    id, account: account, freshSince: freshSince, on: context.pool)
+                {
+                    entities = stored
+                } else {
+                    try await fetchEntities()
+                }
+                // One ad-level report; campaign and ad-group rows are its sums (LevelDerivation says why).
+                let adRows = try await fetchReport(.ad)
+                let knownAds = Set(entities.lazy.filter { $0.level == .ad }.map(\.id))
+                if !fetchedEntities, adRows.contains(where: { !knownAds.contains($0.entityId) }) {
+                    try await fetchEntities()
+                }
+                metrics = adRows
+                if let derived = LevelDerivation.derive(adRows, entities: entities) {
+                    metrics += derived
+                } else {
+                    // An ad the lists do not place (created between the list and the report): ask the API.
+                    metrics += try await fetchReport(.adGroup)
+                    metrics += try await fetchReport(.campaign)
                 }
             }
         } catch let e as PlatformError {
@@ -97,7 +131,11 @@ public struct SyncAdAccountHandler: JobHandler {
         // Every HTTP request of this sync: pages, window chunks and retries, plus token refreshes.
         let calls = await session.requestCount + session.refreshCount
         let result = try await context.pool.withTransaction { c in
-            try await SyncWriter.upsertEntities(entities, adAccountID: id, on: c)
+            if fetchedEntities {
+                try await SyncWriter.upsertEntities(entities, adAccountID: id, on: c)
+                try await c.execute(
+                    "UPDATE nexcomet.ad_accounts SET entities_synced_at = \(settings.now()) WHERE id = \(id)")
+            }
             let written = try await SyncWriter.replaceMetrics(
                 metrics, adAccountID: id, platform: platform, window: window, parents: parents,
                 finalBefore: finalBefore, on: c)
