@@ -8,6 +8,17 @@ enum Answer<Value> {
 }
 
 /// One row of the sandbox's ground truth: what a correct sync must have stored for one entity and day.
+/// One served report request (TikTok `report/integrated/get/`, Snap `/stats`).
+public struct ReportRequest: Sendable, Equatable {
+    public var platform: SandboxPlatform
+    public var accountID: String
+    /// TikTok `data_level` (e.g. `AUCTION_AD`); Snap `breakdown` (or `none`).
+    public var level: String
+    /// First and last account-local day asked for, `YYYY-MM-DD`.
+    public var first: String
+    public var last: String
+}
+
 public struct TruthRow: Sendable, Equatable {
     public var platform: SandboxPlatform
     public var accountID: String
@@ -87,6 +98,7 @@ public final class Sandbox: Sendable {
         var server: HTTPServer?
         var port = 0
         var demo: [SandboxConnectionInfo] = []
+        var reportLog: [ReportRequest] = []
     }
 
     let config: SandboxConfig
@@ -269,9 +281,26 @@ public final class Sandbox: Sendable {
         requestCounts().filter { $0.accountID == account }.map(\.count).max() ?? 0
     }
 
-    /// Forgets all request counts.
+    /// Forgets all request counts and the report request log.
     public func resetRequestCounts() {
-        state.withLock { $0.counts = [:] }
+        state.withLock {
+            $0.counts = [:]
+            $0.reportLog = []
+        }
+    }
+
+    /// Every report / stats request served (validated and answered), oldest first: which account, level and days.
+    public func reportRequests() -> [ReportRequest] {
+        state.withLock { $0.reportLog }
+    }
+
+    func logReport(_ platform: SandboxPlatform, account: String, level: String, first: CivilDay, last: CivilDay) {
+        state.withLock {
+            $0.reportLog.append(
+                ReportRequest(
+                    platform: platform, accountID: account, level: level, first: first.description,
+                    last: last.description))
+        }
     }
 
     // MARK: Internals shared by both APIs

@@ -409,6 +409,7 @@ extension Sandbox {
         guard start <= end else { return tiktokError(40002, "end_date must not be earlier than start_date.") }
         guard end.day - start.day + 1 <= 30 else { return tiktokError(40067, "Your query is too large") }
 
+        logReport(.tiktok, account: account.id, level: req.query["data_level"] ?? "", first: start, last: end)
         let today = localToday(account)
         var rows: [(id: String, day: CivilDay, m: DayMetrics)] = []
         func collect(_ id: String, _ ads: [Ad]) {

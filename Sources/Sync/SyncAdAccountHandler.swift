@@ -9,9 +9,14 @@ import Queue
 ///
 /// Window (unless `from`/`to`, `YYYY-MM-DD`, are given): from the last synced date minus the platform's lookback to
 /// today in the account's time zone; a first sync backfills the organization plan's retention
-/// (``SyncSettings/window(platform:plan:timeZone:lastSynced:)``). Every fetch completes before anything is written,
-/// so a failed or malformed response writes nothing. The write replaces the window's metrics with an upsert that
-/// touches only changed rows, records a `sync_runs` row and completes the job, all in one transaction.
+/// (``SyncSettings/window(platform:plan:timeZone:lastSynced:)``).
+///
+/// Commits per step (issue 14): the entity lists when fetched, then each report window (TikTok 30 days, Snap 31
+/// days) in its own transaction that replaces that window's metrics (an upsert touching only changed rows) and
+/// records the job's progress in `nexcomet.sync_progress`. A failed or malformed response writes nothing of its
+/// window; a retry of the same job (after a snooze, a crash, a lost lease) resumes after the last committed window.
+/// The last transaction advances `last_synced_date`, records the `sync_runs` row, clears the progress and completes
+/// the job. How requests are spent: ``SyncCallPlan``.
 public struct SyncAdAccountHandler: JobHandler {
     public struct Args: Decodable, Sendable {
         public var adAccountID: RowID
@@ -68,16 +73,21 @@ public struct SyncAdAccountHandler: JobHandler {
             throw JobDiscard("connection \(row.connectionID) holds no access token; re-authorization required")
         }
         let client = try environment.client(platform, pool: context.pool)
-        let pool = context.pool
         let connectionID = row.connectionID
         let session = TokenSession(tokens: tokens) { fresh in
-            try await pool.withConnection { c in try await store.saveTokens(connectionID, fresh, on: c) }
+            try await context.pool.withConnection { c in try await store.saveTokens(connectionID, fresh, on: c) }
         }
         policy.session = session
         let account = row.account
+        let pool = context.pool
+        let finalBefore = today.adding(days: -settings.lookback(platform))
+        // Resumable: the windows this job already committed (a snooze, a crash, a lost lease) are not fetched again.
+        let resume = try await SyncProgress.load(adAccountID: id, jobID: context.id, window: window, on: pool)
+        let remaining = SyncProgress.remainingWindows(
+            window, committedThrough: resume?.committedThrough, maxDays: Self.reportWindowDays(platform))
         var entities: [AdEntity] = []
-        var metrics: [DailyMetric] = []
-        var fetchedEntities = false
+        var written = MetricsWriteResult(upserted: 0, deleted: 0)
+        var rowCount = 0
         do {
             func fetchEntities() async throws {
                 entities = []
@@ -86,59 +96,70 @@ public struct SyncAdAccountHandler: JobHandler {
                         try await client.entities(level, account: account, session: session)
                     }
                 }
-                fetchedEntities = true
             }
-            func fetchReport(_ level: ReportLevel) async throws -> [DailyMetric] {
+            func fetchReport(_ level: ReportLevel, _ part: DateWindow) async throws -> [DailyMetric] {
                 try await settings.retryingTransient {
-                    try await client.dailyMetrics(level, account: account, window: window, session: session)
+                    try await client.dailyMetrics(level, account: account, window: part, session: session)
                 }
             }
-            switch settings.callPlan {
-            case .perLevel:
+            // 1. Entities: the stored snapshot while it is fresh (lean plan) or when this job committed it before
+            // a crash or snooze; else the three lists, committed at once.
+            let freshSince = settings.now().addingTimeInterval(
+                -Double(settings.entityRefreshInterval.components.seconds))
+            if resume != nil || settings.callPlan == .lean,
+                let stored = try await Self.storedEntities(
+                    id, account: account, freshSince: resume != nil ? Date(timeIntervalSince1970: 0) : freshSince, on: pool)
+            {
+                entities = stored
+            } else {
                 try await fetchEntities()
-                for level in ReportLevel.allCases { metrics += try await fetchReport(level) }
-            case .lean:
-                // Entities: the stored snapshot while it is fresh, else the three lists.
-                let freshSince = settings.now().addingTimeInterval(-Double(settings.entityRefreshInterval.components.seconds))
-                if let stored = try await Self.storedEntities(
-                    id, account: account, freshSince: freshSince, on: context.pool)
-                {
-                    entities = stored
-                } else {
-                    try await fetchEntities()
+                try await commitEntities(entities, id: id, window: window, context: context)
+            }
+            // 2. Each report window, fetched and committed on its own.
+            for part in remaining {
+                var metrics: [DailyMetric] = []
+                switch settings.callPlan {
+                case .perLevel:
+                    for level in ReportLevel.allCases { metrics += try await fetchReport(level, part) }
+                case .lean:
+                    // One ad-level report; campaign and ad-group rows are its sums (LevelDerivation says why).
+                    let adRows = try await fetchReport(.ad, part)
+                    let knownAds = Set(entities.lazy.filter { $0.level == .ad }.map(\.id))
+                    if adRows.contains(where: { !knownAds.contains($0.entityId) }) {
+                        // A new ad: the lists are out of date; fetch them once for this sync.
+                        try await fetchEntities()
+                        try await commitEntities(entities, id: id, window: window, context: context)
+                            }
+                    metrics = adRows
+                    if let derived = LevelDerivation.derive(adRows, entities: entities) {
+                        metrics += derived
+                    } else {
+                        // An ad the lists do not place (created between the list and the report): ask the API.
+                        metrics += try await fetchReport(.adGroup, part)
+                        metrics += try await fetchReport(.campaign, part)
+                    }
                 }
-                // One ad-level report; campaign and ad-group rows are its sums (LevelDerivation says why).
-                let adRows = try await fetchReport(.ad)
-                let knownAds = Set(entities.lazy.filter { $0.level == .ad }.map(\.id))
-                if !fetchedEntities, adRows.contains(where: { !knownAds.contains($0.entityId) }) {
-                    try await fetchEntities()
+                let parents = SyncWriter.Parents(entities: entities)
+                let result = try await pool.withTransaction { c in
+                    let r = try await SyncWriter.replaceMetrics(
+                        metrics, adAccountID: id, platform: platform, window: part, parents: parents,
+                        finalBefore: finalBefore, on: c)
+                    try await SyncProgress.save(
+                        adAccountID: id, jobID: context.id, window: window, committedThrough: part.last, on: c)
+                    return r
                 }
-                metrics = adRows
-                if let derived = LevelDerivation.derive(adRows, entities: entities) {
-                    metrics += derived
-                } else {
-                    // An ad the lists do not place (created between the list and the report): ask the API.
-                    metrics += try await fetchReport(.adGroup)
-                    metrics += try await fetchReport(.campaign)
-                }
+                written.upserted += result.upserted
+                written.deleted += result.deleted
+                rowCount += metrics.count
             }
         } catch let e as PlatformError {
             try await policy.fail(e)
         }
-        let parents = SyncWriter.Parents(entities: entities)
-        let finalBefore = today.adding(days: -settings.lookback(platform))
         let started = policy.started
-        // Every HTTP request of this sync: pages, window chunks and retries, plus token refreshes.
+        // Every HTTP request of this attempt: pages, window chunks and retries, plus token refreshes.
         let calls = await session.requestCount + session.refreshCount
-        let result = try await context.pool.withTransaction { c in
-            if fetchedEntities {
-                try await SyncWriter.upsertEntities(entities, adAccountID: id, on: c)
-                try await c.execute(
-                    "UPDATE nexcomet.ad_accounts SET entities_synced_at = \(settings.now()) WHERE id = \(id)")
-            }
-            let written = try await SyncWriter.replaceMetrics(
-                metrics, adAccountID: id, platform: platform, window: window, parents: parents,
-                finalBefore: finalBefore, on: c)
+        let result = written
+        try await context.pool.withTransaction { c in
             try await c.execute(
                 """
                 UPDATE nexcomet.ad_accounts
@@ -151,15 +172,36 @@ public struct SyncAdAccountHandler: JobHandler {
                 INSERT INTO nexcomet.sync_runs (ad_account_id, connection_id, job_id, window_start, window_end,
                                                 rows_written, api_calls, duration_ms, outcome, finished_at)
                 VALUES (\(id), \(connectionID), \(context.id), \(window.first.description)::date,
-                        \(window.last.description)::date, \(written.upserted + written.deleted), \(calls),
+                        \(window.last.description)::date, \(result.upserted + result.deleted), \(calls),
                         \((ContinuousClock.now - started).milliseconds), 'succeeded', now())
                 """)
+            try await SyncProgress.clear(adAccountID: id, on: c)
             try await context.complete(on: c)
-            return written
         }
         context.logger.info(
             "ad account synced", ("ad_account", "\(id)"), ("window", window.description),
-            ("rows", "\(metrics.count)"), ("changed", "\(result.upserted)"), ("deleted", "\(result.deleted)"))
+            ("rows", "\(rowCount)"), ("changed", "\(result.upserted)"), ("deleted", "\(result.deleted)"))
+    }
+
+    /// Longest report window per request: TikTok 30 days for `stat_time_day` reports (ad-apis.md A4, "Max range
+    /// per request: DAY 30 days"; a longer range answers 40067), Snap 31 days for `granularity=DAY` stats
+    /// (ad-apis.md B4, "Window: DAY <= 31 days"). Each such window is one request (pages aside) and one commit.
+    static func reportWindowDays(_ platform: AdPlatform) -> Int {
+        switch platform {
+        case .tiktok: return 30
+        case .snapchat: return 31
+        }
+    }
+
+    /// Writes the entity lists and stamps the snapshot time, with a progress row saying this job has them.
+    func commitEntities(_ entities: [AdEntity], id: Int64, window: DateWindow, context: JobContext) async throws {
+        let now = environment.settings.now()
+        try await context.pool.withTransaction { c in
+            try await SyncWriter.upsertEntities(entities, adAccountID: id, on: c)
+            try await c.execute("UPDATE nexcomet.ad_accounts SET entities_synced_at = \(now) WHERE id = \(id)")
+            try await SyncProgress.save(
+                adAccountID: id, jobID: context.id, window: window, committedThrough: nil, keepCommitted: true, on: c)
+        }
     }
 
     func requestedWindow(_ args: Args) throws -> DateWindow? {

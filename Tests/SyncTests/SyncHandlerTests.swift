@@ -190,13 +190,16 @@ final class SyncHandlerTests: XCTestCase {
             XCTAssertTrue(text.hasPrefix("PlatformError") && text.contains("tiktok transient"), text)
             XCTAssertTrue(text.contains("/open_api/v1.3/report/integrated/get/") && text.contains("not JSON"), text)
         }
-        let written: Int = try await h.db.pool.query(
-            """
-            SELECT ((SELECT count(*) FROM nexcomet.daily_metrics) + (SELECT count(*) FROM nexcomet.campaigns)
-                    + (SELECT count(*) FROM nexcomet.ad_groups) + (SELECT count(*) FROM nexcomet.ads))::int
-            """
-        ).first!.decode(0)
-        XCTAssertEqual(written, 0, "nothing is written from a sync whose response was damaged")
+        // Commits are per step (issue 14): the entity lists are committed first; the damaged report window
+        // writes nothing, and the job's progress says the retry resumes at the first window.
+        let written: Int = try await h.db.pool.query("SELECT count(*)::int FROM nexcomet.daily_metrics").first!
+            .decode(0)
+        XCTAssertEqual(written, 0, "nothing is written from a report window whose response was damaged")
+        let progress: [String?] = try await h.db.pool.query(
+            "SELECT committed_through::text FROM nexcomet.sync_progress"
+        ).map { try $0.decode(0) }
+        XCTAssertFalse(progress.isEmpty)
+        XCTAssertTrue(progress.allSatisfy { $0 == nil }, "no report window committed: \(progress)")
     }
 
     func testTransientErrorIsRethrownForBackoff() async throws {
