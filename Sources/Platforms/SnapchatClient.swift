@@ -207,7 +207,7 @@ public struct SnapchatClient: AdPlatformClient {
                 name: record["name"]?.stringValue ?? "", parentId: parent,
                 campaignId: level == .campaign ? id : record["campaign_id"]?.idText, status: status,
                 isDeleted: status.uppercased().contains("DELETE"), updatedAt: record["updated_at"]?.stringValue)
-        }
+        }.uniqueByID()
     }
 
     // MARK: Stats
@@ -226,6 +226,10 @@ public struct SnapchatClient: AdPlatformClient {
         case .adGroup: breakdown = "adsquad"
         case .ad: breakdown = "ad"
         }
+        // One account-level stats request per window of up to 31 days with `granularity=DAY` and
+        // `breakdown=campaign|adsquad|ad` (ad-apis.md B4: DAY windows <= 31 days, breakdown on the ad account's
+        // stats), instead of one request per entity; `fields` are exactly the five stored (`statsFields`). Snap
+        // zero-fills every entity-day; the writer drops rows without activity.
         let path = "adaccounts/\(QueryString.encode(account.id))/stats"
         var rows: [DailyMetric] = []
         for part in window.split(maxDays: configuration.maxReportDays) {
@@ -246,7 +250,7 @@ public struct SnapchatClient: AdPlatformClient {
                 next = link
             }
         }
-        return rows
+        return rows.uniqueByEntityDay()
     }
 
     /// Query of one DAY stats request: `[first 00:00, last+1 00:00)` in the account zone, each with its own offset.

@@ -201,6 +201,8 @@ public struct TikTokClient: AdPlatformClient {
         case .ad: (path, prefix, idKey, nameKey) = ("ad/get/", "AD", "ad_id", "ad_name")
         }
         let filtering = JSONValue.object([("secondary_status", .string("\(prefix)_STATUS_ALL"))]).jsonText
+        // Pages of `configuration.pageSize` (1000, the documented maximum: ad-apis.md A3 "Pagination"); a list that
+        // shifted between two page requests is deduplicated (Dedup.swift).
         return try await paged(
             path, query: [("advertiser_id", account.id), ("filtering", filtering)], account: account, session: session
         ) { item in
@@ -220,7 +222,7 @@ public struct TikTokClient: AdPlatformClient {
                 name: item[nameKey]?.stringValue ?? "", parentId: parent,
                 campaignId: level == .campaign ? id : item["campaign_id"]?.idText, status: status,
                 isDeleted: deleted, updatedAt: item["modify_time"]?.stringValue)
-        }
+        }.uniqueByID()
     }
 
     // MARK: Reports
@@ -229,10 +231,14 @@ public struct TikTokClient: AdPlatformClient {
         _ level: ReportLevel, account: AdAccount, window: DateWindow, session: TokenSession
     ) async throws -> [DailyMetric] {
         var rows: [DailyMetric] = []
+        // Windows of up to 30 days, the documented maximum for `stat_time_day` (ad-apis.md A4 "Max range per
+        // request: DAY 30 days"; a longer range answers 40067); pages of 1000 rows (A4 `page_size` <= 1000). TikTok
+        // leaves entity-days without delivery out of the report (the sandbox does the same), so there is no filter
+        // to add for them; the metrics asked for are exactly the five stored (`reportMetrics`).
         for part in window.split(maxDays: configuration.maxReportDays) {
             rows += try await report(level, account: account, window: part, session: session)
         }
-        return rows
+        return rows.uniqueByEntityDay()
     }
 
     /// One report window; on 40067 the window is halved and each half fetched, down to a single day.

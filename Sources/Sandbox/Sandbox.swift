@@ -102,13 +102,16 @@ public final class Sandbox: Sendable {
     }
 
     let config: SandboxConfig
-    let world: World
+    /// The world; mutable only through ``addAd(account:)`` (an entity created mid-sync).
+    let worldBox: Guarded<World>
+    var world: World { worldBox.withLock { $0 } }
     let state: Guarded<State>
 
     /// Builds the world from `config`; nothing listens until `start`.
     public init(config: SandboxConfig = .init()) {
         self.config = config
-        self.world = World(config: config)
+        let world = World(config: config)
+        self.worldBox = Guarded(world)
         self.state = Guarded(State(faults: FaultEngine(seed: config.seed)))
         var demo: [SandboxConnectionInfo] = []
         for c in world.connections {
@@ -279,6 +282,32 @@ public final class Sandbox: Sendable {
     /// The most requests one account saw within any single second (0 when none).
     public func maxRequestsPerSecond(account: String) -> Int {
         requestCounts().filter { $0.accountID == account }.map(\.count).max() ?? 0
+    }
+
+    /// Creates a new active ad in the first ad group of the account's first campaign, as a user would between two
+    /// requests of a sync; it delivers from the account's local today on. Returns its id, nil when the account is
+    /// unknown or has no ad group. Lists now hold it in its ad group's place, so later pages shift by one.
+    @discardableResult
+    public func addAd(account: String) -> String? {
+        let today = world.accounts[account].map { localToday($0) }
+        return worldBox.withLock { w -> String? in
+            guard var acct = w.accounts[account], let today, !acct.campaigns.isEmpty,
+                !acct.campaigns[0].adGroups.isEmpty
+            else { return nil }
+            let group = acct.campaigns[0].adGroups[0]
+            let n = w.owner.count + 1
+            let id = acct.platform == .tiktok
+                ? String(6_800_000_000_000_000_000 + Int64(n)) : String(format: "00000000-0000-4000-8000-%012d", n)
+            let key = UInt64(0xADD) << 40 | UInt64(n)
+            acct.campaigns[0].adGroups[0].ads.append(
+                Ad(
+                    id: id, name: "Ad added \(n)", adGroupID: group.id, campaignID: group.campaignID, status: .active,
+                    key: key, createdDay: today))
+            w.accounts[account] = acct
+            w.owner[id] = account
+            w.level[id] = .ad
+            return id
+        }
     }
 
     /// Forgets all request counts and the report request log.

@@ -61,7 +61,8 @@ public enum LevelDerivation {
             if let a = sum.isFinal, let b = row.isFinal { sum.isFinal = a && b } else { sum.isFinal = nil }
             sums[key] = sum
         }
-        for row in adRows where row.level == .ad {
+        // A duplicated row (a page boundary seen twice while the list shifted) must not be counted twice.
+        for row in adRows.uniqueByEntityDay() where row.level == .ad {
             guard let group = groupOfAd[row.entityId], let campaign = campaignOfGroup[group] else { return nil }
             add(row, level: .adGroup, id: group)
             add(row, level: .campaign, id: campaign)
