@@ -21,6 +21,7 @@ import Sync
 ///   Errors: 503 webhooks disabled (no secret configured), 401 bad or missing signature or timestamp, 400 bad
 ///   body, 404 unknown connection, 409 connection not active or its organization restricted or deleted. Nothing
 ///   is enqueued on any error. The secret and signatures are never logged.
+/// - `POST /webhooks/reauthorized`: new tokens for a connection, sealed; see ReauthorizeWebhook.swift.
 public struct WebService: Sendable {
     public var pool: PGPool
     /// Metrics are computed at most once per `metricsTTL` (default 5 s) however often they are scraped: the
@@ -33,6 +34,9 @@ public struct WebService: Sendable {
     public var maxSkew: TimeInterval = 300
     public var now: @Sendable () -> Date = { Date() }
     public var logger: Logger
+    /// Opens the sealed tokens of `POST /webhooks/reauthorized` and stores them (ReauthorizeWebhook.swift); nil
+    /// (no `NEXJOBS_TOKEN_KEYS`) refuses that webhook with 503.
+    public var tokenStore: ConnectionStore?
 
     public init(pool: PGPool, webhookSecret: [UInt8]?, logger: Logger) {
         self.pool = pool
@@ -59,6 +63,7 @@ public struct WebService: Sendable {
         r.add("GET", "/healthz") { _ in await self.health() }
         r.add("GET", "/metrics") { _ in await self.metrics() }
         r.add("POST", "/webhooks/resync") { request in await self.resync(request) }
+        r.add("POST", "/webhooks/reauthorized") { request in await self.reauthorized(request) }
         return r
     }
 
@@ -134,17 +139,7 @@ public struct WebService: Sendable {
             let body = (try? JSONSerialization.data(withJSONObject: ["error": message])) ?? Data("{}".utf8)
             return .json(String(decoding: body, as: UTF8.self), status: status)
         }
-        guard let secret = webhookSecret else { return refuse(503, "webhooks are disabled") }
-        guard let stamp = request.headers["X-Nexjobs-Timestamp"], let seconds = Double(stamp),
-            stamp.allSatisfy(\.isNumber)
-        else { return refuse(401, "missing or malformed X-Nexjobs-Timestamp (Unix seconds)") }
-        guard abs(now().timeIntervalSince1970 - seconds) <= maxSkew else {
-            return refuse(401, "X-Nexjobs-Timestamp is more than \(Int(maxSkew)) s away from now")
-        }
-        guard let given = request.headers["X-Nexjobs-Signature"], given.hasPrefix("sha256="),
-            constantTimeEquals(
-                Array(given.utf8), Array(Self.signature(secret: secret, timestamp: stamp, body: request.body).utf8))
-        else { return refuse(401, "missing or wrong X-Nexjobs-Signature") }
+        if let (status, message) = signatureRefusal(request) { return refuse(status, message) }
 
         struct Body: Decodable { var connection_id: RowID }
         let id = (try? JSONDecoder().decode(Body.self, from: Data(request.body)))?.connection_id.value

@@ -3,7 +3,9 @@ import HTTP
 import Logs
 import NexcometJobs
 import Postgres
+import Privacy
 import Runtime
+import Sync
 
 func serveCommand(_ args: [String]) async throws -> Int32 {
     let a = try Arguments(args, valued: ["listen"], flags: [])
@@ -42,7 +44,9 @@ func serveCommand(_ args: [String]) async throws -> Int32 {
 
     let logger = Logger(label: "serve")
     let pool = try openPool(maxConnections: 4)
-    let service = WebService(pool: pool, webhookSecret: secret, logger: logger)
+    var service = WebService(pool: pool, webhookSecret: secret, logger: logger)
+    // POST /webhooks/reauthorized opens sealed tokens with the token key ring; without it that webhook answers 503.
+    service.tokenStore = (try? KeyRing.fromEnvironment()).map { ConnectionStore(vault: TokenVault(keyRing: $0)) }
     let router = service.router()
     // Webhook bodies are tiny: a small body limit and connection cap bound what an anonymous caller can cost.
     var limits = HTTPServerLimits()

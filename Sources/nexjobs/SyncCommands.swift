@@ -37,6 +37,7 @@ func connectionsCommand(_ args: [String]) async throws -> Int32 {
     let help = """
         Usage: nexjobs connections add --org ID --platform tiktok|snapchat [--expires-in SECONDS]
                                        [--refresh-expires-in SECONDS] [--scopes a,b]  < tokens
+               nexjobs connections reauthorize ID [--expires-in SECONDS] [--refresh-expires-in SECONDS]  < tokens
                nexjobs connections list [--org ID]
 
         add: stores an OAuth grant for an organization. Tokens are read from STDIN, never from arguments
@@ -46,6 +47,10 @@ func connectionsCommand(_ args: [String]) async throws -> Int32 {
         access token on the first line and the refresh token on the second. They are sealed with the active key of
         NEXJOBS_TOKEN_KEYS (AES-256-GCM, bound to the row) before they reach the database. --expires-in
         overrides expires_in. The connection is active and due for its first sync at once. Prints its id.
+
+        reauthorize: replaces the tokens of connection ID after the user authorized the app again (tokens on
+        STDIN as for add). The connection becomes active and due at once; its ad accounts, metrics and sync history
+        are kept, so nothing is counted twice. Exit 3 when ID does not exist or was disconnected.
 
         list: one line per connection: id, organization, platform, status, key id, access token expiry,
         last sync and ad accounts. Never prints tokens.
@@ -89,6 +94,37 @@ func connectionsCommand(_ args: [String]) async throws -> Int32 {
         }
         print(id)
         return Exit.ok
+    case "reauthorize":
+        guard a.positionals.count == 2, let id = Int64(a.positionals[1]), id > 0 else {
+            throw UsageError("connections reauthorize takes one connection id (a positive integer)")
+        }
+        let ring: KeyRing
+        do {
+            ring = try KeyRing.fromEnvironment()
+        } catch {
+            throw UsageError("\(error)")
+        }
+        var tokens = try readTokens(FileHandle.standardInput.readDataToEndOfFile())
+        if let s = try a.int("expires-in", range: 1...(10 * 365 * 86_400)) {
+            tokens.accessTokenExpiresAt = Date().addingTimeInterval(Double(s))
+        }
+        if let s = try a.int("refresh-expires-in", range: 1...(10 * 365 * 86_400)) {
+            tokens.refreshTokenExpiresAt = Date().addingTimeInterval(Double(s))
+        }
+        let pool = try openPool(maxConnections: 1)
+        let store = ConnectionStore(vault: TokenVault(keyRing: ring))
+        let outcome = try await pool.withConnection { c in try await store.reauthorize(id, tokens: tokens, on: c) }
+        switch outcome {
+        case .reauthorized:
+            print(id)
+            return Exit.ok
+        case .notFound:
+            printErr("error: connection \(id) does not exist")
+            return Exit.notFound
+        case .disconnected:
+            printErr("error: connection \(id) was disconnected; store a new grant with connections add")
+            return Exit.notFound
+        }
     case "list":
         let org = try a.options["org"].map { text -> Int64 in
             guard let v = Int64(text) else { throw UsageError("--org must be an integer") }
