@@ -123,6 +123,19 @@ public struct WebService: Sendable {
                 let n: Int64 = try r.decode(2)
                 out += "nexjobs_ad_connections{platform=\"\(label(platform))\",status=\"\(label(status))\"} \(n)\n"
             }
+            out += "# HELP nexjobs_sync_reconcile_mismatch_total Account syncs whose totals still differed after one "
+            out += "re-sync.\n# TYPE nexjobs_sync_reconcile_mismatch_total counter\n"
+            for r in try await pool.query(
+                """
+                SELECT p.platform, coalesce(c.mismatches, 0)::bigint
+                  FROM (VALUES ('snapchat'), ('tiktok')) AS p(platform)
+                  LEFT JOIN nexcomet.sync_reconcile_counters c ON c.platform = p.platform ORDER BY 1
+                """)
+            {
+                let platform: String = try r.decode(0)
+                let n: Int64 = try r.decode(1)
+                out += "nexjobs_sync_reconcile_mismatch_total{platform=\"\(label(platform))\"} \(n)\n"
+            }
             out += try await PrivacyDeadlines.load(on: pool).prometheusText  // privacy request deadlines
             return .text(out, contentType: "text/plain; version=0.0.4; charset=utf-8")
         } catch {

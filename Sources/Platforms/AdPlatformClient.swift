@@ -25,6 +25,25 @@ public protocol AdPlatformClient: Sendable {
     func dailyMetrics(
         _ level: ReportLevel, account: AdAccount, window: DateWindow, session: TokenSession
     ) async throws -> [DailyMetric]
+
+    /// The account's own totals of spend, impressions and conversions over `window`, aggregated by the platform
+    /// independently of the entity-level reports (reconciliation, issue 14).
+    func accountTotals(account: AdAccount, window: DateWindow, session: TokenSession) async throws -> AccountTotals
+}
+
+/// Spend, impressions and conversions summed over a window.
+public struct AccountTotals: Sendable, Equatable, CustomStringConvertible {
+    public var spend: Decimal
+    public var impressions: Int64
+    public var conversions: Decimal
+
+    public init(spend: Decimal = 0, impressions: Int64 = 0, conversions: Decimal = 0) {
+        self.spend = spend
+        self.impressions = impressions
+        self.conversions = conversions
+    }
+
+    public var description: String { "spend \(spend), impressions \(impressions), conversions \(conversions)" }
 }
 
 extension AdPlatformClient {

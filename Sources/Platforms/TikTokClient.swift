@@ -277,6 +277,39 @@ public struct TikTokClient: AdPlatformClient {
         }
     }
 
+    /// Account totals from `data_level=AUCTION_ADVERTISER` (ad-apis.md A4), the advertiser's own aggregation, per
+    /// window of at most 30 days (`stat_time_day` is the documented dimension with a known range limit).
+    public func accountTotals(
+        account: AdAccount, window: DateWindow, session: TokenSession
+    ) async throws -> AccountTotals {
+        let path = "report/integrated/get/"
+        var totals = AccountTotals()
+        for part in window.split(maxDays: configuration.maxReportDays) {
+            let rows = try await paged(
+                path,
+                query: [
+                    ("advertiser_id", account.id), ("service_type", "AUCTION"), ("report_type", "BASIC"),
+                    ("data_level", "AUCTION_ADVERTISER"),
+                    ("dimensions", QueryString.jsonArray(["advertiser_id", "stat_time_day"])),
+                    ("metrics", QueryString.jsonArray(["spend", "impressions", "conversion"])),
+                    ("start_date", part.first.description), ("end_date", part.last.description),
+                ], account: account, session: session
+            ) { item -> AccountTotals in
+                guard let metrics = item["metrics"] else { throw malformed(path, "report row without metrics") }
+                guard let spend = Values.decimal(metrics["spend"]), let impressions = Values.int64(metrics["impressions"]),
+                    let conversions = Values.decimal(metrics["conversion"])
+                else { throw malformed(path, "advertiser totals are not numbers") }
+                return AccountTotals(spend: spend ?? 0, impressions: impressions ?? 0, conversions: conversions ?? 0)
+            }
+            for r in rows {
+                totals.spend += r.spend
+                totals.impressions += r.impressions
+                totals.conversions += r.conversions
+            }
+        }
+        return totals
+    }
+
     /// Normalizes one `report/integrated/get/` list item.
     static func metricRow(
         _ item: JSONValue, level: ReportLevel, idKey: String, account: AdAccount, endpoint: String

@@ -99,6 +99,8 @@ public final class Sandbox: Sendable {
         var port = 0
         var demo: [SandboxConnectionInfo] = []
         var reportLog: [ReportRequest] = []
+        /// Account id to (spend cents added to its account-level totals, remaining times; nil: always).
+        var totalSkew: [String: (cents: Int64, times: Int?)] = [:]
     }
 
     let config: SandboxConfig
@@ -307,6 +309,24 @@ public final class Sandbox: Sendable {
             w.owner[id] = account
             w.level[id] = .ad
             return id
+        }
+    }
+
+    /// Makes the account-level totals of `account` (TikTok `AUCTION_ADVERTISER` reports, Snap ad-account `TOTAL`
+    /// stats) disagree with its entity reports by `spendCents`, for the next `times` such requests (nil: until
+    /// cleared with 0). The entity-level reports and the ground truth are unchanged.
+    public func skewAccountTotals(account: String, spendCents: Int64, times: Int? = nil) {
+        state.withLock { $0.totalSkew[account] = spendCents == 0 ? nil : (spendCents, times) }
+    }
+
+    /// The skew to apply to one account-total answer now (0 when none), counting it down.
+    func takeTotalSkew(_ account: String) -> Int64 {
+        state.withLock { s in
+            guard let skew = s.totalSkew[account] else { return 0 }
+            if let times = skew.times {
+                s.totalSkew[account] = times <= 1 ? nil : (skew.cents, times - 1)
+            }
+            return skew.cents
         }
     }
 

@@ -426,6 +426,9 @@ extension Sandbox {
         case "adgroup_id": for g in account.allAdGroups { collect(g.id, g.ads) }
         default: for ad in account.allAds { collect(ad.id, [ad]) }
         }
+        if idDimension == "advertiser_id", !rows.isEmpty, paging.page == 1 {
+            rows[0].m.spendCents += takeTotalSkew(account.id)
+        }
         let first = (paging.page - 1) * paging.size
         let slice = first < rows.count ? rows[first..<min(rows.count, first + paging.size)] : []
         let list = slice.map { row in

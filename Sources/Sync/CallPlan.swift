@@ -112,3 +112,47 @@ extension SyncAdAccountHandler {
         }
     }
 }
+
+/// The outcome of an account sync's reconciliation (`sync_runs.reconcile_status`, sql/062): `ok` (the platform's
+/// account totals equal the stored ad-level sums), `resynced` (they differed, and re-syncing the window once fixed
+/// it), `mismatch` (they still differ: `reconcile_difference` holds both sides), `skipped` (the totals request
+/// failed; the sync itself succeeded).
+struct Reconciliation: Sendable {
+    var status: String
+    var api: AccountTotals?
+    var stored: AccountTotals?
+    var error: String?
+
+    /// `{"api": {...}, "stored": {...}, "difference": {...}}` (amounts as JSON numbers), or `{"error": "..."}`.
+    var differenceJSON: String? {
+        if let error {
+            return JSONValue.object([("error", .string(error))]).jsonText
+        }
+        guard let api, let stored else { return nil }
+        func side(_ t: AccountTotals) -> String {
+            #"{"spend":\#(t.spend),"impressions":\#(t.impressions),"conversions":\#(t.conversions)}"#
+        }
+        let diff = AccountTotals(
+            spend: api.spend - stored.spend, impressions: api.impressions - stored.impressions,
+            conversions: api.conversions - stored.conversions)
+        return #"{"api":\#(side(api)),"stored":\#(side(stored)),"difference":\#(side(diff))}"#
+    }
+}
+
+extension SyncAdAccountHandler {
+    /// Sums of the stored ad-level rows of `window` (the rows the account totals must equal).
+    static func storedTotals(_ id: Int64, window: DateWindow, on pool: PGPool) async throws -> AccountTotals {
+        let r = try await pool.query(
+            """
+            SELECT coalesce(sum(spend), 0)::text, coalesce(sum(impressions), 0)::bigint,
+                   coalesce(sum(conversions), 0)::text
+              FROM nexcomet.daily_metrics
+             WHERE ad_account_id = \(id) AND level = 'ad'
+               AND date BETWEEN \(window.first.description)::date AND \(window.last.description)::date
+            """
+        ).first!
+        return AccountTotals(
+            spend: Decimal(string: try r.decode(0)) ?? 0, impressions: try r.decode(1),
+            conversions: Decimal(string: try r.decode(2)) ?? 0)
+    }
+}

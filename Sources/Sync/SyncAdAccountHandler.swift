@@ -88,6 +88,7 @@ public struct SyncAdAccountHandler: JobHandler {
         var entities: [AdEntity] = []
         var written = MetricsWriteResult(upserted: 0, deleted: 0)
         var rowCount = 0
+        var reconcile: Reconciliation?
         do {
             func fetchEntities() async throws {
                 entities = []
@@ -116,7 +117,8 @@ public struct SyncAdAccountHandler: JobHandler {
                 try await commitEntities(entities, id: id, window: window, context: context)
             }
             // 2. Each report window, fetched and committed on its own.
-            for part in remaining {
+            func syncWindows(_ parts: [DateWindow]) async throws {
+            for part in parts {
                 var metrics: [DailyMetric] = []
                 switch settings.callPlan {
                 case .perLevel:
@@ -129,7 +131,7 @@ public struct SyncAdAccountHandler: JobHandler {
                         // A new ad: the lists are out of date; fetch them once for this sync.
                         try await fetchEntities()
                         try await commitEntities(entities, id: id, window: window, context: context)
-                            }
+                    }
                     metrics = adRows
                     if let derived = LevelDerivation.derive(adRows, entities: entities) {
                         metrics += derived
@@ -152,6 +154,36 @@ public struct SyncAdAccountHandler: JobHandler {
                 written.deleted += result.deleted
                 rowCount += metrics.count
             }
+            }
+            try await syncWindows(remaining)
+            // 3. Reconciliation: the platform's account totals against the stored ad-level sums; a difference
+            // re-syncs the whole window once, and one that persists is recorded (never fails the sync).
+            if settings.reconcile {
+                do {
+                    func compare() async throws -> (api: AccountTotals, stored: AccountTotals) {
+                        let api = try await settings.retryingTransient {
+                            try await client.accountTotals(account: account, window: window, session: session)
+                        }
+                        return (api, try await Self.storedTotals(id, window: window, on: pool))
+                    }
+                    var check = try await compare()
+                    if check.api == check.stored {
+                        reconcile = Reconciliation(status: "ok")
+                    } else {
+                        context.logger.warning(
+                            "ad account totals differ from the stored sums; re-syncing the window once",
+                            ("ad_account", "\(id)"), ("window", window.description))
+                        try await syncWindows(window.split(maxDays: Self.reportWindowDays(platform)))
+                        check = try await compare()
+                        reconcile =
+                            check.api == check.stored
+                            ? Reconciliation(status: "resynced")
+                            : Reconciliation(status: "mismatch", api: check.api, stored: check.stored)
+                    }
+                } catch let e as PlatformError {
+                    reconcile = Reconciliation(status: "skipped", error: e.description)
+                }
+            }
         } catch let e as PlatformError {
             try await policy.fail(e)
         }
@@ -170,11 +202,20 @@ public struct SyncAdAccountHandler: JobHandler {
             try await c.execute(
                 """
                 INSERT INTO nexcomet.sync_runs (ad_account_id, connection_id, job_id, window_start, window_end,
-                                                rows_written, api_calls, duration_ms, outcome, finished_at)
+                                                rows_written, api_calls, duration_ms, outcome, finished_at,
+                                                reconcile_status, reconcile_difference)
                 VALUES (\(id), \(connectionID), \(context.id), \(window.first.description)::date,
                         \(window.last.description)::date, \(result.upserted + result.deleted), \(calls),
-                        \((ContinuousClock.now - started).milliseconds), 'succeeded', now())
+                        \((ContinuousClock.now - started).milliseconds), 'succeeded', now(),
+                        \(reconcile?.status), \(reconcile?.differenceJSON)::jsonb)
                 """)
+            if reconcile?.status == "mismatch" {
+                try await c.execute(
+                    """
+                    INSERT INTO nexcomet.sync_reconcile_counters (platform, mismatches) VALUES (\(platform.rawValue), 1)
+                    ON CONFLICT (platform) DO UPDATE SET mismatches = sync_reconcile_counters.mismatches + 1
+                    """)
+            }
             try await SyncProgress.clear(adAccountID: id, on: c)
             try await context.complete(on: c)
         }

@@ -53,7 +53,8 @@ func connectionsCommand(_ args: [String]) async throws -> Int32 {
         are kept, so nothing is counted twice. Exit 3 when ID does not exist or was disconnected.
 
         list: one line per connection: id, organization, platform, status, key id, access token expiry,
-        last sync and ad accounts. Never prints tokens.
+        last sync, ad accounts, and reconciliation of the accounts' latest syncs (ok, resynced, skipped, or
+        mismatch:N accounts whose totals still differ from the stored sums). Never prints tokens.
         """
     if a.wantsHelp {
         print(help)
@@ -136,14 +137,22 @@ func connectionsCommand(_ args: [String]) async throws -> Int32 {
             SELECT c.id, c.organization_id, c.platform, c.status, coalesce(c.token_key_id, '-'),
                    coalesce(to_char(c.access_token_expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'), '-'),
                    coalesce(to_char(c.last_synced_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'), '-'),
-                   (SELECT count(*) FROM nexcomet.ad_accounts a WHERE a.connection_id = c.id)
+                   (SELECT count(*) FROM nexcomet.ad_accounts a WHERE a.connection_id = c.id),
+                   (SELECT CASE WHEN count(*) FILTER (WHERE r.reconcile_status = 'mismatch') > 0
+                                THEN 'mismatch:' || count(*) FILTER (WHERE r.reconcile_status = 'mismatch')
+                                ELSE coalesce(max(r.reconcile_status), '-') END
+                      FROM nexcomet.ad_accounts a
+                      CROSS JOIN LATERAL (SELECT reconcile_status FROM nexcomet.sync_runs s
+                                           WHERE s.ad_account_id = a.id AND s.outcome = 'succeeded'
+                                           ORDER BY s.id DESC LIMIT 1) r
+                     WHERE a.connection_id = c.id)
               FROM nexcomet.ad_connections c
              WHERE \(org)::bigint IS NULL OR c.organization_id = \(org)::bigint
              ORDER BY c.id
             """)
-        print("ID\tORG\tPLATFORM\tSTATUS\tKEY\tEXPIRES\tLAST_SYNC\tACCOUNTS")
+        print("ID\tORG\tPLATFORM\tSTATUS\tKEY\tEXPIRES\tLAST_SYNC\tACCOUNTS\tRECONCILE")
         for r in rows {
-            print((0..<8).map { r.text($0) ?? "-" }.joined(separator: "\t"))
+            print((0..<9).map { r.text($0) ?? "-" }.joined(separator: "\t"))
         }
         return Exit.ok
     default:

@@ -51,12 +51,13 @@ final class SyncHandlerTests: XCTestCase {
         XCTAssertGreaterThan(finals["tiktok", default: 0], 0)
 
         // First sync of the plan's 90 days: 3 entity lists + 3 ad-level report windows (TikTok 30 days, Snap 31 days
-        // per request); campaign and ad-group rows are derived, so no level reports (the per-level plan: 3 + 9).
+        // per request); campaign and ad-group rows are derived, so no level reports (the per-level plan: 3 + 9);
+        // then reconciliation's 3 account-total requests (one per window).
         let firstCalls: [Int] = try await h.db.pool.query(
             "SELECT api_calls FROM nexcomet.sync_runs WHERE outcome = 'succeeded' ORDER BY id"
         ).map { try $0.decode(0) }
         XCTAssertFalse(firstCalls.isEmpty)
-        XCTAssertTrue(firstCalls.allSatisfy { $0 <= 6 }, "first sync requests per account: \(firstCalls)")
+        XCTAssertTrue(firstCalls.allSatisfy { $0 == 3 + 3 + 3 }, "first sync requests per account: \(firstCalls)")
 
         // Same day, same window: the rerun must not rewrite a single tuple.
         let before = try await h.metricTupleVersions()
@@ -95,10 +96,10 @@ final class SyncHandlerTests: XCTestCase {
         }
         XCTAssertEqual(recorded, seen)
         // Lean call plan (issue 14): within the entity refresh interval a resync reuses the stored lists and asks
-        // for one ad-level report (TikTok's 4-day and Snap's 29-day lookback windows fit one request each); the
-        // per-level plan cost 3 lists + 3 reports here.
+        // for one ad-level report (TikTok's 4-day and Snap's 29-day lookback windows fit one request each), then
+        // one account-totals request; the per-level plan cost 3 lists + 3 reports here.
         XCTAssertFalse(recorded.isEmpty)
-        XCTAssertTrue(recorded.values.allSatisfy { $0 == 1 }, "one report request per resync: \(recorded)")
+        XCTAssertTrue(recorded.values.allSatisfy { $0 == 1 + 1 }, "report + totals per resync: \(recorded)")
     }
 
     func testRestatedConversionsArePickedUpByTheLookback() async throws {
