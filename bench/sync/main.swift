@@ -213,7 +213,7 @@ struct PlanResult {
     var rowsChecked: Int, mismatches: Int
 }
 
-func measurePlan(_ plan: SyncCallPlan) async throws -> PlanResult {
+func measurePlan(_ plan: SyncCallPlan, reconcile: Bool) async throws -> PlanResult {
     let today = Date(timeIntervalSince1970: 1_780_000_000)
     let box = Sandbox(
         config: SandboxConfig(
@@ -230,6 +230,7 @@ func measurePlan(_ plan: SyncCallPlan) async throws -> PlanResult {
         "NEXJOBS_RATE_LIMIT_RPS": "1000",
     ])
     planEnv.settings.callPlan = plan
+    planEnv.settings.reconcile = reconcile
     planEnv.settings.now = { clock.now() }
     let runEnv = planEnv
     let orgID: Int64 = try await pool.query(
@@ -336,19 +337,23 @@ func measurePlan(_ plan: SyncCallPlan) async throws -> PlanResult {
     return PlanResult(first: first, hourly: hourly, daily: daily, rowsChecked: truth.count, mismatches: mismatches)
 }
 
-let perLevel = try await measurePlan(.perLevel)
-let lean = try await measurePlan(.lean)
+let perLevel = try await measurePlan(.perLevel, reconcile: false)
+let lean = try await measurePlan(.lean, reconcile: false)
+let leanReconciled = try await measurePlan(.lean, reconcile: true)
 print("API requests per account (sync_runs.api_calls; 12 connections, 90-day first sync, no latency):")
 print("| plan | first sync | incremental +1 h | incremental +1 day | ground truth |")
 print("|---|---:|---:|---:|---|")
-for (name, r) in [("per-level (main)", perLevel), ("lean", lean)] {
+for (name, r) in [
+    ("per-level (main)", perLevel), ("lean", lean), ("lean + reconciliation (default)", leanReconciled),
+] {
     print(
         String(
             format: "| %@ | %.2f | %.2f | %.2f | %d rows, %d mismatches |", name, r.first, r.hourly, r.daily,
             r.rowsChecked, r.mismatches))
 }
-print(
-    String(
-        format: "| reduction | %.2fx | %.2fx | %.2fx | |", perLevel.first / lean.first, perLevel.hourly / lean.hourly,
-        perLevel.daily / lean.daily))
-await pool.close()
+for (name, r) in [("lean", lean), ("lean + reconciliation", leanReconciled)] {
+    print(
+        String(
+            format: "| reduction, %@ | %.2fx | %.2fx | %.2fx | |", name, perLevel.first / r.first,
+            perLevel.hourly / r.hourly, perLevel.daily / r.daily))
+}
