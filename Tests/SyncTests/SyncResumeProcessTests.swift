@@ -70,8 +70,16 @@ extension SyncProcessTests {
             XCTAssertGreaterThanOrEqual(try job.decode(1) as Int, 2, "the killed attempt was retried")
 
             let log = try JSONValue.parse(try await get(stack.base + "/_sandbox/report-requests"))
-            let requests = log["requests"]?.arrayValue ?? []
+            // Entity-level reports only: reconciliation's account-totals requests (AUCTION_ADVERTISER) cover the whole
+            // window by design and fetch no metrics rows.
+            let all = log["requests"]?.arrayValue ?? []
+            let requests = all.filter { $0["level"]?.stringValue != "AUCTION_ADVERTISER" }
             XCTAssertFalse(requests.isEmpty, "the resumed attempt fetched the remaining windows")
+            XCTAssertEqual(all.count - requests.count, 3, "one totals request per 30-day window")
+            let reconcile: String? = try await stack.db.pool.query(
+                "SELECT reconcile_status FROM nexcomet.sync_runs WHERE job_id = \(killed.job) AND outcome = 'succeeded'"
+            ).first?.decode(0)
+            XCTAssertEqual(reconcile, "ok", "no re-sync: the totals matched")
             for r in requests {
                 let first = r["first"]?.stringValue ?? ""
                 XCTAssertGreaterThan(first, committed, "a committed window (through \(committed)) was fetched again")
