@@ -11,7 +11,9 @@ extension Array where Element == AdEntity {
         var out: [AdEntity] = []
         out.reserveCapacity(count)
         for e in self {
-            if let i = index[e.id] { out[i] = e } else {
+            if let i = index[e.id] {
+                out[i] = e
+            } else {
                 index[e.id] = out.count
                 out.append(e)
             }
@@ -28,7 +30,9 @@ extension Array where Element == DailyMetric {
         out.reserveCapacity(count)
         for m in self {
             let key = EntityDayKey(level: m.level, id: m.entityId, date: m.date)
-            if let i = index[key] { out[i] = m } else {
+            if let i = index[key] {
+                out[i] = m
+            } else {
                 index[key] = out.count
                 out.append(m)
             }

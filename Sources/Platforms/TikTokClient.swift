@@ -296,7 +296,8 @@ public struct TikTokClient: AdPlatformClient {
                 ], account: account, session: session
             ) { item -> AccountTotals in
                 guard let metrics = item["metrics"] else { throw malformed(path, "report row without metrics") }
-                guard let spend = Values.decimal(metrics["spend"]), let impressions = Values.int64(metrics["impressions"]),
+                guard let spend = Values.decimal(metrics["spend"]),
+                    let impressions = Values.int64(metrics["impressions"]),
                     let conversions = Values.decimal(metrics["conversion"])
                 else { throw malformed(path, "advertiser totals are not numbers") }
                 return AccountTotals(spend: spend ?? 0, impressions: impressions ?? 0, conversions: conversions ?? 0)

@@ -298,7 +298,8 @@ public final class Sandbox: Sendable {
             else { return nil }
             let group = acct.campaigns[0].adGroups[0]
             let n = w.owner.count + 1
-            let id = acct.platform == .tiktok
+            let id =
+                acct.platform == .tiktok
                 ? String(6_800_000_000_000_000_000 + Int64(n)) : String(format: "00000000-0000-4000-8000-%012d", n)
             let key = UInt64(0xADD) << 40 | UInt64(n)
             acct.campaigns[0].adGroups[0].ads.append(

@@ -109,7 +109,8 @@ public struct SyncAdAccountHandler: JobHandler {
                 -Double(settings.entityRefreshInterval.components.seconds))
             if resume != nil || settings.callPlan == .lean,
                 let stored = try await Self.storedEntities(
-                    id, account: account, freshSince: resume != nil ? Date(timeIntervalSince1970: 0) : freshSince, on: pool)
+                    id, account: account, freshSince: resume != nil ? Date(timeIntervalSince1970: 0) : freshSince,
+                    on: pool)
             {
                 entities = stored
             } else {
@@ -118,42 +119,42 @@ public struct SyncAdAccountHandler: JobHandler {
             }
             // 2. Each report window, fetched and committed on its own.
             func syncWindows(_ parts: [DateWindow]) async throws {
-            for part in parts {
-                var metrics: [DailyMetric] = []
-                switch settings.callPlan {
-                case .perLevel:
-                    for level in ReportLevel.allCases { metrics += try await fetchReport(level, part) }
-                case .lean:
-                    // One ad-level report; campaign and ad-group rows are its sums (LevelDerivation says why).
-                    let adRows = try await fetchReport(.ad, part)
-                    let knownAds = Set(entities.lazy.filter { $0.level == .ad }.map(\.id))
-                    if adRows.contains(where: { !knownAds.contains($0.entityId) }) {
-                        // A new ad: the lists are out of date; fetch them once for this sync.
-                        try await fetchEntities()
-                        try await commitEntities(entities, id: id, window: window, context: context)
+                for part in parts {
+                    var metrics: [DailyMetric] = []
+                    switch settings.callPlan {
+                    case .perLevel:
+                        for level in ReportLevel.allCases { metrics += try await fetchReport(level, part) }
+                    case .lean:
+                        // One ad-level report; campaign and ad-group rows are its sums (LevelDerivation says why).
+                        let adRows = try await fetchReport(.ad, part)
+                        let knownAds = Set(entities.lazy.filter { $0.level == .ad }.map(\.id))
+                        if adRows.contains(where: { !knownAds.contains($0.entityId) }) {
+                            // A new ad: the lists are out of date; fetch them once for this sync.
+                            try await fetchEntities()
+                            try await commitEntities(entities, id: id, window: window, context: context)
+                        }
+                        metrics = adRows
+                        if let derived = LevelDerivation.derive(adRows, entities: entities) {
+                            metrics += derived
+                        } else {
+                            // An ad the lists do not place (created between the list and the report): ask the API.
+                            metrics += try await fetchReport(.adGroup, part)
+                            metrics += try await fetchReport(.campaign, part)
+                        }
                     }
-                    metrics = adRows
-                    if let derived = LevelDerivation.derive(adRows, entities: entities) {
-                        metrics += derived
-                    } else {
-                        // An ad the lists do not place (created between the list and the report): ask the API.
-                        metrics += try await fetchReport(.adGroup, part)
-                        metrics += try await fetchReport(.campaign, part)
+                    let parents = SyncWriter.Parents(entities: entities)
+                    let result = try await pool.withTransaction { c in
+                        let r = try await SyncWriter.replaceMetrics(
+                            metrics, adAccountID: id, platform: platform, window: part, parents: parents,
+                            finalBefore: finalBefore, on: c)
+                        try await SyncProgress.save(
+                            adAccountID: id, jobID: context.id, window: window, committedThrough: part.last, on: c)
+                        return r
                     }
+                    written.upserted += result.upserted
+                    written.deleted += result.deleted
+                    rowCount += metrics.count
                 }
-                let parents = SyncWriter.Parents(entities: entities)
-                let result = try await pool.withTransaction { c in
-                    let r = try await SyncWriter.replaceMetrics(
-                        metrics, adAccountID: id, platform: platform, window: part, parents: parents,
-                        finalBefore: finalBefore, on: c)
-                    try await SyncProgress.save(
-                        adAccountID: id, jobID: context.id, window: window, committedThrough: part.last, on: c)
-                    return r
-                }
-                written.upserted += result.upserted
-                written.deleted += result.deleted
-                rowCount += metrics.count
-            }
             }
             try await syncWindows(remaining)
             // 3. Reconciliation: the platform's account totals against the stored ad-level sums; a difference

@@ -187,7 +187,12 @@ final class PagingTests: XCTestCase {
         let pages = LockedBox(0)
         let transport = HookTransport { url in
             guard url.absoluteString.contains("report/integrated/get/?") else { return }
-            guard pages.withLock({ p in p += 1; return p }) == 8 else { return }
+            guard
+                pages.withLock({ p in
+                    p += 1
+                    return p
+                }) == 8
+            else { return }
             added.withLock { a in if a == nil { a = sandbox.addAd(account: info.id) } }
         }
         let rows = try await tiktok(sandbox, pageSize: 3, transport: transport).dailyMetrics(

@@ -71,8 +71,11 @@ final class ReauthorizeTests: XCTestCase {
             try await h.store.reauthorize(999_999, tokens: fresh, on: c)
         }
         XCTAssertEqual(missing, .notFound)
-        try await h.db.pool.execute("UPDATE nexcomet.ad_connections SET status = 'disconnected' WHERE id = \(tiktok.id)")
-        let gone = try await h.db.pool.withConnection { c in try await h.store.reauthorize(tiktok.id, tokens: fresh, on: c) }
+        try await h.db.pool.execute(
+            "UPDATE nexcomet.ad_connections SET status = 'disconnected' WHERE id = \(tiktok.id)")
+        let gone = try await h.db.pool.withConnection { c in
+            try await h.store.reauthorize(tiktok.id, tokens: fresh, on: c)
+        }
         XCTAssertEqual(gone, .disconnected)
     }
 
@@ -113,7 +116,8 @@ final class ReauthorizeTests: XCTestCase {
         let doc = #"{"access_token":"new-access-XYZ","refresh_token":"new-refresh-XYZ","expires_in":3600}"#
 
         // Refused: bad signature, plaintext tokens, tokens sealed for another connection, unknown connection.
-        let unsigned = await post(#"{"connection_id":\#(id),"sealed_tokens":"\#(try sealed(doc, for: id))"}"#, signature: "sha256=00")
+        let unsigned = await post(
+            #"{"connection_id":\#(id),"sealed_tokens":"\#(try sealed(doc, for: id))"}"#, signature: "sha256=00")
         XCTAssertEqual(unsigned.status, 401)
         let plaintext = await post(#"{"connection_id":\#(id),"access_token":"new-access-XYZ"}"#)
         XCTAssertEqual(plaintext.status, 400)
@@ -144,7 +148,8 @@ final class ReauthorizeTests: XCTestCase {
         let stamp = String(Int(Date().timeIntervalSince1970))
         var headers = HTTPHeaders()
         headers.add("X-Nexjobs-Timestamp", stamp)
-        headers.add("X-Nexjobs-Signature", WebService.signature(secret: secret, timestamp: stamp, body: Array(body.utf8)))
+        headers.add(
+            "X-Nexjobs-Signature", WebService.signature(secret: secret, timestamp: stamp, body: Array(body.utf8)))
         let off = await keyless.router().handle(
             HTTPRequest(method: "POST", path: "/webhooks/reauthorized", headers: headers, body: Array(body.utf8)))
         XCTAssertEqual(off.status, 503)

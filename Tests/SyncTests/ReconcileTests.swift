@@ -12,7 +12,8 @@ import XCTest
 
 /// Issue 14, reconciliation: the platform's account totals against the stored ad-level sums after each sync.
 final class ReconcileTests: XCTestCase {
-    func accounts(_ h: SyncHarness) async throws -> [(id: Int64, external: String, platform: String, connection: Int64)] {
+    func accounts(_ h: SyncHarness) async throws -> [(id: Int64, external: String, platform: String, connection: Int64)]
+    {
         try await h.db.pool.query(
             "SELECT id, external_id, platform, connection_id FROM nexcomet.ad_accounts ORDER BY id"
         ).map { (try $0.decode(0), try $0.decode(1), try $0.decode(2), try $0.decode(3)) }
@@ -39,7 +40,8 @@ final class ReconcileTests: XCTestCase {
         }
         let all = try await accounts(h)
         let skewed = [
-            try XCTUnwrap(all.first { $0.platform == "tiktok" }), try XCTUnwrap(all.first { $0.platform == "snapchat" }),
+            try XCTUnwrap(all.first { $0.platform == "tiktok" }),
+            try XCTUnwrap(all.first { $0.platform == "snapchat" }),
         ]
         for a in skewed { h.sandbox.skewAccountTotals(account: a.external, spendCents: 123) }
         h.sandbox.resetRequestCounts()
@@ -52,7 +54,8 @@ final class ReconcileTests: XCTestCase {
                 XCTAssertEqual(run.status, "mismatch", a.external)
                 let diff = try XCTUnwrap(run.difference)
                 // 1.23 on each of the three 30/31-day totals answers of the 90-day window.
-                XCTAssertTrue(diff.contains(#""difference": {"spend": 3.69, "conversions": 0, "impressions": 0}"#), diff)
+                XCTAssertTrue(
+                    diff.contains(#""difference": {"spend": 3.69, "conversions": 0, "impressions": 0}"#), diff)
             } else {
                 XCTAssertEqual(run.status, "ok", a.external)
             }

@@ -286,7 +286,9 @@ func measurePlan(_ plan: SyncCallPlan, reconcile: Bool) async throws -> PlanResu
             """
         ).first!
         let runs: Int = try r.decode(0)
-        guard runs == accountIDs.count else { throw SyncConfigurationError("only \(runs) of \(accountIDs.count) synced") }
+        guard runs == accountIDs.count else {
+            throw SyncConfigurationError("only \(runs) of \(accountIDs.count) synced")
+        }
         return Double(try r.decode(1, as: Int.self)) / Double(runs)
     }
     let first = try await syncAll()
@@ -309,12 +311,14 @@ func measurePlan(_ plan: SyncCallPlan, reconcile: Bool) async throws -> PlanResu
         """)
     {
         let level: String = try r.decode(1)
-        let key = "\(try r.decode(0, as: String.self))|\(level == "ad_group" ? "adgroup" : level)|"
+        let key =
+            "\(try r.decode(0, as: String.self))|\(level == "ad_group" ? "adgroup" : level)|"
             + "\(try r.decode(2, as: String.self))|\(try r.decode(3, as: String.self))"
         let spend = Decimal(string: try r.decode(4, as: String.self))!
         let conversions = Decimal(string: try r.decode(7, as: String.self))!
         let value = Decimal(string: try r.decode(8, as: String.self))!
-        stored[key] = "\(spend)|\(try r.decode(5, as: Int64.self))|\(try r.decode(6, as: Int64.self))|\(conversions)|\(value)"
+        stored[key] =
+            "\(spend)|\(try r.decode(5, as: Int64.self))|\(try r.decode(6, as: Int64.self))|\(conversions)|\(value)"
     }
     for r in try await pool.query(
         """
@@ -465,7 +469,9 @@ if let scaleText = ProcessInfo.processInfo.environment["SYNC_BENCH_SCALE"], let 
             NewJob(kind: SyncAdAccountHandler.kind, args: #"{"ad_account_id":\#(id)}"#))
     }
     let hourly = try await accountRound()
-    print("scale run: \(conns.count) connections, \(first.accounts) ad accounts, 20 ms per API call, 4 x 8 jobs at a time")
+    print(
+        "scale run: \(conns.count) connections, \(first.accounts) ad accounts, 20 ms per API call, 4 x 8 jobs at a time"
+    )
     print(
         String(
             format:
