@@ -78,7 +78,9 @@ BEGIN
 END
 $$;
 
--- sql/021's due-work functions, unchanged except that they insert through insert_jobs (which notifies).
+-- sql/021's due-work functions, unchanged except that they insert through insert_jobs (which notifies). They are
+-- restated in full on purpose: an applied migration is never edited, so CREATE OR REPLACE repeats the body (the same
+-- holds for enqueue_ex above, first defined in sql/001).
 CREATE OR REPLACE FUNCTION nexcomet.enqueue_due_syncs(
     batch_size integer DEFAULT 10000,
     jitter double precision DEFAULT 0.1,

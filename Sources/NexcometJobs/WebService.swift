@@ -27,6 +27,7 @@ import Sync
 ///   `Retry-After` when the connection row stays locked by another transaction beyond the pool's `lock_timeout`
 ///   (SQLSTATE 55P03), 503 with `Retry-After` on a statement timeout (57014), no free pool connection in time
 ///   or the database unreachable. Nothing is enqueued on any error. The secret and signatures are never logged.
+/// - `POST /webhooks/reauthorized`: new tokens for a connection, sealed; see ReauthorizeWebhook.swift.
 public struct WebService: Sendable {
     public var pool: PGPool
     /// Metrics are computed at most once per `metricsTTL` (default 5 s) however often they are scraped: the
@@ -44,6 +45,9 @@ public struct WebService: Sendable {
     public var maxSkew: TimeInterval = 300
     public var now: @Sendable () -> Date = { Date() }
     public var logger: Logger
+    /// Opens the sealed tokens of `POST /webhooks/reauthorized` and stores them (ReauthorizeWebhook.swift); nil
+    /// (no `NEXJOBS_TOKEN_KEYS`) refuses that webhook with 503.
+    public var tokenStore: ConnectionStore?
 
     public init(pool: PGPool, webhookSecret: [UInt8]?, logger: Logger) {
         self.pool = pool
@@ -74,6 +78,7 @@ public struct WebService: Sendable {
         r.add("GET", "/healthz") { _ in await self.health() }
         r.add("GET", "/metrics") { _ in await self.metrics() }
         r.add("POST", "/webhooks/resync") { request in await self.resync(request) }
+        r.add("POST", "/webhooks/reauthorized") { request in await self.reauthorized(request) }
         return r
     }
 
@@ -131,6 +136,19 @@ public struct WebService: Sendable {
                 let n: Int64 = try r.decode(2)
                 out += "nexjobs_ad_connections{platform=\"\(label(platform))\",status=\"\(label(status))\"} \(n)\n"
             }
+            out += "# HELP nexjobs_sync_reconcile_mismatch_total Account syncs whose totals still differed after one "
+            out += "re-sync.\n# TYPE nexjobs_sync_reconcile_mismatch_total counter\n"
+            for r in try await pool.query(
+                """
+                SELECT p.platform, coalesce(c.mismatches, 0)::bigint
+                  FROM (VALUES ('snapchat'), ('tiktok')) AS p(platform)
+                  LEFT JOIN nexcomet.sync_reconcile_counters c ON c.platform = p.platform ORDER BY 1
+                """)
+            {
+                let platform: String = try r.decode(0)
+                let n: Int64 = try r.decode(1)
+                out += "nexjobs_sync_reconcile_mismatch_total{platform=\"\(label(platform))\"} \(n)\n"
+            }
             out += try await PrivacyDeadlines.load(on: pool).prometheusText  // privacy request deadlines
             return .text(out, contentType: "text/plain; version=0.0.4; charset=utf-8")
         } catch {
@@ -147,17 +165,7 @@ public struct WebService: Sendable {
             let body = (try? JSONSerialization.data(withJSONObject: ["error": message])) ?? Data("{}".utf8)
             return .json(String(decoding: body, as: UTF8.self), status: status)
         }
-        guard let secret = webhookSecret else { return refuse(503, "webhooks are disabled") }
-        guard let stamp = request.headers["X-Nexjobs-Timestamp"], let seconds = Double(stamp),
-            stamp.allSatisfy(\.isNumber)
-        else { return refuse(401, "missing or malformed X-Nexjobs-Timestamp (Unix seconds)") }
-        guard abs(now().timeIntervalSince1970 - seconds) <= maxSkew else {
-            return refuse(401, "X-Nexjobs-Timestamp is more than \(Int(maxSkew)) s away from now")
-        }
-        guard let given = request.headers["X-Nexjobs-Signature"], given.hasPrefix("sha256="),
-            constantTimeEquals(
-                Array(given.utf8), Array(Self.signature(secret: secret, timestamp: stamp, body: request.body).utf8))
-        else { return refuse(401, "missing or wrong X-Nexjobs-Signature") }
+        if let (status, message) = signatureRefusal(request) { return refuse(status, message) }
 
         struct Body: Decodable { var connection_id: RowID }
         let id = (try? JSONDecoder().decode(Body.self, from: Data(request.body)))?.connection_id.value

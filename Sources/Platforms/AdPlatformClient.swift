@@ -30,11 +30,29 @@ public protocol AdPlatformClient: Sendable {
     /// Returns false when it has none (the default); true when the platform confirmed, or the token was already
     /// invalid there. Throws on failures worth retrying.
     func revokeAccessToken(_ accessToken: String) async throws -> Bool
+    /// The account's own totals of spend, impressions and conversions over `window`, aggregated by the platform
+    /// independently of the entity-level reports (reconciliation, issue 14).
+    func accountTotals(account: AdAccount, window: DateWindow, session: TokenSession) async throws -> AccountTotals
 }
 
 extension AdPlatformClient {
     /// No revoke endpoint (Snap's Marketing API documents none).
     public func revokeAccessToken(_ accessToken: String) async throws -> Bool { false }
+}
+
+/// Spend, impressions and conversions summed over a window.
+public struct AccountTotals: Sendable, Equatable, CustomStringConvertible {
+    public var spend: Decimal
+    public var impressions: Int64
+    public var conversions: Decimal
+
+    public init(spend: Decimal = 0, impressions: Int64 = 0, conversions: Decimal = 0) {
+        self.spend = spend
+        self.impressions = impressions
+        self.conversions = conversions
+    }
+
+    public var description: String { "spend \(spend), impressions \(impressions), conversions \(conversions)" }
 }
 
 extension AdPlatformClient {

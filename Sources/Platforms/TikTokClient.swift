@@ -233,6 +233,8 @@ public struct TikTokClient: AdPlatformClient {
         case .ad: (path, prefix, idKey, nameKey) = ("ad/get/", "AD", "ad_id", "ad_name")
         }
         let filtering = JSONValue.object([("secondary_status", .string("\(prefix)_STATUS_ALL"))]).jsonText
+        // Pages of `configuration.pageSize` (1000, the documented maximum: ad-apis.md A3 "Pagination"); a list that
+        // shifted between two page requests is deduplicated (Dedup.swift).
         return try await paged(
             path, query: [("advertiser_id", account.id), ("filtering", filtering)], account: account, session: session
         ) { item in
@@ -252,7 +254,7 @@ public struct TikTokClient: AdPlatformClient {
                 name: item[nameKey]?.stringValue ?? "", parentId: parent,
                 campaignId: level == .campaign ? id : item["campaign_id"]?.idText, status: status,
                 isDeleted: deleted, updatedAt: item["modify_time"]?.stringValue)
-        }
+        }.uniqueByID()
     }
 
     // MARK: Reports
@@ -261,10 +263,14 @@ public struct TikTokClient: AdPlatformClient {
         _ level: ReportLevel, account: AdAccount, window: DateWindow, session: TokenSession
     ) async throws -> [DailyMetric] {
         var rows: [DailyMetric] = []
+        // Windows of up to 30 days, the documented maximum for `stat_time_day` (ad-apis.md A4 "Max range per
+        // request: DAY 30 days"; a longer range answers 40067); pages of 1000 rows (A4 `page_size` <= 1000). TikTok
+        // leaves entity-days without delivery out of the report (the sandbox does the same), so there is no filter
+        // to add for them; the metrics asked for are exactly the five stored (`reportMetrics`).
         for part in window.split(maxDays: configuration.maxReportDays) {
             rows += try await report(level, account: account, window: part, session: session)
         }
-        return rows
+        return rows.uniqueByEntityDay()
     }
 
     /// One report window; on 40067 the window is halved and each half fetched, down to a single day.
@@ -301,6 +307,40 @@ public struct TikTokClient: AdPlatformClient {
             return try await report(level, account: account, window: left, session: session)
                 + report(level, account: account, window: right, session: session)
         }
+    }
+
+    /// Account totals from `data_level=AUCTION_ADVERTISER` (ad-apis.md A4), the advertiser's own aggregation, per
+    /// window of at most 30 days (`stat_time_day` is the documented dimension with a known range limit).
+    public func accountTotals(
+        account: AdAccount, window: DateWindow, session: TokenSession
+    ) async throws -> AccountTotals {
+        let path = "report/integrated/get/"
+        var totals = AccountTotals()
+        for part in window.split(maxDays: configuration.maxReportDays) {
+            let rows = try await paged(
+                path,
+                query: [
+                    ("advertiser_id", account.id), ("service_type", "AUCTION"), ("report_type", "BASIC"),
+                    ("data_level", "AUCTION_ADVERTISER"),
+                    ("dimensions", QueryString.jsonArray(["advertiser_id", "stat_time_day"])),
+                    ("metrics", QueryString.jsonArray(["spend", "impressions", "conversion"])),
+                    ("start_date", part.first.description), ("end_date", part.last.description),
+                ], account: account, session: session
+            ) { item -> AccountTotals in
+                guard let metrics = item["metrics"] else { throw malformed(path, "report row without metrics") }
+                guard let spend = Values.decimal(metrics["spend"]),
+                    let impressions = Values.int64(metrics["impressions"]),
+                    let conversions = Values.decimal(metrics["conversion"])
+                else { throw malformed(path, "advertiser totals are not numbers") }
+                return AccountTotals(spend: spend ?? 0, impressions: impressions ?? 0, conversions: conversions ?? 0)
+            }
+            for r in rows {
+                totals.spend += r.spend
+                totals.impressions += r.impressions
+                totals.conversions += r.conversions
+            }
+        }
+        return totals
     }
 
     /// Normalizes one `report/integrated/get/` list item.

@@ -85,6 +85,16 @@ extension Sandbox {
             let maxJSON = JSONText.object(maxima.sorted { $0.key < $1.key }.map { ($0.key, "\($0.value)") })
             return .json(JSONText.object([("counts", JSONText.array(list)), ("max_per_second", maxJSON)]))
         }
+        router.add("GET", "/_sandbox/report-requests") { [self] _ in
+            let list = reportRequests().map { r in
+                JSONText.object([
+                    ("platform", JSONText.string(r.platform.rawValue)), ("account_id", JSONText.string(r.accountID)),
+                    ("level", JSONText.string(r.level)), ("first", JSONText.string(r.first)),
+                    ("last", JSONText.string(r.last)),
+                ])
+            }
+            return .json(JSONText.object([("requests", JSONText.array(list))]))
+        }
         router.add("POST", "/_sandbox/requests/reset") { [self] _ in
             resetRequestCounts()
             return .json("{\"reset\":true}")

@@ -9,6 +9,17 @@ enum Answer<Value> {
 }
 
 /// One row of the sandbox's ground truth: what a correct sync must have stored for one entity and day.
+/// One served report request (TikTok `report/integrated/get/`, Snap `/stats`).
+public struct ReportRequest: Sendable, Equatable {
+    public var platform: SandboxPlatform
+    public var accountID: String
+    /// TikTok `data_level` (e.g. `AUCTION_AD`); Snap `breakdown` (or `none`).
+    public var level: String
+    /// First and last account-local day asked for, `YYYY-MM-DD`.
+    public var first: String
+    public var last: String
+}
+
 public struct TruthRow: Sendable, Equatable {
     public var platform: SandboxPlatform
     public var accountID: String
@@ -90,16 +101,22 @@ public final class Sandbox: Sendable {
         var server: HTTPServer?
         var port = 0
         var demo: [SandboxConnectionInfo] = []
+        var reportLog: [ReportRequest] = []
+        /// Account id to (spend cents added to its account-level totals, remaining times; nil: always).
+        var totalSkew: [String: (cents: Int64, times: Int?)] = [:]
     }
 
     let config: SandboxConfig
-    let world: World
+    /// The world; mutable only through ``addAd(account:)`` (an entity created mid-sync).
+    let worldBox: Mutex<World>
+    var world: World { worldBox.withLock { $0 } }
     let state: Mutex<State>
 
     /// Builds the world from `config`; nothing listens until `start`.
     public init(config: SandboxConfig = .init()) {
         self.config = config
-        self.world = World(config: config)
+        let world = World(config: config)
+        self.worldBox = Mutex(world)
         self.state = Mutex(State(faults: FaultEngine(seed: config.seed)))
         var demo: [SandboxConnectionInfo] = []
         for c in world.connections {
@@ -292,9 +309,71 @@ public final class Sandbox: Sendable {
         requestCounts().filter { $0.accountID == account }.map(\.count).max() ?? 0
     }
 
-    /// Forgets all request counts.
+    /// Creates a new active ad in the first ad group of the account's first campaign, as a user would between two
+    /// requests of a sync; it delivers from the account's local today on. Returns its id, nil when the account is
+    /// unknown or has no ad group. Lists now hold it in its ad group's place, so later pages shift by one.
+    @discardableResult
+    public func addAd(account: String) -> String? {
+        let today = world.accounts[account].map { localToday($0) }
+        return worldBox.withLock { w -> String? in
+            guard var acct = w.accounts[account], let today, !acct.campaigns.isEmpty,
+                !acct.campaigns[0].adGroups.isEmpty
+            else { return nil }
+            let group = acct.campaigns[0].adGroups[0]
+            let n = w.owner.count + 1
+            let id =
+                acct.platform == .tiktok
+                ? String(6_800_000_000_000_000_000 + Int64(n)) : String(format: "00000000-0000-4000-8000-%012d", n)
+            let key = UInt64(0xADD) << 40 | UInt64(n)
+            acct.campaigns[0].adGroups[0].ads.append(
+                Ad(
+                    id: id, name: "Ad added \(n)", adGroupID: group.id, campaignID: group.campaignID, status: .active,
+                    key: key, createdDay: today))
+            w.accounts[account] = acct
+            w.owner[id] = account
+            w.level[id] = .ad
+            return id
+        }
+    }
+
+    /// Makes the account-level totals of `account` (TikTok `AUCTION_ADVERTISER` reports, Snap ad-account `TOTAL`
+    /// stats) disagree with its entity reports by `spendCents`, for the next `times` such requests (nil: until
+    /// cleared with 0). The entity-level reports and the ground truth are unchanged.
+    public func skewAccountTotals(account: String, spendCents: Int64, times: Int? = nil) {
+        state.withLock { $0.totalSkew[account] = spendCents == 0 ? nil : (spendCents, times) }
+    }
+
+    /// The skew to apply to one account-total answer now (0 when none), counting it down.
+    func takeTotalSkew(_ account: String) -> Int64 {
+        state.withLock { s in
+            guard let skew = s.totalSkew[account] else { return 0 }
+            if let times = skew.times {
+                s.totalSkew[account] = times <= 1 ? nil : (skew.cents, times - 1)
+            }
+            return skew.cents
+        }
+    }
+
+    /// Forgets all request counts and the report request log.
     public func resetRequestCounts() {
-        state.withLock { $0.counts = [:] }
+        state.withLock {
+            $0.counts = [:]
+            $0.reportLog = []
+        }
+    }
+
+    /// Every report / stats request served (validated and answered), oldest first: which account, level and days.
+    public func reportRequests() -> [ReportRequest] {
+        state.withLock { $0.reportLog }
+    }
+
+    func logReport(_ platform: SandboxPlatform, account: String, level: String, first: CivilDay, last: CivilDay) {
+        state.withLock {
+            $0.reportLog.append(
+                ReportRequest(
+                    platform: platform, accountID: account, level: level, first: first.description,
+                    last: last.description))
+        }
     }
 
     // MARK: Internals shared by both APIs

@@ -422,6 +422,7 @@ extension Sandbox {
             }
         }
         let lastDay = granularity == "DAY" ? endDay - 1 : Zone.localDay(tz, at: endUnix - 1)
+        logReport(.snapchat, account: account.id, level: breakdown ?? "none", first: startDay, last: lastDay)
 
         let today = localToday(account)
         let ads: [Ad]
@@ -483,8 +484,12 @@ extension Sandbox {
                 ("finalized_data_end_time", JSONText.string(finalized)),
             ]
         }
+        var skewCents: Int64 = granularity == "TOTAL" && kind == "adaccounts" ? takeTotalSkew(account.id) : 0
         func body(_ entityID: String, _ type: String, _ ads: [Ad]) -> [(String, String)] {
-            let (ts, total) = series(ads)
+            let (ts, sum) = series(ads)
+            var total = sum
+            total.spendCents += skewCents
+            skewCents = 0
             return header(entityID, type)
                 + (granularity == "DAY" ? [("timeseries", ts)] : [("stats", statsJSON(total))])
         }

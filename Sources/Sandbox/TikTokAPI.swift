@@ -436,6 +436,7 @@ extension Sandbox {
         guard start <= end else { return tiktokError(40002, "end_date must not be earlier than start_date.") }
         guard end.day - start.day + 1 <= 30 else { return tiktokError(40067, "Your query is too large") }
 
+        logReport(.tiktok, account: account.id, level: req.query["data_level"] ?? "", first: start, last: end)
         let today = localToday(account)
         var rows: [(id: String, day: CivilDay, m: DayMetrics)] = []
         func collect(_ id: String, _ ads: [Ad]) {
@@ -451,6 +452,9 @@ extension Sandbox {
         case "campaign_id": for c in account.campaigns { collect(c.id, c.adGroups.flatMap(\.ads)) }
         case "adgroup_id": for g in account.allAdGroups { collect(g.id, g.ads) }
         default: for ad in account.allAds { collect(ad.id, [ad]) }
+        }
+        if idDimension == "advertiser_id", !rows.isEmpty, paging.page == 1 {
+            rows[0].m.spendCents += takeTotalSkew(account.id)
         }
         let first = (paging.page - 1) * paging.size
         let slice = first < rows.count ? rows[first..<min(rows.count, first + paging.size)] : []

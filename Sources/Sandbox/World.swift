@@ -26,6 +26,8 @@ struct Ad: Sendable {
     let status: EntityStatus
     /// Stable key feeding the metrics hash.
     let key: UInt64
+    /// First day it can deliver, for ads created after the world was built (``Sandbox/addAd(account:)``).
+    var createdDay: CivilDay? = nil
 }
 
 struct AdGroup: Sendable {
@@ -78,12 +80,12 @@ struct Connection: Sendable {
 struct World: Sendable {
     let config: SandboxConfig
     let connections: [Connection]
-    let accounts: [String: Account]
+    var accounts: [String: Account]
     let accountOrder: [String]
     /// Entity id to owning account id, for every campaign, ad group and ad.
-    let owner: [String: String]
+    var owner: [String: String]
     /// Entity id to level.
-    let level: [String: SandboxLevel]
+    var level: [String: SandboxLevel]
     /// The first day with metrics, per account.
     let firstDay: [String: CivilDay]
     /// Unix seconds of the initial "today" instant.

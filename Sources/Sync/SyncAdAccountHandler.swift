@@ -9,9 +9,14 @@ import Queue
 ///
 /// Window (unless `from`/`to`, `YYYY-MM-DD`, are given): from the last synced date minus the platform's lookback to
 /// today in the account's time zone; a first sync backfills the organization plan's retention
-/// (``SyncSettings/window(platform:plan:timeZone:lastSynced:)``). Every fetch completes before anything is written,
-/// so a failed or malformed response writes nothing. The write replaces the window's metrics with an upsert that
-/// touches only changed rows, records a `sync_runs` row and completes the job, all in one transaction.
+/// (``SyncSettings/window(platform:plan:timeZone:lastSynced:)``).
+///
+/// Commits per step (issue 14): the entity lists when fetched, then each report window (TikTok 30 days, Snap 31
+/// days) in its own transaction that replaces that window's metrics (an upsert touching only changed rows) and
+/// records the job's progress in `nexcomet.sync_progress`. A failed or malformed response writes nothing of its
+/// window; a retry of the same job (after a snooze, a crash, a lost lease) resumes after the last committed window.
+/// The last transaction advances `last_synced_date`, records the `sync_runs` row, clears the progress and completes
+/// the job. How requests are spent: ``SyncCallPlan``.
 public struct SyncAdAccountHandler: JobHandler {
     /// Typed args: `ad_account_id`, optional `from` / `to` (`YYYY-MM-DD`, both or neither); unique key
     /// `sync_ad_account:<id>`, so an account already queued or syncing is not queued twice.
@@ -76,45 +81,135 @@ public struct SyncAdAccountHandler: JobHandler {
             throw JobDiscard("connection \(row.connectionID) holds no access token; re-authorization required")
         }
         let client = try environment.client(platform, pool: context.pool)
-        let pool = context.pool
         let connectionID = row.connectionID
         let session = TokenSession(tokens: tokens) { fresh in
-            try await pool.withConnection { c in try await store.saveTokens(connectionID, fresh, on: c) }
+            try await context.pool.withConnection { c in try await store.saveTokens(connectionID, fresh, on: c) }
         }
         policy.session = session
         let account = row.account
+        let pool = context.pool
+        let finalBefore = today.adding(days: -settings.lookback(platform))
+        // Resumable: the windows this job already committed (a snooze, a crash, a lost lease) are not fetched again.
+        let resume = try await SyncProgress.load(adAccountID: id, jobID: context.id, window: window, on: pool)
+        let remaining = SyncProgress.remainingWindows(
+            window, committedThrough: resume?.committedThrough, maxDays: Self.reportWindowDays(platform))
         var entities: [AdEntity] = []
-        var metrics: [DailyMetric] = []
+        var written = MetricsWriteResult(upserted: 0, deleted: 0)
+        var rowCount = 0
+        var reconcile: Reconciliation?
         do {
-            for level in ReportLevel.allCases {
-                entities += try await settings.retryingTransient {
-                    try await client.entities(level, account: account, session: session)
+            func fetchEntities() async throws {
+                entities = []
+                for level in ReportLevel.allCases {
+                    entities += try await settings.retryingTransient {
+                        try await client.entities(level, account: account, session: session)
+                    }
                 }
             }
-            for level in ReportLevel.allCases {
-                metrics += try await settings.retryingTransient {
-                    try await client.dailyMetrics(level, account: account, window: window, session: session)
+            func fetchReport(_ level: ReportLevel, _ part: DateWindow) async throws -> [DailyMetric] {
+                try await settings.retryingTransient {
+                    try await client.dailyMetrics(level, account: account, window: part, session: session)
+                }
+            }
+            // 1. Entities: the stored snapshot while it is fresh (lean plan) or when this job committed it before
+            // a crash or snooze; else the three lists, committed at once.
+            let freshSince = settings.now().addingTimeInterval(
+                -Double(settings.entityRefreshInterval.components.seconds))
+            if resume != nil || settings.callPlan == .lean,
+                let stored = try await Self.storedEntities(
+                    id, account: account, freshSince: resume != nil ? Date(timeIntervalSince1970: 0) : freshSince,
+                    on: pool)
+            {
+                entities = stored
+            } else {
+                try await fetchEntities()
+                try await commitEntities(entities, id: id, window: window, context: context)
+            }
+            // 2. Each report window, fetched and committed on its own.
+            func syncWindows(_ parts: [DateWindow]) async throws {
+                for part in parts {
+                    var metrics: [DailyMetric] = []
+                    switch settings.callPlan {
+                    case .perLevel:
+                        for level in ReportLevel.allCases { metrics += try await fetchReport(level, part) }
+                    case .lean:
+                        // One ad-level report; campaign and ad-group rows are its sums (LevelDerivation says why).
+                        let adRows = try await fetchReport(.ad, part)
+                        let knownAds = Set(entities.lazy.filter { $0.level == .ad }.map(\.id))
+                        if adRows.contains(where: { !knownAds.contains($0.entityId) }) {
+                            // A new ad: the lists are out of date; fetch them once for this sync.
+                            try await fetchEntities()
+                            try await commitEntities(entities, id: id, window: window, context: context)
+                        }
+                        metrics = adRows
+                        if let derived = LevelDerivation.derive(adRows, entities: entities) {
+                            metrics += derived
+                        } else {
+                            // An ad the lists do not place (created between the list and the report): ask the API.
+                            metrics += try await fetchReport(.adGroup, part)
+                            metrics += try await fetchReport(.campaign, part)
+                        }
+                    }
+                    let parents = SyncWriter.Parents(entities: entities)
+                    let result = try await pool.withTransaction { c in
+                        guard try await SyncWriter.lockForWrite(adAccountID: id, on: c) else { throw SyncStopped() }
+                        let r = try await SyncWriter.replaceMetrics(
+                            metrics, adAccountID: id, platform: platform, window: part, parents: parents,
+                            finalBefore: finalBefore, on: c)
+                        try await SyncProgress.save(
+                            adAccountID: id, jobID: context.id, window: window, committedThrough: part.last, on: c)
+                        return r
+                    }
+                    written.upserted += result.upserted
+                    written.deleted += result.deleted
+                    rowCount += metrics.count
+                }
+            }
+            try await syncWindows(remaining)
+            // 3. Reconciliation: the platform's account totals against the stored ad-level sums; a difference
+            // re-syncs the whole window once, and one that persists is recorded (never fails the sync).
+            if settings.reconcile {
+                do {
+                    func compare() async throws -> (api: AccountTotals, stored: AccountTotals) {
+                        let api = try await settings.retryingTransient {
+                            try await client.accountTotals(account: account, window: window, session: session)
+                        }
+                        return (api, try await Self.storedTotals(id, window: window, on: pool))
+                    }
+                    var check = try await compare()
+                    if check.api == check.stored {
+                        reconcile = Reconciliation(status: "ok")
+                    } else {
+                        context.logger.warning(
+                            "ad account totals differ from the stored sums; re-syncing the window once",
+                            ("ad_account", "\(id)"), ("window", window.description))
+                        try await syncWindows(window.split(maxDays: Self.reportWindowDays(platform)))
+                        check = try await compare()
+                        reconcile =
+                            check.api == check.stored
+                            ? Reconciliation(status: "resynced")
+                            : Reconciliation(status: "mismatch", api: check.api, stored: check.stored)
+                    }
+                } catch let e as PlatformError {
+                    reconcile = Reconciliation(status: "skipped", error: e.description)
                 }
             }
         } catch let e as PlatformError {
             try await policy.fail(e)
+        } catch is SyncStopped {
+            // The organization was deleted or restricted, or the connection stopped, mid-sync: the final
+            // transaction sees the same and completes the job without writing.
         }
-        let parents = SyncWriter.Parents(entities: entities)
-        let finalBefore = today.adding(days: -settings.lookback(platform))
         let started = policy.started
-        // Every HTTP request of this sync: pages, window chunks and retries, plus token refreshes.
+        // Every HTTP request of this attempt: pages, window chunks and retries, plus token refreshes.
         let calls = await session.requestCount + session.refreshCount
         let result = try await context.pool.withTransaction { c -> MetricsWriteResult? in
             // Organization, connection, account: the erasure's lock order. A deletion, restriction or disconnect
-            // that committed while the platform answered leaves nothing to write.
+            // that committed while the platform answered leaves nothing more to write.
             guard try await SyncWriter.lockForWrite(adAccountID: id, on: c) else {
                 try await context.complete(on: c)
                 return nil
             }
-            try await SyncWriter.upsertEntities(entities, adAccountID: id, on: c)
-            let written = try await SyncWriter.replaceMetrics(
-                metrics, adAccountID: id, platform: platform, window: window, parents: parents,
-                finalBefore: finalBefore, on: c)
             try await c.execute(
                 """
                 UPDATE nexcomet.ad_accounts
@@ -125,11 +220,21 @@ public struct SyncAdAccountHandler: JobHandler {
             try await c.execute(
                 """
                 INSERT INTO nexcomet.sync_runs (ad_account_id, connection_id, job_id, window_start, window_end,
-                                                rows_written, api_calls, duration_ms, outcome, finished_at)
+                                                rows_written, api_calls, duration_ms, outcome, finished_at,
+                                                reconcile_status, reconcile_difference)
                 VALUES (\(id), \(connectionID), \(context.id), \(window.first.description)::date,
                         \(window.last.description)::date, \(written.upserted + written.deleted), \(calls),
-                        \((ContinuousClock.now - started).milliseconds), 'succeeded', now())
+                        \((ContinuousClock.now - started).milliseconds), 'succeeded', now(),
+                        \(reconcile?.status), \(reconcile?.differenceJSON)::jsonb)
                 """)
+            if reconcile?.status == "mismatch" {
+                try await c.execute(
+                    """
+                    INSERT INTO nexcomet.sync_reconcile_counters (platform, mismatches) VALUES (\(platform.rawValue), 1)
+                    ON CONFLICT (platform) DO UPDATE SET mismatches = sync_reconcile_counters.mismatches + 1
+                    """)
+            }
+            try await SyncProgress.clear(adAccountID: id, on: c)
             try await context.complete(on: c)
             return written
         }
@@ -141,7 +246,29 @@ public struct SyncAdAccountHandler: JobHandler {
         }
         context.logger.info(
             "ad account synced", ("ad_account", "\(id)"), ("window", window.description),
-            ("rows", "\(metrics.count)"), ("changed", "\(result.upserted)"), ("deleted", "\(result.deleted)"))
+            ("rows", "\(rowCount)"), ("changed", "\(result.upserted)"), ("deleted", "\(result.deleted)"))
+    }
+
+    /// Longest report window per request: TikTok 30 days for `stat_time_day` reports (ad-apis.md A4, "Max range
+    /// per request: DAY 30 days"; a longer range answers 40067), Snap 31 days for `granularity=DAY` stats
+    /// (ad-apis.md B4, "Window: DAY <= 31 days"). Each such window is one request (pages aside) and one commit.
+    static func reportWindowDays(_ platform: AdPlatform) -> Int {
+        switch platform {
+        case .tiktok: return 30
+        case .snapchat: return 31
+        }
+    }
+
+    /// Writes the entity lists and stamps the snapshot time, with a progress row saying this job has them.
+    func commitEntities(_ entities: [AdEntity], id: Int64, window: DateWindow, context: JobContext) async throws {
+        let now = environment.settings.now()
+        try await context.pool.withTransaction { c in
+            guard try await SyncWriter.lockForWrite(adAccountID: id, on: c) else { throw SyncStopped() }
+            try await SyncWriter.upsertEntities(entities, adAccountID: id, on: c)
+            try await c.execute("UPDATE nexcomet.ad_accounts SET entities_synced_at = \(now) WHERE id = \(id)")
+            try await SyncProgress.save(
+                adAccountID: id, jobID: context.id, window: window, committedThrough: nil, keepCommitted: true, on: c)
+        }
     }
 
     /// The window of args `from`/`to`, capped by the plan's retention (policy section 7: no sync fetches or keeps
@@ -189,3 +316,7 @@ public struct SyncAdAccountHandler: JobHandler {
             plan: try r.decode(7), runnable: try r.decode(8))
     }
 }
+
+/// A window's write found the organization deleted or restricted, or the connection no longer active (the lock
+/// order of ``SyncWriter/lockForWrite(adAccountID:on:)`` refused): the sync stops writing.
+struct SyncStopped: Error {}

@@ -23,6 +23,13 @@ public struct SyncSettings: Sendable {
     public var transientRetries: Int
     /// The clock; "today" of an account is this instant's date in the account's time zone. Default: the wall clock.
     public var now: @Sendable () -> Date
+    /// How a sync spends API requests. Default ``SyncCallPlan/lean``.
+    public var callPlan: SyncCallPlan = .lean
+    /// Age after which the lean plan fetches the entity lists again (a report naming an unknown ad fetches them at
+    /// once). Default 6 hours: with the default hourly cadence, 5 syncs in 6 cost one report request each.
+    public var entityRefreshInterval: Duration = .seconds(6 * 3600)
+    /// Whether each account sync ends with one account-totals check (`SyncAdAccountHandler`, step 3). Default on.
+    public var reconcile = true
 
     public init(
         lookbackDays: [AdPlatform: Int] = [.tiktok: 3, .snapchat: 28],
@@ -87,7 +94,8 @@ public struct SyncSettings: Sendable {
     /// of `checkEnvironment` are ignored here; the processes check them at start):
     /// `NEXJOBS_SYNC_LOOKBACK_TIKTOK`, `NEXJOBS_SYNC_LOOKBACK_SNAPCHAT` (days),
     /// `NEXJOBS_SYNC_RETENTION_FREE|PRO|ENTERPRISE` (days), `NEXJOBS_SYNC_RATE_LIMIT_SNOOZE` (seconds, may be
-    /// fractional), `NEXJOBS_SYNC_TRANSIENT_RETRIES`.
+    /// fractional), `NEXJOBS_SYNC_TRANSIENT_RETRIES`, `NEXJOBS_SYNC_CALL_PLAN` (`lean` or `per-level`),
+    /// `NEXJOBS_SYNC_ENTITY_REFRESH` (seconds, 0...604800), `NEXJOBS_SYNC_RECONCILE` (`0`/`false` turns it off).
     public static func fromEnvironment(_ env: [String: String]) -> SyncSettings {
         var s = SyncSettings()
         if let v = env["NEXJOBS_SYNC_LOOKBACK_TIKTOK"].flatMap({ Int($0) }), (0...365).contains(v) { s.lookbackDays[.tiktok] = v }
@@ -99,6 +107,11 @@ public struct SyncSettings: Sendable {
         }
         if let v = env["NEXJOBS_SYNC_RATE_LIMIT_SNOOZE"].flatMap({ Double($0) }), v >= 0.001, v <= 86_400 {
             s.rateLimitSnooze = .milliseconds(Int64(v * 1000))
+        }
+        if let v = env["NEXJOBS_SYNC_RECONCILE"] { s.reconcile = v != "0" && v != "false" }
+        if let v = env["NEXJOBS_SYNC_CALL_PLAN"].flatMap(SyncCallPlan.init(rawValue:)) { s.callPlan = v }
+        if let v = env["NEXJOBS_SYNC_ENTITY_REFRESH"].flatMap({ Int($0) }), (0...604_800).contains(v) {
+            s.entityRefreshInterval = .seconds(v)
         }
         if let v = env["NEXJOBS_SYNC_TRANSIENT_RETRIES"].flatMap({ Int($0) }), (0...10).contains(v) {
             s.transientRetries = v

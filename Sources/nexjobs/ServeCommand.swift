@@ -3,7 +3,9 @@ import HTTP
 import Logs
 import NexcometJobs
 import Postgres
+import Privacy
 import Runtime
+import Sync
 
 func serveCommand(_ args: [String]) async throws -> Int32 {
     let a = try Arguments(args, valued: ["listen", "max-connections", "max-client-connections"], flags: [])
@@ -62,7 +64,9 @@ func serveCommand(_ args: [String]) async throws -> Int32 {
     let pool = try PGPool(
         url: openPool(maxConnections: 4).config.connectionString, maxConnections: 4, acquireTimeout: .seconds(5),
         applicationName: "nexjobs-serve", statementTimeout: .seconds(5), lockTimeout: .seconds(2))
-    let service = WebService(pool: pool, webhookSecret: secret, logger: logger)
+    var service = WebService(pool: pool, webhookSecret: secret, logger: logger)
+    // POST /webhooks/reauthorized opens sealed tokens with the token key ring; without it that webhook answers 503.
+    service.tokenStore = (try? KeyRing.fromEnvironment()).map { ConnectionStore(vault: TokenVault(keyRing: $0)) }
     let router = service.router()
     // Webhook bodies are tiny: a small body limit and connection caps bound what an anonymous caller can cost.
     var limits = HTTPServerLimits()

@@ -38,6 +38,7 @@ func connectionsCommand(_ args: [String]) async throws -> Int32 {
     let help = """
         Usage: nexjobs connections add --org ID --platform tiktok|snapchat [--expires-in SECONDS]
                                        [--refresh-expires-in SECONDS] [--scopes a,b]  < tokens
+               nexjobs connections reauthorize ID [--expires-in SECONDS] [--refresh-expires-in SECONDS]  < tokens
                nexjobs connections list [--org ID]
 
         ID: 1...9223372036854775807; --expires-in, --refresh-expires-in and expires_in: 1...315360000 seconds
@@ -51,8 +52,13 @@ func connectionsCommand(_ args: [String]) async throws -> Int32 {
         NEXJOBS_TOKEN_KEYS (AES-256-GCM, bound to the row) before they reach the database. --expires-in
         overrides expires_in. The connection is active and due for its first sync at once. Prints its id.
 
+        reauthorize: replaces the tokens of connection ID after the user authorized the app again (tokens on
+        STDIN as for add). The connection becomes active and due at once; its ad accounts, metrics and sync history
+        are kept, so nothing is counted twice. Exit 3 when ID does not exist or was disconnected.
+
         list: one line per connection: id, organization, platform, status, key id, access token expiry,
-        last sync and ad accounts. Never prints tokens.
+        last sync, ad accounts, and reconciliation of the accounts' latest syncs (ok, resynced, skipped, or
+        mismatch:N accounts whose totals still differ from the stored sums). Never prints tokens.
         """
     if a.wantsHelp {
         print(help)
@@ -94,6 +100,37 @@ func connectionsCommand(_ args: [String]) async throws -> Int32 {
         }
         print(id)
         return Exit.ok
+    case "reauthorize":
+        guard a.positionals.count == 2, let id = Int64(a.positionals[1]), id > 0 else {
+            throw UsageError("connections reauthorize takes one connection id (a positive integer)")
+        }
+        let ring: KeyRing
+        do {
+            ring = try KeyRing.fromEnvironment()
+        } catch {
+            throw UsageError("\(error)")
+        }
+        var tokens = try readTokens(FileHandle.standardInput.readDataToEndOfFile())
+        if let s = try a.int("expires-in", range: 1...(10 * 365 * 86_400)) {
+            tokens.accessTokenExpiresAt = Date().addingTimeInterval(Double(s))
+        }
+        if let s = try a.int("refresh-expires-in", range: 1...(10 * 365 * 86_400)) {
+            tokens.refreshTokenExpiresAt = Date().addingTimeInterval(Double(s))
+        }
+        let pool = try openPool(maxConnections: 1)
+        let store = ConnectionStore(vault: TokenVault(keyRing: ring))
+        let outcome = try await pool.withConnection { c in try await store.reauthorize(id, tokens: tokens, on: c) }
+        switch outcome {
+        case .reauthorized:
+            print(id)
+            return Exit.ok
+        case .notFound:
+            printErr("error: connection \(id) does not exist")
+            return Exit.notFound
+        case .disconnected:
+            printErr("error: connection \(id) was disconnected; store a new grant with connections add")
+            return Exit.notFound
+        }
     case "list":
         let org = try a.options["org"].map { text -> Int64 in
             try databaseID(text, name: "--org")
@@ -104,14 +141,22 @@ func connectionsCommand(_ args: [String]) async throws -> Int32 {
             SELECT c.id, c.organization_id, c.platform, c.status, coalesce(c.token_key_id, '-'),
                    coalesce(to_char(c.access_token_expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'), '-'),
                    coalesce(to_char(c.last_synced_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'), '-'),
-                   (SELECT count(*) FROM nexcomet.ad_accounts a WHERE a.connection_id = c.id)
+                   (SELECT count(*) FROM nexcomet.ad_accounts a WHERE a.connection_id = c.id),
+                   (SELECT CASE WHEN count(*) FILTER (WHERE r.reconcile_status = 'mismatch') > 0
+                                THEN 'mismatch:' || count(*) FILTER (WHERE r.reconcile_status = 'mismatch')
+                                ELSE coalesce(max(r.reconcile_status), '-') END
+                      FROM nexcomet.ad_accounts a
+                      CROSS JOIN LATERAL (SELECT reconcile_status FROM nexcomet.sync_runs s
+                                           WHERE s.ad_account_id = a.id AND s.outcome = 'succeeded'
+                                           ORDER BY s.id DESC LIMIT 1) r
+                     WHERE a.connection_id = c.id)
               FROM nexcomet.ad_connections c
              WHERE \(org)::bigint IS NULL OR c.organization_id = \(org)::bigint
              ORDER BY c.id
             """)
-        print("ID\tORG\tPLATFORM\tSTATUS\tKEY\tEXPIRES\tLAST_SYNC\tACCOUNTS")
+        print("ID\tORG\tPLATFORM\tSTATUS\tKEY\tEXPIRES\tLAST_SYNC\tACCOUNTS\tRECONCILE")
         for r in rows {
-            print((0..<8).map { r.text($0) ?? "-" }.joined(separator: "\t"))
+            print((0..<9).map { r.text($0) ?? "-" }.joined(separator: "\t"))
         }
         return Exit.ok
     default:

@@ -22,8 +22,9 @@ final class DueWorkTests: XCTestCase {
             """)
         try await db.pool.execute(
             """
-            INSERT INTO nexcomet.ad_connections (organization_id, platform, next_sync_at)
+            INSERT INTO nexcomet.ad_connections (organization_id, platform, last_synced_at, next_sync_at)
             SELECT 1 + g % \(orgs), CASE WHEN g % 2 = 0 THEN 'tiktok' ELSE 'snapchat' END,
+                   now() - interval '1 hour',
                    CASE WHEN g <= \(due) THEN now() - interval '1 second' * g
                         ELSE now() + interval '1 minute' + interval '1 second' * (g % 3000) END
               FROM generate_series(1, \(count)) g
@@ -72,6 +73,31 @@ final class DueWorkTests: XCTestCase {
         // Nothing is due any more: the next tick enqueues nothing.
         let v1 = try await s.tickOnce()["sync_connection"]
         XCTAssertEqual(v1, 0)
+        await db.drop()
+    }
+
+    /// Issue 14: connections that never synced (a deploy, an import) are enqueued at once, but their next syncs
+    /// are spread uniformly over one cadence instead of staying within 10 % of it for ever.
+    func testFirstSyncsSpreadTheNextSyncsOverAWholeCadence() async throws {
+        let db = try await TestDatabase.create()
+        try await db.pool.execute("INSERT INTO nexcomet.organizations (name) VALUES ('o')")
+        try await db.pool.execute(
+            """
+            INSERT INTO nexcomet.ad_connections (organization_id, platform)
+            SELECT 1, 'tiktok' FROM generate_series(1, 2000)
+            """)
+        let counts = try await scheduler(db, [ConnectionSyncSource()]).tickOnce()
+        XCTAssertEqual(counts["sync_connection"], 2_000, "every first sync starts at once")
+        // Next syncs by 6-minute bucket of the hour: each of the ten buckets holds about 200 (uniform).
+        let buckets: [Int] = try await db.pool.query(
+            """
+            SELECT count(*)::int FROM nexcomet.ad_connections
+             GROUP BY floor(extract(epoch FROM next_sync_at - now()) / 360) ORDER BY 1
+            """
+        ).map { try $0.decode(0) }
+        XCTAssertEqual(buckets.count, 10, "spread over the whole hour: \(buckets)")
+        XCTAssertGreaterThan(buckets.min() ?? 0, 120, "no empty stretch: \(buckets)")
+        XCTAssertLessThan(buckets.max() ?? 0, 300, "no burst: \(buckets)")
         await db.drop()
     }
 

@@ -63,6 +63,25 @@ final class SyncCommandTests: XCTestCase {
             XCTAssertFalse(list.contains(secret), list)
         }
 
+        // connections reauthorize ID: new tokens on stdin for the existing connection; 3 for unknown, 2 for usage.
+        try await db.pool.execute("UPDATE nexcomet.ad_connections SET status = 'needs_reauth' WHERE id = \(ids[0])")
+        let (ra, oa) = try await runNexjobs(
+            ["connections", "reauthorize", String(ids[0])], input: "reauth-access-9\nreauth-refresh-9\n", db: db,
+            env: env)
+        XCTAssertEqual(ra, 0, oa)
+        XCTAssertFalse(oa.contains("reauth-access"), oa)
+        let reauthorized = try await db.pool.withConnection { c in try await store.load(ids[0], on: c) }
+        XCTAssertEqual(reauthorized.status, "active")
+        XCTAssertEqual(reauthorized.tokens?.accessToken, "reauth-access-9")
+        XCTAssertEqual(reauthorized.tokens?.refreshToken, "reauth-refresh-9")
+        let (rb, ob) = try await runNexjobs(
+            ["connections", "reauthorize", "999999"], input: "x\n", db: db, env: env)
+        XCTAssertEqual(rb, 3, ob)
+        let (rc, oc) = try await runNexjobs(["connections", "reauthorize", "abc"], input: "x\n", db: db, env: env)
+        XCTAssertEqual(rc, 2, oc)
+        let count: Int = try await db.pool.query("SELECT count(*)::int FROM nexcomet.ad_connections").first!.decode(0)
+        XCTAssertEqual(count, 3, "reauthorize creates no connection")
+
         let new = "new:" + key()
         let (r1, o1) = try await runNexjobs(
             ["keys", "rotate", "--batch", "2"], db: db, env: ["NEXJOBS_TOKEN_KEYS": "\(new),\(old)"])

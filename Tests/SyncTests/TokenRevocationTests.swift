@@ -28,6 +28,9 @@ final class TokenRevocationTests: XCTestCase {
             async throws -> [DailyMetric]
         { throw err }
         func revokeAccessToken(_ accessToken: String) async throws -> Bool { throw err }
+        func accountTotals(account: AdAccount, window: DateWindow, session: TokenSession) async throws
+            -> AccountTotals
+        { throw err }
         var err: PlatformError {
             PlatformError(.transient, platform: .tiktok, endpoint: "/open_api/v1.3/oauth2/revoke_token/", message: "HTTP 503")
         }

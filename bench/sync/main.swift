@@ -195,4 +195,292 @@ print(
 )
 print(String(format: "bulk vs row-by-row (fresh window): %.1fx", bulkRate / rowRate))
 await sandbox.stop()
+
+// MARK: API requests per account, per-level plan (main before issue 14) vs lean plan, side by side
+
+/// A settable clock for the sync settings (the hourly and daily incremental syncs move it forward).
+final class BenchClock: @unchecked Sendable {
+    private let lock = NSLock()
+    private var offset: TimeInterval = 0
+    let base: Date
+    init(base: Date) { self.base = base }
+    func now() -> Date { lock.withLock { base.addingTimeInterval(offset) } }
+    func advance(_ seconds: TimeInterval) { lock.withLock { offset += seconds } }
+}
+
+struct PlanResult {
+    var first: Double, hourly: Double, daily: Double
+    var rowsChecked: Int, mismatches: Int
+}
+
+func measurePlan(_ plan: SyncCallPlan, reconcile: Bool) async throws -> PlanResult {
+    let today = Date(timeIntervalSince1970: 1_780_000_000)
+    let box = Sandbox(
+        config: SandboxConfig(
+            seed: 5, tiktokConnections: 6, snapConnections: 6, accountsPerConnection: 2...3, today: today))
+    _ = try box.start()
+    defer { Task { await box.stop() } }
+    let clock = BenchClock(base: today)
+    var planEnv = SyncEnvironment.fromEnvironment([
+        "NEXJOBS_TOKEN_KEYS": "bench:" + Data((0..<32).map { UInt8($0) }).base64EncodedString(),
+        "NEXJOBS_TIKTOK_APP_ID": "bench", "NEXJOBS_TIKTOK_SECRET": "bench-secret",
+        "NEXJOBS_TIKTOK_BASE_URL": box.tiktokBaseURL, "NEXJOBS_SNAP_CLIENT_ID": "bench",
+        "NEXJOBS_SNAP_CLIENT_SECRET": "bench-secret", "NEXJOBS_SNAP_API_BASE_URL": box.snapAPIBaseURL,
+        "NEXJOBS_SNAP_TOKEN_URL": box.snapOAuthURL, "NEXJOBS_SYNC_RETENTION_ENTERPRISE": "90",
+        "NEXJOBS_RATE_LIMIT_RPS": "1000",
+    ])
+    planEnv.settings.callPlan = plan
+    planEnv.settings.reconcile = reconcile
+    planEnv.settings.now = { clock.now() }
+    let runEnv = planEnv
+    let orgID: Int64 = try await pool.query(
+        "INSERT INTO nexcomet.organizations (name, plan) VALUES ('bench plan', 'enterprise') RETURNING id"
+    ).first!.decode(0)
+    var conns: [Int64] = []
+    for info in box.connections() {
+        let platform: AdPlatform = info.platform == .tiktok ? .tiktok : .snapchat
+        let client = try planEnv.clients.client(for: platform, pool: pool)
+        let tokens = try await client.exchangeAuthorizationCode(info.authCode)
+        conns.append(
+            try await pool.withConnection { c in
+                try await store.create(organizationID: orgID, platform: platform, tokens: tokens, on: c)
+            })
+    }
+    for id in conns {
+        let job = try await JobClient(pool: pool).enqueue(
+            NewJob(kind: SyncConnectionHandler.kind, args: #"{"connection_id":\#(id)}"#))
+        try await runJob(SyncConnectionHandler(environment: runEnv), id: job.id)
+    }
+    let accountIDs: [Int64] = try await pool.query(
+        """
+        SELECT a.id FROM nexcomet.ad_accounts a JOIN nexcomet.ad_connections c ON c.id = a.connection_id
+         WHERE c.organization_id = \(orgID) ORDER BY a.id
+        """
+    ).map { try $0.decode(0) }
+    func syncAll() async throws -> Double {
+        let mark: Int64 = try await pool.query("SELECT coalesce(max(id), 0) FROM nexcomet.sync_runs").first!.decode(0)
+        _ = try await pool.execute(
+            "DELETE FROM nexjobs.jobs WHERE kind = 'sync_ad_account' AND state = 'available'")
+        var jobs: [Int64] = []
+        for id in accountIDs {
+            jobs.append(
+                try await JobClient(pool: pool).enqueue(
+                    NewJob(kind: SyncAdAccountHandler.kind, args: #"{"ad_account_id":\#(id)}"#)
+                ).id)
+        }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            var next = 0
+            func add() {
+                guard next < jobs.count else { return }
+                let id = jobs[next]
+                next += 1
+                group.addTask { try await runJob(SyncAdAccountHandler(environment: runEnv), id: id) }
+            }
+            for _ in 0..<8 { add() }
+            while try await group.next() != nil { add() }
+        }
+        let r = try await pool.query(
+            """
+            SELECT count(*)::int, coalesce(sum(api_calls), 0)::int FROM nexcomet.sync_runs
+             WHERE id > \(mark) AND outcome = 'succeeded'
+            """
+        ).first!
+        let runs: Int = try r.decode(0)
+        guard runs == accountIDs.count else {
+            throw SyncConfigurationError("only \(runs) of \(accountIDs.count) synced")
+        }
+        return Double(try r.decode(1, as: Int.self)) / Double(runs)
+    }
+    let first = try await syncAll()
+    clock.advance(3600)
+    let hourly = try await syncAll()
+    clock.advance(86_400 - 3600)
+    box.advanceDays(1)
+    let daily = try await syncAll()
+
+    // Ground truth, exact to the cent: every stored row of the retained window equals the sandbox's, and no row
+    // is missing or extra (per account, from its first sync's window start to today).
+    var stored: [String: String] = [:]
+    var starts: [String: String] = [:]
+    for r in try await pool.query(
+        """
+        SELECT a.external_id, m.level, m.entity_id, m.date::text, m.spend::text, m.impressions, m.clicks,
+               m.conversions::text, m.conversion_value::text
+          FROM nexcomet.daily_metrics m JOIN nexcomet.ad_accounts a ON a.id = m.ad_account_id
+         WHERE a.id = ANY(\(accountIDs))
+        """)
+    {
+        let level: String = try r.decode(1)
+        let key =
+            "\(try r.decode(0, as: String.self))|\(level == "ad_group" ? "adgroup" : level)|"
+            + "\(try r.decode(2, as: String.self))|\(try r.decode(3, as: String.self))"
+        let spend = Decimal(string: try r.decode(4, as: String.self))!
+        let conversions = Decimal(string: try r.decode(7, as: String.self))!
+        let value = Decimal(string: try r.decode(8, as: String.self))!
+        stored[key] =
+            "\(spend)|\(try r.decode(5, as: Int64.self))|\(try r.decode(6, as: Int64.self))|\(conversions)|\(value)"
+    }
+    for r in try await pool.query(
+        """
+        SELECT a.external_id, min(s.window_start)::text FROM nexcomet.sync_runs s
+          JOIN nexcomet.ad_accounts a ON a.id = s.ad_account_id WHERE a.id = ANY(\(accountIDs)) GROUP BY 1
+        """)
+    {
+        starts[try r.decode(0)] = try r.decode(1)
+    }
+    var truth: [String: String] = [:]
+    for (account, start) in starts {
+        for t in box.groundTruth(account: account, from: start) {
+            truth["\(t.accountID)|\(t.level.rawValue)|\(t.entityID)|\(t.date)"] =
+                "\(t.spend)|\(t.impressions)|\(t.clicks)|\(Decimal(t.conversions))|\(t.conversionValue)"
+        }
+    }
+    let keys = Set(truth.keys).union(stored.keys)
+    let mismatches = keys.filter { truth[$0] != stored[$0] }.count
+    _ = try await pool.execute("DELETE FROM nexcomet.organizations WHERE id = \(orgID)")
+    return PlanResult(first: first, hourly: hourly, daily: daily, rowsChecked: truth.count, mismatches: mismatches)
+}
+
+let perLevel = try await measurePlan(.perLevel, reconcile: false)
+let lean = try await measurePlan(.lean, reconcile: false)
+let leanReconciled = try await measurePlan(.lean, reconcile: true)
+print("API requests per account (sync_runs.api_calls; 12 connections, 90-day first sync, no latency):")
+print("| plan | first sync | incremental +1 h | incremental +1 day | ground truth |")
+print("|---|---:|---:|---:|---|")
+for (name, r) in [
+    ("per-level (main)", perLevel), ("lean", lean), ("lean + reconciliation (default)", leanReconciled),
+] {
+    print(
+        String(
+            format: "| %@ | %.2f | %.2f | %.2f | %d rows, %d mismatches |", name, r.first, r.hourly, r.daily,
+            r.rowsChecked, r.mismatches))
+}
+for (name, r) in [("lean", lean), ("lean + reconciliation", leanReconciled)] {
+    print(
+        String(
+            format: "| reduction, %@ | %.2fx | %.2fx | %.2fx | |", name, perLevel.first / r.first,
+            perLevel.hourly / r.hourly, perLevel.daily / r.daily))
+}
+
+// MARK: Scale run (SYNC_BENCH_SCALE=connections): first sync and one hourly incremental sync of a large world
+
+if let scaleText = ProcessInfo.processInfo.environment["SYNC_BENCH_SCALE"], let scale = Int(scaleText), scale > 0 {
+    let today = Date(timeIntervalSince1970: 1_780_000_000)
+    let box = Sandbox(
+        config: SandboxConfig(
+            seed: 9, tiktokConnections: scale / 2, snapConnections: scale - scale / 2, accountsPerConnection: 1...3,
+            today: today))
+    _ = try box.start()
+    box.setFaults(FaultConfig(probabilities: [.slow: 1.0], slowDelay: .milliseconds(20)))
+    let clock = BenchClock(base: today)
+    var scaleEnv = SyncEnvironment.fromEnvironment([
+        "NEXJOBS_TOKEN_KEYS": "bench:" + Data((0..<32).map { UInt8($0) }).base64EncodedString(),
+        "NEXJOBS_TIKTOK_APP_ID": "bench", "NEXJOBS_TIKTOK_SECRET": "bench-secret",
+        "NEXJOBS_TIKTOK_BASE_URL": box.tiktokBaseURL, "NEXJOBS_SNAP_CLIENT_ID": "bench",
+        "NEXJOBS_SNAP_CLIENT_SECRET": "bench-secret", "NEXJOBS_SNAP_API_BASE_URL": box.snapAPIBaseURL,
+        "NEXJOBS_SNAP_TOKEN_URL": box.snapOAuthURL, "NEXJOBS_SYNC_RETENTION_ENTERPRISE": "90",
+    ])
+    scaleEnv.settings.now = { clock.now() }
+    let runEnv = scaleEnv
+    let orgID: Int64 = try await pool.query(
+        "INSERT INTO nexcomet.organizations (name, plan) VALUES ('bench scale', 'enterprise') RETURNING id"
+    ).first!.decode(0)
+    var conns: [Int64] = []
+    for info in box.connections() {
+        let platform: AdPlatform = info.platform == .tiktok ? .tiktok : .snapchat
+        let tokens = try await runEnv.clients.client(for: platform, pool: pool).exchangeAuthorizationCode(info.authCode)
+        conns.append(
+            try await pool.withConnection { c in
+                try await store.create(organizationID: orgID, platform: platform, tokens: tokens, on: c)
+            })
+    }
+    /// 4 workers x 8 jobs at a time over the given job ids, oldest first; returns queue waits (enqueue to start).
+    func drain(_ jobs: [Int64], accounts: Bool) async throws -> [Double] {
+        let created = Dictionary(
+            uniqueKeysWithValues: try await pool.query(
+                "SELECT id, extract(epoch FROM created_at)::float8 FROM nexjobs.jobs WHERE id = ANY(\(jobs))"
+            ).map { (try $0.decode(0) as Int64, try $0.decode(1) as Double) })
+        return try await withThrowingTaskGroup(of: Double.self) { group in
+            var next = 0
+            var waits: [Double] = []
+            func add() {
+                guard next < jobs.count else { return }
+                let id = jobs[next]
+                next += 1
+                group.addTask {
+                    let wait = Date().timeIntervalSince1970 - (created[id] ?? 0)
+                    if accounts {
+                        try await runJob(SyncAdAccountHandler(environment: runEnv), id: id)
+                    } else {
+                        try await runJob(SyncConnectionHandler(environment: runEnv), id: id)
+                    }
+                    return wait
+                }
+            }
+            for _ in 0..<(4 * 8) { add() }
+            while let w = try await group.next() {
+                waits.append(w)
+                add()
+            }
+            return waits
+        }
+    }
+    func p99(_ xs: [Double]) -> Double {
+        let s = xs.sorted()
+        return s.isEmpty ? 0 : s[min(s.count - 1, Int(Double(s.count) * 0.99))]
+    }
+    let start = ContinuousClock.now
+    var connJobs: [Int64] = []
+    for id in conns {
+        connJobs.append(
+            try await JobClient(pool: pool).enqueue(
+                NewJob(kind: SyncConnectionHandler.kind, args: #"{"connection_id":\#(id)}"#)
+            ).id)
+    }
+    _ = try await drain(connJobs, accounts: false)
+    func accountRound() async throws -> (accounts: Int, calls: Double, seconds: Double, p99: Double) {
+        let mark: Int64 = try await pool.query("SELECT coalesce(max(id), 0) FROM nexcomet.sync_runs").first!.decode(0)
+        let jobs: [Int64] = try await pool.query(
+            "SELECT id FROM nexjobs.jobs WHERE kind = 'sync_ad_account' AND state = 'available' ORDER BY id"
+        ).map { try $0.decode(0) }
+        let t0 = ContinuousClock.now
+        let waits = try await drain(jobs, accounts: true)
+        let elapsed = seconds(ContinuousClock.now - t0)
+        let r = try await pool.query(
+            """
+            SELECT count(*)::int, coalesce(sum(api_calls), 0)::int FROM nexcomet.sync_runs
+             WHERE id > \(mark) AND outcome = 'succeeded'
+            """
+        ).first!
+        let n: Int = try r.decode(0)
+        return (n, Double(try r.decode(1, as: Int.self)) / Double(max(n, 1)), elapsed, p99(waits))
+    }
+    let first = try await accountRound()
+    let firstTotal = seconds(ContinuousClock.now - start)
+    clock.advance(3600)
+    let ids: [Int64] = try await pool.query(
+        """
+        SELECT a.id FROM nexcomet.ad_accounts a JOIN nexcomet.ad_connections c ON c.id = a.connection_id
+         WHERE c.organization_id = \(orgID) ORDER BY a.id
+        """
+    ).map { try $0.decode(0) }
+    for id in ids {
+        try await JobClient(pool: pool).enqueue(
+            NewJob(kind: SyncAdAccountHandler.kind, args: #"{"ad_account_id":\#(id)}"#))
+    }
+    let hourly = try await accountRound()
+    print(
+        "scale run: \(conns.count) connections, \(first.accounts) ad accounts, 20 ms per API call, 4 x 8 jobs at a time"
+    )
+    print(
+        String(
+            format:
+                "first sync: %.1f s (with discovery %.1f s) = %.0f accounts/minute, %.2f API calls/account, p99 queue wait %.1f s",
+            first.seconds, firstTotal, Double(first.accounts) * 60 / first.seconds, first.calls, first.p99))
+    print(
+        String(
+            format: "hourly incremental: %.1f s = %.0f accounts/minute, %.2f API calls/account, p99 queue wait %.1f s",
+            hourly.seconds, Double(hourly.accounts) * 60 / hourly.seconds, hourly.calls, hourly.p99))
+    await box.stop()
+}
 await pool.close()

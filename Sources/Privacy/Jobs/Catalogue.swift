@@ -38,6 +38,12 @@ public struct CatalogueTable: Sendable {
     /// Row order of the export.
     public var order: String
     public var note: String
+
+    /// The `organizationRows` of a table that belongs to no organization (e.g. per-platform counters): no row is
+    /// any tenant's, so none is exported or erased.
+    public static let noTenant = "$1::bigint IS NULL"
+    /// False for a table of no tenant (``noTenant``).
+    public var holdsTenantRows: Bool { organizationRows != Self.noTenant }
 }
 
 public enum PrivacyCatalogue {
@@ -100,6 +106,16 @@ public enum PrivacyCatalogue {
                  OR t.ad_account_id IN (\(accountsOf)))
                 """,
             userRows: nil, userErase: nil, keptAfterOrganizationErasure: false, order: "t.id", note: "sync log"),
+        CatalogueTable(
+            table: "sync_progress", category: "sync_progress", subjectColumns: ["ad_account_id"], secretColumns: [],
+            organizationRows: "t.ad_account_id IN (\(accountsOf))", userRows: nil, userErase: nil,
+            keptAfterOrganizationErasure: false, order: "t.ad_account_id",
+            note: "how far a running account sync got (issue 14); ids and dates only, cascades with its account"),
+        CatalogueTable(
+            table: "sync_reconcile_counters", category: nil, subjectColumns: [], secretColumns: [],
+            organizationRows: CatalogueTable.noTenant, userRows: nil, userErase: nil, keptAfterOrganizationErasure: true,
+            order: "t.platform",
+            note: "per-platform mismatch counts for /metrics: no organization, no person, nothing to export or erase"),
         CatalogueTable(
             table: "notifications", category: "notifications", subjectColumns: ["organization_id", "connection_id"],
             secretColumns: [], organizationRows: "t.organization_id = $1", userRows: nil, userErase: nil,

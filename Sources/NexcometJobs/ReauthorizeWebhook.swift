@@ -1,0 +1,90 @@
+import Foundation
+import HTTP
+import Platforms
+import Postgres
+import Privacy
+import Sync
+
+/// `POST /webhooks/reauthorized`: the Nexcomet app tells NexJobs that the user authorized the app again.
+///
+/// Signed exactly like `/webhooks/resync` (``WebService/signatureRefusal(_:)``). Body:
+/// `{"connection_id": N, "sealed_tokens": "<base64>"}`. Tokens never travel in plaintext: `sealed_tokens` is the
+/// token document `{"access_token": "...", "refresh_token": "...", "expires_in": 1800}` (refresh_token and
+/// expires_in optional) sealed with ``Privacy/TokenVault`` under a key of the shared `NEXJOBS_TOKEN_KEYS` ring
+/// (AES-256-GCM, the key id in its header) with associated data
+/// ``Sync/ConnectionStore/reauthorizeAssociatedData(connectionID:)``, so a sealed document captured from one
+/// request does not open for another connection, and the HMAC signature with its 5-minute timestamp window stops
+/// replays. Why not "the app writes the tokens itself and only names the connection": NexJobs stays the only
+/// writer of the token columns (one sealing format, one row lock against a refresh in flight).
+///
+/// The accepted request runs ``Sync/ConnectionStore/reauthorize(_:tokens:on:)``, the path of
+/// `nexjobs connections reauthorize`: 200 `{"connection_id": N, "was_needs_reauth": true|false}`.
+/// Errors: 503 webhooks or token keys not configured, 401 signature, 400 body or sealed tokens that do not open
+/// (the reason is not detailed), 404 unknown connection, 409 disconnected connection. Tokens are never logged.
+extension WebService {
+    func reauthorized(_ request: HTTPRequest) async -> HTTPResponse {
+        func refuse(_ status: Int, _ message: String) -> HTTPResponse {
+            logger.info(
+                "webhook refused", ("status", String(status)), ("reason", message),
+                ("remote", request.remoteAddress))
+            let body = (try? JSONSerialization.data(withJSONObject: ["error": message])) ?? Data("{}".utf8)
+            return .json(String(decoding: body, as: UTF8.self), status: status)
+        }
+        if let (status, message) = signatureRefusal(request) { return refuse(status, message) }
+        guard let store = tokenStore else { return refuse(503, "token keys are not configured (NEXJOBS_TOKEN_KEYS)") }
+        struct Body: Decodable {
+            var connection_id: RowID
+            var sealed_tokens: String
+        }
+        guard let body = try? JSONDecoder().decode(Body.self, from: Data(request.body)), body.connection_id.value > 0,
+            let sealed = Data(base64Encoded: body.sealed_tokens)
+        else {
+            return refuse(400, "body must be {\"connection_id\": N, \"sealed_tokens\": \"<base64>\"}")
+        }
+        let id = body.connection_id.value
+        struct Document: Decodable {
+            var access_token: String
+            var refresh_token: String?
+            var expires_in: Int?
+        }
+        guard
+            let plain = try? store.vault.open(
+                Array(sealed), associatedData: ConnectionStore.reauthorizeAssociatedData(connectionID: id)),
+            let doc = try? JSONDecoder().decode(Document.self, from: Data(plain.utf8)), !doc.access_token.isEmpty,
+            (doc.expires_in ?? 1) > 0, (doc.expires_in ?? 1) <= 10 * 365 * 86_400
+        else { return refuse(400, "sealed_tokens do not open for this connection or are not a token document") }
+        var tokens = OAuthTokens(
+            accessToken: doc.access_token, refreshToken: doc.refresh_token.flatMap { $0.isEmpty ? nil : $0 })
+        if let seconds = doc.expires_in { tokens.accessTokenExpiresAt = now().addingTimeInterval(Double(seconds)) }
+        do {
+            let outcome = try await pool.withConnection { c in try await store.reauthorize(id, tokens: tokens, on: c) }
+            switch outcome {
+            case .notFound: return refuse(404, "connection \(id) does not exist")
+            case .disconnected: return refuse(409, "connection \(id) was disconnected")
+            case .reauthorized(let was):
+                logger.info("webhook reauthorized", ("connection_id", String(id)), ("was_needs_reauth", "\(was)"))
+                return .json(#"{"connection_id":\#(id),"was_needs_reauth":\#(was)}"#)
+            }
+        } catch {
+            logger.warning("webhook failed", ("error", "\(type(of: error))"))
+            return .json(#"{"error":"database unavailable"}"#, status: 503)
+        }
+    }
+
+    /// Why a webhook request is refused before its body is read (status and reason), or nil when its timestamp
+    /// and signature are valid. Shared by every webhook.
+    func signatureRefusal(_ request: HTTPRequest) -> (Int, String)? {
+        guard let secret = webhookSecret else { return (503, "webhooks are disabled") }
+        guard let stamp = request.headers["X-Nexjobs-Timestamp"], let seconds = Double(stamp),
+            stamp.allSatisfy(\.isNumber)
+        else { return (401, "missing or malformed X-Nexjobs-Timestamp (Unix seconds)") }
+        guard abs(now().timeIntervalSince1970 - seconds) <= maxSkew else {
+            return (401, "X-Nexjobs-Timestamp is more than \(Int(maxSkew)) s away from now")
+        }
+        guard let given = request.headers["X-Nexjobs-Signature"], given.hasPrefix("sha256="),
+            constantTimeEquals(
+                Array(given.utf8), Array(Self.signature(secret: secret, timestamp: stamp, body: request.body).utf8))
+        else { return (401, "missing or wrong X-Nexjobs-Signature") }
+        return nil
+    }
+}

@@ -1,0 +1,157 @@
+import Foundation
+import HTTP
+import Logs
+import NexcometJobs
+import PGTestSupport
+import Platforms
+import Postgres
+import Privacy
+import Sandbox
+import XCTest
+
+@testable import Sync
+
+/// Issue 14, reauthorization without double counting: new tokens on the existing connection keep its ad-account
+/// rows and history; the CLI and the signed webhook take the same path.
+final class ReauthorizeTests: XCTestCase {
+    func testReauthorizeAfterRevocationKeepsAccountsAndCountsNothingTwice() async throws {
+        let h = try await SyncHarness.make(tiktok: 1, snap: 1)
+        addTeardownBlock { await h.close() }
+        let connections = try await h.connectAll()
+        try await h.syncEverything(connections.map(\.id))
+        let accountsBefore: [Int64] = try await h.db.pool.query("SELECT id FROM nexcomet.ad_accounts ORDER BY id")
+            .map { try $0.decode(0) }
+        let runsBefore: Int = try await h.db.pool.query("SELECT count(*)::int FROM nexcomet.sync_runs").first!
+            .decode(0)
+
+        // The user removes the app on TikTok: the next sync marks the connection.
+        let tiktok = try XCTUnwrap(connections.first { $0.info.platform == .tiktok })
+        h.sandbox.revokeConnection(.tiktok, 0)
+        _ = try await h.resyncAccounts()
+        let marked: String = try await h.db.pool.query(
+            "SELECT status FROM nexcomet.ad_connections WHERE id = \(tiktok.id)"
+        ).first!.decode(0)
+        XCTAssertEqual(marked, "needs_reauth")
+
+        // ... and authorizes it again: new tokens for the same connection.
+        let client = try h.environment.clients.client(for: .tiktok, pool: h.db.pool)
+        let fresh = try await client.exchangeAuthorizationCode(tiktok.info.authCode)
+        let outcome = try await h.db.pool.withConnection { c in
+            try await h.store.reauthorize(tiktok.id, tokens: fresh, on: c)
+        }
+        XCTAssertEqual(outcome, .reauthorized(wasNeedsReauth: true))
+        let row = try await h.db.pool.query(
+            """
+            SELECT status, last_error IS NULL, next_sync_at <= now(),
+                   (SELECT count(*) FROM nexcomet.notifications WHERE connection_id = \(tiktok.id)
+                       AND kind = 'reauth_required' AND sent_at IS NULL)::int
+              FROM nexcomet.ad_connections WHERE id = \(tiktok.id)
+            """
+        ).first!
+        XCTAssertEqual(try row.decode(0) as String, "active")
+        XCTAssertTrue(try row.decode(1) as Bool)
+        XCTAssertTrue(try row.decode(2) as Bool, "due for a sync at once")
+        XCTAssertEqual(try row.decode(3) as Int, 0, "the open re-authorization notice is closed")
+        let stored = try await h.db.pool.withConnection { c in try await h.store.load(tiktok.id, on: c) }
+        XCTAssertEqual(stored.tokens?.accessToken, fresh.accessToken)
+
+        // The next sync writes into the same account rows: same ids, history kept, metrics exact (not doubled).
+        try await h.syncEverything(connections.map(\.id))
+        let accountsAfter: [Int64] = try await h.db.pool.query("SELECT id FROM nexcomet.ad_accounts ORDER BY id")
+            .map { try $0.decode(0) }
+        XCTAssertEqual(accountsAfter, accountsBefore)
+        let runsAfter: Int = try await h.db.pool.query("SELECT count(*)::int FROM nexcomet.sync_runs").first!
+            .decode(0)
+        XCTAssertGreaterThan(runsAfter, runsBefore, "the history is kept")
+        let first = try await h.retainedFirstDays(days: 90)
+        assertSameMetrics(try await h.databaseMetrics(from: first), h.truth(firstDay: first), "after reauthorization")
+
+        // A connection that does not exist, or was disconnected, is not reauthorized.
+        let missing = try await h.db.pool.withConnection { c in
+            try await h.store.reauthorize(999_999, tokens: fresh, on: c)
+        }
+        XCTAssertEqual(missing, .notFound)
+        try await h.db.pool.execute(
+            "UPDATE nexcomet.ad_connections SET status = 'disconnected' WHERE id = \(tiktok.id)")
+        let gone = try await h.db.pool.withConnection { c in
+            try await h.store.reauthorize(tiktok.id, tokens: fresh, on: c)
+        }
+        XCTAssertEqual(gone, .disconnected)
+    }
+
+    func testSignedReauthorizedWebhookCarriesSealedTokensOnly() async throws {
+        let db = try await TestDatabase.create()
+        addTeardownBlock { await db.drop() }
+        let ring = try KeyRing(keys: [(id: "k1", key: (0..<32).map { UInt8($0 * 3 % 251) })])
+        let store = ConnectionStore(vault: TokenVault(keyRing: ring))
+        let secret = Array("0123456789abcdef0123456789abcdef-test".utf8)
+        var service = WebService(pool: db.pool, webhookSecret: secret, logger: Logger(label: "t", minimum: .error))
+        service.tokenStore = store
+        let router = service.router()
+        let org: Int64 = try await db.pool.query(
+            "INSERT INTO nexcomet.organizations (name) VALUES ('o') RETURNING id"
+        ).first!.decode(0)
+        let id = try await db.pool.withConnection { c in
+            try await store.create(
+                organizationID: org, platform: .tiktok, tokens: OAuthTokens(accessToken: "old-access"), on: c)
+        }
+        try await db.pool.execute("UPDATE nexcomet.ad_connections SET status = 'needs_reauth' WHERE id = \(id)")
+
+        func sealed(_ doc: String, for connection: Int64) throws -> String {
+            Data(
+                try store.vault.seal(
+                    doc, associatedData: ConnectionStore.reauthorizeAssociatedData(connectionID: connection))
+            ).base64EncodedString()
+        }
+        func post(_ body: String, signature: String? = nil) async -> HTTPResponse {
+            let stamp = String(Int(Date().timeIntervalSince1970))
+            var headers = HTTPHeaders()
+            headers.add("X-Nexjobs-Timestamp", stamp)
+            headers.add(
+                "X-Nexjobs-Signature",
+                signature ?? WebService.signature(secret: secret, timestamp: stamp, body: Array(body.utf8)))
+            return await router.handle(
+                HTTPRequest(method: "POST", path: "/webhooks/reauthorized", headers: headers, body: Array(body.utf8)))
+        }
+        let doc = #"{"access_token":"new-access-XYZ","refresh_token":"new-refresh-XYZ","expires_in":3600}"#
+
+        // Refused: bad signature, plaintext tokens, tokens sealed for another connection, unknown connection.
+        let unsigned = await post(
+            #"{"connection_id":\#(id),"sealed_tokens":"\#(try sealed(doc, for: id))"}"#, signature: "sha256=00")
+        XCTAssertEqual(unsigned.status, 401)
+        let plaintext = await post(#"{"connection_id":\#(id),"access_token":"new-access-XYZ"}"#)
+        XCTAssertEqual(plaintext.status, 400)
+        let otherRow = await post(#"{"connection_id":\#(id),"sealed_tokens":"\#(try sealed(doc, for: id + 1))"}"#)
+        XCTAssertEqual(otherRow.status, 400, "a sealed document is bound to its connection")
+        XCTAssertFalse(String(decoding: otherRow.body, as: UTF8.self).contains("XYZ"))
+        let unknown = await post(#"{"connection_id":999999,"sealed_tokens":"\#(try sealed(doc, for: 999_999))"}"#)
+        XCTAssertEqual(unknown.status, 404)
+        var still = try await db.pool.withConnection { c in try await store.load(id, on: c) }
+        // A needs_reauth connection holds no ciphertext (sql/030 clears it); refused requests stored none.
+        XCTAssertNil(still.tokens, "nothing stored by a refused request")
+        XCTAssertEqual(still.status, "needs_reauth")
+
+        // Accepted: the same path as `connections reauthorize`.
+        let ok = await post(#"{"connection_id":\#(id),"sealed_tokens":"\#(try sealed(doc, for: id))"}"#)
+        XCTAssertEqual(ok.status, 200, String(decoding: ok.body, as: UTF8.self))
+        XCTAssertTrue(String(decoding: ok.body, as: UTF8.self).contains(#""was_needs_reauth":true"#))
+        still = try await db.pool.withConnection { c in try await store.load(id, on: c) }
+        XCTAssertEqual(still.status, "active")
+        XCTAssertEqual(still.tokens?.accessToken, "new-access-XYZ")
+        XCTAssertEqual(still.tokens?.refreshToken, "new-refresh-XYZ")
+        XCTAssertNotNil(still.tokens?.accessTokenExpiresAt)
+
+        // Without token keys the webhook is off.
+        var keyless = WebService(pool: db.pool, webhookSecret: secret, logger: Logger(label: "t", minimum: .error))
+        keyless.tokenStore = nil
+        let body = #"{"connection_id":\#(id),"sealed_tokens":"\#(try sealed(doc, for: id))"}"#
+        let stamp = String(Int(Date().timeIntervalSince1970))
+        var headers = HTTPHeaders()
+        headers.add("X-Nexjobs-Timestamp", stamp)
+        headers.add(
+            "X-Nexjobs-Signature", WebService.signature(secret: secret, timestamp: stamp, body: Array(body.utf8)))
+        let off = await keyless.router().handle(
+            HTTPRequest(method: "POST", path: "/webhooks/reauthorized", headers: headers, body: Array(body.utf8)))
+        XCTAssertEqual(off.status, 503)
+    }
+}

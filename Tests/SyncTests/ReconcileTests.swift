@@ -1,0 +1,109 @@
+import Foundation
+import HTTP
+import Logs
+import NexcometJobs
+import PGTestSupport
+import Platforms
+import Postgres
+import Sandbox
+import XCTest
+
+@testable import Sync
+
+/// Issue 14, reconciliation: the platform's account totals against the stored ad-level sums after each sync.
+final class ReconcileTests: XCTestCase {
+    func accounts(_ h: SyncHarness) async throws -> [(id: Int64, external: String, platform: String, connection: Int64)]
+    {
+        try await h.db.pool.query(
+            "SELECT id, external_id, platform, connection_id FROM nexcomet.ad_accounts ORDER BY id"
+        ).map { (try $0.decode(0), try $0.decode(1), try $0.decode(2), try $0.decode(3)) }
+    }
+
+    func latestRun(_ h: SyncHarness, _ account: Int64) async throws -> (status: String?, difference: String?) {
+        let r = try await h.db.pool.query(
+            """
+            SELECT reconcile_status, reconcile_difference::text FROM nexcomet.sync_runs
+             WHERE ad_account_id = \(account) AND outcome = 'succeeded' ORDER BY id DESC LIMIT 1
+            """
+        ).first!
+        return (try r.decode(0), try r.decode(1))
+    }
+
+    /// A persistent disagreement: one re-sync of the window, then the difference is recorded, counted on
+    /// /metrics and shown on the connection; the other accounts reconcile `ok`.
+    func testAPersistentMismatchIsResyncedOnceThenRecordedCountedAndShown() async throws {
+        let h = try await SyncHarness.make(tiktok: 1, snap: 1)
+        addTeardownBlock { await h.close() }
+        let connections = try await h.connectAll()
+        for c in connections {
+            try await h.run(SyncConnectionHandler(environment: h.environment), args: #"{"connection_id":"\#(c.id)"}"#)
+        }
+        let all = try await accounts(h)
+        let skewed = [
+            try XCTUnwrap(all.first { $0.platform == "tiktok" }),
+            try XCTUnwrap(all.first { $0.platform == "snapchat" }),
+        ]
+        for a in skewed { h.sandbox.skewAccountTotals(account: a.external, spendCents: 123) }
+        h.sandbox.resetRequestCounts()
+        let results = try await h.drain(SyncAdAccountHandler(environment: h.environment))
+        for (job, error) in results { XCTAssertNil(error ?? nil, "job \(job)") }
+
+        for a in all {
+            let run = try await latestRun(h, a.id)
+            if skewed.contains(where: { $0.id == a.id }) {
+                XCTAssertEqual(run.status, "mismatch", a.external)
+                let diff = try XCTUnwrap(run.difference)
+                // 1.23 on each of the three 30/31-day totals answers of the 90-day window.
+                XCTAssertTrue(
+                    diff.contains(#""difference": {"spend": 3.69, "conversions": 0, "impressions": 0}"#), diff)
+            } else {
+                XCTAssertEqual(run.status, "ok", a.external)
+            }
+        }
+        // The window was fetched twice for a skewed account (the sync and one re-sync), once for the others.
+        let log = h.sandbox.reportRequests()
+        for a in all {
+            let entityReports = log.filter {
+                $0.accountID == a.external && ($0.level == "AUCTION_AD" || $0.level == "ad")
+            }.count
+            let expectedWindows = a.platform == "tiktok" ? 3 : 3  // 90 days in 30- / 31-day requests
+            let twice = skewed.contains { $0.id == a.id }
+            XCTAssertEqual(entityReports, expectedWindows * (twice ? 2 : 1), "\(a.platform) \(a.external)")
+        }
+        // The stored data is right (only the totals were skewed).
+        let first = try await h.retainedFirstDays(days: 90)
+        assertSameMetrics(try await h.databaseMetrics(from: first), h.truth(firstDay: first), "stored metrics")
+
+        let service = WebService(pool: h.db.pool, webhookSecret: nil, logger: Logger(label: "t", minimum: .error))
+        let metrics = String(decoding: await service.router().handle(HTTPRequest(path: "/metrics")).body, as: UTF8.self)
+        XCTAssertTrue(metrics.contains(#"nexjobs_sync_reconcile_mismatch_total{platform="tiktok"} 1"#), metrics)
+        XCTAssertTrue(metrics.contains(#"nexjobs_sync_reconcile_mismatch_total{platform="snapchat"} 1"#), metrics)
+
+        let (status, list) = try await NexjobsProcess.run(["connections", "list"], databaseURL: h.db.url)
+        XCTAssertEqual(status, 0, list)
+        for a in skewed {
+            let line = try XCTUnwrap(list.split(separator: "\n").first { $0.hasPrefix("\(a.connection)\t") })
+            XCTAssertTrue(line.hasSuffix("\tmismatch:1"), String(line))
+        }
+    }
+
+    /// A disagreement that a re-sync clears (here: the totals answer was off once) is `resynced`, not counted.
+    func testATransientMismatchIsClearedByOneResync() async throws {
+        let h = try await SyncHarness.make(tiktok: 1, snap: 0)
+        addTeardownBlock { await h.close() }
+        let connections = try await h.connectAll()
+        try await h.run(
+            SyncConnectionHandler(environment: h.environment), args: #"{"connection_id":"\#(connections[0].id)"}"#)
+        let all = try await accounts(h)
+        h.sandbox.skewAccountTotals(account: all[0].external, spendCents: -5, times: 1)
+        let results = try await h.drain(SyncAdAccountHandler(environment: h.environment))
+        for (job, error) in results { XCTAssertNil(error ?? nil, "job \(job)") }
+        let run = try await latestRun(h, all[0].id)
+        XCTAssertEqual(run.status, "resynced")
+        XCTAssertNil(run.difference)
+        let counted: Int = try await h.db.pool.query(
+            "SELECT coalesce(sum(mismatches), 0)::int FROM nexcomet.sync_reconcile_counters"
+        ).first!.decode(0)
+        XCTAssertEqual(counted, 0)
+    }
+}
