@@ -19,14 +19,7 @@ public struct RefreshTokenHandler: JobHandler {
 
     public func run(_ args: Args, context: JobContext) async throws {
         let id = args.connectionID.value
-        // Re-checked at execution time: a job queued before a deletion, restriction or disconnect makes no call.
-        if let refusal = try await platformCallRefusal(connectionID: id, pool: context.pool) {
-            context.logger.info("no platform call", ("connection", "\(id)"), ("reason", refusal))
-            return
-        }
-        let store = try environment.store()
-        let stored = try await loadConnection(id, store: store, pool: context.pool)
-        guard stored.status == "active" else { return }
+        guard let (store, stored) = try await environment.connectionForPlatformCall(id, context: context) else { return }
         let policy = ErrorPolicy(
             context: context, store: store, connectionID: id, organizationID: stored.organizationID,
             platform: stored.platform, startingAccessToken: nil, session: nil,

@@ -19,18 +19,7 @@ public struct SyncConnectionHandler: JobHandler {
 
     public func run(_ args: Args, context: JobContext) async throws {
         let id = args.connectionID.value
-        // Re-checked at execution time: a job queued before a deletion, restriction or disconnect makes no call.
-        if let refusal = try await platformCallRefusal(connectionID: id, pool: context.pool) {
-            context.logger.info("no platform call", ("connection", "\(id)"), ("reason", refusal))
-            return
-        }
-        let store = try environment.store()
-        let stored = try await loadConnection(id, store: store, pool: context.pool)
-        guard stored.status == "active" else {
-            context.logger.info(
-                "connection not active; nothing to sync", ("connection", "\(id)"), ("status", stored.status))
-            return
-        }
+        guard let (store, stored) = try await environment.connectionForPlatformCall(id, context: context) else { return }
         var policy = ErrorPolicy(
             context: context, store: store, connectionID: id, organizationID: stored.organizationID,
             platform: stored.platform, startingAccessToken: stored.tokens?.accessToken, session: nil,
@@ -112,6 +101,28 @@ public struct SyncConnectionHandler: JobHandler {
 }
 
 /// Loads a connection, turning "unknown" and "cannot decrypt" into failed jobs with a clear message.
+extension SyncEnvironment {
+    /// The connection a platform-calling job (`sync_connection`, `refresh_token`) may use now, with its store; nil
+    /// when the job must end without a call. Re-checked at execution time, so a job queued before a deletion,
+    /// restriction, objection or disconnect makes no call (privacy policy sections 7 and 9).
+    func connectionForPlatformCall(_ id: Int64, context: JobContext) async throws
+        -> (store: ConnectionStore, stored: StoredConnection)?
+    {
+        if let refusal = try await platformCallRefusal(connectionID: id, pool: context.pool) {
+            context.logger.info("no platform call", ("connection", "\(id)"), ("reason", refusal))
+            return nil
+        }
+        let store = try self.store()
+        let stored = try await loadConnection(id, store: store, pool: context.pool)
+        guard stored.status == "active" else {
+            context.logger.info("connection not active; no platform call", ("connection", "\(id)"),
+                                ("status", stored.status))
+            return nil
+        }
+        return (store, stored)
+    }
+}
+
 func loadConnection(_ id: Int64, store: ConnectionStore, pool: PGPool) async throws -> StoredConnection {
     do {
         return try await pool.withConnection { c in try await store.load(id, on: c) }
