@@ -33,6 +33,8 @@ public struct WebService: Sendable {
     public var maxSkew: TimeInterval = 300
     public var now: @Sendable () -> Date = { Date() }
     public var logger: Logger
+    /// Operator console logins (`NEXJOBS_CONSOLE_TOKENS`); nil: the console answers 503.
+    public var consoleAccess: ConsoleAccess?
 
     public init(pool: PGPool, webhookSecret: [UInt8]?, logger: Logger) {
         self.pool = pool
@@ -59,6 +61,7 @@ public struct WebService: Sendable {
         r.add("GET", "/healthz") { _ in await self.health() }
         r.add("GET", "/metrics") { _ in await self.metrics() }
         r.add("POST", "/webhooks/resync") { request in await self.resync(request) }
+        Console(pool: pool, access: consoleAccess, logger: logger).register(on: r)  // operator console (Console/)
         return r
     }
 

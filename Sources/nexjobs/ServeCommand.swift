@@ -42,7 +42,10 @@ func serveCommand(_ args: [String]) async throws -> Int32 {
 
     let logger = Logger(label: "serve")
     let pool = try openPool(maxConnections: 4)
-    let service = WebService(pool: pool, webhookSecret: secret, logger: logger)
+    var service = WebService(pool: pool, webhookSecret: secret, logger: logger)
+    do { service.consoleAccess = try ConsoleAccess.from(environment: env) } catch let e as WebServiceError {
+        throw UsageError(e.description)
+    }
     let router = service.router()
     // Webhook bodies are tiny: a small body limit and connection cap bound what an anonymous caller can cost.
     var limits = HTTPServerLimits()
