@@ -81,7 +81,7 @@ enum HTML {
             session: session)
     }
 
-    static func redirect(_ location: String, status: Int = 303) -> HTTPResponse {
+    static func redirect(_ location: String, status: Int = 302) -> HTTPResponse {
         var r = HTTPResponse(status: status)
         r.headers["Location"] = location
         return secure(r)
