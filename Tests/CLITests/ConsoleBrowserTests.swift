@@ -208,10 +208,13 @@ final class NoRedirect: NSObject, URLSessionTaskDelegate, Sendable {
     }
 }
 
-/// A minimal W3C WebDriver client over chromedriver (JSON over HTTP, URLSession, no dependencies).
+/// A minimal W3C WebDriver client over chromedriver (JSON over HTTP, no dependencies). chromedriver writes header
+/// fields without a space after the colon (`Content-Length:251`), which URLSession on Linux refuses ("Failed
+/// writing header"), so the client speaks HTTP/1.1 over a plain socket (`RawHTTP`).
 final class WebDriver: @unchecked Sendable {
-    let process: Process
+    let process: Spawned
     let base: String
+    var port: Int { Int(base.split(separator: ":").last!)! }
     var session = ""
 
     static func find(_ names: [String]) -> String? {
@@ -228,21 +231,20 @@ final class WebDriver: @unchecked Sendable {
         var lastError = ""
         for _ in 0..<5 {
             let port = Int.random(in: 26000...31999)
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: chromedriver)
-            p.arguments = ["--port=\(port)"]
-            p.standardOutput = FileHandle.nullDevice
-            p.standardError = FileHandle.nullDevice
-            try p.run()
+            let p = try Spawned(chromedriver, ["--port=\(port)"])
             let driver = WebDriver(process: p, base: "http://127.0.0.1:\(port)")
             let ready = await waitUntil(timeout: .seconds(15)) {
-                guard p.isRunning else { return false }
-                let status = try? await driver.request("GET", "/status")
-                return (status?["ready"] as? Bool) == true
+                do {
+                    let status = try await driver.request("GET", "/status")
+                    return (status["ready"] as? Bool) == true
+                } catch {
+                    lastError = "chromedriver on port \(port): \(error)"
+                    return false
+                }
             }
             guard ready else {
-                lastError = "chromedriver on port \(port) did not become ready"
-                if p.isRunning { p.terminate() }
+                lastError = "chromedriver did not become ready: " + lastError
+                p.kill()
                 continue
             }
             let caps: [String: Any] = [
@@ -258,7 +260,7 @@ final class WebDriver: @unchecked Sendable {
             ]
             let created = try await driver.request("POST", "/session", caps)
             guard let id = created["sessionId"] as? String else {
-                p.terminate()
+                p.kill()
                 throw TestEnvironmentError(description: "WebDriver session not created: \(created)")
             }
             driver.session = id
@@ -267,29 +269,26 @@ final class WebDriver: @unchecked Sendable {
         throw TestEnvironmentError(description: lastError)
     }
 
-    init(process: Process, base: String) {
+    init(process: Spawned, base: String) {
         self.process = process
         self.base = base
     }
 
     func quit() async {
         if !session.isEmpty { _ = try? await request("DELETE", "/session/\(session)") }
-        if process.isRunning { process.terminate() }
+        process.kill()
     }
 
     /// Sends a command; returns the reply's `value` when it is an object (or {"value": v} otherwise).
     @discardableResult
     func request(_ method: String, _ path: String, _ body: [String: Any]? = nil) async throws -> [String: Any] {
-        var r = URLRequest(url: URL(string: base + path)!)
-        r.httpMethod = method
-        r.timeoutInterval = 60
+        var payload = Data()
         if let body {
-            r.httpBody = try JSONSerialization.data(withJSONObject: body)
-            r.setValue("application/json", forHTTPHeaderField: "Content-Type")
+            payload = try JSONSerialization.data(withJSONObject: body)
         } else if method == "POST" {
-            r.httpBody = Data("{}".utf8)
+            payload = Data("{}".utf8)
         }
-        let (data, _) = try await URLSession.shared.data(for: r)
+        let data = try await Task.detached { try RawHTTP.send(method, self.port, path, payload) }.value
         let object = (try JSONSerialization.jsonObject(with: data)) as? [String: Any] ?? [:]
         if let value = object["value"] as? [String: Any] {
             if let error = value["error"] as? String {
@@ -323,6 +322,7 @@ final class WebDriver: @unchecked Sendable {
     }
 
     func type(_ css: String, _ text: String) async throws {
+        _ = await waitUntil(timeout: .seconds(10)) { ((try? await self.count(css)) ?? 0) > 0 }
         let e = try await element(css)
         try await request("POST", "/session/\(session)/element/\(e)/clear", [:])
         try await request("POST", "/session/\(session)/element/\(e)/value", ["text": text])
@@ -354,5 +354,94 @@ final class WebDriver: @unchecked Sendable {
             try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
             try png.write(to: dir.appendingPathComponent(name + ".png"))
         }
+    }
+}
+
+/// One HTTP/1.1 request to 127.0.0.1 with `Connection: close`; returns the body (read to the end of the stream).
+enum RawHTTP {
+    static func send(_ method: String, _ port: Int, _ path: String, _ body: Data) throws -> Data {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw TestEnvironmentError(description: "socket failed") }
+        defer { close(fd) }
+        var timeout = timeval(tv_sec: 120, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = in_port_t(UInt16(port).bigEndian)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard connected == 0 else { throw TestEnvironmentError(description: "connect to port \(port) failed") }
+        var request = Data(
+            "\(method) \(path) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: \(body.count)\r\n\r\n".utf8)
+        request.append(body)
+        try request.withUnsafeBytes { raw in
+            var sent = 0
+            while sent < raw.count {
+                let n = Foundation.send(fd, raw.baseAddress! + sent, raw.count - sent, Int32(MSG_NOSIGNAL))
+                guard n > 0 else { throw TestEnvironmentError(description: "send failed") }
+                sent += n
+            }
+        }
+        // chromedriver keeps the connection open despite `Connection: close`: read the head, then Content-Length bytes.
+        var reply = Data()
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        var bodyStart: Int?
+        var length: Int?
+        while true {
+            if bodyStart == nil, let split = reply.range(of: Data("\r\n\r\n".utf8)) {
+                bodyStart = split.upperBound
+                let head = String(decoding: reply[..<split.lowerBound], as: UTF8.self).lowercased()
+                for line in head.split(separator: "\r\n") where line.hasPrefix("content-length:") {
+                    length = Int(line.dropFirst("content-length:".count).trimmingCharacters(in: .whitespaces))
+                }
+                guard length != nil else { throw TestEnvironmentError(description: "no Content-Length in \(head)") }
+            }
+            if let bodyStart, let length, reply.count - bodyStart >= length {
+                return reply[bodyStart..<(bodyStart + length)]
+            }
+            let n = recv(fd, &buffer, buffer.count, 0)
+            if n < 0 { throw TestEnvironmentError(description: "recv failed or timed out") }
+            if n == 0 { throw TestEnvironmentError(description: "connection closed before the whole reply") }
+            reply.append(contentsOf: buffer[0..<n])
+        }
+    }
+}
+
+/// A child process started with an empty signal mask and default signal actions. The test process blocks most
+/// signals and `Process` children inherit that mask; Chromium started under it hangs, and SIGTERM would not stop it.
+final class Spawned: @unchecked Sendable {
+    let pid: pid_t
+
+    init(_ path: String, _ arguments: [String]) throws {
+        var attr = posix_spawnattr_t()
+        posix_spawnattr_init(&attr)
+        defer { posix_spawnattr_destroy(&attr) }
+        var empty = sigset_t()
+        sigemptyset(&empty)
+        var all = sigset_t()
+        sigfillset(&all)
+        posix_spawnattr_setsigmask(&attr, &empty)
+        posix_spawnattr_setsigdefault(&attr, &all)
+        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+        let argv: [UnsafeMutablePointer<CChar>?] = ([path] + arguments).map { strdup($0) } + [nil]
+        defer { for a in argv { free(a) } }
+        var child = pid_t()
+        let rc = posix_spawn(&child, path, &actions, &attr, argv, environ)
+        guard rc == 0 else { throw TestEnvironmentError(description: "cannot start \(path): error \(rc)") }
+        pid = child
+    }
+
+    /// SIGKILL and reap (chromedriver's Chromium children exit when it goes).
+    func kill() {
+        _ = Foundation.kill(pid, SIGKILL)
+        var status: Int32 = 0
+        _ = waitpid(pid, &status, 0)
     }
 }
