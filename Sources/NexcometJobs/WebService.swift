@@ -48,6 +48,8 @@ public struct WebService: Sendable {
     /// Opens the sealed tokens of `POST /webhooks/reauthorized` and stores them (ReauthorizeWebhook.swift); nil
     /// (no `NEXJOBS_TOKEN_KEYS`) refuses that webhook with 503.
     public var tokenStore: ConnectionStore?
+    /// Operator console logins (`NEXJOBS_CONSOLE_TOKENS`); nil: the console answers 503.
+    public var consoleAccess: ConsoleAccess?
 
     public init(pool: PGPool, webhookSecret: [UInt8]?, logger: Logger) {
         self.pool = pool
@@ -79,6 +81,7 @@ public struct WebService: Sendable {
         r.add("GET", "/metrics") { _ in await self.metrics() }
         r.add("POST", "/webhooks/resync") { request in await self.resync(request) }
         r.add("POST", "/webhooks/reauthorized") { request in await self.reauthorized(request) }
+        Console(pool: pool, access: consoleAccess, logger: logger).register(on: r)  // operator console (Console/)
         return r
     }
 

@@ -169,8 +169,9 @@ func enqueueCommand(_ args: [String]) async throws -> Int32 {
 }
 
 func jobsCommand(_ args: [String]) async throws -> Int32 {
+    if args.first == "why" { return try await jobsWhyCommand(Array(args.dropFirst())) }  // JobsWhyCommand.swift
     let help = """
-        Usage: nexjobs jobs <list|show|retry|cancel> ...
+        Usage: nexjobs jobs <list|show|retry|cancel|why> ...
 
           jobs list [--state S] [--kind K] [--queue Q] [--limit N] [--json]
               newest first; S is one of available, running, completed, retryable, failed, cancelled
@@ -181,6 +182,7 @@ func jobsCommand(_ args: [String]) async throws -> Int32 {
               SQL: SELECT nexjobs.retry(ID);
           jobs cancel ID             cancel; a running job is told and stops
               SQL: SELECT nexjobs.cancel(ID);
+          jobs why ID [--json]       why it is not running (see jobs why --help)
         """
     let a = try Arguments(args, valued: ["state", "kind", "queue", "limit"], flags: ["json"])
     if a.wantsHelp || a.positionals.isEmpty {

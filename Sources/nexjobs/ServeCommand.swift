@@ -67,6 +67,9 @@ func serveCommand(_ args: [String]) async throws -> Int32 {
     var service = WebService(pool: pool, webhookSecret: secret, logger: logger)
     // POST /webhooks/reauthorized opens sealed tokens with the token key ring; without it that webhook answers 503.
     service.tokenStore = (try? KeyRing.fromEnvironment()).map { ConnectionStore(vault: TokenVault(keyRing: $0)) }
+    do { service.consoleAccess = try ConsoleAccess.from(environment: env) } catch let e as WebServiceError {
+        throw UsageError(e.description)
+    }
     let router = service.router()
     // Webhook bodies are tiny: a small body limit and connection caps bound what an anonymous caller can cost.
     var limits = HTTPServerLimits()
