@@ -96,6 +96,7 @@ public struct SyncAdAccountHandler: JobHandler {
         let started = policy.started
         // Every HTTP request of this sync: pages, window chunks and retries, plus token refreshes.
         let calls = await session.requestCount + session.refreshCount
+        let byStatus = await session.responseClasses
         let result = try await context.pool.withTransaction { c in
             try await SyncWriter.upsertEntities(entities, adAccountID: id, on: c)
             let written = try await SyncWriter.replaceMetrics(
@@ -111,9 +112,11 @@ public struct SyncAdAccountHandler: JobHandler {
             try await c.execute(
                 """
                 INSERT INTO nexcomet.sync_runs (ad_account_id, connection_id, job_id, window_start, window_end,
-                                                rows_written, api_calls, duration_ms, outcome, finished_at)
+                                                rows_written, api_calls, api_calls_by_status, duration_ms, outcome,
+                                                finished_at)
                 VALUES (\(id), \(connectionID), \(context.id), \(window.first.description)::date,
                         \(window.last.description)::date, \(written.upserted + written.deleted), \(calls),
+                        \(ErrorPolicy.statusJSON(byStatus))::jsonb,
                         \((ContinuousClock.now - started).milliseconds), 'succeeded', now())
                 """)
             try await context.complete(on: c)
