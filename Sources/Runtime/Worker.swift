@@ -8,6 +8,9 @@ import Synchronization
 public struct WorkerOptions: Sendable {
     /// Queues to claim from. Default `["default"]`.
     public var queues: [String] = ["default"]
+    /// Where the LISTEN connection (and its wake-up claims, a prepared statement) connects; nil: the pool's
+    /// database. Behind PgBouncer in transaction mode this must be PostgreSQL itself (`NEXJOBS_DIRECT_DATABASE_URL`).
+    public var listenerConfig: PGConfig?
     /// Jobs run at once. Default 10.
     public var concurrency: Int = 10
     /// Most jobs claimed by one statement. Default 1,000 (bounded by free slots).
@@ -137,7 +140,7 @@ public final class Worker: Sendable {
         // (bench/README.md, "Wake path"). The claim loop keeps claiming while more jobs wait, and polls.
         let directClaimWanted = Atomic<Bool>(false)
         let listener = PGListener(
-            config: pool.config, channels: ["nexjobs_jobs", "nexjobs_cancel"],
+            config: options.listenerConfig ?? pool.config, channels: ["nexjobs_jobs", "nexjobs_cancel"],
             onNotify: { [self] note in
                 if note.channel == "nexjobs_cancel" {
                     if let id = Int64(note.payload) { self.cancelLocal(id, reason: "cancelled by operator") }

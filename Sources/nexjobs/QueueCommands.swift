@@ -92,6 +92,7 @@ func workerCommand(_ args: [String]) async throws -> Int32 {
         throw UsageError("--heartbeat must be shorter than --lease")
     }
 
+    o.listenerConfig = try directDatabaseConfig()
     let pool = try openPool(maxConnections: max(4, min(o.concurrency + 3, 20)))
     let logger = Logger(label: "worker")
     let worker = Worker(pool: pool, registry: defaultRegistry(), options: o, logger: logger)
