@@ -49,7 +49,7 @@ final class PrometheusScrapeTests: XCTestCase {
                   - targets: ['127.0.0.1:\(servePort)']
             """.write(to: dir.appendingPathComponent("prometheus.yml"), atomically: true, encoding: .utf8)
 
-        let promPort = try freePort()
+        let promPort = try freeTCPPort()
         let prometheus = Process()
         prometheus.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         prometheus.arguments = [
@@ -92,24 +92,24 @@ final class PrometheusScrapeTests: XCTestCase {
         _ = await serve.wait(timeout: .seconds(10))
         await db.drop()
     }
+}
 
-    /// A TCP port nothing listens on right now (bound to port 0, read back, closed).
-    func freePort() throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw TestEnvironmentError(description: "socket() failed") }
-        defer { close(fd) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = 0
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { p -> Int32 in
-                guard bind(fd, p, len) == 0 else { return -1 }
-                return getsockname(fd, p, &len)
-            }
+/// A TCP port nothing listens on right now (bound to port 0, read back, closed).
+func freeTCPPort() throws -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { throw TestEnvironmentError(description: "socket() failed") }
+    defer { close(fd) }
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_port = 0
+    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafeMutablePointer(to: &addr) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { p -> Int32 in
+            guard bind(fd, p, len) == 0 else { return -1 }
+            return getsockname(fd, p, &len)
         }
-        guard bound == 0 else { throw TestEnvironmentError(description: "bind() failed") }
-        return Int(UInt16(bigEndian: addr.sin_port))
     }
+    guard bound == 0 else { throw TestEnvironmentError(description: "bind() failed") }
+    return Int(UInt16(bigEndian: addr.sin_port))
 }
