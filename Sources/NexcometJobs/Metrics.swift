@@ -6,8 +6,9 @@ import Privacy
 /// `GET /metrics`: the Prometheus text exposition of `nexjobs serve`, behind a bearer token.
 ///
 /// Everything is read from the database, so every serve process reports the same values: gauges from the live
-/// tables, counters and histograms from the cumulative tables kept by triggers (sql/045_job_stats.sql,
-/// sql/046_api_call_stats.sql), which only grow. Series (all prefixed `nexjobs_`):
+/// tables, counters and histograms from cumulative tables that only grow: job events staged by a trigger and
+/// folded in at each scrape (sql/045_job_stats.sql), API calls added by a trigger (sql/046_api_call_stats.sql).
+/// Series (all prefixed `nexjobs_`):
 /// - `jobs{queue,state}` (gauge): queue depth by state; `oldest_due_seconds{queue}` (gauge): age of the oldest
 ///   job that is due and not started (0 when none);
 /// - `job_duration_seconds{kind,queue}` (histogram): attempt run time; `job_wait_seconds{kind,queue}`
@@ -41,6 +42,8 @@ enum Metrics {
 
     /// Renders every series; throws when the database does not answer.
     static func render(pool: PGPool) async throws -> String {
+        // Staged job events (sql/045's trigger) become counts first, so this scrape includes them.
+        _ = try await pool.query("SELECT nexjobs.job_stats_fold()")
         var out = header("nexjobs_jobs", "gauge", "Jobs by queue and state.")
         var queues = Set<String>()
         for r in try await pool.query(
