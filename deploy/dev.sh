@@ -4,17 +4,21 @@
 # Starts a PostgreSQL cluster under ./.local/pg, builds nexjobs, applies the migrations, serves the fake TikTok and
 # Snapchat APIs (`nexjobs sandbox`), creates demo organizations whose connections hold sandbox tokens (obtained
 # through the sandbox's OAuth endpoints and piped to `nexjobs connections add` on stdin, sealed with a dev key ring
-# kept in ./.local/dev-token-keys), then runs a scheduler and two workers pointed at the sandbox and prints, every
-# 10 seconds, what has synced. Ctrl-C stops everything it started (the cluster too; its data stays in ./.local/pg).
+# kept in ./.local/dev-token-keys), then runs a scheduler, two workers pointed at the sandbox and `nexjobs serve`
+# (console, /metrics), prints the console's URL with a dev login and the metrics token, and then prints what has
+# synced whenever it changes (checked every 10 seconds). Ctrl-C stops everything it started (the cluster too; its
+# data stays in ./.local/pg).
 #
-# Settings (environment): NEXJOBS_DEV_PG_PORT (54330), NEXJOBS_DEV_SANDBOX_PORT (8787), NEXJOBS_DEV_BUILD
-# (debug | release; default debug, quicker to build), NEXJOBS_DEV_CONNECTIONS (3 per platform).
+# Settings (environment): NEXJOBS_DEV_PG_PORT (54330), NEXJOBS_DEV_SANDBOX_PORT (8787), NEXJOBS_DEV_SERVE_PORT
+# (8080), NEXJOBS_DEV_BUILD (debug | release; default debug, quicker to build), NEXJOBS_DEV_CONNECTIONS (3 per
+# platform).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 state=$root/.local
 pg_port=${NEXJOBS_DEV_PG_PORT:-54330}
 sandbox_port=${NEXJOBS_DEV_SANDBOX_PORT:-8787}
+serve_port=${NEXJOBS_DEV_SERVE_PORT:-8080}
 build=${NEXJOBS_DEV_BUILD:-debug}
 per_platform=${NEXJOBS_DEV_CONNECTIONS:-3}
 mkdir -p "$state/logs"
@@ -54,6 +58,13 @@ if [ ! -s "$keys_file" ]; then
 fi
 export NEXJOBS_TOKEN_KEYS
 NEXJOBS_TOKEN_KEYS=$(cat "$keys_file")
+# Dev-only console login and metrics token, generated once (.local is ignored, never committed).
+for f in dev-console-token dev-metrics-token; do
+  [ -s "$state/$f" ] || (umask 077; head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$state/$f")
+done
+export NEXJOBS_CONSOLE_TOKENS NEXJOBS_METRICS_TOKEN
+NEXJOBS_CONSOLE_TOKENS=$(cat "$state/dev-console-token")
+NEXJOBS_METRICS_TOKEN=$(cat "$state/dev-metrics-token")
 
 "$bin" migrate >/dev/null
 echo "dev: migrations applied"
@@ -99,17 +110,32 @@ for n in 1 2; do
   "$bin" worker --concurrency 8 >"$state/logs/worker-$n.log" 2>&1 &
   pids+=($!)
 done
-echo "dev: scheduler and two workers running (logs in .local/logs); Ctrl-C stops everything"
+"$bin" serve --listen "127.0.0.1:$serve_port" >"$state/logs/serve.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 100); do
+  curl -sf "http://127.0.0.1:$serve_port/healthz" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+curl -sf "http://127.0.0.1:$serve_port/healthz" >/dev/null || { echo "dev: serve did not start (see .local/logs/serve.log)" >&2; exit 1; }
+echo "dev: scheduler, two workers and serve running (logs in .local/logs); Ctrl-C stops everything"
 echo "dev: DATABASE_URL=$DATABASE_URL"
+echo "dev: console  http://127.0.0.1:$serve_port/  (dev login token: $NEXJOBS_CONSOLE_TOKENS)"
+echo "dev: metrics  curl -H 'Authorization: Bearer $NEXJOBS_METRICS_TOKEN' http://127.0.0.1:$serve_port/metrics"
 
+# The summary is printed when it differs from the last one printed.
+last=""
 while true; do
-  sleep 10 &
-  wait $! || true
-  echo "---- $(date +%H:%M:%S) synced metrics"
-  psql "$DATABASE_URL" -qP pager=off -c "
+  summary=$(psql "$DATABASE_URL" -qP pager=off -c "
     SELECT m.platform, count(DISTINCT m.ad_account_id) AS accounts, count(*) AS metric_rows,
            min(m.date) AS first_day, max(m.date) AS last_day, sum(m.conversions) AS conversions
       FROM nexcomet.daily_metrics m GROUP BY m.platform ORDER BY m.platform" \
     -c "SELECT state, count(*) AS jobs FROM nexjobs.jobs WHERE kind LIKE 'sync%' GROUP BY state ORDER BY state" \
-    || true
+    2>&1) || true
+  if [ "$summary" != "$last" ]; then
+    echo "---- $(date +%H:%M:%S) synced metrics"
+    echo "$summary"
+    last=$summary
+  fi
+  sleep 10 &
+  wait $! || true
 done

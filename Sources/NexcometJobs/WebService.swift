@@ -14,8 +14,8 @@ import Sync
 ///   `healthTTL` (1 s), and the answer comes within `healthTimeout` (2 s) whatever the database does (a check
 ///   still running then is reported 503 and goes on in the background). A broken dedicated connection (e.g.
 ///   after a PostgreSQL restart) is replaced and the check retried once.
-/// - `GET /metrics`: Prometheus text format: jobs by queue and state, the age of the oldest due job per queue,
-///   live workers, ad connections by platform and status.
+/// - `GET /metrics`: Prometheus text format behind `Authorization: Bearer $NEXJOBS_METRICS_TOKEN` (see Metrics.swift);
+///   503 when no token is configured, 401 without the right one.
 /// - `POST /webhooks/resync`: body `{"connection_id": N}` (number or string). Signed like Stripe's and GitHub's
 ///   webhooks: header `X-Nexjobs-Timestamp` (Unix seconds) and `X-Nexjobs-Signature: sha256=<hex>`, the hex
 ///   HMAC-SHA256 under the shared secret of `<timestamp>.<raw body>`; a timestamp more than `maxSkew` (5 min)
@@ -30,8 +30,7 @@ import Sync
 /// - `POST /webhooks/reauthorized`: new tokens for a connection, sealed; see ReauthorizeWebhook.swift.
 public struct WebService: Sendable {
     public var pool: PGPool
-    /// Metrics are computed at most once per `metricsTTL` (default 5 s) however often they are scraped: the
-    /// endpoint needs no credentials, so it must not let anyone load the database.
+    /// Metrics are computed at most once per `metricsTTL` (default 5 s) however often they are scraped.
     public var metricsTTL: Duration = .seconds(5)
     let metricsCache = MetricsCache()
     let healthProbe: HealthProbe
@@ -39,6 +38,8 @@ public struct WebService: Sendable {
     public var healthTTL: Duration = .seconds(1)
     /// Longest time `/healthz` takes to answer (default 2 s).
     public var healthTimeout: Duration = .seconds(2)
+    /// The bearer token `/metrics` requires (UTF-8 bytes of `NEXJOBS_METRICS_TOKEN`); nil disables `/metrics`.
+    public var metricsToken: [UInt8]?
     /// The shared webhook secret (UTF-8 bytes of `NEXJOBS_WEBHOOK_SECRET`); nil disables webhooks.
     public var webhookSecret: [UInt8]?
     /// Largest accepted distance between a webhook's timestamp and now. Default 5 minutes.
@@ -78,7 +79,7 @@ public struct WebService: Sendable {
     public func router() -> Router {
         let r = Router()
         r.add("GET", "/healthz") { _ in await self.health() }
-        r.add("GET", "/metrics") { _ in await self.metrics() }
+        r.add("GET", "/metrics") { request in await self.metrics(request) }
         r.add("POST", "/webhooks/resync") { request in await self.resync(request) }
         r.add("POST", "/webhooks/reauthorized") { request in await self.reauthorized(request) }
         Console(pool: pool, access: consoleAccess, logger: logger).register(on: r)  // operator console (Console/)
@@ -90,73 +91,6 @@ public struct WebService: Sendable {
         case true: return .text("ok\n")
         case false: return .text("database unavailable\n", status: 503)
         case nil: return .text("database check timed out\n", status: 503)
-        }
-    }
-
-    func metrics() async -> HTTPResponse {
-        await metricsCache.get(ttl: metricsTTL) { await self.computeMetrics() }
-    }
-
-    func computeMetrics() async -> HTTPResponse {
-        func label(_ v: String) -> String {
-            v.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
-                .replacingOccurrences(of: "\n", with: "\\n")
-        }
-        do {
-            var out = "# HELP nexjobs_jobs Jobs by queue and state.\n# TYPE nexjobs_jobs gauge\n"
-            for r in try await pool.query(
-                "SELECT queue, state, count(*)::bigint FROM nexjobs.jobs GROUP BY 1, 2 ORDER BY 1, 2")
-            {
-                let queue: String = try r.decode(0)
-                let state: String = try r.decode(1)
-                let n: Int64 = try r.decode(2)
-                out += "nexjobs_jobs{queue=\"\(label(queue))\",state=\"\(label(state))\"} \(n)\n"
-            }
-            out += "# HELP nexjobs_oldest_due_seconds Age of the oldest job due and not yet started, per queue.\n"
-            out += "# TYPE nexjobs_oldest_due_seconds gauge\n"
-            for r in try await pool.query(
-                """
-                SELECT queue, extract(epoch FROM now())::float8 - extract(epoch FROM min(run_at))::float8 FROM nexjobs.jobs
-                 WHERE state IN ('available', 'retryable') AND run_at <= now() GROUP BY 1 ORDER BY 1
-                """)
-            {
-                let queue: String = try r.decode(0)
-                let age: Double = try r.decode(1)
-                out += "nexjobs_oldest_due_seconds{queue=\"\(label(queue))\"} \(age.isFinite ? String(format: "%.3f", age) : age > 0 ? "+Inf" : "-Inf")\n"
-            }
-            let workers: Int64 = try await pool.query(
-                "SELECT count(*)::bigint FROM nexjobs.workers WHERE lease_until > now()"
-            ).first!.decode(0)
-            out += "# HELP nexjobs_workers Worker processes holding a live lease.\n# TYPE nexjobs_workers gauge\n"
-            out += "nexjobs_workers \(workers)\n"
-            out += "# HELP nexjobs_ad_connections Ad-platform connections by platform and status.\n"
-            out += "# TYPE nexjobs_ad_connections gauge\n"
-            for r in try await pool.query(
-                "SELECT platform, status, count(*)::bigint FROM nexcomet.ad_connections GROUP BY 1, 2 ORDER BY 1, 2")
-            {
-                let platform: String = try r.decode(0)
-                let status: String = try r.decode(1)
-                let n: Int64 = try r.decode(2)
-                out += "nexjobs_ad_connections{platform=\"\(label(platform))\",status=\"\(label(status))\"} \(n)\n"
-            }
-            out += "# HELP nexjobs_sync_reconcile_mismatch_total Account syncs whose totals still differed after one "
-            out += "re-sync.\n# TYPE nexjobs_sync_reconcile_mismatch_total counter\n"
-            for r in try await pool.query(
-                """
-                SELECT p.platform, coalesce(c.mismatches, 0)::bigint
-                  FROM (VALUES ('snapchat'), ('tiktok')) AS p(platform)
-                  LEFT JOIN nexcomet.sync_reconcile_counters c ON c.platform = p.platform ORDER BY 1
-                """)
-            {
-                let platform: String = try r.decode(0)
-                let n: Int64 = try r.decode(1)
-                out += "nexjobs_sync_reconcile_mismatch_total{platform=\"\(label(platform))\"} \(n)\n"
-            }
-            out += try await PrivacyDeadlines.load(on: pool).prometheusText  // privacy request deadlines
-            return .text(out, contentType: "text/plain; version=0.0.4; charset=utf-8")
-        } catch {
-            logger.warning("metrics failed", ("error", "\(error)"))
-            return .text("database unavailable\n", status: 503)
         }
     }
 
@@ -232,23 +166,6 @@ public struct WebService: Sendable {
 public struct WebServiceError: Error, CustomStringConvertible {
     public var description: String
     public init(_ description: String) { self.description = description }
-}
-
-/// The last metrics response and when it was made; one computation at a time, callers meanwhile wait for it.
-actor MetricsCache {
-    private var last: (at: ContinuousClock.Instant, response: HTTPResponse)?
-    private var inFlight: Task<HTTPResponse, Never>?
-
-    func get(ttl: Duration, compute: @escaping @Sendable () async -> HTTPResponse) async -> HTTPResponse {
-        if let last, ContinuousClock.now - last.at < ttl { return last.response }
-        if let inFlight { return await inFlight.value }
-        let task = Task { await compute() }
-        inFlight = task
-        let response = await task.value
-        inFlight = nil
-        if response.status == 200 { last = (.now, response) }
-        return response
-    }
 }
 
 /// `/healthz`'s own database check: a dedicated connection (never one from the pool, so a busy pool cannot starve

@@ -479,7 +479,9 @@ public struct SnapchatClient: AdPlatformClient {
                 response = try await transport.get(
                     url, headers: ["Authorization": "Bearer \(tokens.accessToken)"],
                     timeout: configuration.requestTimeout)
+                await session.countResponse(status: response.status)
             } catch {
+                await session.countResponse(status: nil)
                 throw transportFailure(error, endpoint: QueryString.path(of: url))
             }
             do {

@@ -432,7 +432,9 @@ public struct TikTokClient: AdPlatformClient {
             do {
                 response = try await transport.get(
                     url, headers: ["Access-Token": tokens.accessToken], timeout: configuration.requestTimeout)
+                await session.countResponse(status: response.status)
             } catch {
+                await session.countResponse(status: nil)
                 throw Self.transportFailure(error, endpoint: QueryString.path(of: url))
             }
             do {

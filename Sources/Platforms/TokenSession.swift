@@ -17,8 +17,18 @@ public actor TokenSession {
     /// `refreshCount`). Sync runs record the sum as their API calls.
     public private(set) var requestCount = 0
 
+    /// Responses to those requests by HTTP status class (`2xx` ... `5xx`; `error` when no response arrived).
+    /// Sync runs record them (`sync_runs.api_calls_by_status`) for the `nexjobs_platform_api_calls_total` metric.
+    public private(set) var responseClasses: [String: Int] = [:]
+
     /// Counts one API request about to be sent with this session's tokens.
     func countRequest() { requestCount += 1 }
+
+    /// Counts the outcome of a request counted by `countRequest`: its HTTP status, or nil for a transport failure.
+    func countResponse(status: Int?) {
+        let key = status.map { (100...599).contains($0) ? "\($0 / 100)xx" : "other" } ?? "error"
+        responseClasses[key, default: 0] += 1
+    }
 
     /// Creates a session; `onRefresh` is awaited with the new tokens after each successful refresh.
     public init(tokens: OAuthTokens, onRefresh: @escaping @Sendable (OAuthTokens) async throws -> Void = { _ in }) {

@@ -74,12 +74,17 @@ public final class Scheduler: Sendable {
 
     /// - Parameters:
     ///   - holder: this process's id in `nexjobs.leader` (default: host:pid:random).
-    public init(pool: PGPool, options: SchedulerOptions = .init(), holder: String? = nil, logger: Logger) {
+    ///   - electionPool: where the leader lease is taken and renewed (default: `pool`); a direct connection to
+    ///     PostgreSQL when `pool` goes through PgBouncer (`NEXJOBS_DIRECT_DATABASE_URL`).
+    public init(
+        pool: PGPool, options: SchedulerOptions = .init(), holder: String? = nil, electionPool: PGPool? = nil,
+        logger: Logger
+    ) {
         self.pool = pool
         self.options = options
         self.logger = logger
         self.election = LeaderElection(
-            pool: pool, holder: holder ?? Scheduler.defaultHolder(),
+            pool: electionPool ?? pool, holder: holder ?? Scheduler.defaultHolder(),
             options: options.election, logger: logger)
         self.maintenanceElection = options.maintenance
             ? LeaderElection(pool: pool, holder: election.holder, options: MaintenanceRole.election(options.election),

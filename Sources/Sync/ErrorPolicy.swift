@@ -96,14 +96,26 @@ struct ErrorPolicy {
     func insertRun(outcome: String, error: String?, on c: PGConnection) async throws {
         let elapsed = ContinuousClock.now - started
         var calls = 0
-        if let session { calls = await session.requestCount + session.refreshCount }
+        var byStatus: [String: Int] = [:]
+        if let session {
+            calls = await session.requestCount + session.refreshCount
+            byStatus = await session.responseClasses
+        }
         try await c.execute(
             """
             INSERT INTO nexcomet.sync_runs (ad_account_id, connection_id, job_id, window_start, window_end,
-                                            api_calls, duration_ms, outcome, error, finished_at)
+                                            api_calls, api_calls_by_status, duration_ms, outcome, error, finished_at)
             VALUES (\(adAccountID), \(connectionID), \(context.id), \(window?.first.description)::date,
-                    \(window?.last.description)::date, \(calls), \(elapsed.milliseconds), \(outcome), \(error), now())
+                    \(window?.last.description)::date, \(calls), \(Self.statusJSON(byStatus))::jsonb,
+                    \(elapsed.milliseconds), \(outcome), \(error), now())
             """)
+    }
+}
+
+extension ErrorPolicy {
+    /// `{"2xx": n, ...}` for `sync_runs.api_calls_by_status` (keys are fixed status-class names).
+    static func statusJSON(_ counts: [String: Int]) -> String {
+        "{" + counts.sorted { $0.key < $1.key }.map { "\"\($0.key)\":\($0.value)" }.joined(separator: ",") + "}"
     }
 }
 

@@ -203,6 +203,7 @@ public struct SyncAdAccountHandler: JobHandler {
         let started = policy.started
         // Every HTTP request of this attempt: pages, window chunks and retries, plus token refreshes.
         let calls = await session.requestCount + session.refreshCount
+        let byStatus = await session.responseClasses
         let result = try await context.pool.withTransaction { c -> MetricsWriteResult? in
             // Organization, connection, account: the erasure's lock order. A deletion, restriction or disconnect
             // that committed while the platform answered leaves nothing more to write.
@@ -220,10 +221,11 @@ public struct SyncAdAccountHandler: JobHandler {
             try await c.execute(
                 """
                 INSERT INTO nexcomet.sync_runs (ad_account_id, connection_id, job_id, window_start, window_end,
-                                                rows_written, api_calls, duration_ms, outcome, finished_at,
-                                                reconcile_status, reconcile_difference)
+                                                rows_written, api_calls, api_calls_by_status, duration_ms, outcome,
+                                                finished_at, reconcile_status, reconcile_difference)
                 VALUES (\(id), \(connectionID), \(context.id), \(window.first.description)::date,
                         \(window.last.description)::date, \(written.upserted + written.deleted), \(calls),
+                        \(ErrorPolicy.statusJSON(byStatus))::jsonb,
                         \((ContinuousClock.now - started).milliseconds), 'succeeded', now(),
                         \(reconcile?.status), \(reconcile?.differenceJSON)::jsonb)
                 """)

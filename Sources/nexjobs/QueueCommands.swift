@@ -11,30 +11,31 @@ func migrateCommand(_ args: [String]) async throws -> Int32 {
         print("""
             Usage: nexjobs migrate [--dir DIR]
 
-            Applies pending sql/NNN_name.sql files in order inside one transaction guarded by an advisory lock, and
+            Applies pending NNN_name.sql migrations in order inside one transaction guarded by an advisory lock, and
             records them in nexjobs.schema_migrations. Running it twice, or from two processes at once, is safe.
+            The migrations are embedded in the binary, so it works from any directory.
 
-              --dir DIR   migrations folder (default: $NEXJOBS_SQL_DIR, ./sql, or next to the executable)
+              --dir DIR   apply the NNN_name.sql files of DIR instead (default: $NEXJOBS_SQL_DIR when set, else the
+                          embedded copy of the repository's sql/)
             """)
         return Exit.ok
     }
     guard a.positionals.isEmpty else { throw UsageError("migrate takes no arguments") }
-    let dir: URL
-    if let d = a.options["dir"] {
+    let migrator: PGMigrator
+    let env = ProcessInfo.processInfo.environment
+    if let d = a.options["dir"] ?? env["NEXJOBS_SQL_DIR"].flatMap({ $0.isEmpty ? nil : $0 }) {
+        let source = a.options["dir"] != nil ? "--dir" : "NEXJOBS_SQL_DIR"
         var isDirectory: ObjCBool = false
         guard !d.isEmpty, d.utf8.count <= 4096, FileManager.default.fileExists(atPath: d, isDirectory: &isDirectory),
             isDirectory.boolValue
-        else { throw UsageError("--dir must name an existing folder, got \(CheckedInput.quote(d))") }
-        dir = URL(fileURLWithPath: d)
-    } else {
-        guard let found = PGMigrator.locateDirectory() else {
-            throw UsageError("cannot find the sql/ migrations folder; pass --dir or set NEXJOBS_SQL_DIR")
+        else { throw UsageError("\(source) must name an existing folder, got \(CheckedInput.quote(d))") }
+        do { migrator = try PGMigrator(directory: URL(fileURLWithPath: d)) } catch let e as PGError {
+            throw UsageError("\(source) \(d): \(e.message)")
+        } catch {
+            throw UsageError("cannot read migrations from \(d): \(error)")
         }
-        dir = found
-    }
-    let migrator: PGMigrator
-    do { migrator = try PGMigrator(directory: dir) } catch let e as PGError {
-        throw UsageError("--dir \(dir.path): \(e.message)")
+    } else {
+        migrator = PGMigrator(migrations: EmbeddedMigrations.all)
     }
     let pool = try openPool(maxConnections: 1)
     let outcome = try await migrator.migrate(pool)
@@ -104,6 +105,7 @@ func workerCommand(_ args: [String]) async throws -> Int32 {
         throw UsageError("--heartbeat must be shorter than --lease")
     }
 
+    o.listenerConfig = try directDatabaseConfig()
     let pool = try openPool(maxConnections: max(4, min(o.concurrency + 3, 20)))
     let logger = Logger(label: "worker")
     let worker = Worker(pool: pool, registry: defaultRegistry(), options: o, logger: logger)

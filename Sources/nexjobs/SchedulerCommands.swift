@@ -76,8 +76,10 @@ func schedulerCommand(_ args: [String]) async throws -> Int32 {
     }
 
     let pool = try openPool(maxConnections: 3)
+    let electionPool = try openDirectPool()  // NEXJOBS_DIRECT_DATABASE_URL, behind PgBouncer
     let logger = Logger(label: "scheduler")
-    let scheduler = Scheduler(pool: pool, options: o, holder: a.options["id"], logger: logger)
+    let scheduler = Scheduler(
+        pool: pool, options: o, holder: a.options["id"], electionPool: electionPool, logger: logger)
 
     if a.flag("once") {
         guard await scheduler.election.attempt() else {
@@ -120,6 +122,7 @@ func schedulerCommand(_ args: [String]) async throws -> Int32 {
     defer { signals.cancel() }
     try await scheduler.run()
     await pool.close()
+    await electionPool?.close()
     return Exit.ok
 }
 

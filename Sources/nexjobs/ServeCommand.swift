@@ -15,8 +15,9 @@ func serveCommand(_ args: [String]) async throws -> Int32 {
 
             Serves HTTP until SIGTERM/SIGINT (then finishes requests in flight, at most 5 s, and exits 0):
               GET  /healthz            200 "ok" when the database answers, else 503
-              GET  /metrics            Prometheus text: jobs by queue and state, oldest due job per queue,
-                                       live workers, ad connections by platform and status
+              GET  /metrics            Prometheus text (jobs, duration and wait histograms, outcomes, workers,
+                                       leader, connections, platform API calls, privacy deadlines); requires
+                                       Authorization: Bearer $NEXJOBS_METRICS_TOKEN (401 otherwise; 503 when unset)
               POST /webhooks/resync    {"connection_id": N}, signed: X-Nexjobs-Timestamp (Unix seconds) and
                                        X-Nexjobs-Signature: sha256=hex(HMAC-SHA256(secret, "<timestamp>.<body>"));
                                        enqueues sync_connection (unique per connection), answers 202
@@ -38,7 +39,8 @@ func serveCommand(_ args: [String]) async throws -> Int32 {
             own, checks at most once a second and answers within 2 s. After a PostgreSQL restart, stale pooled
             connections are replaced without an error answer.
 
-            Environment: DATABASE_URL; NEXJOBS_WEBHOOK_SECRET (at least 32 characters; webhooks answer 503 without it).
+            Environment: DATABASE_URL; NEXJOBS_WEBHOOK_SECRET (at least 32 characters; webhooks answer 503 without it);
+            NEXJOBS_METRICS_TOKEN (32 to 512 characters; /metrics answers 503 without it).
             Signatures are lowercase hex. /metrics is computed at most once per 5 s; request bodies are limited to
             16 KiB. A captured signed request can be replayed within its 5 minutes: it only enqueues a resync, which
             the unique key keeps to one pending at a time.
@@ -54,6 +56,10 @@ func serveCommand(_ args: [String]) async throws -> Int32 {
     let host = String(listen[..<colon]).trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
     let secret: [UInt8]?
     do { secret = try WebService.secret(from: env) } catch let e as WebServiceError { throw UsageError(e.description) }
+    let metricsToken: [UInt8]?
+    do { metricsToken = try WebService.metricsToken(from: env) } catch let e as WebServiceError {
+        throw UsageError(e.description)
+    }
 
     let maxConnections = try a.int("max-connections", range: 1...4096) ?? 128
     let maxPerClient = try a.int("max-client-connections", range: 1...maxConnections) ?? min(16, maxConnections)
@@ -70,6 +76,7 @@ func serveCommand(_ args: [String]) async throws -> Int32 {
     do { service.consoleAccess = try ConsoleAccess.from(environment: env) } catch let e as WebServiceError {
         throw UsageError(e.description)
     }
+    service.metricsToken = metricsToken
     let router = service.router()
     // Webhook bodies are tiny: a small body limit and connection caps bound what an anonymous caller can cost.
     var limits = HTTPServerLimits()
@@ -91,7 +98,8 @@ func serveCommand(_ args: [String]) async throws -> Int32 {
         printErr("error: cannot listen on \(listen): \(error)")
         return Exit.failure
     }
-    logger.info("serving", ("address", "\(host):\(bound)"), ("webhooks", secret == nil ? "disabled" : "enabled"))
+    logger.info("serving", ("address", "\(host):\(bound)"), ("webhooks", secret == nil ? "disabled" : "enabled"),
+        ("metrics", metricsToken == nil ? "disabled" : "enabled"))
     let signals = SignalHandler(signals: [SIGTERM, SIGINT]) { sig in
         logger.info("signal received; shutting down", ("signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"))
         Task { await server.stop(grace: .seconds(5)) }

@@ -39,6 +39,9 @@ let topHelp = """
       NEXJOBS_SYNC_TRANSIENT_RETRIES  in-job retries of transient platform errors, 0...10
       NEXJOBS_RATE_LIMIT_RPS          requests per second per ad account, 0.01...10000
                            (worker and scheduler exit 2 at start when one is out of range)
+      NEXJOBS_METRICS_TOKEN   bearer token of /metrics (nexjobs serve), 32 to 512 characters
+      NEXJOBS_DIRECT_DATABASE_URL  PostgreSQL itself when DATABASE_URL is PgBouncer (transaction mode): the
+                           worker's LISTEN connection and the scheduler's leader lease use it
 
     Exit codes: 0 ok, 1 operational failure, 2 usage or invalid input (nothing changed; includes values the
     database refuses as data: SQLSTATE classes 22 and 54), 3 not found / not allowed in this state.

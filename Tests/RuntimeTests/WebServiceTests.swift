@@ -19,8 +19,17 @@ final class WebServiceTests: XCTestCase {
 
     override func tearDown() async throws { await db?.drop() }
 
+    static let metricsToken = "metrics-test-token-0123456789abcdef"
+
     func service(secret: [UInt8]?) -> WebService {
-        WebService(pool: db.pool, webhookSecret: secret, logger: Logger(label: "test", minimum: .error))
+        var s = WebService(pool: db.pool, webhookSecret: secret, logger: Logger(label: "test", minimum: .error))
+        s.metricsToken = Array(Self.metricsToken.utf8)
+        return s
+    }
+
+    /// An authorized `GET /metrics`.
+    static func metricsRequest() -> HTTPRequest {
+        HTTPRequest(path: "/metrics", headers: ["Authorization": "Bearer \(metricsToken)"])
     }
 
     func connection(status: String = "active", restricted: Bool = false, deleted: Bool = false) async throws -> Int64 {
@@ -54,7 +63,7 @@ final class WebServiceTests: XCTestCase {
         XCTAssertEqual(health.status, 200)
         _ = try await connection()
         try await JobClient(pool: db.pool).enqueue(NewJob(kind: "noop", queue: "q1"))
-        let metrics = await router.handle(HTTPRequest(path: "/metrics"))
+        let metrics = await router.handle(Self.metricsRequest())
         XCTAssertEqual(metrics.status, 200)
         let text = String(decoding: metrics.body, as: UTF8.self)
         XCTAssertTrue(text.contains(#"nexjobs_jobs{queue="q1",state="available"} 1"#), text)
@@ -142,13 +151,13 @@ final class WebServiceTests: XCTestCase {
 
     func testMetricsAreComputedAtMostOncePerInterval() async throws {
         let router = service(secret: nil).router()
-        let first = await router.handle(HTTPRequest(path: "/metrics"))
+        let first = await router.handle(Self.metricsRequest())
         try await JobClient(pool: db.pool).enqueue(NewJob(kind: "noop", queue: "later"))
-        let second = await router.handle(HTTPRequest(path: "/metrics"))
+        let second = await router.handle(Self.metricsRequest())
         XCTAssertEqual(first.body, second.body, "served from the 5 s cache")
         var fresh = service(secret: nil)
         fresh.metricsTTL = .zero
-        let third = await fresh.router().handle(HTTPRequest(path: "/metrics"))
+        let third = await fresh.router().handle(Self.metricsRequest())
         XCTAssertTrue(String(decoding: third.body, as: UTF8.self).contains(#"queue="later""#))
     }
 

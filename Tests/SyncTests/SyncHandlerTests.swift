@@ -100,6 +100,23 @@ final class SyncHandlerTests: XCTestCase {
         // one account-totals request; the per-level plan cost 3 lists + 3 reports here.
         XCTAssertFalse(recorded.isEmpty)
         XCTAssertTrue(recorded.values.allSatisfy { $0 == 1 + 1 }, "report + totals per resync: \(recorded)")
+        // Each authorized request's response is classified (no refresh happened here, so the classes sum to
+        // api_calls), and the runs feed the cumulative counters of /metrics.
+        let classes = try await h.db.pool.query(
+            """
+            SELECT sum(r.api_calls)::int,
+                   sum((SELECT coalesce(sum(value::int), 0) FROM jsonb_each_text(r.api_calls_by_status)))::int,
+                   sum(coalesce((r.api_calls_by_status->>'2xx')::int, 0))::int
+              FROM nexcomet.sync_runs r WHERE r.id > \(lastRunBefore)
+            """
+        ).first!
+        let calls: Int = try classes.decode(0)
+        XCTAssertEqual(try classes.decode(1, as: Int.self), calls, "every request has a status class")
+        XCTAssertEqual(try classes.decode(2, as: Int.self), calls, "the healthy sandbox answered 2xx")
+        let total: Int = try await h.db.pool.query(
+            "SELECT coalesce(sum(count), 0)::int FROM nexcomet.api_call_totals WHERE status_class = '2xx'"
+        ).first!.decode(0)
+        XCTAssertGreaterThanOrEqual(total, calls)
     }
 
     func testRestatedConversionsArePickedUpByTheLookback() async throws {

@@ -8,6 +8,9 @@ import Synchronization
 public struct WorkerOptions: Sendable {
     /// Queues to claim from. Default `["default"]`.
     public var queues: [String] = ["default"]
+    /// Where the LISTEN connection (and its wake-up claims, a prepared statement) connects; nil: the pool's
+    /// database. Behind PgBouncer in transaction mode this must be PostgreSQL itself (`NEXJOBS_DIRECT_DATABASE_URL`).
+    public var listenerConfig: PGConfig?
     /// Jobs run at once. Default 10.
     public var concurrency: Int = 10
     /// Most jobs claimed by one statement. Default 1,000 (bounded by free slots).
@@ -144,7 +147,7 @@ public final class Worker: Sendable {
         let producers = self.producers
         let byQueue = Dictionary(producers.map { ($0.queue, $0) }, uniquingKeysWith: { a, _ in a })
         let listener = PGListener(
-            config: pool.config, channels: ["nexjobs_jobs", "nexjobs_cancel"],
+            config: options.listenerConfig ?? pool.config, channels: ["nexjobs_jobs", "nexjobs_cancel"],
             onNotify: { [self] note in
                 if note.channel == "nexjobs_cancel" {
                     if let id = Int64(note.payload) { self.cancelLocal(id, reason: "cancelled by operator") }
