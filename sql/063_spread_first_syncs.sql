@@ -1,4 +1,6 @@
 -- Issue 14 (scale): spread the syncs after a connection's first one over a whole cadence.
+-- (The function is restated in full: applied migrations are never edited, so CREATE OR REPLACE repeats sql/040's
+-- body with the one change below.)
 --
 -- Before: every enqueue moved next_sync_at to now() + cadence * (1 + 0...jitter). Connections added together (a
 -- deploy, an import: next_sync_at defaults to now()) were enqueued together and then stayed within 10 % of a

@@ -7,7 +7,8 @@ import Synchronization
 /// `info` (default), `warning`, `error`. Values are escaped; callers pass metadata, never secrets.
 public struct Logger: Sendable {
     public enum Level: Int, Sendable, Comparable, CustomStringConvertible {
-        case debug = 0, info, warning, error
+        case debug = 0
+        case info, warning, error
         public static func < (a: Level, b: Level) -> Bool { a.rawValue < b.rawValue }
         public var description: String { ["debug", "info", "warning", "error"][rawValue] }
         init?(name: String) {
@@ -53,14 +54,21 @@ public struct Logger: Sendable {
         return copy
     }
 
-    public func debug(_ event: @autoclosure () -> String, _ fields: (String, String)...) { log(.debug, event(), fields) }
+    public func debug(_ event: @autoclosure () -> String, _ fields: (String, String)...) {
+        log(.debug, event(), fields)
+    }
     public func info(_ event: @autoclosure () -> String, _ fields: (String, String)...) { log(.info, event(), fields) }
-    public func warning(_ event: @autoclosure () -> String, _ fields: (String, String)...) { log(.warning, event(), fields) }
-    public func error(_ event: @autoclosure () -> String, _ fields: (String, String)...) { log(.error, event(), fields) }
+    public func warning(_ event: @autoclosure () -> String, _ fields: (String, String)...) {
+        log(.warning, event(), fields)
+    }
+    public func error(_ event: @autoclosure () -> String, _ fields: (String, String)...) {
+        log(.error, event(), fields)
+    }
 
     public func log(_ level: Level, _ event: @autoclosure () -> String, _ fields: [(String, String)]) {
         guard level >= minimum else { return }
-        let all = [("ts", Logger.timestamp()), ("level", level.description), ("logger", label), ("msg", event())]
+        let all =
+            [("ts", Logger.timestamp()), ("level", level.description), ("logger", label), ("msg", event())]
             + metadata + fields
         sink.write(format == .json ? Logger.json(all) : Logger.logfmt(all))
     }
@@ -71,16 +79,19 @@ public struct Logger: Sendable {
         var t = tv.tv_sec
         var parts = tm()
         gmtime_r(&t, &parts)
-        return String(format: "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", parts.tm_year + 1900, parts.tm_mon + 1,
-                      parts.tm_mday, parts.tm_hour, parts.tm_min, parts.tm_sec, Int(tv.tv_usec / 1000))
+        return String(
+            format: "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", parts.tm_year + 1900, parts.tm_mon + 1,
+            parts.tm_mday, parts.tm_hour, parts.tm_min, parts.tm_sec, Int(tv.tv_usec / 1000))
     }
 
     static func logfmt(_ fields: [(String, String)]) -> String {
         fields.map { key, value in
             let needsQuote = value.isEmpty || value.contains { $0 == " " || $0 == "=" || $0 == "\"" || $0.isNewline }
             if !needsQuote { return "\(key)=\(value)" }
-            let escaped = value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
-                .replacingOccurrences(of: "\n", with: "\\n")
+            let escaped = value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(
+                of: "\"", with: "\\\""
+            )
+            .replacingOccurrences(of: "\n", with: "\\n")
             return "\(key)=\"\(escaped)\""
         }.joined(separator: " ")
     }

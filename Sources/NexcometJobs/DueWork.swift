@@ -100,8 +100,10 @@ public struct PrivacyRequestSource: DueWorkSource {
     public func run(_ context: DueWorkContext) async throws -> Int {
         var total = 0
         while context.isLeader() {
-            let n: Int = try await context.pool.query(
-                "SELECT nexcomet.wipe_tokens_of_deleted_organizations(\(batchSize))").first?.decode(0) ?? 0
+            let n: Int =
+                try await context.pool.query(
+                    "SELECT nexcomet.wipe_tokens_of_deleted_organizations(\(batchSize))"
+                ).first?.decode(0) ?? 0
             total += n
             if n < batchSize || batchSize < 1 { break }  // a batch size below 1 must not spin
         }

@@ -7,1718 +7,1742 @@ public enum EmbeddedMigrations {
         PGMigrator.Migration(
             version: 1, name: "001_queue.sql",
             sql: #####"""
--- NexJobs queue core: jobs, worker leases, and the SQL API (enqueue, retry, cancel, prune, rescue, stats).
--- Idempotent: every object is created with IF NOT EXISTS or CREATE OR REPLACE.
+                -- NexJobs queue core: jobs, worker leases, and the SQL API (enqueue, retry, cancel, prune, rescue, stats).
+                -- Idempotent: every object is created with IF NOT EXISTS or CREATE OR REPLACE.
 
-CREATE SCHEMA IF NOT EXISTS nexjobs;
+                CREATE SCHEMA IF NOT EXISTS nexjobs;
 
-CREATE TABLE IF NOT EXISTS nexjobs.jobs (
-    id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    kind          text NOT NULL CHECK (kind ~ '^[a-z][a-z0-9_.:-]{0,127}$'),
-    queue         text NOT NULL DEFAULT 'default' CHECK (queue ~ '^[A-Za-z0-9_.:-]{1,128}$'),
-    args          jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(args) = 'object'),
-    state         text NOT NULL DEFAULT 'available'
-                  CHECK (state IN ('available', 'running', 'completed', 'retryable', 'failed', 'cancelled')),
-    -- Smaller runs first; ties by run_at then id.
-    priority      smallint NOT NULL DEFAULT 0,
-    run_at        timestamptz NOT NULL DEFAULT now(),
-    attempt       integer NOT NULL DEFAULT 0 CHECK (attempt >= 0),
-    max_attempts  integer NOT NULL DEFAULT 20 CHECK (max_attempts >= 1),
-    unique_key    text,
-    -- Lease: the worker process holding the job (see nexjobs.workers) and a hard deadline for the attempt.
-    locked_by     text,
-    locked_until  timestamptz,
-    -- One entry per failed attempt: {"at", "attempt", "error", "worker"}.
-    errors        jsonb NOT NULL DEFAULT '[]',
-    created_at    timestamptz NOT NULL DEFAULT now(),
-    attempted_at  timestamptz,
-    finished_at   timestamptz
-);
+                CREATE TABLE IF NOT EXISTS nexjobs.jobs (
+                    id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                    kind          text NOT NULL CHECK (kind ~ '^[a-z][a-z0-9_.:-]{0,127}$'),
+                    queue         text NOT NULL DEFAULT 'default' CHECK (queue ~ '^[A-Za-z0-9_.:-]{1,128}$'),
+                    args          jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(args) = 'object'),
+                    state         text NOT NULL DEFAULT 'available'
+                                  CHECK (state IN ('available', 'running', 'completed', 'retryable', 'failed', 'cancelled')),
+                    -- Smaller runs first; ties by run_at then id.
+                    priority      smallint NOT NULL DEFAULT 0,
+                    run_at        timestamptz NOT NULL DEFAULT now(),
+                    attempt       integer NOT NULL DEFAULT 0 CHECK (attempt >= 0),
+                    max_attempts  integer NOT NULL DEFAULT 20 CHECK (max_attempts >= 1),
+                    unique_key    text,
+                    -- Lease: the worker process holding the job (see nexjobs.workers) and a hard deadline for the attempt.
+                    locked_by     text,
+                    locked_until  timestamptz,
+                    -- One entry per failed attempt: {"at", "attempt", "error", "worker"}.
+                    errors        jsonb NOT NULL DEFAULT '[]',
+                    created_at    timestamptz NOT NULL DEFAULT now(),
+                    attempted_at  timestamptz,
+                    finished_at   timestamptz
+                );
 
--- The claim path only ever sees live, claimable rows.
-CREATE INDEX IF NOT EXISTS jobs_claim_idx ON nexjobs.jobs (queue, priority, run_at, id)
-    WHERE state IN ('available', 'retryable');
--- A unique key is held while its job is live; finished jobs free it.
-CREATE UNIQUE INDEX IF NOT EXISTS jobs_unique_live_idx ON nexjobs.jobs (unique_key)
-    WHERE unique_key IS NOT NULL AND state IN ('available', 'retryable', 'running');
-CREATE INDEX IF NOT EXISTS jobs_running_idx ON nexjobs.jobs (locked_by) WHERE state = 'running';
-CREATE INDEX IF NOT EXISTS jobs_finished_idx ON nexjobs.jobs (finished_at)
-    WHERE state IN ('completed', 'failed', 'cancelled');
+                -- The claim path only ever sees live, claimable rows.
+                CREATE INDEX IF NOT EXISTS jobs_claim_idx ON nexjobs.jobs (queue, priority, run_at, id)
+                    WHERE state IN ('available', 'retryable');
+                -- A unique key is held while its job is live; finished jobs free it.
+                CREATE UNIQUE INDEX IF NOT EXISTS jobs_unique_live_idx ON nexjobs.jobs (unique_key)
+                    WHERE unique_key IS NOT NULL AND state IN ('available', 'retryable', 'running');
+                CREATE INDEX IF NOT EXISTS jobs_running_idx ON nexjobs.jobs (locked_by) WHERE state = 'running';
+                CREATE INDEX IF NOT EXISTS jobs_finished_idx ON nexjobs.jobs (finished_at)
+                    WHERE state IN ('completed', 'failed', 'cancelled');
 
--- One row per worker process; its heartbeat extends lease_until. A running job whose worker's lease has expired
--- (or whose own deadline passed) is rescued.
-CREATE TABLE IF NOT EXISTS nexjobs.workers (
-    id            text PRIMARY KEY,
-    host          text NOT NULL,
-    pid           integer NOT NULL,
-    queues        text[] NOT NULL,
-    concurrency   integer NOT NULL,
-    started_at    timestamptz NOT NULL DEFAULT now(),
-    heartbeat_at  timestamptz NOT NULL DEFAULT now(),
-    lease_until   timestamptz NOT NULL
-);
+                -- One row per worker process; its heartbeat extends lease_until. A running job whose worker's lease has expired
+                -- (or whose own deadline passed) is rescued.
+                CREATE TABLE IF NOT EXISTS nexjobs.workers (
+                    id            text PRIMARY KEY,
+                    host          text NOT NULL,
+                    pid           integer NOT NULL,
+                    queues        text[] NOT NULL,
+                    concurrency   integer NOT NULL,
+                    started_at    timestamptz NOT NULL DEFAULT now(),
+                    heartbeat_at  timestamptz NOT NULL DEFAULT now(),
+                    lease_until   timestamptz NOT NULL
+                );
 
--- Enqueue one job; returns its id and whether an existing live job with the same unique key was returned instead.
--- Sends one NOTIFY on channel nexjobs_jobs (payload: queue) when the job is due now; PostgreSQL delivers it at
--- commit and folds duplicates within a transaction, so there is no per-row trigger.
-CREATE OR REPLACE FUNCTION nexjobs.enqueue_ex(
-    kind text,
-    args jsonb DEFAULT '{}',
-    queue text DEFAULT 'default',
-    priority integer DEFAULT 0,
-    run_at timestamptz DEFAULT NULL,
-    unique_key text DEFAULT NULL,
-    max_attempts integer DEFAULT 20,
-    OUT id bigint,
-    OUT duplicate boolean)
-LANGUAGE plpgsql AS $$
-#variable_conflict use_column
-DECLARE
-    v_run_at timestamptz := coalesce(enqueue_ex.run_at, now());
-BEGIN
-    IF enqueue_ex.kind IS NULL THEN
-        RAISE EXCEPTION 'nexjobs.enqueue: kind must not be null' USING ERRCODE = '22004';
-    END IF;
-    LOOP
-        INSERT INTO nexjobs.jobs AS j (kind, args, queue, priority, run_at, unique_key, max_attempts)
-        VALUES (enqueue_ex.kind, coalesce(enqueue_ex.args, '{}'), coalesce(enqueue_ex.queue, 'default'),
-                coalesce(enqueue_ex.priority, 0), v_run_at, enqueue_ex.unique_key,
-                coalesce(enqueue_ex.max_attempts, 20))
-        ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND state IN ('available', 'retryable', 'running')
-        DO NOTHING
-        RETURNING j.id INTO enqueue_ex.id;
-        IF enqueue_ex.id IS NOT NULL THEN
-            duplicate := false;
-            IF v_run_at <= now() THEN
-                PERFORM pg_notify('nexjobs_jobs', coalesce(enqueue_ex.queue, 'default'));
-            END IF;
-            RETURN;
-        END IF;
-        SELECT j.id INTO enqueue_ex.id FROM nexjobs.jobs j
-         WHERE j.unique_key = enqueue_ex.unique_key AND j.state IN ('available', 'retryable', 'running');
-        IF enqueue_ex.id IS NOT NULL THEN
-            duplicate := true;
-            RETURN;
-        END IF;
-        -- The holder finished between our insert and select: try again.
-    END LOOP;
-END
-$$;
+                -- Enqueue one job; returns its id and whether an existing live job with the same unique key was returned instead.
+                -- Sends one NOTIFY on channel nexjobs_jobs (payload: queue) when the job is due now; PostgreSQL delivers it at
+                -- commit and folds duplicates within a transaction, so there is no per-row trigger.
+                CREATE OR REPLACE FUNCTION nexjobs.enqueue_ex(
+                    kind text,
+                    args jsonb DEFAULT '{}',
+                    queue text DEFAULT 'default',
+                    priority integer DEFAULT 0,
+                    run_at timestamptz DEFAULT NULL,
+                    unique_key text DEFAULT NULL,
+                    max_attempts integer DEFAULT 20,
+                    OUT id bigint,
+                    OUT duplicate boolean)
+                LANGUAGE plpgsql AS $$
+                #variable_conflict use_column
+                DECLARE
+                    v_run_at timestamptz := coalesce(enqueue_ex.run_at, now());
+                BEGIN
+                    IF enqueue_ex.kind IS NULL THEN
+                        RAISE EXCEPTION 'nexjobs.enqueue: kind must not be null' USING ERRCODE = '22004';
+                    END IF;
+                    LOOP
+                        INSERT INTO nexjobs.jobs AS j (kind, args, queue, priority, run_at, unique_key, max_attempts)
+                        VALUES (enqueue_ex.kind, coalesce(enqueue_ex.args, '{}'), coalesce(enqueue_ex.queue, 'default'),
+                                coalesce(enqueue_ex.priority, 0), v_run_at, enqueue_ex.unique_key,
+                                coalesce(enqueue_ex.max_attempts, 20))
+                        ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND state IN ('available', 'retryable', 'running')
+                        DO NOTHING
+                        RETURNING j.id INTO enqueue_ex.id;
+                        IF enqueue_ex.id IS NOT NULL THEN
+                            duplicate := false;
+                            IF v_run_at <= now() THEN
+                                PERFORM pg_notify('nexjobs_jobs', coalesce(enqueue_ex.queue, 'default'));
+                            END IF;
+                            RETURN;
+                        END IF;
+                        SELECT j.id INTO enqueue_ex.id FROM nexjobs.jobs j
+                         WHERE j.unique_key = enqueue_ex.unique_key AND j.state IN ('available', 'retryable', 'running');
+                        IF enqueue_ex.id IS NOT NULL THEN
+                            duplicate := true;
+                            RETURN;
+                        END IF;
+                        -- The holder finished between our insert and select: try again.
+                    END LOOP;
+                END
+                $$;
 
--- The operator's form: returns the job id (the existing one for a live duplicate unique key).
-CREATE OR REPLACE FUNCTION nexjobs.enqueue(
-    kind text,
-    args jsonb DEFAULT '{}',
-    queue text DEFAULT 'default',
-    priority integer DEFAULT 0,
-    run_at timestamptz DEFAULT NULL,
-    unique_key text DEFAULT NULL,
-    max_attempts integer DEFAULT 20)
-RETURNS bigint LANGUAGE sql AS $$
-    SELECT (nexjobs.enqueue_ex(kind, args, queue, priority, run_at, unique_key, max_attempts)).id
-$$;
+                -- The operator's form: returns the job id (the existing one for a live duplicate unique key).
+                CREATE OR REPLACE FUNCTION nexjobs.enqueue(
+                    kind text,
+                    args jsonb DEFAULT '{}',
+                    queue text DEFAULT 'default',
+                    priority integer DEFAULT 0,
+                    run_at timestamptz DEFAULT NULL,
+                    unique_key text DEFAULT NULL,
+                    max_attempts integer DEFAULT 20)
+                RETURNS bigint LANGUAGE sql AS $$
+                    SELECT (nexjobs.enqueue_ex(kind, args, queue, priority, run_at, unique_key, max_attempts)).id
+                $$;
 
--- Make a job run again now. From failed/cancelled/completed it is revived with one more attempt allowed;
--- from available/retryable it is made due now. Returns false when the job is running or missing.
-CREATE OR REPLACE FUNCTION nexjobs.retry(job_id bigint) RETURNS boolean
-LANGUAGE plpgsql AS $$
-DECLARE
-    v_queue text;
-BEGIN
-    UPDATE nexjobs.jobs j
-       SET state = 'available', run_at = now(), finished_at = NULL, locked_by = NULL, locked_until = NULL,
-           max_attempts = greatest(j.max_attempts, j.attempt + 1)
-     WHERE j.id = job_id AND j.state <> 'running'
-    RETURNING j.queue INTO v_queue;
-    IF v_queue IS NULL THEN RETURN false; END IF;
-    PERFORM pg_notify('nexjobs_jobs', v_queue);
-    RETURN true;
-END
-$$;
+                -- Make a job run again now. From failed/cancelled/completed it is revived with one more attempt allowed;
+                -- from available/retryable it is made due now. Returns false when the job is running or missing.
+                CREATE OR REPLACE FUNCTION nexjobs.retry(job_id bigint) RETURNS boolean
+                LANGUAGE plpgsql AS $$
+                DECLARE
+                    v_queue text;
+                BEGIN
+                    UPDATE nexjobs.jobs j
+                       SET state = 'available', run_at = now(), finished_at = NULL, locked_by = NULL, locked_until = NULL,
+                           max_attempts = greatest(j.max_attempts, j.attempt + 1)
+                     WHERE j.id = job_id AND j.state <> 'running'
+                    RETURNING j.queue INTO v_queue;
+                    IF v_queue IS NULL THEN RETURN false; END IF;
+                    PERFORM pg_notify('nexjobs_jobs', v_queue);
+                    RETURN true;
+                END
+                $$;
 
--- Cancel a job that has not finished. A running job's worker is told through NOTIFY nexjobs_cancel (and its
--- heartbeat) and stops it; its late completion cannot overwrite 'cancelled'. Returns false if already finished.
-CREATE OR REPLACE FUNCTION nexjobs.cancel(job_id bigint) RETURNS boolean
-LANGUAGE plpgsql AS $$
-DECLARE
-    v_found boolean;
-BEGIN
-    UPDATE nexjobs.jobs j SET state = 'cancelled', finished_at = now()
-     WHERE j.id = job_id AND j.state IN ('available', 'retryable', 'running')
-    RETURNING true INTO v_found;
-    IF v_found THEN
-        PERFORM pg_notify('nexjobs_cancel', job_id::text);
-        RETURN true;
-    END IF;
-    RETURN false;
-END
-$$;
+                -- Cancel a job that has not finished. A running job's worker is told through NOTIFY nexjobs_cancel (and its
+                -- heartbeat) and stops it; its late completion cannot overwrite 'cancelled'. Returns false if already finished.
+                CREATE OR REPLACE FUNCTION nexjobs.cancel(job_id bigint) RETURNS boolean
+                LANGUAGE plpgsql AS $$
+                DECLARE
+                    v_found boolean;
+                BEGIN
+                    UPDATE nexjobs.jobs j SET state = 'cancelled', finished_at = now()
+                     WHERE j.id = job_id AND j.state IN ('available', 'retryable', 'running')
+                    RETURNING true INTO v_found;
+                    IF v_found THEN
+                        PERFORM pg_notify('nexjobs_cancel', job_id::text);
+                        RETURN true;
+                    END IF;
+                    RETURN false;
+                END
+                $$;
 
--- Rescue running jobs whose worker stopped heartbeating or whose deadline passed: back to 'retryable' (or
--- 'failed' when no attempt is left), with the rescue recorded in the error history. SKIP LOCKED plus the state
--- predicate make each job rescued by exactly one caller. Returns the number rescued (at most batch_size).
-CREATE OR REPLACE FUNCTION nexjobs.rescue(batch_size integer DEFAULT 1000) RETURNS integer
-LANGUAGE sql AS $$
-    WITH stale AS (
-        SELECT j.id FROM nexjobs.jobs j
-         WHERE j.state = 'running'
-           AND (j.locked_until < now()
-                OR NOT EXISTS (SELECT 1 FROM nexjobs.workers w WHERE w.id = j.locked_by AND w.lease_until > now()))
-         ORDER BY j.id
-         LIMIT batch_size
-         FOR UPDATE SKIP LOCKED
-    ), done AS (
-        UPDATE nexjobs.jobs j
-           SET state = CASE WHEN j.attempt >= j.max_attempts THEN 'failed' ELSE 'retryable' END,
-               finished_at = CASE WHEN j.attempt >= j.max_attempts THEN now() END,
-               run_at = now(),
-               errors = j.errors || jsonb_build_array(jsonb_build_object(
-                   'at', now(), 'attempt', j.attempt, 'worker', j.locked_by,
-                   'error', CASE WHEN j.locked_until < now() THEN 'rescued: attempt passed its deadline'
-                                 ELSE 'rescued: worker ' || coalesce(j.locked_by, '?') || ' lost its lease' END)),
-               locked_by = NULL, locked_until = NULL
-          FROM stale WHERE j.id = stale.id AND j.state = 'running'
-        RETURNING 1
-    )
-    SELECT count(*)::integer FROM done
-$$;
+                -- Rescue running jobs whose worker stopped heartbeating or whose deadline passed: back to 'retryable' (or
+                -- 'failed' when no attempt is left), with the rescue recorded in the error history. SKIP LOCKED plus the state
+                -- predicate make each job rescued by exactly one caller. Returns the number rescued (at most batch_size).
+                CREATE OR REPLACE FUNCTION nexjobs.rescue(batch_size integer DEFAULT 1000) RETURNS integer
+                LANGUAGE sql AS $$
+                    WITH stale AS (
+                        SELECT j.id FROM nexjobs.jobs j
+                         WHERE j.state = 'running'
+                           AND (j.locked_until < now()
+                                OR NOT EXISTS (SELECT 1 FROM nexjobs.workers w WHERE w.id = j.locked_by AND w.lease_until > now()))
+                         ORDER BY j.id
+                         LIMIT batch_size
+                         FOR UPDATE SKIP LOCKED
+                    ), done AS (
+                        UPDATE nexjobs.jobs j
+                           SET state = CASE WHEN j.attempt >= j.max_attempts THEN 'failed' ELSE 'retryable' END,
+                               finished_at = CASE WHEN j.attempt >= j.max_attempts THEN now() END,
+                               run_at = now(),
+                               errors = j.errors || jsonb_build_array(jsonb_build_object(
+                                   'at', now(), 'attempt', j.attempt, 'worker', j.locked_by,
+                                   'error', CASE WHEN j.locked_until < now() THEN 'rescued: attempt passed its deadline'
+                                                 ELSE 'rescued: worker ' || coalesce(j.locked_by, '?') || ' lost its lease' END)),
+                               locked_by = NULL, locked_until = NULL
+                          FROM stale WHERE j.id = stale.id AND j.state = 'running'
+                        RETURNING 1
+                    )
+                    SELECT count(*)::integer FROM done
+                $$;
 
--- Delete finished jobs older than their retention, at most batch_size per call (callers loop while it returns
--- batch_size), so no call holds a long transaction.
-CREATE OR REPLACE FUNCTION nexjobs.prune(
-    completed_retention interval DEFAULT '24 hours',
-    failed_retention interval DEFAULT '14 days',
-    batch_size integer DEFAULT 5000) RETURNS integer
-LANGUAGE sql AS $$
-    WITH old AS (
-        SELECT j.id FROM nexjobs.jobs j
-         WHERE (j.state = 'completed' AND j.finished_at < now() - completed_retention)
-            OR (j.state IN ('failed', 'cancelled') AND j.finished_at < now() - failed_retention)
-         LIMIT batch_size
-         FOR UPDATE SKIP LOCKED
-    ), gone AS (
-        DELETE FROM nexjobs.jobs j USING old WHERE j.id = old.id RETURNING 1
-    )
-    SELECT count(*)::integer FROM gone
-$$;
+                -- Delete finished jobs older than their retention, at most batch_size per call (callers loop while it returns
+                -- batch_size), so no call holds a long transaction.
+                CREATE OR REPLACE FUNCTION nexjobs.prune(
+                    completed_retention interval DEFAULT '24 hours',
+                    failed_retention interval DEFAULT '14 days',
+                    batch_size integer DEFAULT 5000) RETURNS integer
+                LANGUAGE sql AS $$
+                    WITH old AS (
+                        SELECT j.id FROM nexjobs.jobs j
+                         WHERE (j.state = 'completed' AND j.finished_at < now() - completed_retention)
+                            OR (j.state IN ('failed', 'cancelled') AND j.finished_at < now() - failed_retention)
+                         LIMIT batch_size
+                         FOR UPDATE SKIP LOCKED
+                    ), gone AS (
+                        DELETE FROM nexjobs.jobs j USING old WHERE j.id = old.id RETURNING 1
+                    )
+                    SELECT count(*)::integer FROM gone
+                $$;
 
--- Counts by queue and state, with the oldest due job's age and recent throughput.
-CREATE OR REPLACE VIEW nexjobs.stats AS
-SELECT j.queue,
-       count(*) FILTER (WHERE j.state = 'available')  AS available,
-       count(*) FILTER (WHERE j.state = 'running')    AS running,
-       count(*) FILTER (WHERE j.state = 'retryable')  AS retryable,
-       count(*) FILTER (WHERE j.state = 'completed')  AS completed,
-       count(*) FILTER (WHERE j.state = 'failed')     AS failed,
-       count(*) FILTER (WHERE j.state = 'cancelled')  AS cancelled,
-       extract(epoch FROM now() - min(j.run_at) FILTER (
-           WHERE j.state IN ('available', 'retryable') AND j.run_at <= now()))::double precision
-           AS oldest_due_seconds,
-       count(*) FILTER (WHERE j.state = 'completed' AND j.finished_at > now() - interval '1 minute')
-           AS completed_last_minute,
-       count(*) FILTER (WHERE j.state = 'completed' AND j.finished_at > now() - interval '5 minutes')
-           AS completed_last_5_minutes
-  FROM nexjobs.jobs j
- GROUP BY j.queue;
+                -- Counts by queue and state, with the oldest due job's age and recent throughput.
+                CREATE OR REPLACE VIEW nexjobs.stats AS
+                SELECT j.queue,
+                       count(*) FILTER (WHERE j.state = 'available')  AS available,
+                       count(*) FILTER (WHERE j.state = 'running')    AS running,
+                       count(*) FILTER (WHERE j.state = 'retryable')  AS retryable,
+                       count(*) FILTER (WHERE j.state = 'completed')  AS completed,
+                       count(*) FILTER (WHERE j.state = 'failed')     AS failed,
+                       count(*) FILTER (WHERE j.state = 'cancelled')  AS cancelled,
+                       extract(epoch FROM now() - min(j.run_at) FILTER (
+                           WHERE j.state IN ('available', 'retryable') AND j.run_at <= now()))::double precision
+                           AS oldest_due_seconds,
+                       count(*) FILTER (WHERE j.state = 'completed' AND j.finished_at > now() - interval '1 minute')
+                           AS completed_last_minute,
+                       count(*) FILTER (WHERE j.state = 'completed' AND j.finished_at > now() - interval '5 minutes')
+                           AS completed_last_5_minutes
+                  FROM nexjobs.jobs j
+                 GROUP BY j.queue;
 
-"""#####),
+                """#####),
         PGMigrator.Migration(
             version: 2, name: "002_noop_log.sql",
             sql: #####"""
--- Diagnostic: the `noop` job kind writes one row here per execution when its args say {"record": true}.
--- Tests and benchmarks count executions with it (exactly-once checks); production never needs it.
-CREATE TABLE IF NOT EXISTS nexjobs.noop_log (
-    job_id   bigint NOT NULL,
-    attempt  integer NOT NULL,
-    worker   text NOT NULL,
-    at       timestamptz NOT NULL DEFAULT clock_timestamp()
-);
-CREATE INDEX IF NOT EXISTS noop_log_job_idx ON nexjobs.noop_log (job_id);
+                -- Diagnostic: the `noop` job kind writes one row here per execution when its args say {"record": true}.
+                -- Tests and benchmarks count executions with it (exactly-once checks); production never needs it.
+                CREATE TABLE IF NOT EXISTS nexjobs.noop_log (
+                    job_id   bigint NOT NULL,
+                    attempt  integer NOT NULL,
+                    worker   text NOT NULL,
+                    at       timestamptz NOT NULL DEFAULT clock_timestamp()
+                );
+                CREATE INDEX IF NOT EXISTS noop_log_job_idx ON nexjobs.noop_log (job_id);
 
-"""#####),
+                """#####),
         PGMigrator.Migration(
             version: 10, name: "010_scheduler.sql",
             sql: #####"""
--- NexJobs scheduler: leader election, cron schedules with exactly-once fire records, seeded defaults.
--- Idempotent: every object is created with IF NOT EXISTS / CREATE OR REPLACE, seeds use ON CONFLICT DO NOTHING.
+                -- NexJobs scheduler: leader election, cron schedules with exactly-once fire records, seeded defaults.
+                -- Idempotent: every object is created with IF NOT EXISTS / CREATE OR REPLACE, seeds use ON CONFLICT DO NOTHING.
 
--- One row per elected role (the scheduler uses name = 'scheduler'). Works behind PgBouncer transaction pooling:
--- acquiring and extending a term is one autocommit statement, no session state or advisory lock.
-CREATE TABLE IF NOT EXISTS nexjobs.leader (
-    name        text PRIMARY KEY,
-    holder      text NOT NULL,
-    term_until  timestamptz NOT NULL,
-    -- When the current holder's unbroken run of terms began (an extension keeps it, a takeover resets it).
-    elected_at  timestamptz NOT NULL DEFAULT now(),
-    renewed_at  timestamptz NOT NULL DEFAULT now()
-);
+                -- One row per elected role (the scheduler uses name = 'scheduler'). Works behind PgBouncer transaction pooling:
+                -- acquiring and extending a term is one autocommit statement, no session state or advisory lock.
+                CREATE TABLE IF NOT EXISTS nexjobs.leader (
+                    name        text PRIMARY KEY,
+                    holder      text NOT NULL,
+                    term_until  timestamptz NOT NULL,
+                    -- When the current holder's unbroken run of terms began (an extension keeps it, a takeover resets it).
+                    elected_at  timestamptz NOT NULL DEFAULT now(),
+                    renewed_at  timestamptz NOT NULL DEFAULT now()
+                );
 
--- Acquire or extend the term of `role` for `candidate`: one atomic statement. The holder extends its own term;
--- anyone takes a term that has expired (by the database clock). Returns the new term end, or NULL when someone
--- else holds a live term.
-CREATE OR REPLACE FUNCTION nexjobs.leader_acquire(role text, candidate text, term interval)
-RETURNS timestamptz LANGUAGE sql AS $$
-    INSERT INTO nexjobs.leader AS l (name, holder, term_until, elected_at, renewed_at)
-    VALUES (role, candidate, now() + term, now(), now())
-    ON CONFLICT (name) DO UPDATE
-       SET holder = excluded.holder,
-           term_until = excluded.term_until,
-           renewed_at = now(),
-           elected_at = CASE WHEN l.holder = excluded.holder AND l.term_until >= now()
-                             THEN l.elected_at ELSE now() END
-     WHERE l.holder = excluded.holder OR l.term_until < now()
-    RETURNING l.term_until
-$$;
+                -- Acquire or extend the term of `role` for `candidate`: one atomic statement. The holder extends its own term;
+                -- anyone takes a term that has expired (by the database clock). Returns the new term end, or NULL when someone
+                -- else holds a live term.
+                CREATE OR REPLACE FUNCTION nexjobs.leader_acquire(role text, candidate text, term interval)
+                RETURNS timestamptz LANGUAGE sql AS $$
+                    INSERT INTO nexjobs.leader AS l (name, holder, term_until, elected_at, renewed_at)
+                    VALUES (role, candidate, now() + term, now(), now())
+                    ON CONFLICT (name) DO UPDATE
+                       SET holder = excluded.holder,
+                           term_until = excluded.term_until,
+                           renewed_at = now(),
+                           elected_at = CASE WHEN l.holder = excluded.holder AND l.term_until >= now()
+                                             THEN l.elected_at ELSE now() END
+                     WHERE l.holder = excluded.holder OR l.term_until < now()
+                    RETURNING l.term_until
+                $$;
 
--- Give up the term at once (graceful shutdown) so a standby takes over on its next attempt. Returns whether
--- `candidate` held it.
-CREATE OR REPLACE FUNCTION nexjobs.leader_release(role text, candidate text)
-RETURNS boolean LANGUAGE sql AS $$
-    WITH r AS (
-        UPDATE nexjobs.leader l SET term_until = now(), renewed_at = now()
-         WHERE l.name = role AND l.holder = candidate AND l.term_until > now()
-        RETURNING 1
-    )
-    SELECT count(*) > 0 FROM r
-$$;
+                -- Give up the term at once (graceful shutdown) so a standby takes over on its next attempt. Returns whether
+                -- `candidate` held it.
+                CREATE OR REPLACE FUNCTION nexjobs.leader_release(role text, candidate text)
+                RETURNS boolean LANGUAGE sql AS $$
+                    WITH r AS (
+                        UPDATE nexjobs.leader l SET term_until = now(), renewed_at = now()
+                         WHERE l.name = role AND l.holder = candidate AND l.term_until > now()
+                        RETURNING 1
+                    )
+                    SELECT count(*) > 0 FROM r
+                $$;
 
--- Cron schedules. `cron` is a 5-field expression (lists, ranges, steps, names, @daily-style macros), or
--- `@every <duration>` (e.g. `@every 30s`, `@every 2h`): fire times are the multiples of the interval since the
--- Unix epoch, so every leader computes the same ones. `timezone` is an IANA name; cron fields are read in it.
--- Operators manage rows with the CLI (`nexjobs schedules ...`) or plain SQL:
---   INSERT INTO nexjobs.schedules (name, cron, timezone, kind, args) VALUES ('report', '0 6 * * 1', 'Europe/Paris',
---          'weekly_report', '{}');
---   UPDATE nexjobs.schedules SET enabled = false WHERE name = 'report';
---   UPDATE nexjobs.schedules SET cron = '0 4 * * *' WHERE name = 'retention_purge';
---   DELETE FROM nexjobs.schedules WHERE name = 'report';
--- The scheduler computes next_fire_at; a change of cron, timezone or enabled clears it (trigger below), so the
--- next tick recomputes it from the new definition.
-CREATE TABLE IF NOT EXISTS nexjobs.schedules (
-    name          text PRIMARY KEY CHECK (name ~ '^[A-Za-z0-9_.:-]{1,128}$'),
-    cron          text NOT NULL CHECK (length(cron) BETWEEN 1 AND 200),
-    timezone      text NOT NULL DEFAULT 'UTC',
-    kind          text NOT NULL CHECK (kind ~ '^[a-z][a-z0-9_.:-]{0,127}$'),
-    args          jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(args) = 'object'),
-    queue         text NOT NULL DEFAULT 'default' CHECK (queue ~ '^[A-Za-z0-9_.:-]{1,128}$'),
-    priority      smallint NOT NULL DEFAULT 0,
-    max_attempts  integer NOT NULL DEFAULT 20 CHECK (max_attempts >= 1),
-    enabled       boolean NOT NULL DEFAULT true,
-    last_fire_at  timestamptz,
-    next_fire_at  timestamptz,
-    -- Set when the scheduler cannot compute fire times (bad expression); cleared by a fix.
-    last_error    text,
-    created_at    timestamptz NOT NULL DEFAULT now(),
-    updated_at    timestamptz NOT NULL DEFAULT now()
-);
+                -- Cron schedules. `cron` is a 5-field expression (lists, ranges, steps, names, @daily-style macros), or
+                -- `@every <duration>` (e.g. `@every 30s`, `@every 2h`): fire times are the multiples of the interval since the
+                -- Unix epoch, so every leader computes the same ones. `timezone` is an IANA name; cron fields are read in it.
+                -- Operators manage rows with the CLI (`nexjobs schedules ...`) or plain SQL:
+                --   INSERT INTO nexjobs.schedules (name, cron, timezone, kind, args) VALUES ('report', '0 6 * * 1', 'Europe/Paris',
+                --          'weekly_report', '{}');
+                --   UPDATE nexjobs.schedules SET enabled = false WHERE name = 'report';
+                --   UPDATE nexjobs.schedules SET cron = '0 4 * * *' WHERE name = 'retention_purge';
+                --   DELETE FROM nexjobs.schedules WHERE name = 'report';
+                -- The scheduler computes next_fire_at; a change of cron, timezone or enabled clears it (trigger below), so the
+                -- next tick recomputes it from the new definition.
+                CREATE TABLE IF NOT EXISTS nexjobs.schedules (
+                    name          text PRIMARY KEY CHECK (name ~ '^[A-Za-z0-9_.:-]{1,128}$'),
+                    cron          text NOT NULL CHECK (length(cron) BETWEEN 1 AND 200),
+                    timezone      text NOT NULL DEFAULT 'UTC',
+                    kind          text NOT NULL CHECK (kind ~ '^[a-z][a-z0-9_.:-]{0,127}$'),
+                    args          jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(args) = 'object'),
+                    queue         text NOT NULL DEFAULT 'default' CHECK (queue ~ '^[A-Za-z0-9_.:-]{1,128}$'),
+                    priority      smallint NOT NULL DEFAULT 0,
+                    max_attempts  integer NOT NULL DEFAULT 20 CHECK (max_attempts >= 1),
+                    enabled       boolean NOT NULL DEFAULT true,
+                    last_fire_at  timestamptz,
+                    next_fire_at  timestamptz,
+                    -- Set when the scheduler cannot compute fire times (bad expression); cleared by a fix.
+                    last_error    text,
+                    created_at    timestamptz NOT NULL DEFAULT now(),
+                    updated_at    timestamptz NOT NULL DEFAULT now()
+                );
 
-CREATE OR REPLACE FUNCTION nexjobs.schedules_touch() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    -- Reject an unknown time zone at write time: AT TIME ZONE raises for names PostgreSQL does not know.
-    PERFORM now() AT TIME ZONE NEW.timezone;
-    IF TG_OP = 'UPDATE' THEN
-        NEW.updated_at := now();
-        IF NEW.cron IS DISTINCT FROM OLD.cron OR NEW.timezone IS DISTINCT FROM OLD.timezone
-           OR NEW.enabled IS DISTINCT FROM OLD.enabled THEN
-            NEW.next_fire_at := NULL;
-            NEW.last_error := NULL;
-        END IF;
-    END IF;
-    RETURN NEW;
-END
-$$;
+                CREATE OR REPLACE FUNCTION nexjobs.schedules_touch() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN
+                    -- Reject an unknown time zone at write time: AT TIME ZONE raises for names PostgreSQL does not know.
+                    PERFORM now() AT TIME ZONE NEW.timezone;
+                    IF TG_OP = 'UPDATE' THEN
+                        NEW.updated_at := now();
+                        IF NEW.cron IS DISTINCT FROM OLD.cron OR NEW.timezone IS DISTINCT FROM OLD.timezone
+                           OR NEW.enabled IS DISTINCT FROM OLD.enabled THEN
+                            NEW.next_fire_at := NULL;
+                            NEW.last_error := NULL;
+                        END IF;
+                    END IF;
+                    RETURN NEW;
+                END
+                $$;
 
-DROP TRIGGER IF EXISTS schedules_touch ON nexjobs.schedules;
-CREATE TRIGGER schedules_touch BEFORE INSERT OR UPDATE ON nexjobs.schedules
-    FOR EACH ROW EXECUTE FUNCTION nexjobs.schedules_touch();
+                DROP TRIGGER IF EXISTS schedules_touch ON nexjobs.schedules;
+                CREATE TRIGGER schedules_touch BEFORE INSERT OR UPDATE ON nexjobs.schedules
+                    FOR EACH ROW EXECUTE FUNCTION nexjobs.schedules_touch();
 
--- The scheduler's tick reads only schedules that are due or still need a next fire time.
-CREATE INDEX IF NOT EXISTS schedules_due_idx ON nexjobs.schedules (next_fire_at) WHERE enabled;
+                -- The scheduler's tick reads only schedules that are due or still need a next fire time.
+                CREATE INDEX IF NOT EXISTS schedules_due_idx ON nexjobs.schedules (next_fire_at) WHERE enabled;
 
--- One row per fire: the primary key makes each (schedule, fire time) fire exactly once, whichever leader fires it.
--- The fire record and its job are inserted in one transaction.
-CREATE TABLE IF NOT EXISTS nexjobs.schedule_fires (
-    name      text NOT NULL REFERENCES nexjobs.schedules (name) ON DELETE CASCADE ON UPDATE CASCADE,
-    fire_at   timestamptz NOT NULL,
-    job_id    bigint,
-    holder    text,
-    fired_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
-    PRIMARY KEY (name, fire_at)
-);
-CREATE INDEX IF NOT EXISTS schedule_fires_fired_idx ON nexjobs.schedule_fires (fired_at);
+                -- One row per fire: the primary key makes each (schedule, fire time) fire exactly once, whichever leader fires it.
+                -- The fire record and its job are inserted in one transaction.
+                CREATE TABLE IF NOT EXISTS nexjobs.schedule_fires (
+                    name      text NOT NULL REFERENCES nexjobs.schedules (name) ON DELETE CASCADE ON UPDATE CASCADE,
+                    fire_at   timestamptz NOT NULL,
+                    job_id    bigint,
+                    holder    text,
+                    fired_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
+                    PRIMARY KEY (name, fire_at)
+                );
+                CREATE INDEX IF NOT EXISTS schedule_fires_fired_idx ON nexjobs.schedule_fires (fired_at);
 
--- Defaults. Kinds starting with `nexjobs.` are maintenance the leader runs itself at each fire (no job is
--- enqueued; the fire record keeps job_id NULL): `nexjobs.rescue` (args: batch_size) hands expired leases back,
--- `nexjobs.prune` (args: completed_retention, failed_retention, fires_retention, batch_size) deletes finished
--- jobs and old fire records in batches. Operators change their cadence like any schedule's.
--- `retention_purge` is seeded disabled: its job handler is not built yet (see docs/STATUS.md); enabling it before
--- then would fail one job a day as an unknown kind.
-INSERT INTO nexjobs.schedules (name, cron, timezone, kind, args, queue, priority, enabled)
-VALUES ('maintenance.rescue', '@every 5s', 'UTC', 'nexjobs.rescue', '{"batch_size": 1000}', 'maintenance', 0, true),
-       ('maintenance.prune', '@every 1m', 'UTC', 'nexjobs.prune',
-        '{"completed_retention": "24 hours", "failed_retention": "14 days", "fires_retention": "30 days", "batch_size": 5000}',
-        'maintenance', 0, true),
-       ('retention_purge', '0 3 * * *', 'UTC', 'retention_purge', '{}', 'maintenance', 10, false)
-ON CONFLICT (name) DO NOTHING;
+                -- Defaults. Kinds starting with `nexjobs.` are maintenance the leader runs itself at each fire (no job is
+                -- enqueued; the fire record keeps job_id NULL): `nexjobs.rescue` (args: batch_size) hands expired leases back,
+                -- `nexjobs.prune` (args: completed_retention, failed_retention, fires_retention, batch_size) deletes finished
+                -- jobs and old fire records in batches. Operators change their cadence like any schedule's.
+                -- `retention_purge` is seeded disabled: its job handler is not built yet (see docs/STATUS.md); enabling it before
+                -- then would fail one job a day as an unknown kind.
+                INSERT INTO nexjobs.schedules (name, cron, timezone, kind, args, queue, priority, enabled)
+                VALUES ('maintenance.rescue', '@every 5s', 'UTC', 'nexjobs.rescue', '{"batch_size": 1000}', 'maintenance', 0, true),
+                       ('maintenance.prune', '@every 1m', 'UTC', 'nexjobs.prune',
+                        '{"completed_retention": "24 hours", "failed_retention": "14 days", "fires_retention": "30 days", "batch_size": 5000}',
+                        'maintenance', 0, true),
+                       ('retention_purge', '0 3 * * *', 'UTC', 'retention_purge', '{}', 'maintenance', 10, false)
+                ON CONFLICT (name) DO NOTHING;
 
-"""#####),
+                """#####),
         PGMigrator.Migration(
             version: 20, name: "020_domain.sql",
             sql: #####"""
--- Nexcomet domain schema: organizations, users, ad connections (encrypted tokens), ad accounts, the campaign
--- hierarchy, daily metrics, sync runs, the notifications outbox, privacy requests and usage logs.
--- Idempotent: IF NOT EXISTS / CREATE OR REPLACE everywhere. Ids are bigint identities; ad platform ids are text
--- (TikTok ids exceed 2^53). Money is numeric, never float.
+                -- Nexcomet domain schema: organizations, users, ad connections (encrypted tokens), ad accounts, the campaign
+                -- hierarchy, daily metrics, sync runs, the notifications outbox, privacy requests and usage logs.
+                -- Idempotent: IF NOT EXISTS / CREATE OR REPLACE everywhere. Ids are bigint identities; ad platform ids are text
+                -- (TikTok ids exceed 2^53). Money is numeric, never float.
 
-CREATE SCHEMA IF NOT EXISTS nexcomet;
+                CREATE SCHEMA IF NOT EXISTS nexcomet;
 
-CREATE TABLE IF NOT EXISTS nexcomet.organizations (
-    id                     bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
-    name                   text NOT NULL,
-    plan                   text NOT NULL DEFAULT 'free' CHECK (plan IN ('free', 'pro', 'enterprise')),
-    -- GDPR right to restrict processing / to object: no job is scheduled for the organization while set.
-    processing_restricted  boolean NOT NULL DEFAULT false,
-    created_at             timestamptz NOT NULL DEFAULT now(),
-    updated_at             timestamptz NOT NULL DEFAULT now(),
-    -- Soft deletion: data is purged 30 days later by retention_purge.
-    deleted_at             timestamptz
-);
+                CREATE TABLE IF NOT EXISTS nexcomet.organizations (
+                    id                     bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+                    name                   text NOT NULL,
+                    plan                   text NOT NULL DEFAULT 'free' CHECK (plan IN ('free', 'pro', 'enterprise')),
+                    -- GDPR right to restrict processing / to object: no job is scheduled for the organization while set.
+                    processing_restricted  boolean NOT NULL DEFAULT false,
+                    created_at             timestamptz NOT NULL DEFAULT now(),
+                    updated_at             timestamptz NOT NULL DEFAULT now(),
+                    -- Soft deletion: data is purged 30 days later by retention_purge.
+                    deleted_at             timestamptz
+                );
 
-CREATE TABLE IF NOT EXISTS nexcomet.users (
-    id               bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
-    organization_id  bigint NOT NULL REFERENCES nexcomet.organizations (id) ON DELETE CASCADE,
-    email            text NOT NULL,
-    name             text,
-    role             text NOT NULL DEFAULT 'member' CHECK (role IN ('owner', 'admin', 'member')),
-    created_at       timestamptz NOT NULL DEFAULT now(),
-    updated_at       timestamptz NOT NULL DEFAULT now(),
-    deleted_at       timestamptz
-);
-CREATE UNIQUE INDEX IF NOT EXISTS users_email_idx ON nexcomet.users (lower(email)) WHERE deleted_at IS NULL;
-CREATE INDEX IF NOT EXISTS users_org_idx ON nexcomet.users (organization_id);
+                CREATE TABLE IF NOT EXISTS nexcomet.users (
+                    id               bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+                    organization_id  bigint NOT NULL REFERENCES nexcomet.organizations (id) ON DELETE CASCADE,
+                    email            text NOT NULL,
+                    name             text,
+                    role             text NOT NULL DEFAULT 'member' CHECK (role IN ('owner', 'admin', 'member')),
+                    created_at       timestamptz NOT NULL DEFAULT now(),
+                    updated_at       timestamptz NOT NULL DEFAULT now(),
+                    deleted_at       timestamptz
+                );
+                CREATE UNIQUE INDEX IF NOT EXISTS users_email_idx ON nexcomet.users (lower(email)) WHERE deleted_at IS NULL;
+                CREATE INDEX IF NOT EXISTS users_org_idx ON nexcomet.users (organization_id);
 
--- One OAuth grant of an organization on one platform. Tokens are AES-256-GCM ciphertext (Sources/Privacy/
--- CIPHERTEXT.md), associated data "ad_connections:<id>:access_token" / ":refresh_token".
-CREATE TABLE IF NOT EXISTS nexcomet.ad_connections (
-    id                         bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
-    organization_id            bigint NOT NULL REFERENCES nexcomet.organizations (id) ON DELETE CASCADE,
-    platform                   text NOT NULL CHECK (platform IN ('tiktok', 'snapchat')),
-    status                     text NOT NULL DEFAULT 'active'
-                               CHECK (status IN ('active', 'needs_reauth', 'disconnected')),
-    access_token_ciphertext    bytea,
-    refresh_token_ciphertext   bytea,
-    token_key_id               text,
-    access_token_expires_at    timestamptz,
-    refresh_token_expires_at   timestamptz,
-    scopes                     text[] NOT NULL DEFAULT '{}',
-    external_user_id           text,
-    external_app_id            text,
-    sync_cadence               interval NOT NULL DEFAULT '1 hour' CHECK (sync_cadence >= interval '1 minute'),
-    last_synced_at             timestamptz,
-    -- NULL: never scheduled (a new connection is due at once when this is set to now()).
-    next_sync_at               timestamptz DEFAULT now(),
-    -- When the scheduler last enqueued a refresh_token job; throttles re-enqueueing after a failed refresh.
-    refresh_enqueued_at        timestamptz,
-    last_error                 text,
-    created_at                 timestamptz NOT NULL DEFAULT now(),
-    updated_at                 timestamptz NOT NULL DEFAULT now()
-);
-CREATE INDEX IF NOT EXISTS ad_connections_org_idx ON nexcomet.ad_connections (organization_id);
--- The scheduler's due-sync scan reads only due rows of active connections.
-CREATE INDEX IF NOT EXISTS ad_connections_next_sync_idx ON nexcomet.ad_connections (next_sync_at)
-    WHERE status = 'active';
-CREATE INDEX IF NOT EXISTS ad_connections_token_expiry_idx ON nexcomet.ad_connections (access_token_expires_at)
-    WHERE status = 'active';
+                -- One OAuth grant of an organization on one platform. Tokens are AES-256-GCM ciphertext (Sources/Privacy/
+                -- CIPHERTEXT.md), associated data "ad_connections:<id>:access_token" / ":refresh_token".
+                CREATE TABLE IF NOT EXISTS nexcomet.ad_connections (
+                    id                         bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+                    organization_id            bigint NOT NULL REFERENCES nexcomet.organizations (id) ON DELETE CASCADE,
+                    platform                   text NOT NULL CHECK (platform IN ('tiktok', 'snapchat')),
+                    status                     text NOT NULL DEFAULT 'active'
+                                               CHECK (status IN ('active', 'needs_reauth', 'disconnected')),
+                    access_token_ciphertext    bytea,
+                    refresh_token_ciphertext   bytea,
+                    token_key_id               text,
+                    access_token_expires_at    timestamptz,
+                    refresh_token_expires_at   timestamptz,
+                    scopes                     text[] NOT NULL DEFAULT '{}',
+                    external_user_id           text,
+                    external_app_id            text,
+                    sync_cadence               interval NOT NULL DEFAULT '1 hour' CHECK (sync_cadence >= interval '1 minute'),
+                    last_synced_at             timestamptz,
+                    -- NULL: never scheduled (a new connection is due at once when this is set to now()).
+                    next_sync_at               timestamptz DEFAULT now(),
+                    -- When the scheduler last enqueued a refresh_token job; throttles re-enqueueing after a failed refresh.
+                    refresh_enqueued_at        timestamptz,
+                    last_error                 text,
+                    created_at                 timestamptz NOT NULL DEFAULT now(),
+                    updated_at                 timestamptz NOT NULL DEFAULT now()
+                );
+                CREATE INDEX IF NOT EXISTS ad_connections_org_idx ON nexcomet.ad_connections (organization_id);
+                -- The scheduler's due-sync scan reads only due rows of active connections.
+                CREATE INDEX IF NOT EXISTS ad_connections_next_sync_idx ON nexcomet.ad_connections (next_sync_at)
+                    WHERE status = 'active';
+                CREATE INDEX IF NOT EXISTS ad_connections_token_expiry_idx ON nexcomet.ad_connections (access_token_expires_at)
+                    WHERE status = 'active';
 
-CREATE TABLE IF NOT EXISTS nexcomet.ad_accounts (
-    id                bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
-    connection_id     bigint NOT NULL REFERENCES nexcomet.ad_connections (id) ON DELETE CASCADE,
-    platform          text NOT NULL CHECK (platform IN ('tiktok', 'snapchat')),
-    external_id       text NOT NULL,
-    name              text,
-    currency          text NOT NULL CHECK (currency ~ '^[A-Z]{3}$'),
-    timezone          text NOT NULL DEFAULT 'UTC',
-    status            text NOT NULL DEFAULT 'active',
-    last_synced_date  date,
-    last_synced_at    timestamptz,
-    created_at        timestamptz NOT NULL DEFAULT now(),
-    updated_at        timestamptz NOT NULL DEFAULT now(),
-    UNIQUE (connection_id, external_id)
-);
-CREATE UNIQUE INDEX IF NOT EXISTS ad_accounts_platform_external_idx ON nexcomet.ad_accounts (platform, external_id);
+                CREATE TABLE IF NOT EXISTS nexcomet.ad_accounts (
+                    id                bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+                    connection_id     bigint NOT NULL REFERENCES nexcomet.ad_connections (id) ON DELETE CASCADE,
+                    platform          text NOT NULL CHECK (platform IN ('tiktok', 'snapchat')),
+                    external_id       text NOT NULL,
+                    name              text,
+                    currency          text NOT NULL CHECK (currency ~ '^[A-Z]{3}$'),
+                    timezone          text NOT NULL DEFAULT 'UTC',
+                    status            text NOT NULL DEFAULT 'active',
+                    last_synced_date  date,
+                    last_synced_at    timestamptz,
+                    created_at        timestamptz NOT NULL DEFAULT now(),
+                    updated_at        timestamptz NOT NULL DEFAULT now(),
+                    UNIQUE (connection_id, external_id)
+                );
+                CREATE UNIQUE INDEX IF NOT EXISTS ad_accounts_platform_external_idx ON nexcomet.ad_accounts (platform, external_id);
 
-CREATE TABLE IF NOT EXISTS nexcomet.campaigns (
-    id             bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
-    ad_account_id  bigint NOT NULL REFERENCES nexcomet.ad_accounts (id) ON DELETE CASCADE,
-    external_id    text NOT NULL,
-    name           text,
-    status         text NOT NULL,
-    objective      text,
-    budget         numeric,
-    budget_mode    text,
-    created_at     timestamptz NOT NULL DEFAULT now(),
-    updated_at     timestamptz NOT NULL DEFAULT now(),
-    UNIQUE (ad_account_id, external_id)
-);
+                CREATE TABLE IF NOT EXISTS nexcomet.campaigns (
+                    id             bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+                    ad_account_id  bigint NOT NULL REFERENCES nexcomet.ad_accounts (id) ON DELETE CASCADE,
+                    external_id    text NOT NULL,
+                    name           text,
+                    status         text NOT NULL,
+                    objective      text,
+                    budget         numeric,
+                    budget_mode    text,
+                    created_at     timestamptz NOT NULL DEFAULT now(),
+                    updated_at     timestamptz NOT NULL DEFAULT now(),
+                    UNIQUE (ad_account_id, external_id)
+                );
 
--- TikTok ad groups and Snapchat ad squads.
-CREATE TABLE IF NOT EXISTS nexcomet.ad_groups (
-    id                    bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
-    ad_account_id         bigint NOT NULL REFERENCES nexcomet.ad_accounts (id) ON DELETE CASCADE,
-    campaign_external_id  text NOT NULL,
-    external_id           text NOT NULL,
-    name                  text,
-    status                text NOT NULL,
-    budget                numeric,
-    budget_mode           text,
-    bid                   numeric,
-    created_at            timestamptz NOT NULL DEFAULT now(),
-    updated_at            timestamptz NOT NULL DEFAULT now(),
-    UNIQUE (ad_account_id, external_id)
-);
-CREATE INDEX IF NOT EXISTS ad_groups_campaign_idx ON nexcomet.ad_groups (ad_account_id, campaign_external_id);
+                -- TikTok ad groups and Snapchat ad squads.
+                CREATE TABLE IF NOT EXISTS nexcomet.ad_groups (
+                    id                    bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+                    ad_account_id         bigint NOT NULL REFERENCES nexcomet.ad_accounts (id) ON DELETE CASCADE,
+                    campaign_external_id  text NOT NULL,
+                    external_id           text NOT NULL,
+                    name                  text,
+                    status                text NOT NULL,
+                    budget                numeric,
+                    budget_mode           text,
+                    bid                   numeric,
+                    created_at            timestamptz NOT NULL DEFAULT now(),
+                    updated_at            timestamptz NOT NULL DEFAULT now(),
+                    UNIQUE (ad_account_id, external_id)
+                );
+                CREATE INDEX IF NOT EXISTS ad_groups_campaign_idx ON nexcomet.ad_groups (ad_account_id, campaign_external_id);
 
-CREATE TABLE IF NOT EXISTS nexcomet.ads (
-    id                    bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
-    ad_account_id         bigint NOT NULL REFERENCES nexcomet.ad_accounts (id) ON DELETE CASCADE,
-    ad_group_external_id  text NOT NULL,
-    external_id           text NOT NULL,
-    name                  text,
-    status                text NOT NULL,
-    created_at            timestamptz NOT NULL DEFAULT now(),
-    updated_at            timestamptz NOT NULL DEFAULT now(),
-    UNIQUE (ad_account_id, external_id)
-);
-CREATE INDEX IF NOT EXISTS ads_ad_group_idx ON nexcomet.ads (ad_account_id, ad_group_external_id);
+                CREATE TABLE IF NOT EXISTS nexcomet.ads (
+                    id                    bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+                    ad_account_id         bigint NOT NULL REFERENCES nexcomet.ad_accounts (id) ON DELETE CASCADE,
+                    ad_group_external_id  text NOT NULL,
+                    external_id           text NOT NULL,
+                    name                  text,
+                    status                text NOT NULL,
+                    created_at            timestamptz NOT NULL DEFAULT now(),
+                    updated_at            timestamptz NOT NULL DEFAULT now(),
+                    UNIQUE (ad_account_id, external_id)
+                );
+                CREATE INDEX IF NOT EXISTS ads_ad_group_idx ON nexcomet.ads (ad_account_id, ad_group_external_id);
 
--- One row per platform x ad account x level x entity x account-local date. Clicks are TikTok clicks or Snapchat
--- swipe-ups. `is_final` says the day is outside the attribution lookback and will not be restated.
-CREATE TABLE IF NOT EXISTS nexcomet.daily_metrics (
-    platform          text NOT NULL CHECK (platform IN ('tiktok', 'snapchat')),
-    ad_account_id     bigint NOT NULL REFERENCES nexcomet.ad_accounts (id) ON DELETE CASCADE,
-    level             text NOT NULL CHECK (level IN ('campaign', 'ad_group', 'ad')),
-    entity_id         text NOT NULL,
-    date              date NOT NULL,
-    -- Parents, for roll-ups without joins (NULL above the row's own level).
-    campaign_id       text,
-    ad_group_id       text,
-    currency          text NOT NULL CHECK (currency ~ '^[A-Z]{3}$'),
-    spend             numeric NOT NULL DEFAULT 0,
-    impressions       bigint NOT NULL DEFAULT 0,
-    clicks            bigint NOT NULL DEFAULT 0,
-    conversions       numeric NOT NULL DEFAULT 0,
-    conversion_value  numeric NOT NULL DEFAULT 0,
-    fetched_at        timestamptz NOT NULL DEFAULT now(),
-    is_final          boolean NOT NULL DEFAULT false,
-    PRIMARY KEY (platform, ad_account_id, level, entity_id, date)
-);
-CREATE INDEX IF NOT EXISTS daily_metrics_account_date_idx ON nexcomet.daily_metrics (ad_account_id, date);
+                -- One row per platform x ad account x level x entity x account-local date. Clicks are TikTok clicks or Snapchat
+                -- swipe-ups. `is_final` says the day is outside the attribution lookback and will not be restated.
+                CREATE TABLE IF NOT EXISTS nexcomet.daily_metrics (
+                    platform          text NOT NULL CHECK (platform IN ('tiktok', 'snapchat')),
+                    ad_account_id     bigint NOT NULL REFERENCES nexcomet.ad_accounts (id) ON DELETE CASCADE,
+                    level             text NOT NULL CHECK (level IN ('campaign', 'ad_group', 'ad')),
+                    entity_id         text NOT NULL,
+                    date              date NOT NULL,
+                    -- Parents, for roll-ups without joins (NULL above the row's own level).
+                    campaign_id       text,
+                    ad_group_id       text,
+                    currency          text NOT NULL CHECK (currency ~ '^[A-Z]{3}$'),
+                    spend             numeric NOT NULL DEFAULT 0,
+                    impressions       bigint NOT NULL DEFAULT 0,
+                    clicks            bigint NOT NULL DEFAULT 0,
+                    conversions       numeric NOT NULL DEFAULT 0,
+                    conversion_value  numeric NOT NULL DEFAULT 0,
+                    fetched_at        timestamptz NOT NULL DEFAULT now(),
+                    is_final          boolean NOT NULL DEFAULT false,
+                    PRIMARY KEY (platform, ad_account_id, level, entity_id, date)
+                );
+                CREATE INDEX IF NOT EXISTS daily_metrics_account_date_idx ON nexcomet.daily_metrics (ad_account_id, date);
 
-CREATE TABLE IF NOT EXISTS nexcomet.sync_runs (
-    id             bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
-    ad_account_id  bigint REFERENCES nexcomet.ad_accounts (id) ON DELETE CASCADE,
-    connection_id  bigint REFERENCES nexcomet.ad_connections (id) ON DELETE CASCADE,
-    job_id         bigint,
-    window_start   date,
-    window_end     date,
-    rows_written   integer NOT NULL DEFAULT 0,
-    api_calls      integer NOT NULL DEFAULT 0,
-    duration_ms    bigint,
-    outcome        text NOT NULL DEFAULT 'running'
-                   CHECK (outcome IN ('running', 'succeeded', 'failed', 'rate_limited', 'needs_reauth')),
-    error          text,
-    started_at     timestamptz NOT NULL DEFAULT now(),
-    finished_at    timestamptz
-);
-CREATE INDEX IF NOT EXISTS sync_runs_account_idx ON nexcomet.sync_runs (ad_account_id, started_at);
+                CREATE TABLE IF NOT EXISTS nexcomet.sync_runs (
+                    id             bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+                    ad_account_id  bigint REFERENCES nexcomet.ad_accounts (id) ON DELETE CASCADE,
+                    connection_id  bigint REFERENCES nexcomet.ad_connections (id) ON DELETE CASCADE,
+                    job_id         bigint,
+                    window_start   date,
+                    window_end     date,
+                    rows_written   integer NOT NULL DEFAULT 0,
+                    api_calls      integer NOT NULL DEFAULT 0,
+                    duration_ms    bigint,
+                    outcome        text NOT NULL DEFAULT 'running'
+                                   CHECK (outcome IN ('running', 'succeeded', 'failed', 'rate_limited', 'needs_reauth')),
+                    error          text,
+                    started_at     timestamptz NOT NULL DEFAULT now(),
+                    finished_at    timestamptz
+                );
+                CREATE INDEX IF NOT EXISTS sync_runs_account_idx ON nexcomet.sync_runs (ad_account_id, started_at);
 
--- Outbox read by the Nexcomet app's mailer, which sets sent_at.
-CREATE TABLE IF NOT EXISTS nexcomet.notifications (
-    id               bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
-    organization_id  bigint NOT NULL REFERENCES nexcomet.organizations (id) ON DELETE CASCADE,
-    connection_id    bigint REFERENCES nexcomet.ad_connections (id) ON DELETE CASCADE,
-    kind             text NOT NULL CHECK (kind IN ('sync_alert', 'reauth_required')),
-    payload          jsonb NOT NULL DEFAULT '{}',
-    created_at       timestamptz NOT NULL DEFAULT now(),
-    sent_at          timestamptz
-);
--- At most one unsent re-authorization notice per connection: writers use ON CONFLICT DO NOTHING.
-CREATE UNIQUE INDEX IF NOT EXISTS notifications_open_reauth_idx ON nexcomet.notifications (connection_id)
-    WHERE kind = 'reauth_required' AND sent_at IS NULL;
-CREATE INDEX IF NOT EXISTS notifications_unsent_idx ON nexcomet.notifications (created_at) WHERE sent_at IS NULL;
+                -- Outbox read by the Nexcomet app's mailer, which sets sent_at.
+                CREATE TABLE IF NOT EXISTS nexcomet.notifications (
+                    id               bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+                    organization_id  bigint NOT NULL REFERENCES nexcomet.organizations (id) ON DELETE CASCADE,
+                    connection_id    bigint REFERENCES nexcomet.ad_connections (id) ON DELETE CASCADE,
+                    kind             text NOT NULL CHECK (kind IN ('sync_alert', 'reauth_required')),
+                    payload          jsonb NOT NULL DEFAULT '{}',
+                    created_at       timestamptz NOT NULL DEFAULT now(),
+                    sent_at          timestamptz
+                );
+                -- At most one unsent re-authorization notice per connection: writers use ON CONFLICT DO NOTHING.
+                CREATE UNIQUE INDEX IF NOT EXISTS notifications_open_reauth_idx ON nexcomet.notifications (connection_id)
+                    WHERE kind = 'reauth_required' AND sent_at IS NULL;
+                CREATE INDEX IF NOT EXISTS notifications_unsent_idx ON nexcomet.notifications (created_at) WHERE sent_at IS NULL;
 
-CREATE TABLE IF NOT EXISTS nexcomet.privacy_requests (
-    id               bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
-    organization_id  bigint NOT NULL REFERENCES nexcomet.organizations (id) ON DELETE CASCADE,
-    -- NULL: the request concerns the whole organization.
-    user_id          bigint REFERENCES nexcomet.users (id) ON DELETE SET NULL,
-    kind             text NOT NULL CHECK (kind IN ('export', 'erase', 'restrict')),
-    status           text NOT NULL DEFAULT 'pending'
-                     CHECK (status IN ('pending', 'running', 'completed', 'failed')),
-    result           jsonb,
-    error            text,
-    requested_at     timestamptz NOT NULL DEFAULT now(),
-    started_at       timestamptz,
-    completed_at     timestamptz
-);
-CREATE INDEX IF NOT EXISTS privacy_requests_pending_idx ON nexcomet.privacy_requests (requested_at)
-    WHERE status = 'pending';
+                CREATE TABLE IF NOT EXISTS nexcomet.privacy_requests (
+                    id               bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+                    organization_id  bigint NOT NULL REFERENCES nexcomet.organizations (id) ON DELETE CASCADE,
+                    -- NULL: the request concerns the whole organization.
+                    user_id          bigint REFERENCES nexcomet.users (id) ON DELETE SET NULL,
+                    kind             text NOT NULL CHECK (kind IN ('export', 'erase', 'restrict')),
+                    status           text NOT NULL DEFAULT 'pending'
+                                     CHECK (status IN ('pending', 'running', 'completed', 'failed')),
+                    result           jsonb,
+                    error            text,
+                    requested_at     timestamptz NOT NULL DEFAULT now(),
+                    started_at       timestamptz,
+                    completed_at     timestamptz
+                );
+                CREATE INDEX IF NOT EXISTS privacy_requests_pending_idx ON nexcomet.privacy_requests (requested_at)
+                    WHERE status = 'pending';
 
-CREATE TABLE IF NOT EXISTS nexcomet.usage_logs (
-    id               bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
-    organization_id  bigint REFERENCES nexcomet.organizations (id) ON DELETE CASCADE,
-    user_id          bigint REFERENCES nexcomet.users (id) ON DELETE SET NULL,
-    at               timestamptz NOT NULL DEFAULT now(),
-    event            text NOT NULL,
-    details          jsonb NOT NULL DEFAULT '{}'
-);
-CREATE INDEX IF NOT EXISTS usage_logs_at_idx ON nexcomet.usage_logs (at);
-CREATE INDEX IF NOT EXISTS usage_logs_org_idx ON nexcomet.usage_logs (organization_id, at);
+                CREATE TABLE IF NOT EXISTS nexcomet.usage_logs (
+                    id               bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+                    organization_id  bigint REFERENCES nexcomet.organizations (id) ON DELETE CASCADE,
+                    user_id          bigint REFERENCES nexcomet.users (id) ON DELETE SET NULL,
+                    at               timestamptz NOT NULL DEFAULT now(),
+                    event            text NOT NULL,
+                    details          jsonb NOT NULL DEFAULT '{}'
+                );
+                CREATE INDEX IF NOT EXISTS usage_logs_at_idx ON nexcomet.usage_logs (at);
+                CREATE INDEX IF NOT EXISTS usage_logs_org_idx ON nexcomet.usage_logs (organization_id, at);
 
--- CPA and ROAS per level, entity and account-local day, derived from summed facts (never averaged ratios):
--- cpa = sum(spend) / sum(conversions), roas = sum(conversion_value) / sum(spend), NULL when the divisor is 0.
--- Rolling up further (several days, several entities) must likewise sum spend, conversions and value first.
-CREATE OR REPLACE VIEW nexcomet.metrics_summary AS
-SELECT m.platform,
-       m.ad_account_id,
-       m.level,
-       m.entity_id,
-       m.date,
-       m.currency,
-       sum(m.spend)             AS spend,
-       sum(m.impressions)       AS impressions,
-       sum(m.clicks)            AS clicks,
-       sum(m.conversions)       AS conversions,
-       sum(m.conversion_value)  AS conversion_value,
-       sum(m.spend) / nullif(sum(m.conversions), 0)       AS cpa,
-       sum(m.conversion_value) / nullif(sum(m.spend), 0)  AS roas
-  FROM nexcomet.daily_metrics m
- GROUP BY m.platform, m.ad_account_id, m.level, m.entity_id, m.date, m.currency;
+                -- CPA and ROAS per level, entity and account-local day, derived from summed facts (never averaged ratios):
+                -- cpa = sum(spend) / sum(conversions), roas = sum(conversion_value) / sum(spend), NULL when the divisor is 0.
+                -- Rolling up further (several days, several entities) must likewise sum spend, conversions and value first.
+                CREATE OR REPLACE VIEW nexcomet.metrics_summary AS
+                SELECT m.platform,
+                       m.ad_account_id,
+                       m.level,
+                       m.entity_id,
+                       m.date,
+                       m.currency,
+                       sum(m.spend)             AS spend,
+                       sum(m.impressions)       AS impressions,
+                       sum(m.clicks)            AS clicks,
+                       sum(m.conversions)       AS conversions,
+                       sum(m.conversion_value)  AS conversion_value,
+                       sum(m.spend) / nullif(sum(m.conversions), 0)       AS cpa,
+                       sum(m.conversion_value) / nullif(sum(m.spend), 0)  AS roas
+                  FROM nexcomet.daily_metrics m
+                 GROUP BY m.platform, m.ad_account_id, m.level, m.entity_id, m.date, m.currency;
 
-"""#####),
+                """#####),
         PGMigrator.Migration(
             version: 21, name: "021_due_work.sql",
             sql: #####"""
--- Due work the scheduler leader enqueues each tick: one set-based statement per kind, reading only due rows
--- through partial indexes, so a tick costs O(work due) rather than O(connections).
--- Restricted (GDPR restrict/object) and soft-deleted organizations are never scheduled; their due connections
--- stay due, so lifting the restriction schedules them on the next tick.
+                -- Due work the scheduler leader enqueues each tick: one set-based statement per kind, reading only due rows
+                -- through partial indexes, so a tick costs O(work due) rather than O(connections).
+                -- Restricted (GDPR restrict/object) and soft-deleted organizations are never scheduled; their due connections
+                -- stay due, so lifting the restriction schedules them on the next tick.
 
--- Enqueue sync_connection for up to batch_size due connections (oldest due first) and advance their next_sync_at
--- to now() + cadence + a random share (0...jitter) of the cadence, so connections spread over time. A live job
--- with the same unique key ('sync_connection:<id>') means a sync is still pending or running: nothing is added,
--- the time still advances. Returns the number of jobs inserted. Callers loop while it returns batch_size.
-CREATE OR REPLACE FUNCTION nexcomet.enqueue_due_syncs(
-    batch_size integer DEFAULT 10000,
-    jitter double precision DEFAULT 0.1,
-    queue text DEFAULT 'default',
-    priority integer DEFAULT 0,
-    OUT due integer,
-    OUT enqueued integer)
-LANGUAGE plpgsql AS $$
-#variable_conflict use_variable
-BEGIN
-    WITH d AS (
-        SELECT c.id, c.sync_cadence
-          FROM nexcomet.ad_connections c
-          JOIN nexcomet.organizations o ON o.id = c.organization_id
-         WHERE c.status = 'active' AND c.next_sync_at <= now()
-           AND NOT o.processing_restricted AND o.deleted_at IS NULL
-         ORDER BY c.next_sync_at
-         LIMIT batch_size
-           FOR UPDATE OF c SKIP LOCKED
-    ), ins AS (
-        INSERT INTO nexjobs.jobs (kind, args, queue, priority, unique_key)
-        SELECT 'sync_connection', jsonb_build_object('connection_id', d.id::text), queue, priority,
-               'sync_connection:' || d.id
-          FROM d
-        ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND state IN ('available', 'retryable', 'running')
-        DO NOTHING
-        RETURNING 1
-    ), adv AS (
-        UPDATE nexcomet.ad_connections c
-           SET next_sync_at = now() + d.sync_cadence * (1 + random() * greatest(jitter, 0))
-          FROM d
-         WHERE c.id = d.id
-        RETURNING 1
-    )
-    SELECT (SELECT count(*) FROM adv), (SELECT count(*) FROM ins) INTO due, enqueued;
-    IF enqueued > 0 THEN
-        PERFORM pg_notify('nexjobs_jobs', queue);
-    END IF;
-END
-$$;
+                -- Enqueue sync_connection for up to batch_size due connections (oldest due first) and advance their next_sync_at
+                -- to now() + cadence + a random share (0...jitter) of the cadence, so connections spread over time. A live job
+                -- with the same unique key ('sync_connection:<id>') means a sync is still pending or running: nothing is added,
+                -- the time still advances. Returns the number of jobs inserted. Callers loop while it returns batch_size.
+                CREATE OR REPLACE FUNCTION nexcomet.enqueue_due_syncs(
+                    batch_size integer DEFAULT 10000,
+                    jitter double precision DEFAULT 0.1,
+                    queue text DEFAULT 'default',
+                    priority integer DEFAULT 0,
+                    OUT due integer,
+                    OUT enqueued integer)
+                LANGUAGE plpgsql AS $$
+                #variable_conflict use_variable
+                BEGIN
+                    WITH d AS (
+                        SELECT c.id, c.sync_cadence
+                          FROM nexcomet.ad_connections c
+                          JOIN nexcomet.organizations o ON o.id = c.organization_id
+                         WHERE c.status = 'active' AND c.next_sync_at <= now()
+                           AND NOT o.processing_restricted AND o.deleted_at IS NULL
+                         ORDER BY c.next_sync_at
+                         LIMIT batch_size
+                           FOR UPDATE OF c SKIP LOCKED
+                    ), ins AS (
+                        INSERT INTO nexjobs.jobs (kind, args, queue, priority, unique_key)
+                        SELECT 'sync_connection', jsonb_build_object('connection_id', d.id::text), queue, priority,
+                               'sync_connection:' || d.id
+                          FROM d
+                        ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND state IN ('available', 'retryable', 'running')
+                        DO NOTHING
+                        RETURNING 1
+                    ), adv AS (
+                        UPDATE nexcomet.ad_connections c
+                           SET next_sync_at = now() + d.sync_cadence * (1 + random() * greatest(jitter, 0))
+                          FROM d
+                         WHERE c.id = d.id
+                        RETURNING 1
+                    )
+                    SELECT (SELECT count(*) FROM adv), (SELECT count(*) FROM ins) INTO due, enqueued;
+                    IF enqueued > 0 THEN
+                        PERFORM pg_notify('nexjobs_jobs', queue);
+                    END IF;
+                END
+                $$;
 
--- Enqueue refresh_token for up to batch_size active connections whose access token expires within `margin` and
--- that hold a refresh token still valid. `retry_after` throttles a connection whose last refresh did not move its
--- expiry (a failed refresh is retried by the job itself; this only stops a fresh job every tick). Unique key
--- 'refresh_token:<id>'. Returns the number of jobs inserted.
-CREATE OR REPLACE FUNCTION nexcomet.enqueue_due_refreshes(
-    margin interval DEFAULT '10 minutes',
-    batch_size integer DEFAULT 10000,
-    retry_after interval DEFAULT '15 minutes',
-    queue text DEFAULT 'default',
-    priority integer DEFAULT -10)
-RETURNS integer LANGUAGE plpgsql AS $$
-#variable_conflict use_variable
-DECLARE
-    n integer;
-BEGIN
-    WITH d AS (
-        SELECT c.id
-          FROM nexcomet.ad_connections c
-          JOIN nexcomet.organizations o ON o.id = c.organization_id
-         WHERE c.status = 'active' AND c.access_token_expires_at <= now() + margin
-           AND c.refresh_token_ciphertext IS NOT NULL
-           AND (c.refresh_token_expires_at IS NULL OR c.refresh_token_expires_at > now())
-           AND (c.refresh_enqueued_at IS NULL OR c.refresh_enqueued_at <= now() - retry_after)
-           AND NOT o.processing_restricted AND o.deleted_at IS NULL
-         ORDER BY c.access_token_expires_at
-         LIMIT batch_size
-           FOR UPDATE OF c SKIP LOCKED
-    ), ins AS (
-        INSERT INTO nexjobs.jobs (kind, args, queue, priority, unique_key)
-        SELECT 'refresh_token', jsonb_build_object('connection_id', d.id::text), queue, priority,
-               'refresh_token:' || d.id
-          FROM d
-        ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND state IN ('available', 'retryable', 'running')
-        DO NOTHING
-        RETURNING 1
-    ), mark AS (
-        UPDATE nexcomet.ad_connections c SET refresh_enqueued_at = now() FROM d WHERE c.id = d.id RETURNING 1
-    )
-    SELECT count(*) FROM ins INTO n;
-    IF n > 0 THEN
-        PERFORM pg_notify('nexjobs_jobs', queue);
-    END IF;
-    RETURN n;
-END
-$$;
+                -- Enqueue refresh_token for up to batch_size active connections whose access token expires within `margin` and
+                -- that hold a refresh token still valid. `retry_after` throttles a connection whose last refresh did not move its
+                -- expiry (a failed refresh is retried by the job itself; this only stops a fresh job every tick). Unique key
+                -- 'refresh_token:<id>'. Returns the number of jobs inserted.
+                CREATE OR REPLACE FUNCTION nexcomet.enqueue_due_refreshes(
+                    margin interval DEFAULT '10 minutes',
+                    batch_size integer DEFAULT 10000,
+                    retry_after interval DEFAULT '15 minutes',
+                    queue text DEFAULT 'default',
+                    priority integer DEFAULT -10)
+                RETURNS integer LANGUAGE plpgsql AS $$
+                #variable_conflict use_variable
+                DECLARE
+                    n integer;
+                BEGIN
+                    WITH d AS (
+                        SELECT c.id
+                          FROM nexcomet.ad_connections c
+                          JOIN nexcomet.organizations o ON o.id = c.organization_id
+                         WHERE c.status = 'active' AND c.access_token_expires_at <= now() + margin
+                           AND c.refresh_token_ciphertext IS NOT NULL
+                           AND (c.refresh_token_expires_at IS NULL OR c.refresh_token_expires_at > now())
+                           AND (c.refresh_enqueued_at IS NULL OR c.refresh_enqueued_at <= now() - retry_after)
+                           AND NOT o.processing_restricted AND o.deleted_at IS NULL
+                         ORDER BY c.access_token_expires_at
+                         LIMIT batch_size
+                           FOR UPDATE OF c SKIP LOCKED
+                    ), ins AS (
+                        INSERT INTO nexjobs.jobs (kind, args, queue, priority, unique_key)
+                        SELECT 'refresh_token', jsonb_build_object('connection_id', d.id::text), queue, priority,
+                               'refresh_token:' || d.id
+                          FROM d
+                        ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND state IN ('available', 'retryable', 'running')
+                        DO NOTHING
+                        RETURNING 1
+                    ), mark AS (
+                        UPDATE nexcomet.ad_connections c SET refresh_enqueued_at = now() FROM d WHERE c.id = d.id RETURNING 1
+                    )
+                    SELECT count(*) FROM ins INTO n;
+                    IF n > 0 THEN
+                        PERFORM pg_notify('nexjobs_jobs', queue);
+                    END IF;
+                    RETURN n;
+                END
+                $$;
 
-"""#####),
+                """#####),
         PGMigrator.Migration(
             version: 22, name: "022_metrics_bulk.sql",
             sql: #####"""
--- daily_metrics for bulk writes (issue 5's 100,000 rows/s for a fresh window). Measured with 100,000 rows of one
--- account on this machine's PostgreSQL 15 (bench/sync/README.md):
---   * the primary key (platform, ad_account_id, level, entity_id, date) plus the (ad_account_id, date) index cost
---     ~400 ms per 100,000 inserted rows; one key (ad_account_id, date, level, entity_id) costs ~190 ms and serves
---     both the upsert's conflict target and the window range scans, so the second index goes. platform is not in
---     the key: an ad account belongs to one platform.
---   * the row-level foreign key to ad_accounts runs one lookup per inserted row (~300 ms per 100,000 rows, the same
---     account every time). It is replaced by statement-level triggers with the same guarantees: every statement
---     that inserts or updates metrics checks and KEY SHARE-locks the distinct accounts it names once (as the
---     foreign key does per row, so a concurrent account delete waits or the write fails with SQLSTATE 23503), and
---     deleting an account deletes its metrics (ON DELETE CASCADE).
--- Idempotent: safe to apply again.
+                -- daily_metrics for bulk writes (issue 5's 100,000 rows/s for a fresh window). Measured with 100,000 rows of one
+                -- account on this machine's PostgreSQL 15 (bench/sync/README.md):
+                --   * the primary key (platform, ad_account_id, level, entity_id, date) plus the (ad_account_id, date) index cost
+                --     ~400 ms per 100,000 inserted rows; one key (ad_account_id, date, level, entity_id) costs ~190 ms and serves
+                --     both the upsert's conflict target and the window range scans, so the second index goes. platform is not in
+                --     the key: an ad account belongs to one platform.
+                --   * the row-level foreign key to ad_accounts runs one lookup per inserted row (~300 ms per 100,000 rows, the same
+                --     account every time). It is replaced by statement-level triggers with the same guarantees: every statement
+                --     that inserts or updates metrics checks and KEY SHARE-locks the distinct accounts it names once (as the
+                --     foreign key does per row, so a concurrent account delete waits or the write fails with SQLSTATE 23503), and
+                --     deleting an account deletes its metrics (ON DELETE CASCADE).
+                -- Idempotent: safe to apply again.
 
-ALTER TABLE nexcomet.daily_metrics DROP CONSTRAINT IF EXISTS daily_metrics_ad_account_id_fkey;
-DROP INDEX IF EXISTS nexcomet.daily_metrics_account_date_idx;
+                ALTER TABLE nexcomet.daily_metrics DROP CONSTRAINT IF EXISTS daily_metrics_ad_account_id_fkey;
+                DROP INDEX IF EXISTS nexcomet.daily_metrics_account_date_idx;
 
-DO $$
-BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pg_constraint
-                    WHERE conname = 'daily_metrics_pkey' AND conrelid = 'nexcomet.daily_metrics'::regclass
-                      AND pg_get_constraintdef(oid) = 'PRIMARY KEY (ad_account_id, date, level, entity_id)') THEN
-        ALTER TABLE nexcomet.daily_metrics DROP CONSTRAINT IF EXISTS daily_metrics_pkey;
-        ALTER TABLE nexcomet.daily_metrics ADD CONSTRAINT daily_metrics_pkey
-            PRIMARY KEY (ad_account_id, date, level, entity_id);
-    END IF;
-END $$;
+                DO $$
+                BEGIN
+                    IF NOT EXISTS (SELECT 1 FROM pg_constraint
+                                    WHERE conname = 'daily_metrics_pkey' AND conrelid = 'nexcomet.daily_metrics'::regclass
+                                      AND pg_get_constraintdef(oid) = 'PRIMARY KEY (ad_account_id, date, level, entity_id)') THEN
+                        ALTER TABLE nexcomet.daily_metrics DROP CONSTRAINT IF EXISTS daily_metrics_pkey;
+                        ALTER TABLE nexcomet.daily_metrics ADD CONSTRAINT daily_metrics_pkey
+                            PRIMARY KEY (ad_account_id, date, level, entity_id);
+                    END IF;
+                END $$;
 
--- The foreign key, once per statement: every account named by the new rows must exist, and stays locked
--- (FOR KEY SHARE) until the writer commits, so it cannot be deleted under rows that name it.
-CREATE OR REPLACE FUNCTION nexcomet.daily_metrics_check_accounts() RETURNS trigger
-LANGUAGE plpgsql AS $$
-DECLARE
-    missing bigint;
-BEGIN
-    PERFORM 1 FROM nexcomet.ad_accounts a
-     WHERE a.id IN (SELECT DISTINCT n.ad_account_id FROM new_rows n)
-       FOR KEY SHARE OF a;
-    SELECT n.ad_account_id INTO missing
-      FROM (SELECT DISTINCT ad_account_id FROM new_rows) n
-     WHERE NOT EXISTS (SELECT 1 FROM nexcomet.ad_accounts a WHERE a.id = n.ad_account_id)
-     LIMIT 1;
-    IF FOUND THEN
-        RAISE foreign_key_violation USING
-            MESSAGE = format('daily_metrics names ad account %s, which does not exist', missing),
-            TABLE = 'daily_metrics', SCHEMA = 'nexcomet';
-    END IF;
-    RETURN NULL;
-END $$;
+                -- The foreign key, once per statement: every account named by the new rows must exist, and stays locked
+                -- (FOR KEY SHARE) until the writer commits, so it cannot be deleted under rows that name it.
+                CREATE OR REPLACE FUNCTION nexcomet.daily_metrics_check_accounts() RETURNS trigger
+                LANGUAGE plpgsql AS $$
+                DECLARE
+                    missing bigint;
+                BEGIN
+                    PERFORM 1 FROM nexcomet.ad_accounts a
+                     WHERE a.id IN (SELECT DISTINCT n.ad_account_id FROM new_rows n)
+                       FOR KEY SHARE OF a;
+                    SELECT n.ad_account_id INTO missing
+                      FROM (SELECT DISTINCT ad_account_id FROM new_rows) n
+                     WHERE NOT EXISTS (SELECT 1 FROM nexcomet.ad_accounts a WHERE a.id = n.ad_account_id)
+                     LIMIT 1;
+                    IF FOUND THEN
+                        RAISE foreign_key_violation USING
+                            MESSAGE = format('daily_metrics names ad account %s, which does not exist', missing),
+                            TABLE = 'daily_metrics', SCHEMA = 'nexcomet';
+                    END IF;
+                    RETURN NULL;
+                END $$;
 
-DROP TRIGGER IF EXISTS daily_metrics_accounts_insert ON nexcomet.daily_metrics;
-CREATE TRIGGER daily_metrics_accounts_insert
-    AFTER INSERT ON nexcomet.daily_metrics REFERENCING NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION nexcomet.daily_metrics_check_accounts();
-DROP TRIGGER IF EXISTS daily_metrics_accounts_update ON nexcomet.daily_metrics;
-CREATE TRIGGER daily_metrics_accounts_update
-    AFTER UPDATE ON nexcomet.daily_metrics REFERENCING NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION nexcomet.daily_metrics_check_accounts();
+                DROP TRIGGER IF EXISTS daily_metrics_accounts_insert ON nexcomet.daily_metrics;
+                CREATE TRIGGER daily_metrics_accounts_insert
+                    AFTER INSERT ON nexcomet.daily_metrics REFERENCING NEW TABLE AS new_rows
+                    FOR EACH STATEMENT EXECUTE FUNCTION nexcomet.daily_metrics_check_accounts();
+                DROP TRIGGER IF EXISTS daily_metrics_accounts_update ON nexcomet.daily_metrics;
+                CREATE TRIGGER daily_metrics_accounts_update
+                    AFTER UPDATE ON nexcomet.daily_metrics REFERENCING NEW TABLE AS new_rows
+                    FOR EACH STATEMENT EXECUTE FUNCTION nexcomet.daily_metrics_check_accounts();
 
--- ON DELETE CASCADE, once per statement (also when the delete itself cascades from a connection or organization).
-CREATE OR REPLACE FUNCTION nexcomet.ad_accounts_delete_metrics() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-    DELETE FROM nexcomet.daily_metrics m WHERE m.ad_account_id IN (SELECT o.id FROM old_rows o);
-    RETURN NULL;
-END $$;
+                -- ON DELETE CASCADE, once per statement (also when the delete itself cascades from a connection or organization).
+                CREATE OR REPLACE FUNCTION nexcomet.ad_accounts_delete_metrics() RETURNS trigger
+                LANGUAGE plpgsql AS $$
+                BEGIN
+                    DELETE FROM nexcomet.daily_metrics m WHERE m.ad_account_id IN (SELECT o.id FROM old_rows o);
+                    RETURN NULL;
+                END $$;
 
-DROP TRIGGER IF EXISTS ad_accounts_delete_metrics ON nexcomet.ad_accounts;
-CREATE TRIGGER ad_accounts_delete_metrics
-    AFTER DELETE ON nexcomet.ad_accounts REFERENCING OLD TABLE AS old_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION nexcomet.ad_accounts_delete_metrics();
+                DROP TRIGGER IF EXISTS ad_accounts_delete_metrics ON nexcomet.ad_accounts;
+                CREATE TRIGGER ad_accounts_delete_metrics
+                    AFTER DELETE ON nexcomet.ad_accounts REFERENCING OLD TABLE AS old_rows
+                    FOR EACH STATEMENT EXECUTE FUNCTION nexcomet.ad_accounts_delete_metrics();
 
--- An account id never changes while metrics name it (the foreign key's ON UPDATE NO ACTION).
-CREATE OR REPLACE FUNCTION nexcomet.ad_accounts_keep_id() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-    IF EXISTS (SELECT 1 FROM nexcomet.daily_metrics m WHERE m.ad_account_id = OLD.id) THEN
-        RAISE foreign_key_violation USING
-            MESSAGE = format('ad account %s has daily metrics; its id cannot change', OLD.id);
-    END IF;
-    RETURN NEW;
-END $$;
+                -- An account id never changes while metrics name it (the foreign key's ON UPDATE NO ACTION).
+                CREATE OR REPLACE FUNCTION nexcomet.ad_accounts_keep_id() RETURNS trigger
+                LANGUAGE plpgsql AS $$
+                BEGIN
+                    IF EXISTS (SELECT 1 FROM nexcomet.daily_metrics m WHERE m.ad_account_id = OLD.id) THEN
+                        RAISE foreign_key_violation USING
+                            MESSAGE = format('ad account %s has daily metrics; its id cannot change', OLD.id);
+                    END IF;
+                    RETURN NEW;
+                END $$;
 
-DROP TRIGGER IF EXISTS ad_accounts_keep_id ON nexcomet.ad_accounts;
-CREATE TRIGGER ad_accounts_keep_id
-    BEFORE UPDATE OF id ON nexcomet.ad_accounts
-    FOR EACH ROW WHEN (OLD.id IS DISTINCT FROM NEW.id) EXECUTE FUNCTION nexcomet.ad_accounts_keep_id();
+                DROP TRIGGER IF EXISTS ad_accounts_keep_id ON nexcomet.ad_accounts;
+                CREATE TRIGGER ad_accounts_keep_id
+                    BEFORE UPDATE OF id ON nexcomet.ad_accounts
+                    FOR EACH ROW WHEN (OLD.id IS DISTINCT FROM NEW.id) EXECUTE FUNCTION nexcomet.ad_accounts_keep_id();
 
-"""#####),
+                """#####),
         PGMigrator.Migration(
             version: 23, name: "023_privacy.sql",
             sql: #####"""
--- Privacy jobs (Sources/Sync/PrivacyJobs.swift): retention_purge, disconnect, gdpr_export, gdpr_erase.
--- Idempotent: safe to apply again.
+                -- Privacy jobs (Sources/Sync/PrivacyJobs.swift): retention_purge, disconnect, gdpr_export, gdpr_erase.
+                -- Idempotent: safe to apply again.
 
--- What the privacy jobs did, without personal data: the action, the request and organization ids (bare numbers,
--- no foreign key, so the record outlives an erased organization) and counts. Never names, emails or tokens.
-CREATE TABLE IF NOT EXISTS nexcomet.privacy_audit (
-    id               bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
-    at               timestamptz NOT NULL DEFAULT now(),
-    action           text NOT NULL CHECK (action IN ('retention_purge', 'disconnect', 'export', 'erase', 'restrict')),
-    request_id       bigint,
-    organization_id  bigint,
-    details          jsonb NOT NULL DEFAULT '{}'
-);
-CREATE INDEX IF NOT EXISTS privacy_audit_at_idx ON nexcomet.privacy_audit (at);
+                -- What the privacy jobs did, without personal data: the action, the request and organization ids (bare numbers,
+                -- no foreign key, so the record outlives an erased organization) and counts. Never names, emails or tokens.
+                CREATE TABLE IF NOT EXISTS nexcomet.privacy_audit (
+                    id               bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+                    at               timestamptz NOT NULL DEFAULT now(),
+                    action           text NOT NULL CHECK (action IN ('retention_purge', 'disconnect', 'export', 'erase', 'restrict')),
+                    request_id       bigint,
+                    organization_id  bigint,
+                    details          jsonb NOT NULL DEFAULT '{}'
+                );
+                CREATE INDEX IF NOT EXISTS privacy_audit_at_idx ON nexcomet.privacy_audit (at);
 
--- Retention purges find expired rows by time.
-CREATE INDEX IF NOT EXISTS sync_runs_started_idx ON nexcomet.sync_runs (started_at);
-CREATE INDEX IF NOT EXISTS organizations_deleted_idx ON nexcomet.organizations (deleted_at)
-    WHERE deleted_at IS NOT NULL;
-CREATE INDEX IF NOT EXISTS users_deleted_idx ON nexcomet.users (deleted_at) WHERE deleted_at IS NOT NULL;
+                -- Retention purges find expired rows by time.
+                CREATE INDEX IF NOT EXISTS sync_runs_started_idx ON nexcomet.sync_runs (started_at);
+                CREATE INDEX IF NOT EXISTS organizations_deleted_idx ON nexcomet.organizations (deleted_at)
+                    WHERE deleted_at IS NOT NULL;
+                CREATE INDEX IF NOT EXISTS users_deleted_idx ON nexcomet.users (deleted_at) WHERE deleted_at IS NOT NULL;
 
--- The retention_purge schedule was seeded disabled until its handler existed (010_scheduler.sql); it exists now.
--- It moves to the `default` queue, the one workers take by default (nothing works `maintenance` unless told).
-UPDATE nexjobs.schedules SET enabled = true, queue = 'default', updated_at = now()
- WHERE name = 'retention_purge' AND NOT enabled AND kind = 'retention_purge' AND last_fire_at IS NULL
-   AND updated_at = created_at;
+                -- The retention_purge schedule was seeded disabled until its handler existed (010_scheduler.sql); it exists now.
+                -- It moves to the `default` queue, the one workers take by default (nothing works `maintenance` unless told).
+                UPDATE nexjobs.schedules SET enabled = true, queue = 'default', updated_at = now()
+                 WHERE name = 'retention_purge' AND NOT enabled AND kind = 'retention_purge' AND last_fire_at IS NULL
+                   AND updated_at = created_at;
 
-"""#####),
+                """#####),
         PGMigrator.Migration(
             version: 24, name: "024_metrics_guards.sql",
             sql: #####"""
--- Two gaps of 022's statement-level foreign key, found in review (idempotent):
--- 1. Its cascade deletes an account's metrics with the deleting transaction's snapshot. Under READ COMMITTED
---    (every NexJobs job, and PostgreSQL's default) that snapshot is taken after any writer holding the account
---    (KEY SHARE until commit) has committed, so nothing is missed. Under REPEATABLE READ or SERIALIZABLE it is
---    older and could miss rows a writer committed meanwhile, where a real foreign key raises a serialization
---    failure; such deletes are refused with SQLSTATE 0A000 when the account has metrics, and must run in READ
---    COMMITTED.
--- 2. TRUNCATE ... CASCADE of ad_accounts (or of connections or organizations) did not reach daily_metrics, which
---    has no foreign key; a TRUNCATE trigger empties it too.
+                -- Two gaps of 022's statement-level foreign key, found in review (idempotent):
+                -- 1. Its cascade deletes an account's metrics with the deleting transaction's snapshot. Under READ COMMITTED
+                --    (every NexJobs job, and PostgreSQL's default) that snapshot is taken after any writer holding the account
+                --    (KEY SHARE until commit) has committed, so nothing is missed. Under REPEATABLE READ or SERIALIZABLE it is
+                --    older and could miss rows a writer committed meanwhile, where a real foreign key raises a serialization
+                --    failure; such deletes are refused with SQLSTATE 0A000 when the account has metrics, and must run in READ
+                --    COMMITTED.
+                -- 2. TRUNCATE ... CASCADE of ad_accounts (or of connections or organizations) did not reach daily_metrics, which
+                --    has no foreign key; a TRUNCATE trigger empties it too.
 
-CREATE OR REPLACE FUNCTION nexcomet.ad_accounts_delete_metrics() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-    IF current_setting('transaction_isolation') <> 'read committed'
-       AND EXISTS (SELECT 1 FROM nexcomet.daily_metrics m WHERE m.ad_account_id IN (SELECT o.id FROM old_rows o)) THEN
-        RAISE feature_not_supported USING
-            MESSAGE = 'deleting ad accounts that have daily metrics needs READ COMMITTED isolation',
-            HINT = 'daily_metrics cascades through a statement-level trigger (sql/022, sql/024)';
-    END IF;
-    DELETE FROM nexcomet.daily_metrics m WHERE m.ad_account_id IN (SELECT o.id FROM old_rows o);
-    RETURN NULL;
-END $$;
+                CREATE OR REPLACE FUNCTION nexcomet.ad_accounts_delete_metrics() RETURNS trigger
+                LANGUAGE plpgsql AS $$
+                BEGIN
+                    IF current_setting('transaction_isolation') <> 'read committed'
+                       AND EXISTS (SELECT 1 FROM nexcomet.daily_metrics m WHERE m.ad_account_id IN (SELECT o.id FROM old_rows o)) THEN
+                        RAISE feature_not_supported USING
+                            MESSAGE = 'deleting ad accounts that have daily metrics needs READ COMMITTED isolation',
+                            HINT = 'daily_metrics cascades through a statement-level trigger (sql/022, sql/024)';
+                    END IF;
+                    DELETE FROM nexcomet.daily_metrics m WHERE m.ad_account_id IN (SELECT o.id FROM old_rows o);
+                    RETURN NULL;
+                END $$;
 
-CREATE OR REPLACE FUNCTION nexcomet.ad_accounts_truncate_metrics() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-    TRUNCATE nexcomet.daily_metrics;
-    RETURN NULL;
-END $$;
+                CREATE OR REPLACE FUNCTION nexcomet.ad_accounts_truncate_metrics() RETURNS trigger
+                LANGUAGE plpgsql AS $$
+                BEGIN
+                    TRUNCATE nexcomet.daily_metrics;
+                    RETURN NULL;
+                END $$;
 
-DROP TRIGGER IF EXISTS ad_accounts_truncate_metrics ON nexcomet.ad_accounts;
-CREATE TRIGGER ad_accounts_truncate_metrics
-    AFTER TRUNCATE ON nexcomet.ad_accounts
-    FOR EACH STATEMENT EXECUTE FUNCTION nexcomet.ad_accounts_truncate_metrics();
+                DROP TRIGGER IF EXISTS ad_accounts_truncate_metrics ON nexcomet.ad_accounts;
+                CREATE TRIGGER ad_accounts_truncate_metrics
+                    AFTER TRUNCATE ON nexcomet.ad_accounts
+                    FOR EACH STATEMENT EXECUTE FUNCTION nexcomet.ad_accounts_truncate_metrics();
 
-"""#####),
+                """#####),
         PGMigrator.Migration(
             version: 25, name: "025_privacy_tenancy.sql",
             sql: #####"""
--- Privacy review fixes (idempotent; a separate file because 023 had already been applied somewhere):
+                -- Privacy review fixes (idempotent; a separate file because 023 had already been applied somewhere):
 
--- A user-level privacy request stays user-level after the user row is gone (with ON DELETE SET NULL, a NULL
--- user_id would turn it into a request about the whole organization). The jobs check that the user belongs to
--- the request's organization.
-ALTER TABLE nexcomet.privacy_requests DROP CONSTRAINT IF EXISTS privacy_requests_user_id_fkey;
+                -- A user-level privacy request stays user-level after the user row is gone (with ON DELETE SET NULL, a NULL
+                -- user_id would turn it into a request about the whole organization). The jobs check that the user belongs to
+                -- the request's organization.
+                ALTER TABLE nexcomet.privacy_requests DROP CONSTRAINT IF EXISTS privacy_requests_user_id_fkey;
 
--- An ad account belongs to one connection, so to one organization: the same advertiser connected by two
--- organizations (or reconnected) is a new account, and one tenant's data never moves to another. The sync's upsert
--- keys on (connection_id, external_id), unique since 020; the global unique index goes.
-DROP INDEX IF EXISTS nexcomet.ad_accounts_platform_external_idx;
-CREATE INDEX IF NOT EXISTS ad_accounts_platform_external_lookup_idx ON nexcomet.ad_accounts (platform, external_id);
+                -- An ad account belongs to one connection, so to one organization: the same advertiser connected by two
+                -- organizations (or reconnected) is a new account, and one tenant's data never moves to another. The sync's upsert
+                -- keys on (connection_id, external_id), unique since 020; the global unique index goes.
+                DROP INDEX IF EXISTS nexcomet.ad_accounts_platform_external_idx;
+                CREATE INDEX IF NOT EXISTS ad_accounts_platform_external_lookup_idx ON nexcomet.ad_accounts (platform, external_id);
 
--- retention_purge deletes sent notifications by age.
-CREATE INDEX IF NOT EXISTS notifications_sent_idx ON nexcomet.notifications (sent_at) WHERE sent_at IS NOT NULL;
+                -- retention_purge deletes sent notifications by age.
+                CREATE INDEX IF NOT EXISTS notifications_sent_idx ON nexcomet.notifications (sent_at) WHERE sent_at IS NOT NULL;
 
-"""#####),
+                """#####),
         PGMigrator.Migration(
             version: 26, name: "026_finite_run_at.sql",
             sql: #####"""
--- Hardening (issue 10): the stats view reads rows that already hold such a value (now() - '-infinity' raises "interval out of range"; the age is now
--- computed on epoch seconds, so an infinitely old due job reports an infinite age instead of failing the view).
--- Enqueueing refuses run_at values that are not finite: see nexjobs.insert_jobs in sql/040, the one insert path.
+                -- Hardening (issue 10): the stats view reads rows that already hold such a value (now() - '-infinity' raises "interval out of range"; the age is now
+                -- computed on epoch seconds, so an infinitely old due job reports an infinite age instead of failing the view).
+                -- Enqueueing refuses run_at values that are not finite: see nexjobs.insert_jobs in sql/040, the one insert path.
 
-CREATE OR REPLACE VIEW nexjobs.stats AS
-SELECT j.queue,
-       count(*) FILTER (WHERE j.state = 'available')  AS available,
-       count(*) FILTER (WHERE j.state = 'running')    AS running,
-       count(*) FILTER (WHERE j.state = 'retryable')  AS retryable,
-       count(*) FILTER (WHERE j.state = 'completed')  AS completed,
-       count(*) FILTER (WHERE j.state = 'failed')     AS failed,
-       count(*) FILTER (WHERE j.state = 'cancelled')  AS cancelled,
-       (extract(epoch FROM now())::double precision - extract(epoch FROM min(j.run_at) FILTER (
-           WHERE j.state IN ('available', 'retryable') AND j.run_at <= now()))::double precision)
-           AS oldest_due_seconds,
-       count(*) FILTER (WHERE j.state = 'completed' AND j.finished_at > now() - interval '1 minute')
-           AS completed_last_minute,
-       count(*) FILTER (WHERE j.state = 'completed' AND j.finished_at > now() - interval '5 minutes')
-           AS completed_last_5_minutes
-  FROM nexjobs.jobs j
- GROUP BY j.queue;
+                CREATE OR REPLACE VIEW nexjobs.stats AS
+                SELECT j.queue,
+                       count(*) FILTER (WHERE j.state = 'available')  AS available,
+                       count(*) FILTER (WHERE j.state = 'running')    AS running,
+                       count(*) FILTER (WHERE j.state = 'retryable')  AS retryable,
+                       count(*) FILTER (WHERE j.state = 'completed')  AS completed,
+                       count(*) FILTER (WHERE j.state = 'failed')     AS failed,
+                       count(*) FILTER (WHERE j.state = 'cancelled')  AS cancelled,
+                       (extract(epoch FROM now())::double precision - extract(epoch FROM min(j.run_at) FILTER (
+                           WHERE j.state IN ('available', 'retryable') AND j.run_at <= now()))::double precision)
+                           AS oldest_due_seconds,
+                       count(*) FILTER (WHERE j.state = 'completed' AND j.finished_at > now() - interval '1 minute')
+                           AS completed_last_minute,
+                       count(*) FILTER (WHERE j.state = 'completed' AND j.finished_at > now() - interval '5 minutes')
+                           AS completed_last_5_minutes
+                  FROM nexjobs.jobs j
+                 GROUP BY j.queue;
 
-"""#####),
+                """#####),
         PGMigrator.Migration(
             version: 27, name: "027_schedule_failures.sql",
             sql: #####"""
--- Isolated schedule failures: a schedule that cannot be computed or fired is skipped with a visible last_error and
--- retried with a growing delay, while every other schedule keeps firing.
---   failures  consecutive failed attempts (0 when the last attempt fired or computed its next fire time)
---   retry_at  the scheduler does not look at the schedule again before this (NULL: no backoff in effect)
--- The backoff is 10 s after the first failure, doubling each time, at most 1 hour. A fire that succeeds clears
--- last_error, failures and retry_at. A fire-time failure keeps next_fire_at, so the retry fires the same fire time.
-ALTER TABLE nexjobs.schedules
-    ADD COLUMN IF NOT EXISTS failures integer NOT NULL DEFAULT 0 CHECK (failures >= 0),
-    ADD COLUMN IF NOT EXISTS retry_at timestamptz;
+                -- Isolated schedule failures: a schedule that cannot be computed or fired is skipped with a visible last_error and
+                -- retried with a growing delay, while every other schedule keeps firing.
+                --   failures  consecutive failed attempts (0 when the last attempt fired or computed its next fire time)
+                --   retry_at  the scheduler does not look at the schedule again before this (NULL: no backoff in effect)
+                -- The backoff is 10 s after the first failure, doubling each time, at most 1 hour. A fire that succeeds clears
+                -- last_error, failures and retry_at. A fire-time failure keeps next_fire_at, so the retry fires the same fire time.
+                ALTER TABLE nexjobs.schedules
+                    ADD COLUMN IF NOT EXISTS failures integer NOT NULL DEFAULT 0 CHECK (failures >= 0),
+                    ADD COLUMN IF NOT EXISTS retry_at timestamptz;
 
--- Before 027 a schedule that could not be computed was parked at next_fire_at = 'infinity' for good; recompute
--- them (a definition still bad gets last_error and the backoff).
-UPDATE nexjobs.schedules SET next_fire_at = NULL WHERE next_fire_at = 'infinity';
+                -- Before 027 a schedule that could not be computed was parked at next_fire_at = 'infinity' for good; recompute
+                -- them (a definition still bad gets last_error and the backoff).
+                UPDATE nexjobs.schedules SET next_fire_at = NULL WHERE next_fire_at = 'infinity';
 
-CREATE OR REPLACE FUNCTION nexjobs.schedules_touch() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    -- Reject an unknown time zone at write time: AT TIME ZONE raises for names PostgreSQL does not know.
-    PERFORM now() AT TIME ZONE NEW.timezone;
-    IF TG_OP = 'UPDATE' THEN
-        NEW.updated_at := now();
-        IF NEW.cron IS DISTINCT FROM OLD.cron OR NEW.timezone IS DISTINCT FROM OLD.timezone
-           OR NEW.enabled IS DISTINCT FROM OLD.enabled THEN
-            -- Redefined, enabled or disabled: computed again from scratch at the next tick.
-            NEW.next_fire_at := NULL;
-            NEW.last_error := NULL;
-            NEW.failures := 0;
-            NEW.retry_at := NULL;
-        ELSIF NEW.kind IS DISTINCT FROM OLD.kind OR NEW.args IS DISTINCT FROM OLD.args
-              OR NEW.queue IS DISTINCT FROM OLD.queue OR NEW.priority IS DISTINCT FROM OLD.priority
-              OR NEW.max_attempts IS DISTINCT FROM OLD.max_attempts THEN
-            -- A changed job definition (say, fixed args) is tried at the next tick instead of after the backoff;
-            -- last_error stays until it fires.
-            NEW.retry_at := NULL;
-        END IF;
-    END IF;
-    RETURN NEW;
-END
-$$;
+                CREATE OR REPLACE FUNCTION nexjobs.schedules_touch() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN
+                    -- Reject an unknown time zone at write time: AT TIME ZONE raises for names PostgreSQL does not know.
+                    PERFORM now() AT TIME ZONE NEW.timezone;
+                    IF TG_OP = 'UPDATE' THEN
+                        NEW.updated_at := now();
+                        IF NEW.cron IS DISTINCT FROM OLD.cron OR NEW.timezone IS DISTINCT FROM OLD.timezone
+                           OR NEW.enabled IS DISTINCT FROM OLD.enabled THEN
+                            -- Redefined, enabled or disabled: computed again from scratch at the next tick.
+                            NEW.next_fire_at := NULL;
+                            NEW.last_error := NULL;
+                            NEW.failures := 0;
+                            NEW.retry_at := NULL;
+                        ELSIF NEW.kind IS DISTINCT FROM OLD.kind OR NEW.args IS DISTINCT FROM OLD.args
+                              OR NEW.queue IS DISTINCT FROM OLD.queue OR NEW.priority IS DISTINCT FROM OLD.priority
+                              OR NEW.max_attempts IS DISTINCT FROM OLD.max_attempts THEN
+                            -- A changed job definition (say, fixed args) is tried at the next tick instead of after the backoff;
+                            -- last_error stays until it fires.
+                            NEW.retry_at := NULL;
+                        END IF;
+                    END IF;
+                    RETURN NEW;
+                END
+                $$;
 
-"""#####),
+                """#####),
         PGMigrator.Migration(
             version: 28, name: "028_token_refresh_lease.sql",
             sql: #####"""
--- Token refresh lease (issue 10): a refresher claims a connection's refresh for a bounded time instead of holding a
--- FOR UPDATE row lock across the OAuth HTTP call. Owner is a random id per refresh attempt; an expired lease may
--- be taken over (its holder crashed or hung).
-ALTER TABLE nexcomet.ad_connections
-    ADD COLUMN IF NOT EXISTS token_refresh_lease_owner text,
-    ADD COLUMN IF NOT EXISTS token_refresh_lease_until timestamptz;
+                -- Token refresh lease (issue 10): a refresher claims a connection's refresh for a bounded time instead of holding a
+                -- FOR UPDATE row lock across the OAuth HTTP call. Owner is a random id per refresh attempt; an expired lease may
+                -- be taken over (its holder crashed or hung).
+                ALTER TABLE nexcomet.ad_connections
+                    ADD COLUMN IF NOT EXISTS token_refresh_lease_owner text,
+                    ADD COLUMN IF NOT EXISTS token_refresh_lease_until timestamptz;
 
-"""#####),
+                """#####),
         PGMigrator.Migration(
             version: 30, name: "030_privacy_lifecycle.sql",
             sql: #####"""
--- Privacy request lifecycle (issue 12; policy sections 8 and 9: requests are answered within 30 days).
--- Idempotent: safe to apply again.
+                -- Privacy request lifecycle (issue 12; policy sections 8 and 9: requests are answered within 30 days).
+                -- Idempotent: safe to apply again.
 
--- The legal deadline, set by the database: requested_at + 30 days, whatever a writer puts there.
-ALTER TABLE nexcomet.privacy_requests ADD COLUMN IF NOT EXISTS due_at timestamptz;
-CREATE OR REPLACE FUNCTION nexcomet.privacy_requests_set_due_at() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    NEW.due_at := NEW.requested_at + interval '30 days';
-    RETURN NEW;
-END
-$$;
-DROP TRIGGER IF EXISTS privacy_requests_due_at ON nexcomet.privacy_requests;
-CREATE TRIGGER privacy_requests_due_at BEFORE INSERT OR UPDATE OF requested_at, due_at
-    ON nexcomet.privacy_requests FOR EACH ROW EXECUTE FUNCTION nexcomet.privacy_requests_set_due_at();
-UPDATE nexcomet.privacy_requests SET due_at = requested_at + interval '30 days' WHERE due_at IS NULL;
-ALTER TABLE nexcomet.privacy_requests ALTER COLUMN due_at SET NOT NULL;
-CREATE INDEX IF NOT EXISTS privacy_requests_open_idx ON nexcomet.privacy_requests (due_at)
-    WHERE status IN ('pending', 'running', 'failed');
+                -- The legal deadline, set by the database: requested_at + 30 days, whatever a writer puts there.
+                ALTER TABLE nexcomet.privacy_requests ADD COLUMN IF NOT EXISTS due_at timestamptz;
+                CREATE OR REPLACE FUNCTION nexcomet.privacy_requests_set_due_at() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN
+                    NEW.due_at := NEW.requested_at + interval '30 days';
+                    RETURN NEW;
+                END
+                $$;
+                DROP TRIGGER IF EXISTS privacy_requests_due_at ON nexcomet.privacy_requests;
+                CREATE TRIGGER privacy_requests_due_at BEFORE INSERT OR UPDATE OF requested_at, due_at
+                    ON nexcomet.privacy_requests FOR EACH ROW EXECUTE FUNCTION nexcomet.privacy_requests_set_due_at();
+                UPDATE nexcomet.privacy_requests SET due_at = requested_at + interval '30 days' WHERE due_at IS NULL;
+                ALTER TABLE nexcomet.privacy_requests ALTER COLUMN due_at SET NOT NULL;
+                CREATE INDEX IF NOT EXISTS privacy_requests_open_idx ON nexcomet.privacy_requests (due_at)
+                    WHERE status IN ('pending', 'running', 'failed');
 
--- The rights of section 8 that jobs act on. `object` (right to object) stops analytics processing as `restrict`
--- does; `lift_restriction` ends either.
-ALTER TABLE nexcomet.privacy_requests DROP CONSTRAINT IF EXISTS privacy_requests_kind_check;
-ALTER TABLE nexcomet.privacy_requests ADD CONSTRAINT privacy_requests_kind_check
-    CHECK (kind IN ('export', 'erase', 'restrict', 'lift_restriction', 'object'));
+                -- The rights of section 8 that jobs act on. `object` (right to object) stops analytics processing as `restrict`
+                -- does; `lift_restriction` ends either.
+                ALTER TABLE nexcomet.privacy_requests DROP CONSTRAINT IF EXISTS privacy_requests_kind_check;
+                ALTER TABLE nexcomet.privacy_requests ADD CONSTRAINT privacy_requests_kind_check
+                    CHECK (kind IN ('export', 'erase', 'restrict', 'lift_restriction', 'object'));
 
--- Why processing is restricted: the request kind that set `processing_restricted` (NULL when not restricted).
-ALTER TABLE nexcomet.organizations ADD COLUMN IF NOT EXISTS processing_restricted_by text
-    CHECK (processing_restricted_by IN ('restrict', 'object'));
+                -- Why processing is restricted: the request kind that set `processing_restricted` (NULL when not restricted).
+                ALTER TABLE nexcomet.organizations ADD COLUMN IF NOT EXISTS processing_restricted_by text
+                    CHECK (processing_restricted_by IN ('restrict', 'object'));
 
-ALTER TABLE nexcomet.privacy_audit DROP CONSTRAINT IF EXISTS privacy_audit_action_check;
-ALTER TABLE nexcomet.privacy_audit ADD CONSTRAINT privacy_audit_action_check
-    CHECK (action IN ('retention_purge', 'disconnect', 'export', 'erase', 'restrict', 'lift_restriction', 'object',
-                      'request_status', 'token_wipe', 'revoke'));
+                ALTER TABLE nexcomet.privacy_audit DROP CONSTRAINT IF EXISTS privacy_audit_action_check;
+                ALTER TABLE nexcomet.privacy_audit ADD CONSTRAINT privacy_audit_action_check
+                    CHECK (action IN ('retention_purge', 'disconnect', 'export', 'erase', 'restrict', 'lift_restriction', 'object',
+                                      'request_status', 'token_wipe', 'revoke'));
 
--- Every state change of a request is audited, whoever writes it (jobs, scheduler, operator CLI, the app):
--- kind, old and new status, no personal data.
-CREATE OR REPLACE FUNCTION nexcomet.privacy_requests_audit() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF TG_OP = 'INSERT' OR NEW.status IS DISTINCT FROM OLD.status THEN
-        INSERT INTO nexcomet.privacy_audit (action, request_id, organization_id, details)
-        VALUES ('request_status', NEW.id, NEW.organization_id,
-                jsonb_build_object('kind', NEW.kind, 'to', NEW.status, 'user_level', NEW.user_id IS NOT NULL,
-                                   'from', CASE WHEN TG_OP = 'UPDATE' THEN OLD.status END));
-    END IF;
-    RETURN NULL;
-END
-$$;
-DROP TRIGGER IF EXISTS privacy_requests_audit ON nexcomet.privacy_requests;
-CREATE TRIGGER privacy_requests_audit AFTER INSERT OR UPDATE OF status ON nexcomet.privacy_requests
-    FOR EACH ROW EXECUTE FUNCTION nexcomet.privacy_requests_audit();
+                -- Every state change of a request is audited, whoever writes it (jobs, scheduler, operator CLI, the app):
+                -- kind, old and new status, no personal data.
+                CREATE OR REPLACE FUNCTION nexcomet.privacy_requests_audit() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN
+                    IF TG_OP = 'INSERT' OR NEW.status IS DISTINCT FROM OLD.status THEN
+                        INSERT INTO nexcomet.privacy_audit (action, request_id, organization_id, details)
+                        VALUES ('request_status', NEW.id, NEW.organization_id,
+                                jsonb_build_object('kind', NEW.kind, 'to', NEW.status, 'user_level', NEW.user_id IS NOT NULL,
+                                                   'from', CASE WHEN TG_OP = 'UPDATE' THEN OLD.status END));
+                    END IF;
+                    RETURN NULL;
+                END
+                $$;
+                DROP TRIGGER IF EXISTS privacy_requests_audit ON nexcomet.privacy_requests;
+                CREATE TRIGGER privacy_requests_audit AFTER INSERT OR UPDATE OF status ON nexcomet.privacy_requests
+                    FOR EACH ROW EXECUTE FUNCTION nexcomet.privacy_requests_audit();
 
--- Tokens (sections 2.2, 7, 9). A dead grant keeps no ciphertext: when a connection becomes `needs_reauth` its
--- sealed tokens are deleted in the same statement, whichever code path sets the status.
-CREATE OR REPLACE FUNCTION nexcomet.ad_connections_forget_dead_grant() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF NEW.status = 'needs_reauth' THEN
-        NEW.access_token_ciphertext := NULL;
-        NEW.refresh_token_ciphertext := NULL;
-        NEW.token_key_id := NULL;
-        NEW.access_token_expires_at := NULL;
-        NEW.refresh_token_expires_at := NULL;
-        NEW.refresh_enqueued_at := NULL;
-    END IF;
-    RETURN NEW;
-END
-$$;
-DROP TRIGGER IF EXISTS ad_connections_forget_dead_grant ON nexcomet.ad_connections;
-CREATE TRIGGER ad_connections_forget_dead_grant BEFORE INSERT OR UPDATE ON nexcomet.ad_connections
-    FOR EACH ROW WHEN (NEW.status = 'needs_reauth' AND (NEW.access_token_ciphertext IS NOT NULL
-                                                        OR NEW.refresh_token_ciphertext IS NOT NULL))
-    EXECUTE FUNCTION nexcomet.ad_connections_forget_dead_grant();
+                -- Tokens (sections 2.2, 7, 9). A dead grant keeps no ciphertext: when a connection becomes `needs_reauth` its
+                -- sealed tokens are deleted in the same statement, whichever code path sets the status.
+                CREATE OR REPLACE FUNCTION nexcomet.ad_connections_forget_dead_grant() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN
+                    IF NEW.status = 'needs_reauth' THEN
+                        NEW.access_token_ciphertext := NULL;
+                        NEW.refresh_token_ciphertext := NULL;
+                        NEW.token_key_id := NULL;
+                        NEW.access_token_expires_at := NULL;
+                        NEW.refresh_token_expires_at := NULL;
+                        NEW.refresh_enqueued_at := NULL;
+                    END IF;
+                    RETURN NEW;
+                END
+                $$;
+                DROP TRIGGER IF EXISTS ad_connections_forget_dead_grant ON nexcomet.ad_connections;
+                CREATE TRIGGER ad_connections_forget_dead_grant BEFORE INSERT OR UPDATE ON nexcomet.ad_connections
+                    FOR EACH ROW WHEN (NEW.status = 'needs_reauth' AND (NEW.access_token_ciphertext IS NOT NULL
+                                                                        OR NEW.refresh_token_ciphertext IS NOT NULL))
+                    EXECUTE FUNCTION nexcomet.ad_connections_forget_dead_grant();
 
--- Wipes the tokens of soft-deleted organizations (up to batch_size connections) and stops their scheduling; one
--- audit row per organization. Called by the scheduler's privacy source on every tick (Sources/Runtime/DueWork.swift),
--- so tokens are gone within one tick of the deletion, whatever wrote deleted_at. Returns the connections wiped.
-CREATE OR REPLACE FUNCTION nexcomet.wipe_tokens_of_deleted_organizations(batch_size integer DEFAULT 1000)
-RETURNS integer LANGUAGE plpgsql AS $$
-#variable_conflict use_variable
-DECLARE
-    n integer;
-BEGIN
-    WITH d AS (
-        SELECT c.id, c.organization_id
-          FROM nexcomet.ad_connections c
-          JOIN nexcomet.organizations o ON o.id = c.organization_id
-         WHERE o.deleted_at IS NOT NULL
-           AND (c.access_token_ciphertext IS NOT NULL OR c.refresh_token_ciphertext IS NOT NULL
-                OR c.status <> 'disconnected')
-         ORDER BY c.id
-         LIMIT batch_size
-           FOR UPDATE OF c SKIP LOCKED
-    ), w AS (
-        UPDATE nexcomet.ad_connections c
-           SET status = 'disconnected', access_token_ciphertext = NULL, refresh_token_ciphertext = NULL,
-               token_key_id = NULL, access_token_expires_at = NULL, refresh_token_expires_at = NULL,
-               next_sync_at = NULL, refresh_enqueued_at = NULL, updated_at = now()
-          FROM d WHERE c.id = d.id
-        RETURNING c.id, c.organization_id
-    ), a AS (
-        INSERT INTO nexcomet.privacy_audit (action, organization_id, details)
-        SELECT 'token_wipe', organization_id, jsonb_build_object('connections', count(*), 'reason', 'organization deleted')
-          FROM w GROUP BY organization_id
-    )
-    SELECT count(*) FROM w INTO n;
-    RETURN n;
-END
-$$;
+                -- Wipes the tokens of soft-deleted organizations (up to batch_size connections) and stops their scheduling; one
+                -- audit row per organization. Called by the scheduler's privacy source on every tick (Sources/Runtime/DueWork.swift),
+                -- so tokens are gone within one tick of the deletion, whatever wrote deleted_at. Returns the connections wiped.
+                CREATE OR REPLACE FUNCTION nexcomet.wipe_tokens_of_deleted_organizations(batch_size integer DEFAULT 1000)
+                RETURNS integer LANGUAGE plpgsql AS $$
+                #variable_conflict use_variable
+                DECLARE
+                    n integer;
+                BEGIN
+                    WITH d AS (
+                        SELECT c.id, c.organization_id
+                          FROM nexcomet.ad_connections c
+                          JOIN nexcomet.organizations o ON o.id = c.organization_id
+                         WHERE o.deleted_at IS NOT NULL
+                           AND (c.access_token_ciphertext IS NOT NULL OR c.refresh_token_ciphertext IS NOT NULL
+                                OR c.status <> 'disconnected')
+                         ORDER BY c.id
+                         LIMIT batch_size
+                           FOR UPDATE OF c SKIP LOCKED
+                    ), w AS (
+                        UPDATE nexcomet.ad_connections c
+                           SET status = 'disconnected', access_token_ciphertext = NULL, refresh_token_ciphertext = NULL,
+                               token_key_id = NULL, access_token_expires_at = NULL, refresh_token_expires_at = NULL,
+                               next_sync_at = NULL, refresh_enqueued_at = NULL, updated_at = now()
+                          FROM d WHERE c.id = d.id
+                        RETURNING c.id, c.organization_id
+                    ), a AS (
+                        INSERT INTO nexcomet.privacy_audit (action, organization_id, details)
+                        SELECT 'token_wipe', organization_id, jsonb_build_object('connections', count(*), 'reason', 'organization deleted')
+                          FROM w GROUP BY organization_id
+                    )
+                    SELECT count(*) FROM w INTO n;
+                    RETURN n;
+                END
+                $$;
 
-"""#####),
+                """#####),
         PGMigrator.Migration(
             version: 31, name: "031_retention_hourly.sql",
             sql: #####"""
--- Retention (issue 12, policy section 7): data may not outlive its window by more than an hour, so the purge runs
--- hourly (at minute 17) instead of daily at 03:00. Only a schedule still as seeded (daily at 03:00 UTC) changes: an
--- operator's own cadence is kept. Idempotent.
-UPDATE nexjobs.schedules SET cron = '17 * * * *'
- WHERE name = 'retention_purge' AND kind = 'retention_purge' AND cron = '0 3 * * *' AND timezone = 'UTC';
+                -- Retention (issue 12, policy section 7): data may not outlive its window by more than an hour, so the purge runs
+                -- hourly (at minute 17) instead of daily at 03:00. Only a schedule still as seeded (daily at 03:00 UTC) changes: an
+                -- operator's own cadence is kept. Idempotent.
+                UPDATE nexjobs.schedules SET cron = '17 * * * *'
+                 WHERE name = 'retention_purge' AND kind = 'retention_purge' AND cron = '0 3 * * *' AND timezone = 'UTC';
 
--- The purge finds finished requests, old audit rows and unsent notifications by time.
-CREATE INDEX IF NOT EXISTS privacy_requests_completed_idx ON nexcomet.privacy_requests (completed_at)
-    WHERE status = 'completed';
+                -- The purge finds finished requests, old audit rows and unsent notifications by time.
+                CREATE INDEX IF NOT EXISTS privacy_requests_completed_idx ON nexcomet.privacy_requests (completed_at)
+                    WHERE status = 'completed';
 
-"""#####),
+                """#####),
         PGMigrator.Migration(
             version: 32, name: "032_privacy_export_chunks.sql",
             sql: #####"""
--- Exports in chunks (issue 12, policy section 8): an export is NDJSON text split over rows of this table, one
--- `{"category": ..., "row": {...}}` line per exported row, instead of one jsonb value (about 256 MB at most; a
--- large organization holds millions of metric rows). `nexjobs privacy download ID` streams the chunks in `seq`
--- order. The request's `result` keeps a summary (format, chunks, rows per category, bytes). Chunks go with their
--- request (retention: 30 days after completion; erasure). Idempotent.
-CREATE TABLE IF NOT EXISTS nexcomet.privacy_export_chunks (
-    request_id  bigint NOT NULL REFERENCES nexcomet.privacy_requests (id) ON DELETE CASCADE,
-    seq         integer NOT NULL CHECK (seq >= 0),
-    body        text NOT NULL,
-    PRIMARY KEY (request_id, seq)
-);
+                -- Exports in chunks (issue 12, policy section 8): an export is NDJSON text split over rows of this table, one
+                -- `{"category": ..., "row": {...}}` line per exported row, instead of one jsonb value (about 256 MB at most; a
+                -- large organization holds millions of metric rows). `nexjobs privacy download ID` streams the chunks in `seq`
+                -- order. The request's `result` keeps a summary (format, chunks, rows per category, bytes). Chunks go with their
+                -- request (retention: 30 days after completion; erasure). Idempotent.
+                CREATE TABLE IF NOT EXISTS nexcomet.privacy_export_chunks (
+                    request_id  bigint NOT NULL REFERENCES nexcomet.privacy_requests (id) ON DELETE CASCADE,
+                    seq         integer NOT NULL CHECK (seq >= 0),
+                    body        text NOT NULL,
+                    PRIMARY KEY (request_id, seq)
+                );
 
-"""#####),
+                """#####),
         PGMigrator.Migration(
             version: 33, name: "033_token_revocations.sql",
             sql: #####"""
--- Revocation at the platform (issue 12; policy sections 2.2, 7, 9). When a connection's tokens are deleted
--- (disconnect, deleted organization), the local deletion happens at once, in the same transaction as always. For
--- a platform that documents a revoke endpoint (TikTok: oauth2/revoke_token/; Snap documents none), a copy of the
--- sealed access token is kept here only so that the `revoke_tokens` job can ask the platform to end the grant:
--- deleted when the platform confirms, and in any case 24 hours after the deletion (expires_at), revoked or not.
--- The copy stays sealed (AES-256-GCM, associated data of its connection) and is never exported or logged.
--- No foreign keys: the connection and its organization may be gone (erasure) before the revocation runs.
-CREATE TABLE IF NOT EXISTS nexcomet.token_revocations (
-    id                       bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
-    connection_id            bigint NOT NULL,
-    organization_id          bigint NOT NULL,
-    platform                 text NOT NULL CHECK (platform IN ('tiktok', 'snapchat')),
-    access_token_ciphertext  bytea NOT NULL,
-    token_key_id             text,
-    attempts                 integer NOT NULL DEFAULT 0,
-    next_attempt_at          timestamptz NOT NULL DEFAULT now(),
-    last_error               text,
-    created_at               timestamptz NOT NULL DEFAULT now(),
-    expires_at               timestamptz NOT NULL DEFAULT now() + interval '24 hours'
-);
-CREATE INDEX IF NOT EXISTS token_revocations_due_idx ON nexcomet.token_revocations (next_attempt_at);
+                -- Revocation at the platform (issue 12; policy sections 2.2, 7, 9). When a connection's tokens are deleted
+                -- (disconnect, deleted organization), the local deletion happens at once, in the same transaction as always. For
+                -- a platform that documents a revoke endpoint (TikTok: oauth2/revoke_token/; Snap documents none), a copy of the
+                -- sealed access token is kept here only so that the `revoke_tokens` job can ask the platform to end the grant:
+                -- deleted when the platform confirms, and in any case 24 hours after the deletion (expires_at), revoked or not.
+                -- The copy stays sealed (AES-256-GCM, associated data of its connection) and is never exported or logged.
+                -- No foreign keys: the connection and its organization may be gone (erasure) before the revocation runs.
+                CREATE TABLE IF NOT EXISTS nexcomet.token_revocations (
+                    id                       bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+                    connection_id            bigint NOT NULL,
+                    organization_id          bigint NOT NULL,
+                    platform                 text NOT NULL CHECK (platform IN ('tiktok', 'snapchat')),
+                    access_token_ciphertext  bytea NOT NULL,
+                    token_key_id             text,
+                    attempts                 integer NOT NULL DEFAULT 0,
+                    next_attempt_at          timestamptz NOT NULL DEFAULT now(),
+                    last_error               text,
+                    created_at               timestamptz NOT NULL DEFAULT now(),
+                    expires_at               timestamptz NOT NULL DEFAULT now() + interval '24 hours'
+                );
+                CREATE INDEX IF NOT EXISTS token_revocations_due_idx ON nexcomet.token_revocations (next_attempt_at);
 
--- Keeps a sealed copy of the access token of each given connection whose platform has a revoke endpoint.
--- Called in the transaction that deletes the tokens, before the deletion. Returns the copies kept.
-CREATE OR REPLACE FUNCTION nexcomet.keep_tokens_for_revocation(connection_ids bigint[])
-RETURNS integer LANGUAGE sql AS $$
-    WITH k AS (
-        INSERT INTO nexcomet.token_revocations (connection_id, organization_id, platform, access_token_ciphertext,
-                                                token_key_id)
-        SELECT c.id, c.organization_id, c.platform, c.access_token_ciphertext, c.token_key_id
-          FROM nexcomet.ad_connections c
-         WHERE c.id = ANY(connection_ids) AND c.platform = 'tiktok' AND c.access_token_ciphertext IS NOT NULL
-        RETURNING 1
-    )
-    SELECT count(*)::int FROM k
-$$;
+                -- Keeps a sealed copy of the access token of each given connection whose platform has a revoke endpoint.
+                -- Called in the transaction that deletes the tokens, before the deletion. Returns the copies kept.
+                CREATE OR REPLACE FUNCTION nexcomet.keep_tokens_for_revocation(connection_ids bigint[])
+                RETURNS integer LANGUAGE sql AS $$
+                    WITH k AS (
+                        INSERT INTO nexcomet.token_revocations (connection_id, organization_id, platform, access_token_ciphertext,
+                                                                token_key_id)
+                        SELECT c.id, c.organization_id, c.platform, c.access_token_ciphertext, c.token_key_id
+                          FROM nexcomet.ad_connections c
+                         WHERE c.id = ANY(connection_ids) AND c.platform = 'tiktok' AND c.access_token_ciphertext IS NOT NULL
+                        RETURNING 1
+                    )
+                    SELECT count(*)::int FROM k
+                $$;
 
--- The disconnect notification tells the customer what happened at the platform (`revocation`: requested, or
--- none with `remove_access` saying how to remove the app in the platform's settings).
-ALTER TABLE nexcomet.notifications DROP CONSTRAINT IF EXISTS notifications_kind_check;
-ALTER TABLE nexcomet.notifications ADD CONSTRAINT notifications_kind_check
-    CHECK (kind IN ('sync_alert', 'reauth_required', 'disconnected'));
+                -- The disconnect notification tells the customer what happened at the platform (`revocation`: requested, or
+                -- none with `remove_access` saying how to remove the app in the platform's settings).
+                ALTER TABLE nexcomet.notifications DROP CONSTRAINT IF EXISTS notifications_kind_check;
+                ALTER TABLE nexcomet.notifications ADD CONSTRAINT notifications_kind_check
+                    CHECK (kind IN ('sync_alert', 'reauth_required', 'disconnected'));
 
--- As in sql/030, plus: a sealed copy of each wiped TikTok access token is kept for revocation.
-CREATE OR REPLACE FUNCTION nexcomet.wipe_tokens_of_deleted_organizations(batch_size integer DEFAULT 1000)
-RETURNS integer LANGUAGE plpgsql AS $$
-#variable_conflict use_variable
-DECLARE
-    ids bigint[];
-    n integer;
-BEGIN
-    SELECT coalesce(array_agg(id), '{}') INTO ids FROM (
-        SELECT c.id
-          FROM nexcomet.ad_connections c
-          JOIN nexcomet.organizations o ON o.id = c.organization_id
-         WHERE o.deleted_at IS NOT NULL
-           AND (c.access_token_ciphertext IS NOT NULL OR c.refresh_token_ciphertext IS NOT NULL
-                OR c.status <> 'disconnected')
-         ORDER BY c.id
-         LIMIT batch_size
-           FOR UPDATE OF c SKIP LOCKED) d;
-    PERFORM nexcomet.keep_tokens_for_revocation(ids);
-    WITH w AS (
-        UPDATE nexcomet.ad_connections c
-           SET status = 'disconnected', access_token_ciphertext = NULL, refresh_token_ciphertext = NULL,
-               token_key_id = NULL, access_token_expires_at = NULL, refresh_token_expires_at = NULL,
-               next_sync_at = NULL, refresh_enqueued_at = NULL, updated_at = now()
-         WHERE c.id = ANY(ids)
-        RETURNING c.id, c.organization_id
-    ), a AS (
-        INSERT INTO nexcomet.privacy_audit (action, organization_id, details)
-        SELECT 'token_wipe', organization_id, jsonb_build_object('connections', count(*), 'reason', 'organization deleted')
-          FROM w GROUP BY organization_id
-    )
-    SELECT count(*) FROM w INTO n;
-    RETURN n;
-END
-$$;
+                -- As in sql/030, plus: a sealed copy of each wiped TikTok access token is kept for revocation.
+                CREATE OR REPLACE FUNCTION nexcomet.wipe_tokens_of_deleted_organizations(batch_size integer DEFAULT 1000)
+                RETURNS integer LANGUAGE plpgsql AS $$
+                #variable_conflict use_variable
+                DECLARE
+                    ids bigint[];
+                    n integer;
+                BEGIN
+                    SELECT coalesce(array_agg(id), '{}') INTO ids FROM (
+                        SELECT c.id
+                          FROM nexcomet.ad_connections c
+                          JOIN nexcomet.organizations o ON o.id = c.organization_id
+                         WHERE o.deleted_at IS NOT NULL
+                           AND (c.access_token_ciphertext IS NOT NULL OR c.refresh_token_ciphertext IS NOT NULL
+                                OR c.status <> 'disconnected')
+                         ORDER BY c.id
+                         LIMIT batch_size
+                           FOR UPDATE OF c SKIP LOCKED) d;
+                    PERFORM nexcomet.keep_tokens_for_revocation(ids);
+                    WITH w AS (
+                        UPDATE nexcomet.ad_connections c
+                           SET status = 'disconnected', access_token_ciphertext = NULL, refresh_token_ciphertext = NULL,
+                               token_key_id = NULL, access_token_expires_at = NULL, refresh_token_expires_at = NULL,
+                               next_sync_at = NULL, refresh_enqueued_at = NULL, updated_at = now()
+                         WHERE c.id = ANY(ids)
+                        RETURNING c.id, c.organization_id
+                    ), a AS (
+                        INSERT INTO nexcomet.privacy_audit (action, organization_id, details)
+                        SELECT 'token_wipe', organization_id, jsonb_build_object('connections', count(*), 'reason', 'organization deleted')
+                          FROM w GROUP BY organization_id
+                    )
+                    SELECT count(*) FROM w INTO n;
+                    RETURN n;
+                END
+                $$;
 
-"""#####),
+                """#####),
         PGMigrator.Migration(
             version: 40, name: "040_job_store.sql",
             sql: #####"""
--- One insert path for every enqueue (issue 11, JobStore): nexjobs.insert_jobs inserts a batch of jobs with one
--- statement, skips those whose unique key is held by a live job (ON CONFLICT DO NOTHING) and sends one NOTIFY
--- per queue that got a job due now. JobClient.enqueueMany (Sources/Queue/JobStore.swift), nexjobs.enqueue_ex
--- (and so nexjobs.enqueue) and the due-work functions of sql/021 all call it.
+                -- One insert path for every enqueue (issue 11, JobStore): nexjobs.insert_jobs inserts a batch of jobs with one
+                -- statement, skips those whose unique key is held by a live job (ON CONFLICT DO NOTHING) and sends one NOTIFY
+                -- per queue that got a job due now. JobClient.enqueueMany (Sources/Queue/JobStore.swift), nexjobs.enqueue_ex
+                -- (and so nexjobs.enqueue) and the due-work functions of sql/021 all call it.
 
--- Inserts the jobs given as parallel arrays (one element per job; multi-argument unnest pads a shorter or NULL
--- array with NULLs, which take the column defaults below). Returns the inserted jobs' ids and queues, in input
--- order; skipped duplicates return nothing.
-CREATE OR REPLACE FUNCTION nexjobs.insert_jobs(
-    p_kinds text[],
-    p_args jsonb[],
-    p_queues text[],
-    p_priorities smallint[],
-    p_run_ats timestamptz[],
-    p_unique_keys text[],
-    p_max_attempts integer[])
-RETURNS TABLE (job_id bigint, job_queue text)
-LANGUAGE plpgsql AS $$
-BEGIN
-    -- 'infinity' / '-infinity' would be stored and break every reader's arithmetic: refuse them with SQLSTATE 22008
-    -- (datetime_field_overflow, a data exception: the CLI maps class 22 to exit 2).
-    IF EXISTS (SELECT 1 FROM unnest(p_run_ats) r WHERE r IS NOT NULL AND NOT isfinite(r)) THEN
-        RAISE EXCEPTION 'nexjobs.enqueue: run_at must be a finite timestamp' USING ERRCODE = '22008';
-    END IF;
-    RETURN QUERY
-    WITH ins AS (
-        INSERT INTO nexjobs.jobs AS j (kind, args, queue, priority, run_at, unique_key, max_attempts)
-        SELECT t.k, coalesce(t.a, '{}'), coalesce(t.q, 'default'), coalesce(t.p, 0), coalesce(t.r, now()), t.u,
-               coalesce(t.m, 20)
-          FROM unnest(p_kinds, p_args, p_queues, p_priorities, p_run_ats, p_unique_keys, p_max_attempts)
-               AS t(k, a, q, p, r, u, m)
-        ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND state IN ('available', 'retryable', 'running')
-        DO NOTHING
-        RETURNING j.id, j.queue, j.run_at
-    ), woke AS (
-        SELECT pg_notify('nexjobs_jobs', d.queue)
-          FROM (SELECT DISTINCT ins.queue FROM ins WHERE ins.run_at <= now()) d
-    )
-    SELECT ins.id, ins.queue FROM ins, (SELECT count(*) FROM woke) w;
-END
-$$;
+                -- Inserts the jobs given as parallel arrays (one element per job; multi-argument unnest pads a shorter or NULL
+                -- array with NULLs, which take the column defaults below). Returns the inserted jobs' ids and queues, in input
+                -- order; skipped duplicates return nothing.
+                CREATE OR REPLACE FUNCTION nexjobs.insert_jobs(
+                    p_kinds text[],
+                    p_args jsonb[],
+                    p_queues text[],
+                    p_priorities smallint[],
+                    p_run_ats timestamptz[],
+                    p_unique_keys text[],
+                    p_max_attempts integer[])
+                RETURNS TABLE (job_id bigint, job_queue text)
+                LANGUAGE plpgsql AS $$
+                BEGIN
+                    -- 'infinity' / '-infinity' would be stored and break every reader's arithmetic: refuse them with SQLSTATE 22008
+                    -- (datetime_field_overflow, a data exception: the CLI maps class 22 to exit 2).
+                    IF EXISTS (SELECT 1 FROM unnest(p_run_ats) r WHERE r IS NOT NULL AND NOT isfinite(r)) THEN
+                        RAISE EXCEPTION 'nexjobs.enqueue: run_at must be a finite timestamp' USING ERRCODE = '22008';
+                    END IF;
+                    RETURN QUERY
+                    WITH ins AS (
+                        INSERT INTO nexjobs.jobs AS j (kind, args, queue, priority, run_at, unique_key, max_attempts)
+                        SELECT t.k, coalesce(t.a, '{}'), coalesce(t.q, 'default'), coalesce(t.p, 0), coalesce(t.r, now()), t.u,
+                               coalesce(t.m, 20)
+                          FROM unnest(p_kinds, p_args, p_queues, p_priorities, p_run_ats, p_unique_keys, p_max_attempts)
+                               AS t(k, a, q, p, r, u, m)
+                        ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND state IN ('available', 'retryable', 'running')
+                        DO NOTHING
+                        RETURNING j.id, j.queue, j.run_at
+                    ), woke AS (
+                        SELECT pg_notify('nexjobs_jobs', d.queue)
+                          FROM (SELECT DISTINCT ins.queue FROM ins WHERE ins.run_at <= now()) d
+                    )
+                    SELECT ins.id, ins.queue FROM ins, (SELECT count(*) FROM woke) w;
+                END
+                $$;
 
--- Enqueue one job through insert_jobs; returns its id and whether an existing live job with the same unique key
--- was returned instead. Same signature and behaviour as in sql/001.
-CREATE OR REPLACE FUNCTION nexjobs.enqueue_ex(
-    kind text,
-    args jsonb DEFAULT '{}',
-    queue text DEFAULT 'default',
-    priority integer DEFAULT 0,
-    run_at timestamptz DEFAULT NULL,
-    unique_key text DEFAULT NULL,
-    max_attempts integer DEFAULT 20,
-    OUT id bigint,
-    OUT duplicate boolean)
-LANGUAGE plpgsql AS $$
-#variable_conflict use_variable
-BEGIN
-    IF enqueue_ex.kind IS NULL THEN
-        RAISE EXCEPTION 'nexjobs.enqueue: kind must not be null' USING ERRCODE = '22004';
-    END IF;
-    LOOP
-        SELECT i.job_id INTO enqueue_ex.id
-          FROM nexjobs.insert_jobs(ARRAY[enqueue_ex.kind], ARRAY[enqueue_ex.args], ARRAY[enqueue_ex.queue],
-                                   ARRAY[enqueue_ex.priority::smallint], ARRAY[enqueue_ex.run_at],
-                                   ARRAY[enqueue_ex.unique_key], ARRAY[enqueue_ex.max_attempts]) i;
-        IF enqueue_ex.id IS NOT NULL THEN
-            duplicate := false;
-            RETURN;
-        END IF;
-        SELECT j.id INTO enqueue_ex.id FROM nexjobs.jobs j
-         WHERE j.unique_key = enqueue_ex.unique_key AND j.state IN ('available', 'retryable', 'running');
-        IF enqueue_ex.id IS NOT NULL THEN
-            duplicate := true;
-            RETURN;
-        END IF;
-        -- The holder finished between our insert and select: try again.
-    END LOOP;
-END
-$$;
+                -- Enqueue one job through insert_jobs; returns its id and whether an existing live job with the same unique key
+                -- was returned instead. Same signature and behaviour as in sql/001.
+                CREATE OR REPLACE FUNCTION nexjobs.enqueue_ex(
+                    kind text,
+                    args jsonb DEFAULT '{}',
+                    queue text DEFAULT 'default',
+                    priority integer DEFAULT 0,
+                    run_at timestamptz DEFAULT NULL,
+                    unique_key text DEFAULT NULL,
+                    max_attempts integer DEFAULT 20,
+                    OUT id bigint,
+                    OUT duplicate boolean)
+                LANGUAGE plpgsql AS $$
+                #variable_conflict use_variable
+                BEGIN
+                    IF enqueue_ex.kind IS NULL THEN
+                        RAISE EXCEPTION 'nexjobs.enqueue: kind must not be null' USING ERRCODE = '22004';
+                    END IF;
+                    LOOP
+                        SELECT i.job_id INTO enqueue_ex.id
+                          FROM nexjobs.insert_jobs(ARRAY[enqueue_ex.kind], ARRAY[enqueue_ex.args], ARRAY[enqueue_ex.queue],
+                                                   ARRAY[enqueue_ex.priority::smallint], ARRAY[enqueue_ex.run_at],
+                                                   ARRAY[enqueue_ex.unique_key], ARRAY[enqueue_ex.max_attempts]) i;
+                        IF enqueue_ex.id IS NOT NULL THEN
+                            duplicate := false;
+                            RETURN;
+                        END IF;
+                        SELECT j.id INTO enqueue_ex.id FROM nexjobs.jobs j
+                         WHERE j.unique_key = enqueue_ex.unique_key AND j.state IN ('available', 'retryable', 'running');
+                        IF enqueue_ex.id IS NOT NULL THEN
+                            duplicate := true;
+                            RETURN;
+                        END IF;
+                        -- The holder finished between our insert and select: try again.
+                    END LOOP;
+                END
+                $$;
 
--- sql/021's due-work functions, unchanged except that they insert through insert_jobs (which notifies). They are
--- restated in full on purpose: an applied migration is never edited, so CREATE OR REPLACE repeats the body (the same
--- holds for enqueue_ex above, first defined in sql/001).
-CREATE OR REPLACE FUNCTION nexcomet.enqueue_due_syncs(
-    batch_size integer DEFAULT 10000,
-    jitter double precision DEFAULT 0.1,
-    queue text DEFAULT 'default',
-    priority integer DEFAULT 0,
-    OUT due integer,
-    OUT enqueued integer)
-LANGUAGE plpgsql AS $$
-#variable_conflict use_variable
-BEGIN
-    WITH d AS (
-        SELECT c.id, c.sync_cadence
-          FROM nexcomet.ad_connections c
-          JOIN nexcomet.organizations o ON o.id = c.organization_id
-         WHERE c.status = 'active' AND c.next_sync_at <= now()
-           AND NOT o.processing_restricted AND o.deleted_at IS NULL
-         ORDER BY c.next_sync_at
-         LIMIT batch_size
-           FOR UPDATE OF c SKIP LOCKED
-    ), batch AS (
-        SELECT array_agg('sync_connection'::text) AS k,
-               array_agg(jsonb_build_object('connection_id', d.id::text)) AS a,
-               array_agg(queue) AS q, array_agg(priority::smallint) AS p,
-               array_agg('sync_connection:' || d.id) AS u
-          FROM d
-    ), ins AS (
-        SELECT i.job_id FROM batch, nexjobs.insert_jobs(batch.k, batch.a, batch.q, batch.p, NULL, batch.u, NULL) i
-    ), adv AS (
-        UPDATE nexcomet.ad_connections c
-           SET next_sync_at = now() + d.sync_cadence * (1 + random() * greatest(jitter, 0))
-          FROM d
-         WHERE c.id = d.id
-        RETURNING 1
-    )
-    SELECT (SELECT count(*) FROM adv), (SELECT count(*) FROM ins) INTO due, enqueued;
-END
-$$;
+                -- sql/021's due-work functions, unchanged except that they insert through insert_jobs (which notifies). They are
+                -- restated in full on purpose: an applied migration is never edited, so CREATE OR REPLACE repeats the body (the same
+                -- holds for enqueue_ex above, first defined in sql/001).
+                CREATE OR REPLACE FUNCTION nexcomet.enqueue_due_syncs(
+                    batch_size integer DEFAULT 10000,
+                    jitter double precision DEFAULT 0.1,
+                    queue text DEFAULT 'default',
+                    priority integer DEFAULT 0,
+                    OUT due integer,
+                    OUT enqueued integer)
+                LANGUAGE plpgsql AS $$
+                #variable_conflict use_variable
+                BEGIN
+                    WITH d AS (
+                        SELECT c.id, c.sync_cadence
+                          FROM nexcomet.ad_connections c
+                          JOIN nexcomet.organizations o ON o.id = c.organization_id
+                         WHERE c.status = 'active' AND c.next_sync_at <= now()
+                           AND NOT o.processing_restricted AND o.deleted_at IS NULL
+                         ORDER BY c.next_sync_at
+                         LIMIT batch_size
+                           FOR UPDATE OF c SKIP LOCKED
+                    ), batch AS (
+                        SELECT array_agg('sync_connection'::text) AS k,
+                               array_agg(jsonb_build_object('connection_id', d.id::text)) AS a,
+                               array_agg(queue) AS q, array_agg(priority::smallint) AS p,
+                               array_agg('sync_connection:' || d.id) AS u
+                          FROM d
+                    ), ins AS (
+                        SELECT i.job_id FROM batch, nexjobs.insert_jobs(batch.k, batch.a, batch.q, batch.p, NULL, batch.u, NULL) i
+                    ), adv AS (
+                        UPDATE nexcomet.ad_connections c
+                           SET next_sync_at = now() + d.sync_cadence * (1 + random() * greatest(jitter, 0))
+                          FROM d
+                         WHERE c.id = d.id
+                        RETURNING 1
+                    )
+                    SELECT (SELECT count(*) FROM adv), (SELECT count(*) FROM ins) INTO due, enqueued;
+                END
+                $$;
 
-CREATE OR REPLACE FUNCTION nexcomet.enqueue_due_refreshes(
-    margin interval DEFAULT '10 minutes',
-    batch_size integer DEFAULT 10000,
-    retry_after interval DEFAULT '15 minutes',
-    queue text DEFAULT 'default',
-    priority integer DEFAULT -10)
-RETURNS integer LANGUAGE plpgsql AS $$
-#variable_conflict use_variable
-DECLARE
-    n integer;
-BEGIN
-    WITH d AS (
-        SELECT c.id
-          FROM nexcomet.ad_connections c
-          JOIN nexcomet.organizations o ON o.id = c.organization_id
-         WHERE c.status = 'active' AND c.access_token_expires_at <= now() + margin
-           AND c.refresh_token_ciphertext IS NOT NULL
-           AND (c.refresh_token_expires_at IS NULL OR c.refresh_token_expires_at > now())
-           AND (c.refresh_enqueued_at IS NULL OR c.refresh_enqueued_at <= now() - retry_after)
-           AND NOT o.processing_restricted AND o.deleted_at IS NULL
-         ORDER BY c.access_token_expires_at
-         LIMIT batch_size
-           FOR UPDATE OF c SKIP LOCKED
-    ), batch AS (
-        SELECT array_agg('refresh_token'::text) AS k,
-               array_agg(jsonb_build_object('connection_id', d.id::text)) AS a,
-               array_agg(queue) AS q, array_agg(priority::smallint) AS p,
-               array_agg('refresh_token:' || d.id) AS u
-          FROM d
-    ), ins AS (
-        SELECT i.job_id FROM batch, nexjobs.insert_jobs(batch.k, batch.a, batch.q, batch.p, NULL, batch.u, NULL) i
-    ), mark AS (
-        UPDATE nexcomet.ad_connections c SET refresh_enqueued_at = now() FROM d WHERE c.id = d.id RETURNING 1
-    )
-    SELECT count(*) FROM ins INTO n;
-    RETURN n;
-END
-$$;
+                CREATE OR REPLACE FUNCTION nexcomet.enqueue_due_refreshes(
+                    margin interval DEFAULT '10 minutes',
+                    batch_size integer DEFAULT 10000,
+                    retry_after interval DEFAULT '15 minutes',
+                    queue text DEFAULT 'default',
+                    priority integer DEFAULT -10)
+                RETURNS integer LANGUAGE plpgsql AS $$
+                #variable_conflict use_variable
+                DECLARE
+                    n integer;
+                BEGIN
+                    WITH d AS (
+                        SELECT c.id
+                          FROM nexcomet.ad_connections c
+                          JOIN nexcomet.organizations o ON o.id = c.organization_id
+                         WHERE c.status = 'active' AND c.access_token_expires_at <= now() + margin
+                           AND c.refresh_token_ciphertext IS NOT NULL
+                           AND (c.refresh_token_expires_at IS NULL OR c.refresh_token_expires_at > now())
+                           AND (c.refresh_enqueued_at IS NULL OR c.refresh_enqueued_at <= now() - retry_after)
+                           AND NOT o.processing_restricted AND o.deleted_at IS NULL
+                         ORDER BY c.access_token_expires_at
+                         LIMIT batch_size
+                           FOR UPDATE OF c SKIP LOCKED
+                    ), batch AS (
+                        SELECT array_agg('refresh_token'::text) AS k,
+                               array_agg(jsonb_build_object('connection_id', d.id::text)) AS a,
+                               array_agg(queue) AS q, array_agg(priority::smallint) AS p,
+                               array_agg('refresh_token:' || d.id) AS u
+                          FROM d
+                    ), ins AS (
+                        SELECT i.job_id FROM batch, nexjobs.insert_jobs(batch.k, batch.a, batch.q, batch.p, NULL, batch.u, NULL) i
+                    ), mark AS (
+                        UPDATE nexcomet.ad_connections c SET refresh_enqueued_at = now() FROM d WHERE c.id = d.id RETURNING 1
+                    )
+                    SELECT count(*) FROM ins INTO n;
+                    RETURN n;
+                END
+                $$;
 
-"""#####),
+                """#####),
         PGMigrator.Migration(
             version: 41, name: "041_console.sql",
             sql: #####"""
--- Operator console (nexjobs serve): sessions, the operator audit log, and what the console's pages read.
--- Idempotent: IF NOT EXISTS / CREATE OR REPLACE only.
+                -- Operator console (nexjobs serve): sessions, the operator audit log, and what the console's pages read.
+                -- Idempotent: IF NOT EXISTS / CREATE OR REPLACE only.
 
--- Console sessions. Only a SHA-256 hash of the session id is stored (a database read does not yield a usable
--- cookie); `operator` is a short prefix of the SHA-256 of the token used to log in (never the token itself).
--- Expiry is enforced by the server (expires_at); expired rows are deleted at the next login.
-CREATE TABLE IF NOT EXISTS nexjobs.console_sessions (
-    id_hash     bytea PRIMARY KEY CHECK (length(id_hash) = 32),
-    operator    text NOT NULL CHECK (length(operator) BETWEEN 1 AND 64),
-    created_at  timestamptz NOT NULL DEFAULT now(),
-    expires_at  timestamptz NOT NULL
-);
-CREATE INDEX IF NOT EXISTS console_sessions_expires_idx ON nexjobs.console_sessions (expires_at);
+                -- Console sessions. Only a SHA-256 hash of the session id is stored (a database read does not yield a usable
+                -- cookie); `operator` is a short prefix of the SHA-256 of the token used to log in (never the token itself).
+                -- Expiry is enforced by the server (expires_at); expired rows are deleted at the next login.
+                CREATE TABLE IF NOT EXISTS nexjobs.console_sessions (
+                    id_hash     bytea PRIMARY KEY CHECK (length(id_hash) = 32),
+                    operator    text NOT NULL CHECK (length(operator) BETWEEN 1 AND 64),
+                    created_at  timestamptz NOT NULL DEFAULT now(),
+                    expires_at  timestamptz NOT NULL
+                );
+                CREATE INDEX IF NOT EXISTS console_sessions_expires_idx ON nexjobs.console_sessions (expires_at);
 
--- One row per operator action taken in the console (retry, cancel, discard, run_now, schedule_enable,
--- schedule_disable, login, logout). `job_ids` lists the jobs acted on; `filter` holds the bulk filter used.
-CREATE TABLE IF NOT EXISTS nexjobs.operator_audit (
-    id        bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    at        timestamptz NOT NULL DEFAULT now(),
-    operator  text NOT NULL,
-    action    text NOT NULL CHECK (action ~ '^[a-z_]{1,40}$'),
-    job_ids   bigint[] NOT NULL DEFAULT '{}',
-    filter    jsonb,
-    target    text,
-    count     integer NOT NULL DEFAULT 0 CHECK (count >= 0)
-);
-CREATE INDEX IF NOT EXISTS operator_audit_at_idx ON nexjobs.operator_audit (at);
+                -- One row per operator action taken in the console (retry, cancel, discard, run_now, schedule_enable,
+                -- schedule_disable, login, logout). `job_ids` lists the jobs acted on; `filter` holds the bulk filter used.
+                CREATE TABLE IF NOT EXISTS nexjobs.operator_audit (
+                    id        bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                    at        timestamptz NOT NULL DEFAULT now(),
+                    operator  text NOT NULL,
+                    action    text NOT NULL CHECK (action ~ '^[a-z_]{1,40}$'),
+                    job_ids   bigint[] NOT NULL DEFAULT '{}',
+                    filter    jsonb,
+                    target    text,
+                    count     integer NOT NULL DEFAULT 0 CHECK (count >= 0)
+                );
+                CREATE INDEX IF NOT EXISTS operator_audit_at_idx ON nexjobs.operator_audit (at);
 
--- Snoozes: a handler's snooze hands the job back as 'available' with its attempt uncharged and a later run_at.
--- The count is kept by a trigger whose WHEN clause is evaluated without calling a function for every other update
--- (a shutdown hand-back also uncharges, but with run_at = now(), so it is not counted).
-ALTER TABLE nexjobs.jobs ADD COLUMN IF NOT EXISTS snoozes integer NOT NULL DEFAULT 0;
-CREATE OR REPLACE FUNCTION nexjobs.jobs_count_snooze() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    NEW.snoozes := OLD.snoozes + 1;
-    RETURN NEW;
-END
-$$;
-DROP TRIGGER IF EXISTS jobs_count_snooze ON nexjobs.jobs;
-CREATE TRIGGER jobs_count_snooze BEFORE UPDATE ON nexjobs.jobs
-    FOR EACH ROW WHEN (OLD.state = 'running' AND NEW.state = 'available' AND NEW.attempt < OLD.attempt
-                       AND NEW.run_at > now())
-    EXECUTE FUNCTION nexjobs.jobs_count_snooze();
+                -- Snoozes: a handler's snooze hands the job back as 'available' with its attempt uncharged and a later run_at.
+                -- The count is kept by a trigger whose WHEN clause is evaluated without calling a function for every other update
+                -- (a shutdown hand-back also uncharges, but with run_at = now(), so it is not counted).
+                ALTER TABLE nexjobs.jobs ADD COLUMN IF NOT EXISTS snoozes integer NOT NULL DEFAULT 0;
+                CREATE OR REPLACE FUNCTION nexjobs.jobs_count_snooze() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN
+                    NEW.snoozes := OLD.snoozes + 1;
+                    RETURN NEW;
+                END
+                $$;
+                DROP TRIGGER IF EXISTS jobs_count_snooze ON nexjobs.jobs;
+                CREATE TRIGGER jobs_count_snooze BEFORE UPDATE ON nexjobs.jobs
+                    FOR EACH ROW WHEN (OLD.state = 'running' AND NEW.state = 'available' AND NEW.attempt < OLD.attempt
+                                       AND NEW.run_at > now())
+                    EXECUTE FUNCTION nexjobs.jobs_count_snooze();
 
--- Keyset pagination of the console's job list (newest first) by state and by kind: an index scan at any size.
--- (Without a state or kind filter the primary key is walked backwards.)
-CREATE INDEX IF NOT EXISTS jobs_state_id_idx ON nexjobs.jobs (state, id);
-CREATE INDEX IF NOT EXISTS jobs_kind_id_idx ON nexjobs.jobs (kind, id);
+                -- Keyset pagination of the console's job list (newest first) by state and by kind: an index scan at any size.
+                -- (Without a state or kind filter the primary key is walked backwards.)
+                CREATE INDEX IF NOT EXISTS jobs_state_id_idx ON nexjobs.jobs (state, id);
+                CREATE INDEX IF NOT EXISTS jobs_kind_id_idx ON nexjobs.jobs (kind, id);
 
--- When a connection was marked needs_reauth (the console lists them with this time).
-ALTER TABLE nexcomet.ad_connections ADD COLUMN IF NOT EXISTS needs_reauth_at timestamptz;
-UPDATE nexcomet.ad_connections SET needs_reauth_at = updated_at
- WHERE status = 'needs_reauth' AND needs_reauth_at IS NULL;
-CREATE OR REPLACE FUNCTION nexcomet.ad_connections_mark_reauth() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    NEW.needs_reauth_at := CASE WHEN NEW.status = 'needs_reauth' THEN now() END;
-    RETURN NEW;
-END
-$$;
-DROP TRIGGER IF EXISTS ad_connections_mark_reauth_ins ON nexcomet.ad_connections;
-CREATE TRIGGER ad_connections_mark_reauth_ins BEFORE INSERT ON nexcomet.ad_connections
-    FOR EACH ROW WHEN (NEW.status = 'needs_reauth')
-    EXECUTE FUNCTION nexcomet.ad_connections_mark_reauth();
-DROP TRIGGER IF EXISTS ad_connections_mark_reauth_upd ON nexcomet.ad_connections;
-CREATE TRIGGER ad_connections_mark_reauth_upd BEFORE UPDATE OF status ON nexcomet.ad_connections
-    FOR EACH ROW WHEN (OLD.status IS DISTINCT FROM NEW.status)
-    EXECUTE FUNCTION nexcomet.ad_connections_mark_reauth();
+                -- When a connection was marked needs_reauth (the console lists them with this time).
+                ALTER TABLE nexcomet.ad_connections ADD COLUMN IF NOT EXISTS needs_reauth_at timestamptz;
+                UPDATE nexcomet.ad_connections SET needs_reauth_at = updated_at
+                 WHERE status = 'needs_reauth' AND needs_reauth_at IS NULL;
+                CREATE OR REPLACE FUNCTION nexcomet.ad_connections_mark_reauth() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN
+                    NEW.needs_reauth_at := CASE WHEN NEW.status = 'needs_reauth' THEN now() END;
+                    RETURN NEW;
+                END
+                $$;
+                DROP TRIGGER IF EXISTS ad_connections_mark_reauth_ins ON nexcomet.ad_connections;
+                CREATE TRIGGER ad_connections_mark_reauth_ins BEFORE INSERT ON nexcomet.ad_connections
+                    FOR EACH ROW WHEN (NEW.status = 'needs_reauth')
+                    EXECUTE FUNCTION nexcomet.ad_connections_mark_reauth();
+                DROP TRIGGER IF EXISTS ad_connections_mark_reauth_upd ON nexcomet.ad_connections;
+                CREATE TRIGGER ad_connections_mark_reauth_upd BEFORE UPDATE OF status ON nexcomet.ad_connections
+                    FOR EACH ROW WHEN (OLD.status IS DISTINCT FROM NEW.status)
+                    EXECUTE FUNCTION nexcomet.ad_connections_mark_reauth();
 
-"""#####),
+                """#####),
         PGMigrator.Migration(
             version: 45, name: "045_job_stats.sql",
             sql: #####"""
--- Cumulative job statistics for Prometheus (`nexjobs serve` /metrics): outcome counters and histograms of attempt
--- duration and of the wait from due to start, per kind and queue. Counters only ever grow (pruning jobs does not
--- lower them), so every serve process reports the same monotonic series from the database.
---
--- A row trigger, fired only when an attempt ends or an unfinished job is cancelled (its WHEN clause skips claims and
--- every other update without calling any function), appends one row to the unlogged staging table
--- job_stats_events; nexjobs.job_stats_fold(), called by serve before it renders /metrics, moves the staged rows
--- into the cumulative tables in one statement. Appending is cheap and contention-free (no shared counter row is
--- locked by the completing transaction). Measured alternatives (bench/README.md): a statement-level trigger with
--- transition tables cost far more on the drain, because every UPDATE of jobs (claims included) captures them.
--- Staged rows not yet folded are lost if PostgreSQL crashes (unlogged): counters then undercount, never decrease.
--- Idempotent: IF NOT EXISTS / CREATE OR REPLACE.
+                -- Cumulative job statistics for Prometheus (`nexjobs serve` /metrics): outcome counters and histograms of attempt
+                -- duration and of the wait from due to start, per kind and queue. Counters only ever grow (pruning jobs does not
+                -- lower them), so every serve process reports the same monotonic series from the database.
+                --
+                -- A row trigger, fired only when an attempt ends or an unfinished job is cancelled (its WHEN clause skips claims and
+                -- every other update without calling any function), appends one row to the unlogged staging table
+                -- job_stats_events; nexjobs.job_stats_fold(), called by serve before it renders /metrics, moves the staged rows
+                -- into the cumulative tables in one statement. Appending is cheap and contention-free (no shared counter row is
+                -- locked by the completing transaction). Measured alternatives (bench/README.md): a statement-level trigger with
+                -- transition tables cost far more on the drain, because every UPDATE of jobs (claims included) captures them.
+                -- Staged rows not yet folded are lost if PostgreSQL crashes (unlogged): counters then undercount, never decrease.
+                -- Idempotent: IF NOT EXISTS / CREATE OR REPLACE.
 
--- Histogram bucket upper bounds in seconds (Prometheus `le`, inclusive); a last bucket (index = length + 1 in
--- width_bucket terms) holds everything above, the +Inf bucket. Both histograms use the same bounds.
-CREATE OR REPLACE FUNCTION nexjobs.job_stats_bounds() RETURNS float8[]
-LANGUAGE sql IMMUTABLE AS $$
-    SELECT '{0.005,0.01,0.025,0.05,0.1,0.25,0.5,1,2.5,5,10,30,60,300,900,3600}'::float8[]
-$$;
+                -- Histogram bucket upper bounds in seconds (Prometheus `le`, inclusive); a last bucket (index = length + 1 in
+                -- width_bucket terms) holds everything above, the +Inf bucket. Both histograms use the same bounds.
+                CREATE OR REPLACE FUNCTION nexjobs.job_stats_bounds() RETURNS float8[]
+                LANGUAGE sql IMMUTABLE AS $$
+                    SELECT '{0.005,0.01,0.025,0.05,0.1,0.25,0.5,1,2.5,5,10,30,60,300,900,3600}'::float8[]
+                $$;
 
--- Observations per bucket (shard is always 0 now; kept in the key for future spreading): metric 'duration' (attempt start to its end: completed, failed, retried, snoozed,
--- handed back or cancelled while running) and 'wait' (run_at to attempt start, i.e. how long a due job waited for
--- a worker). bucket 0..16: index into job_stats_bounds() (0 = le 0.005 ... 15 = le 3600, 16 = above 3600).
-CREATE TABLE IF NOT EXISTS nexjobs.job_stats_buckets (
-    kind    text NOT NULL,
-    queue   text NOT NULL,
-    metric  text NOT NULL CHECK (metric IN ('duration', 'wait')),
-    bucket  smallint NOT NULL CHECK (bucket BETWEEN 0 AND 16),
-    shard   smallint NOT NULL,
-    count   bigint NOT NULL DEFAULT 0,
-    sum     float8 NOT NULL DEFAULT 0,
-    PRIMARY KEY (kind, queue, metric, bucket, shard)
-);
+                -- Observations per bucket (shard is always 0 now; kept in the key for future spreading): metric 'duration' (attempt start to its end: completed, failed, retried, snoozed,
+                -- handed back or cancelled while running) and 'wait' (run_at to attempt start, i.e. how long a due job waited for
+                -- a worker). bucket 0..16: index into job_stats_bounds() (0 = le 0.005 ... 15 = le 3600, 16 = above 3600).
+                CREATE TABLE IF NOT EXISTS nexjobs.job_stats_buckets (
+                    kind    text NOT NULL,
+                    queue   text NOT NULL,
+                    metric  text NOT NULL CHECK (metric IN ('duration', 'wait')),
+                    bucket  smallint NOT NULL CHECK (bucket BETWEEN 0 AND 16),
+                    shard   smallint NOT NULL,
+                    count   bigint NOT NULL DEFAULT 0,
+                    sum     float8 NOT NULL DEFAULT 0,
+                    PRIMARY KEY (kind, queue, metric, bucket, shard)
+                );
 
--- Outcomes of attempts and jobs: completed, failed (no attempt left, discarded, or rescued on its last attempt),
--- retried (back to retryable after an error or a rescue), snoozed (handed back with a delay), handed_back
--- (returned undone at shutdown), cancelled (from any unfinished state).
-CREATE TABLE IF NOT EXISTS nexjobs.job_stats_outcomes (
-    kind     text NOT NULL,
-    queue    text NOT NULL,
-    outcome  text NOT NULL CHECK (outcome IN ('completed', 'failed', 'retried', 'snoozed', 'handed_back', 'cancelled')),
-    shard    smallint NOT NULL,
-    count    bigint NOT NULL DEFAULT 0,
-    PRIMARY KEY (kind, queue, outcome, shard)
-);
+                -- Outcomes of attempts and jobs: completed, failed (no attempt left, discarded, or rescued on its last attempt),
+                -- retried (back to retryable after an error or a rescue), snoozed (handed back with a delay), handed_back
+                -- (returned undone at shutdown), cancelled (from any unfinished state).
+                CREATE TABLE IF NOT EXISTS nexjobs.job_stats_outcomes (
+                    kind     text NOT NULL,
+                    queue    text NOT NULL,
+                    outcome  text NOT NULL CHECK (outcome IN ('completed', 'failed', 'retried', 'snoozed', 'handed_back', 'cancelled')),
+                    shard    smallint NOT NULL,
+                    count    bigint NOT NULL DEFAULT 0,
+                    PRIMARY KEY (kind, queue, outcome, shard)
+                );
 
-CREATE UNLOGGED TABLE IF NOT EXISTS nexjobs.job_stats_events (
-    kind      text NOT NULL,
-    queue     text NOT NULL,
-    outcome   text NOT NULL,
-    duration  float8,   -- NULL for a job cancelled before it ran
-    wait      float8
-);
+                CREATE UNLOGGED TABLE IF NOT EXISTS nexjobs.job_stats_events (
+                    kind      text NOT NULL,
+                    queue     text NOT NULL,
+                    outcome   text NOT NULL,
+                    duration  float8,   -- NULL for a job cancelled before it ran
+                    wait      float8
+                );
 
-CREATE OR REPLACE FUNCTION nexjobs.job_stats_event() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-    INSERT INTO nexjobs.job_stats_events (kind, queue, outcome, duration, wait)
-    VALUES (NEW.kind, NEW.queue,
-            CASE WHEN NEW.state = 'cancelled' THEN 'cancelled'
-                 WHEN NEW.state = 'completed' THEN 'completed'
-                 WHEN NEW.state = 'failed' THEN 'failed'
-                 WHEN NEW.state = 'retryable' THEN 'retried'
-                 WHEN NEW.run_at > now() THEN 'snoozed'
-                 ELSE 'handed_back' END,
-            CASE WHEN OLD.state = 'running' AND OLD.attempted_at IS NOT NULL
-                 THEN greatest(extract(epoch FROM now() - OLD.attempted_at), 0)::float8 END,
-            CASE WHEN OLD.state = 'running' AND OLD.attempted_at IS NOT NULL
-                 THEN greatest(extract(epoch FROM OLD.attempted_at - OLD.run_at), 0)::float8 END);
-    RETURN NULL;
-END
-$$;
+                CREATE OR REPLACE FUNCTION nexjobs.job_stats_event() RETURNS trigger
+                LANGUAGE plpgsql AS $$
+                BEGIN
+                    INSERT INTO nexjobs.job_stats_events (kind, queue, outcome, duration, wait)
+                    VALUES (NEW.kind, NEW.queue,
+                            CASE WHEN NEW.state = 'cancelled' THEN 'cancelled'
+                                 WHEN NEW.state = 'completed' THEN 'completed'
+                                 WHEN NEW.state = 'failed' THEN 'failed'
+                                 WHEN NEW.state = 'retryable' THEN 'retried'
+                                 WHEN NEW.run_at > now() THEN 'snoozed'
+                                 ELSE 'handed_back' END,
+                            CASE WHEN OLD.state = 'running' AND OLD.attempted_at IS NOT NULL
+                                 THEN greatest(extract(epoch FROM now() - OLD.attempted_at), 0)::float8 END,
+                            CASE WHEN OLD.state = 'running' AND OLD.attempted_at IS NOT NULL
+                                 THEN greatest(extract(epoch FROM OLD.attempted_at - OLD.run_at), 0)::float8 END);
+                    RETURN NULL;
+                END
+                $$;
 
-DROP TRIGGER IF EXISTS jobs_stats ON nexjobs.jobs;
-CREATE TRIGGER jobs_stats AFTER UPDATE OF state ON nexjobs.jobs
-    FOR EACH ROW
-    WHEN ((OLD.state = 'running' AND NEW.state <> 'running')
-          OR (NEW.state = 'cancelled' AND OLD.state IN ('available', 'retryable')))
-    EXECUTE FUNCTION nexjobs.job_stats_event();
+                DROP TRIGGER IF EXISTS jobs_stats ON nexjobs.jobs;
+                CREATE TRIGGER jobs_stats AFTER UPDATE OF state ON nexjobs.jobs
+                    FOR EACH ROW
+                    WHEN ((OLD.state = 'running' AND NEW.state <> 'running')
+                          OR (NEW.state = 'cancelled' AND OLD.state IN ('available', 'retryable')))
+                    EXECUTE FUNCTION nexjobs.job_stats_event();
 
--- Moves staged events into the cumulative tables; returns how many. Safe to run concurrently: each staged row is
--- deleted (and so counted) by exactly one caller, and counter rows are upserted in key order.
--- Values are in microseconds, so "le" is inclusive: a value equal to a bound lands in that bound's bucket.
-CREATE OR REPLACE FUNCTION nexjobs.job_stats_fold() RETURNS bigint
-LANGUAGE sql AS $$
-    WITH moved AS (
-        DELETE FROM nexjobs.job_stats_events RETURNING kind, queue, outcome, duration, wait
-    ), outcomes AS (
-        INSERT INTO nexjobs.job_stats_outcomes AS s (kind, queue, outcome, shard, count)
-        SELECT kind, queue, outcome, 0, count(*) FROM moved GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
-        ON CONFLICT (kind, queue, outcome, shard) DO UPDATE SET count = s.count + excluded.count
-        RETURNING 1
-    ), buckets AS (
-        INSERT INTO nexjobs.job_stats_buckets AS s (kind, queue, metric, bucket, shard, count, sum)
-        SELECT m.kind, m.queue, x.metric,
-               width_bucket(x.value - 0.0000005, nexjobs.job_stats_bounds())::smallint, 0, count(*), sum(x.value)
-          FROM moved m
-         CROSS JOIN LATERAL (VALUES ('duration', m.duration), ('wait', m.wait)) AS x(metric, value)
-         WHERE x.value IS NOT NULL
-         GROUP BY 1, 2, 3, 4
-         ORDER BY 1, 2, 3, 4
-        ON CONFLICT (kind, queue, metric, bucket, shard)
-           DO UPDATE SET count = s.count + excluded.count, sum = s.sum + excluded.sum
-        RETURNING 1
-    )
-    SELECT count(*) FROM moved
-$$;
+                -- Moves staged events into the cumulative tables; returns how many. Safe to run concurrently: each staged row is
+                -- deleted (and so counted) by exactly one caller, and counter rows are upserted in key order.
+                -- Values are in microseconds, so "le" is inclusive: a value equal to a bound lands in that bound's bucket.
+                CREATE OR REPLACE FUNCTION nexjobs.job_stats_fold() RETURNS bigint
+                LANGUAGE sql AS $$
+                    WITH moved AS (
+                        DELETE FROM nexjobs.job_stats_events RETURNING kind, queue, outcome, duration, wait
+                    ), outcomes AS (
+                        INSERT INTO nexjobs.job_stats_outcomes AS s (kind, queue, outcome, shard, count)
+                        SELECT kind, queue, outcome, 0, count(*) FROM moved GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+                        ON CONFLICT (kind, queue, outcome, shard) DO UPDATE SET count = s.count + excluded.count
+                        RETURNING 1
+                    ), buckets AS (
+                        INSERT INTO nexjobs.job_stats_buckets AS s (kind, queue, metric, bucket, shard, count, sum)
+                        SELECT m.kind, m.queue, x.metric,
+                               width_bucket(x.value - 0.0000005, nexjobs.job_stats_bounds())::smallint, 0, count(*), sum(x.value)
+                          FROM moved m
+                         CROSS JOIN LATERAL (VALUES ('duration', m.duration), ('wait', m.wait)) AS x(metric, value)
+                         WHERE x.value IS NOT NULL
+                         GROUP BY 1, 2, 3, 4
+                         ORDER BY 1, 2, 3, 4
+                        ON CONFLICT (kind, queue, metric, bucket, shard)
+                           DO UPDATE SET count = s.count + excluded.count, sum = s.sum + excluded.sum
+                        RETURNING 1
+                    )
+                    SELECT count(*) FROM moved
+                $$;
 
-"""#####),
+                """#####),
         PGMigrator.Migration(
             version: 46, name: "046_api_call_stats.sql",
             sql: #####"""
--- Platform API calls by platform and HTTP status class, for Prometheus (`nexjobs_platform_api_calls_total`).
--- Each sync run records its requests' status classes (api_calls_by_status: {"2xx": n, "4xx": n, "5xx": n,
--- "error": n}, where "error" is a request that got no response); a trigger adds them to cumulative counters that
--- never decrease, so pruning sync_runs does not lower them. Token refreshes are counted in api_calls only.
-ALTER TABLE nexcomet.sync_runs ADD COLUMN IF NOT EXISTS api_calls_by_status jsonb NOT NULL DEFAULT '{}'
-    CHECK (jsonb_typeof(api_calls_by_status) = 'object');
+                -- Platform API calls by platform and HTTP status class, for Prometheus (`nexjobs_platform_api_calls_total`).
+                -- Each sync run records its requests' status classes (api_calls_by_status: {"2xx": n, "4xx": n, "5xx": n,
+                -- "error": n}, where "error" is a request that got no response); a trigger adds them to cumulative counters that
+                -- never decrease, so pruning sync_runs does not lower them. Token refreshes are counted in api_calls only.
+                ALTER TABLE nexcomet.sync_runs ADD COLUMN IF NOT EXISTS api_calls_by_status jsonb NOT NULL DEFAULT '{}'
+                    CHECK (jsonb_typeof(api_calls_by_status) = 'object');
 
-CREATE TABLE IF NOT EXISTS nexcomet.api_call_totals (
-    platform      text NOT NULL,
-    status_class  text NOT NULL CHECK (status_class ~ '^[a-z0-9_]{1,16}$'),
-    shard         smallint NOT NULL,
-    count         bigint NOT NULL DEFAULT 0,
-    PRIMARY KEY (platform, status_class, shard)
-);
+                CREATE TABLE IF NOT EXISTS nexcomet.api_call_totals (
+                    platform      text NOT NULL,
+                    status_class  text NOT NULL CHECK (status_class ~ '^[a-z0-9_]{1,16}$'),
+                    shard         smallint NOT NULL,
+                    count         bigint NOT NULL DEFAULT 0,
+                    PRIMARY KEY (platform, status_class, shard)
+                );
 
-CREATE OR REPLACE FUNCTION nexcomet.api_call_totals_record() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-    INSERT INTO nexcomet.api_call_totals AS t (platform, status_class, shard, count)
-    SELECT c.platform, e.key, (pg_backend_pid() % 16)::smallint, sum(e.value::bigint)
-      FROM new_rows r
-      JOIN nexcomet.ad_connections c ON c.id = r.connection_id
-     CROSS JOIN LATERAL jsonb_each_text(r.api_calls_by_status) e
-     WHERE e.key ~ '^[a-z0-9_]{1,16}$' AND e.value ~ '^[0-9]{1,12}$'
-     GROUP BY 1, 2
-     ORDER BY 1, 2
-    ON CONFLICT (platform, status_class, shard) DO UPDATE SET count = t.count + excluded.count;
-    RETURN NULL;
-END
-$$;
+                CREATE OR REPLACE FUNCTION nexcomet.api_call_totals_record() RETURNS trigger
+                LANGUAGE plpgsql AS $$
+                BEGIN
+                    INSERT INTO nexcomet.api_call_totals AS t (platform, status_class, shard, count)
+                    SELECT c.platform, e.key, (pg_backend_pid() % 16)::smallint, sum(e.value::bigint)
+                      FROM new_rows r
+                      JOIN nexcomet.ad_connections c ON c.id = r.connection_id
+                     CROSS JOIN LATERAL jsonb_each_text(r.api_calls_by_status) e
+                     WHERE e.key ~ '^[a-z0-9_]{1,16}$' AND e.value ~ '^[0-9]{1,12}$'
+                     GROUP BY 1, 2
+                     ORDER BY 1, 2
+                    ON CONFLICT (platform, status_class, shard) DO UPDATE SET count = t.count + excluded.count;
+                    RETURN NULL;
+                END
+                $$;
 
-DROP TRIGGER IF EXISTS sync_runs_api_calls ON nexcomet.sync_runs;
-CREATE TRIGGER sync_runs_api_calls AFTER INSERT ON nexcomet.sync_runs
-    REFERENCING NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION nexcomet.api_call_totals_record();
+                DROP TRIGGER IF EXISTS sync_runs_api_calls ON nexcomet.sync_runs;
+                CREATE TRIGGER sync_runs_api_calls AFTER INSERT ON nexcomet.sync_runs
+                    REFERENCING NEW TABLE AS new_rows
+                    FOR EACH STATEMENT EXECUTE FUNCTION nexcomet.api_call_totals_record();
 
-"""#####),
+                """#####),
         PGMigrator.Migration(
             version: 50, name: "050_rate_limits.sql",
             sql: #####"""
--- Client-side rate limits for ad platform API calls, shared by every worker process.
--- Idempotent: CREATE ... IF NOT EXISTS / CREATE OR REPLACE only.
---
--- One row per platform + ad account ('tiktok:7001...', 'snapchat:<uuid>'). `next_slot` is the earliest instant the
--- next request for that key may be sent. Reserving a slot is one atomic statement (nexjobs.rate_limit_reserve), so
--- any number of processes pace one account together: each caller gets its own slot `spacing` after the previous one
--- and sleeps until it. The database clock is the only clock involved.
+                -- Client-side rate limits for ad platform API calls, shared by every worker process.
+                -- Idempotent: CREATE ... IF NOT EXISTS / CREATE OR REPLACE only.
+                --
+                -- One row per platform + ad account ('tiktok:7001...', 'snapchat:<uuid>'). `next_slot` is the earliest instant the
+                -- next request for that key may be sent. Reserving a slot is one atomic statement (nexjobs.rate_limit_reserve), so
+                -- any number of processes pace one account together: each caller gets its own slot `spacing` after the previous one
+                -- and sleeps until it. The database clock is the only clock involved.
 
-CREATE SCHEMA IF NOT EXISTS nexjobs;
+                CREATE SCHEMA IF NOT EXISTS nexjobs;
 
-CREATE TABLE IF NOT EXISTS nexjobs.rate_limits (
-    key        text PRIMARY KEY CHECK (length(key) BETWEEN 1 AND 300),
-    next_slot  timestamptz NOT NULL,
-    updated_at timestamptz NOT NULL DEFAULT now()
-);
+                CREATE TABLE IF NOT EXISTS nexjobs.rate_limits (
+                    key        text PRIMARY KEY CHECK (length(key) BETWEEN 1 AND 300),
+                    next_slot  timestamptz NOT NULL,
+                    updated_at timestamptz NOT NULL DEFAULT now()
+                );
 
--- Reserves the next request slot for p_key, spacing requests p_spacing_us microseconds apart.
--- Returns the microseconds the caller must wait before sending (0 = now), or NULL when the wait would exceed
--- p_max_wait_us; a refused caller takes no slot, so giving up does not delay the others.
-CREATE OR REPLACE FUNCTION nexjobs.rate_limit_reserve(p_key text, p_spacing_us bigint, p_max_wait_us bigint)
-RETURNS bigint
-LANGUAGE sql
-VOLATILE
-AS $$
-    INSERT INTO nexjobs.rate_limits AS r (key, next_slot, updated_at)
-    VALUES (p_key, clock_timestamp() + p_spacing_us * interval '1 microsecond', now())
-    ON CONFLICT (key) DO UPDATE
-        SET next_slot = greatest(r.next_slot, clock_timestamp()) + p_spacing_us * interval '1 microsecond',
-            updated_at = now()
-        WHERE r.next_slot - clock_timestamp() <= p_max_wait_us * interval '1 microsecond'
-    RETURNING greatest(
-        0,
-        (extract(epoch FROM (r.next_slot - p_spacing_us * interval '1 microsecond' - clock_timestamp()))
-            * 1000000)::bigint);
-$$;
+                -- Reserves the next request slot for p_key, spacing requests p_spacing_us microseconds apart.
+                -- Returns the microseconds the caller must wait before sending (0 = now), or NULL when the wait would exceed
+                -- p_max_wait_us; a refused caller takes no slot, so giving up does not delay the others.
+                CREATE OR REPLACE FUNCTION nexjobs.rate_limit_reserve(p_key text, p_spacing_us bigint, p_max_wait_us bigint)
+                RETURNS bigint
+                LANGUAGE sql
+                VOLATILE
+                AS $$
+                    INSERT INTO nexjobs.rate_limits AS r (key, next_slot, updated_at)
+                    VALUES (p_key, clock_timestamp() + p_spacing_us * interval '1 microsecond', now())
+                    ON CONFLICT (key) DO UPDATE
+                        SET next_slot = greatest(r.next_slot, clock_timestamp()) + p_spacing_us * interval '1 microsecond',
+                            updated_at = now()
+                        WHERE r.next_slot - clock_timestamp() <= p_max_wait_us * interval '1 microsecond'
+                    RETURNING greatest(
+                        0,
+                        (extract(epoch FROM (r.next_slot - p_spacing_us * interval '1 microsecond' - clock_timestamp()))
+                            * 1000000)::bigint);
+                $$;
 
--- Keys idle for a day carry no pacing information any more; maintenance may delete them.
-CREATE OR REPLACE FUNCTION nexjobs.rate_limit_prune() RETURNS integer
-LANGUAGE sql
-AS $$
-    WITH gone AS (
-        DELETE FROM nexjobs.rate_limits WHERE next_slot < now() - interval '1 day' RETURNING 1
-    )
-    SELECT count(*)::integer FROM gone;
-$$;
+                -- Keys idle for a day carry no pacing information any more; maintenance may delete them.
+                CREATE OR REPLACE FUNCTION nexjobs.rate_limit_prune() RETURNS integer
+                LANGUAGE sql
+                AS $$
+                    WITH gone AS (
+                        DELETE FROM nexjobs.rate_limits WHERE next_slot < now() - interval '1 day' RETURNING 1
+                    )
+                    SELECT count(*)::integer FROM gone;
+                $$;
 
-"""#####),
+                """#####),
         PGMigrator.Migration(
             version: 60, name: "060_sync_entity_snapshot.sql",
             sql: #####"""
--- Issue 14 (sync cost): when the account's campaign / ad group / ad lists were last fetched from the platform.
--- The lean call plan reuses the stored lists until they are older than the entity refresh interval (or a report
--- names an ad they do not hold), so an incremental sync costs one report request instead of three lists and
--- three reports.
-ALTER TABLE nexcomet.ad_accounts ADD COLUMN IF NOT EXISTS entities_synced_at timestamptz;
+                -- Issue 14 (sync cost): when the account's campaign / ad group / ad lists were last fetched from the platform.
+                -- The lean call plan reuses the stored lists until they are older than the entity refresh interval (or a report
+                -- names an ad they do not hold), so an incremental sync costs one report request instead of three lists and
+                -- three reports.
+                ALTER TABLE nexcomet.ad_accounts ADD COLUMN IF NOT EXISTS entities_synced_at timestamptz;
 
-"""#####),
+                """#####),
         PGMigrator.Migration(
             version: 61, name: "061_sync_progress.sql",
             sql: #####"""
--- Issue 14 (resumable syncs): how far the running sync_ad_account job of an account got. A retry of the same job
--- (after a snooze, a worker crash, a lost lease) skips the report windows up to committed_through; the row is
--- deleted in the transaction that completes the job. Another job (a different job_id) ignores and replaces it, so
--- a window restated meanwhile is never skipped on a stale record.
-CREATE TABLE IF NOT EXISTS nexcomet.sync_progress (
-    ad_account_id      bigint PRIMARY KEY REFERENCES nexcomet.ad_accounts (id) ON DELETE CASCADE,
-    job_id             bigint NOT NULL,
-    window_start       date NOT NULL,
-    window_end         date NOT NULL,
-    -- Last day of the last committed report window; NULL when only the entity lists are committed.
-    committed_through  date,
-    updated_at         timestamptz NOT NULL DEFAULT now()
-);
+                -- Issue 14 (resumable syncs): how far the running sync_ad_account job of an account got. A retry of the same job
+                -- (after a snooze, a worker crash, a lost lease) skips the report windows up to committed_through; the row is
+                -- deleted in the transaction that completes the job. Another job (a different job_id) ignores and replaces it, so
+                -- a window restated meanwhile is never skipped on a stale record.
+                CREATE TABLE IF NOT EXISTS nexcomet.sync_progress (
+                    ad_account_id      bigint PRIMARY KEY REFERENCES nexcomet.ad_accounts (id) ON DELETE CASCADE,
+                    job_id             bigint NOT NULL,
+                    window_start       date NOT NULL,
+                    window_end         date NOT NULL,
+                    -- Last day of the last committed report window; NULL when only the entity lists are committed.
+                    committed_through  date,
+                    updated_at         timestamptz NOT NULL DEFAULT now()
+                );
 
-"""#####),
+                """#####),
         PGMigrator.Migration(
             version: 62, name: "062_sync_reconcile.sql",
             sql: #####"""
--- Issue 14 (reconciliation): after each account sync the platform's account totals over the synced window are
--- compared with the stored ad-level sums. reconcile_status: ok | resynced (a difference went away after one
--- re-sync of the window) | mismatch (it persisted; reconcile_difference holds both sides) | skipped (the totals
--- request failed; the sync itself succeeded). NULL: reconciliation off, or a run from before this migration.
-ALTER TABLE nexcomet.sync_runs ADD COLUMN IF NOT EXISTS reconcile_status text
-    CHECK (reconcile_status IN ('ok', 'resynced', 'mismatch', 'skipped'));
-ALTER TABLE nexcomet.sync_runs ADD COLUMN IF NOT EXISTS reconcile_difference jsonb;
+                -- Issue 14 (reconciliation): after each account sync the platform's account totals over the synced window are
+                -- compared with the stored ad-level sums. reconcile_status: ok | resynced (a difference went away after one
+                -- re-sync of the window) | mismatch (it persisted; reconcile_difference holds both sides) | skipped (the totals
+                -- request failed; the sync itself succeeded). NULL: reconciliation off, or a run from before this migration.
+                ALTER TABLE nexcomet.sync_runs ADD COLUMN IF NOT EXISTS reconcile_status text
+                    CHECK (reconcile_status IN ('ok', 'resynced', 'mismatch', 'skipped'));
+                ALTER TABLE nexcomet.sync_runs ADD COLUMN IF NOT EXISTS reconcile_difference jsonb;
 
--- A monotonic count per platform for the Prometheus counter nexjobs_sync_reconcile_mismatch_total (sync_runs rows
--- are purged by retention, a counter must never go down).
-CREATE TABLE IF NOT EXISTS nexcomet.sync_reconcile_counters (
-    platform    text PRIMARY KEY CHECK (platform IN ('tiktok', 'snapchat')),
-    mismatches  bigint NOT NULL DEFAULT 0
-);
+                -- A monotonic count per platform for the Prometheus counter nexjobs_sync_reconcile_mismatch_total (sync_runs rows
+                -- are purged by retention, a counter must never go down).
+                CREATE TABLE IF NOT EXISTS nexcomet.sync_reconcile_counters (
+                    platform    text PRIMARY KEY CHECK (platform IN ('tiktok', 'snapchat')),
+                    mismatches  bigint NOT NULL DEFAULT 0
+                );
 
-"""#####),
+                """#####),
         PGMigrator.Migration(
             version: 63, name: "063_spread_first_syncs.sql",
             sql: #####"""
--- Issue 14 (scale): spread the syncs after a connection's first one over a whole cadence.
---
--- Before: every enqueue moved next_sync_at to now() + cadence * (1 + 0...jitter). Connections added together (a
--- deploy, an import: next_sync_at defaults to now()) were enqueued together and then stayed within 10 % of a
--- cadence of each other for ever, so every hour began with the same burst against the platforms' per-app quotas.
--- Now a connection that has never synced (last_synced_at IS NULL) gets its next sync at now() + cadence * (0...1):
--- a uniform phase, kept by the later syncs' 0...10 % jitter. The first syncs themselves still start at once (a
--- new connection wants its data; the queue and the rate limiter pace them).
-CREATE OR REPLACE FUNCTION nexcomet.enqueue_due_syncs(
-    batch_size integer DEFAULT 10000,
-    jitter double precision DEFAULT 0.1,
-    queue text DEFAULT 'default',
-    priority integer DEFAULT 0,
-    OUT due integer,
-    OUT enqueued integer)
-LANGUAGE plpgsql AS $$
-#variable_conflict use_variable
-BEGIN
-    WITH d AS (
-        SELECT c.id, c.sync_cadence, c.last_synced_at IS NULL AS first_sync
-          FROM nexcomet.ad_connections c
-          JOIN nexcomet.organizations o ON o.id = c.organization_id
-         WHERE c.status = 'active' AND c.next_sync_at <= now()
-           AND NOT o.processing_restricted AND o.deleted_at IS NULL
-         ORDER BY c.next_sync_at
-         LIMIT batch_size
-           FOR UPDATE OF c SKIP LOCKED
-    ), ins AS (
-        INSERT INTO nexjobs.jobs (kind, args, queue, priority, unique_key)
-        SELECT 'sync_connection', jsonb_build_object('connection_id', d.id::text), queue, priority,
-               'sync_connection:' || d.id
-          FROM d
-        ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND state IN ('available', 'retryable', 'running')
-        DO NOTHING
-        RETURNING 1
-    ), adv AS (
-        UPDATE nexcomet.ad_connections c
-           SET next_sync_at = now() + d.sync_cadence * CASE WHEN d.first_sync THEN random()
-                                                             ELSE 1 + random() * greatest(jitter, 0) END
-          FROM d
-         WHERE c.id = d.id
-        RETURNING 1
-    )
-    SELECT (SELECT count(*) FROM adv), (SELECT count(*) FROM ins) INTO due, enqueued;
-    IF enqueued > 0 THEN
-        PERFORM pg_notify('nexjobs_jobs', queue);
-    END IF;
-END
-$$;
+                -- Issue 14 (scale): spread the syncs after a connection's first one over a whole cadence.
+                -- (The function is restated in full: applied migrations are never edited, so CREATE OR REPLACE repeats sql/040's
+                -- body with the one change below.)
+                --
+                -- Before: every enqueue moved next_sync_at to now() + cadence * (1 + 0...jitter). Connections added together (a
+                -- deploy, an import: next_sync_at defaults to now()) were enqueued together and then stayed within 10 % of a
+                -- cadence of each other for ever, so every hour began with the same burst against the platforms' per-app quotas.
+                -- Now a connection that has never synced (last_synced_at IS NULL) gets its next sync at now() + cadence * (0...1):
+                -- a uniform phase, kept by the later syncs' 0...10 % jitter. The first syncs themselves still start at once (a
+                -- new connection wants its data; the queue and the rate limiter pace them).
+                CREATE OR REPLACE FUNCTION nexcomet.enqueue_due_syncs(
+                    batch_size integer DEFAULT 10000,
+                    jitter double precision DEFAULT 0.1,
+                    queue text DEFAULT 'default',
+                    priority integer DEFAULT 0,
+                    OUT due integer,
+                    OUT enqueued integer)
+                LANGUAGE plpgsql AS $$
+                #variable_conflict use_variable
+                BEGIN
+                    WITH d AS (
+                        SELECT c.id, c.sync_cadence, c.last_synced_at IS NULL AS first_sync
+                          FROM nexcomet.ad_connections c
+                          JOIN nexcomet.organizations o ON o.id = c.organization_id
+                         WHERE c.status = 'active' AND c.next_sync_at <= now()
+                           AND NOT o.processing_restricted AND o.deleted_at IS NULL
+                         ORDER BY c.next_sync_at
+                         LIMIT batch_size
+                           FOR UPDATE OF c SKIP LOCKED
+                    ), ins AS (
+                        INSERT INTO nexjobs.jobs (kind, args, queue, priority, unique_key)
+                        SELECT 'sync_connection', jsonb_build_object('connection_id', d.id::text), queue, priority,
+                               'sync_connection:' || d.id
+                          FROM d
+                        ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND state IN ('available', 'retryable', 'running')
+                        DO NOTHING
+                        RETURNING 1
+                    ), adv AS (
+                        UPDATE nexcomet.ad_connections c
+                           SET next_sync_at = now() + d.sync_cadence * CASE WHEN d.first_sync THEN random()
+                                                                             ELSE 1 + random() * greatest(jitter, 0) END
+                          FROM d
+                         WHERE c.id = d.id
+                        RETURNING 1
+                    )
+                    SELECT (SELECT count(*) FROM adv), (SELECT count(*) FROM ins) INTO due, enqueued;
+                    IF enqueued > 0 THEN
+                        PERFORM pg_notify('nexjobs_jobs', queue);
+                    END IF;
+                END
+                $$;
 
-"""#####),
+                """#####),
+        PGMigrator.Migration(
+            version: 64, name: "064_sync_writes.sql",
+            sql: #####"""
+                -- Issue 14 commits an account's sync per window (entities, then each report window), so the metrics of one sync are
+                -- written by several transactions, some of them possibly by an earlier attempt of the same job. Each window commit
+                -- records itself here in its own transaction: the row's xmin is the writing transaction, so every metric row's
+                -- version can be traced to the window commit that wrote it (the chaos soak proves no row is written twice with
+                -- it), and operators can see how a sync progressed. Kept 12 months like sync_runs (retention_purge).
+                CREATE TABLE IF NOT EXISTS nexcomet.sync_writes (
+                    id             bigserial PRIMARY KEY,
+                    ad_account_id  bigint NOT NULL REFERENCES nexcomet.ad_accounts (id) ON DELETE CASCADE,
+                    job_id         bigint NOT NULL,
+                    window_start   date NOT NULL,
+                    window_end     date NOT NULL,
+                    rows_upserted  integer NOT NULL CHECK (rows_upserted >= 0),
+                    rows_deleted   integer NOT NULL CHECK (rows_deleted >= 0),
+                    written_at     timestamptz NOT NULL DEFAULT now()
+                );
+                CREATE INDEX IF NOT EXISTS sync_writes_account_idx ON nexcomet.sync_writes (ad_account_id, id);
+                CREATE INDEX IF NOT EXISTS sync_writes_written_at_idx ON nexcomet.sync_writes (written_at);
+
+                """#####),
     ]
 }

@@ -85,7 +85,8 @@ enum Metrics {
             let queue: String = try r.decode(1)
             let outcome: String = try r.decode(2)
             let n: Int64 = try r.decode(3)
-            out += "nexjobs_job_outcomes_total{kind=\"\(label(kind))\",queue=\"\(label(queue))\","
+            out +=
+                "nexjobs_job_outcomes_total{kind=\"\(label(kind))\",queue=\"\(label(queue))\","
                 + "outcome=\"\(label(outcome))\"} \(n)\n"
         }
         let workers: Int64 = try await pool.query(
@@ -136,7 +137,8 @@ enum Metrics {
             let platform: String = try r.decode(0)
             let status: String = try r.decode(1)
             let n: Int64 = try r.decode(2)
-            out += "nexjobs_platform_api_calls_total{platform=\"\(label(platform))\","
+            out +=
+                "nexjobs_platform_api_calls_total{platform=\"\(label(platform))\","
                 + "status_class=\"\(label(status))\"} \(n)\n"
         }
         out += header(
@@ -162,7 +164,10 @@ enum Metrics {
         let bounds: [Double] = try await pool.query(
             "SELECT b FROM unnest(nexjobs.job_stats_bounds()) WITH ORDINALITY AS u(b, i) ORDER BY i"
         ).map { try $0.decode(0) }
-        struct Series { var buckets: [Int64]; var sum: Double }
+        struct Series {
+            var buckets: [Int64]
+            var sum: Double
+        }
         var series: [String: [String: Series]] = ["duration": [:], "wait": [:]]  // metric -> labels -> series
         for r in try await pool.query(
             """

@@ -5,6 +5,7 @@ import Postgres
 import Privacy
 import Queue
 import Sync
+import Synchronization
 
 /// The HTTP face of NexJobs (`nexjobs serve`): a health check, Prometheus metrics, and signed webhooks that
 /// trigger a connection's resync.
@@ -107,7 +108,8 @@ public struct WebService: Sendable {
         struct Body: Decodable { var connection_id: RowID }
         let id = (try? JSONDecoder().decode(Body.self, from: Data(request.body)))?.connection_id.value
         guard let id, id > 0 else {
-            return refuse(400, "body must be a JSON object with a positive integer connection_id, like {\"connection_id\": 42}")
+            return refuse(
+                400, "body must be a JSON object with a positive integer connection_id, like {\"connection_id\": 42}")
         }
         enum Outcome: Sendable {
             case refused(Int, String)
@@ -248,15 +250,10 @@ func firstOf<T: Sendable>(_ task: Task<T, Never>, orNilAfter timeout: Duration) 
     }
 }
 
-/// A flag claimed once, from any thread. `@unchecked Sendable`: `done` is only touched under `lock`.
-private final class Once: @unchecked Sendable {
-    private let lock = NSLock()
-    private var done = false
+/// A flag claimed once, from any thread.
+private final class Once: Sendable {
+    private let done = Atomic<Bool>(false)
     func claim() -> Bool {
-        lock.lock()
-        defer { lock.unlock() }
-        if done { return false }
-        done = true
-        return true
+        done.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged
     }
 }

@@ -60,6 +60,9 @@ public struct SnapchatConfiguration: Sendable {
 /// a 401; a second 401 is `.reauthorizationRequired`. `paging.next_link` is followed only on the configured host, so
 /// the bearer token never leaves for another origin. Stats windows are split to 31 days, aligned to the account's
 /// local midnight with the UTC offset in force on each boundary day.
+///
+/// Its stored dependencies and initializer mirror `TikTokClient`'s by design (one protocol, two APIs); what differs
+/// is every request and response format, so nothing further is shared.
 public struct SnapchatClient: AdPlatformClient {
     public let platform = AdPlatform.snapchat
     public let configuration: SnapchatConfiguration

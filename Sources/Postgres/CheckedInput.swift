@@ -14,7 +14,8 @@ public struct InputError: Error, Sendable, CustomStringConvertible, Equatable {
 public enum CheckedInput {
     /// Quotes at most 80 characters of a bad value for an error message.
     public static func quote(_ text: String) -> String {
-        let cleaned = String(text.unicodeScalars.prefix(80).map { $0.properties.isWhitespace || $0.value >= 32 ? Character($0) : "?" })
+        let cleaned = String(
+            text.unicodeScalars.prefix(80).map { $0.properties.isWhitespace || $0.value >= 32 ? Character($0) : "?" })
         return "'" + cleaned + (text.unicodeScalars.count > 80 ? "...'" : "'")
     }
 
@@ -24,7 +25,8 @@ public enum CheckedInput {
     {
         let t = text.trimmingCharacters(in: .whitespaces)
         guard let v = T(t, radix: 10), range.contains(v) else {
-            throw InputError("\(name) must be an integer in \(range.lowerBound)...\(range.upperBound), got \(quote(text))")
+            throw InputError(
+                "\(name) must be an integer in \(range.lowerBound)...\(range.upperBound), got \(quote(text))")
         }
         return v
     }
@@ -34,7 +36,8 @@ public enum CheckedInput {
         let t = text.trimmingCharacters(in: .whitespaces)
         let plain = t.range(of: #"^[+-]?([0-9]{1,15}(\.[0-9]{0,9})?|\.[0-9]{1,9})$"#, options: .regularExpression)
         guard plain != nil, let v = Double(t), v.isFinite, range.contains(v) else {
-            throw InputError("\(name) must be a number in \(range.lowerBound)...\(range.upperBound), got \(quote(text))")
+            throw InputError(
+                "\(name) must be a number in \(range.lowerBound)...\(range.upperBound), got \(quote(text))")
         }
         return v
     }
@@ -55,15 +58,23 @@ public enum CheckedInput {
         var first = true
         while i < t.count {
             var number = ""
-            while i < t.count, isDigit(t[i]) || t[i] == "." { number.unicodeScalars.append(t[i]); i += 1 }
+            while i < t.count, isDigit(t[i]) || t[i] == "." {
+                number.unicodeScalars.append(t[i])
+                i += 1
+            }
             var unit = ""
-            while i < t.count, isLetter(t[i]) { unit.unicodeScalars.append(t[i]); i += 1 }
+            while i < t.count, isLetter(t[i]) {
+                unit.unicodeScalars.append(t[i])
+                i += 1
+            }
             guard !number.isEmpty, number.filter({ $0 == "." }).count <= 1, number != ".",
                 number.count <= 20, let v = Double(number), v.isFinite
             else { return nil }
             let scale: Double
             switch unit.lowercased() {
-            case "": guard first, i == t.count else { return nil }; scale = 1000
+            case "":
+                guard first, i == t.count else { return nil }
+                scale = 1000
             case "ms": scale = 1
             case "s", "sec", "secs": scale = 1000
             case "m", "min", "mins": scale = 60_000
@@ -81,8 +92,9 @@ public enum CheckedInput {
     /// A duration (see `parseDuration`) in `range`.
     public static func duration(_ text: String, name: String, range: ClosedRange<Duration>) throws -> Duration {
         guard let d = parseDuration(text), range.contains(d) else {
-            throw InputError("\(name) must be a duration in \(describe(range.lowerBound))...\(describe(range.upperBound))"
-                + " (like 250ms, 90s, 5m, 2h, 1d), got \(quote(text))")
+            throw InputError(
+                "\(name) must be a duration in \(describe(range.lowerBound))...\(describe(range.upperBound))"
+                    + " (like 250ms, 90s, 5m, 2h, 1d), got \(quote(text))")
         }
         return d
     }
@@ -110,8 +122,10 @@ public enum CheckedInput {
         guard text.utf8.count <= 64, let d = PGTimestamp.parse(text), d.timeIntervalSince1970.isFinite,
             range.contains(d)
         else {
-            throw InputError("\(name) must be an ISO 8601 timestamp like 2026-12-01T09:00:00Z between "
-                + "\(PGTimestamp.format(range.lowerBound)) and \(PGTimestamp.format(range.upperBound)), got \(quote(text))")
+            throw InputError(
+                "\(name) must be an ISO 8601 timestamp like 2026-12-01T09:00:00Z between "
+                    + "\(PGTimestamp.format(range.lowerBound)) and \(PGTimestamp.format(range.upperBound)), got \(quote(text))"
+            )
         }
         return d
     }
@@ -119,8 +133,9 @@ public enum CheckedInput {
     /// Text of at most `maxBytes` UTF-8 bytes, without NUL characters.
     public static func text(_ text: String, name: String, bytes: ClosedRange<Int>) throws -> String {
         guard bytes.contains(text.utf8.count), !text.utf8.contains(0) else {
-            throw InputError("\(name) must be \(bytes.lowerBound)...\(bytes.upperBound) bytes of text without NUL, "
-                + "got \(text.utf8.count) bytes")
+            throw InputError(
+                "\(name) must be \(bytes.lowerBound)...\(bytes.upperBound) bytes of text without NUL, "
+                    + "got \(text.utf8.count) bytes")
         }
         return text
     }

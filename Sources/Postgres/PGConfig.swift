@@ -1,4 +1,5 @@
 import CLibPQ
+import Foundation
 
 /// Connection settings: a libpq connection string (URI `postgres://...` or `key=value` conninfo).
 ///
@@ -72,5 +73,3 @@ public struct PGConfig: Sendable, CustomStringConvertible {
         return nil
     }
 }
-
-import Foundation

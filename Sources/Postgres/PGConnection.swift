@@ -219,9 +219,10 @@ public final class PGConnection: @unchecked Sendable {
                     } else {
                         let len = Int(PQgetlength(res, Int32(r), Int32(c)))
                         let ptr = PQgetvalue(res, Int32(r), Int32(c))!
-                        cells.append(ptr.withMemoryRebound(to: UInt8.self, capacity: len) {
-                            String(decoding: UnsafeBufferPointer(start: $0, count: len), as: UTF8.self)
-                        })
+                        cells.append(
+                            ptr.withMemoryRebound(to: UInt8.self, capacity: len) {
+                                String(decoding: UnsafeBufferPointer(start: $0, count: len), as: UTF8.self)
+                            })
                     }
                 }
             }
@@ -263,10 +264,18 @@ func lastError(_ h: OpaquePointer) -> String {
 func appendCopyEscaped(_ value: String, to buffer: inout [UInt8]) {
     for b in value.utf8 {
         switch b {
-        case 92: buffer.append(92); buffer.append(92)
-        case 9: buffer.append(92); buffer.append(116)
-        case 10: buffer.append(92); buffer.append(110)
-        case 13: buffer.append(92); buffer.append(114)
+        case 92:
+            buffer.append(92)
+            buffer.append(92)
+        case 9:
+            buffer.append(92)
+            buffer.append(116)
+        case 10:
+            buffer.append(92)
+            buffer.append(110)
+        case 13:
+            buffer.append(92)
+            buffer.append(114)
         default: buffer.append(b)
         }
     }

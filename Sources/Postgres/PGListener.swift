@@ -65,11 +65,13 @@ public final class PGListener: @unchecked Sendable {
     private let finished = DispatchSemaphore(value: 0)
     private var thread: Thread?
 
-    public init(config: PGConfig, channels: [String],
-                onNotify: @escaping @Sendable (PGNotification) -> Void,
-                onReconnect: @escaping @Sendable () -> Void = {},
-                onError: @escaping @Sendable (String) -> Void = { _ in },
-                afterNotifications: (@Sendable (borrowing PGListenerSession) -> Void)? = nil) {
+    public init(
+        config: PGConfig, channels: [String],
+        onNotify: @escaping @Sendable (PGNotification) -> Void,
+        onReconnect: @escaping @Sendable () -> Void = {},
+        onError: @escaping @Sendable (String) -> Void = { _ in },
+        afterNotifications: (@Sendable (borrowing PGListenerSession) -> Void)? = nil
+    ) {
         self.config = config
         self.channels = channels
         self.onNotify = onNotify
@@ -102,8 +104,10 @@ public final class PGListener: @unchecked Sendable {
 
     private func connectAndListen() -> OpaquePointer? {
         // TCP keepalives: a half-open connection is noticed within about a minute, not the kernel's two hours.
-        let keys = ["dbname", "application_name", "connect_timeout", "keepalives", "keepalives_idle",
-                    "keepalives_interval", "keepalives_count"]
+        let keys = [
+            "dbname", "application_name", "connect_timeout", "keepalives", "keepalives_idle",
+            "keepalives_interval", "keepalives_count",
+        ]
         let conn = withCStrings(keys) { k in
             withCStrings([config.connectionString, "nexjobs-listener", "10", "1", "30", "10", "3"]) { v in
                 PQconnectdbParams(k, v, 1)
@@ -157,7 +161,10 @@ public final class PGListener: @unchecked Sendable {
         while !stopFlag.value {
             guard let c = conn else {
                 var waited = 0
-                while waited < backoffMs && !stopFlag.value { usleep(50_000); waited += 50 }
+                while waited < backoffMs && !stopFlag.value {
+                    usleep(50_000)
+                    waited += 50
+                }
                 backoffMs = min(backoffMs * 2, 5_000)
                 conn = connectAndListen()
                 if conn != nil { needsReconnectSignal = true }
@@ -170,7 +177,11 @@ public final class PGListener: @unchecked Sendable {
             }
             var fds = pollfd(fd: PQsocket(c), events: Int16(POLLIN), revents: 0)
             let r = poll(&fds, 1, 100)
-            if r < 0 && errno != EINTR { PQfinish(c); conn = nil; continue }
+            if r < 0 && errno != EINTR {
+                PQfinish(c)
+                conn = nil
+                continue
+            }
             if r > 0 || PQisBusy(c) == 0 {
                 if PQconsumeInput(c) == 0 {
                     onError("listener connection lost: " + config.scrub(lastError(c)))
@@ -183,8 +194,9 @@ public final class PGListener: @unchecked Sendable {
                 while true {
                     var received = false
                     while let n = PQnotifies(c) {
-                        let note = PGNotification(channel: String(cString: n.pointee.relname),
-                                                  payload: String(cString: n.pointee.extra))
+                        let note = PGNotification(
+                            channel: String(cString: n.pointee.relname),
+                            payload: String(cString: n.pointee.extra))
                         PQfreemem(n)
                         onNotify(note)
                         received = true
@@ -193,7 +205,10 @@ public final class PGListener: @unchecked Sendable {
                     after(PGListenerSession(handle: c, config: config, prepared: prepared))
                 }
             }
-            if PQstatus(c) != CONNECTION_OK { PQfinish(c); conn = nil }
+            if PQstatus(c) != CONNECTION_OK {
+                PQfinish(c)
+                conn = nil
+            }
         }
         if let c = conn { PQfinish(c) }
     }

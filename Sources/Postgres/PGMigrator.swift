@@ -73,7 +73,8 @@ public struct PGMigrator: Sendable {
     public func migrate(_ pool: PGPool) async throws -> Outcome {
         try await pool.withTransaction { conn in
             try await conn.execute("SELECT pg_advisory_xact_lock(7262011384)")
-            try await conn.simpleQuery("""
+            try await conn.simpleQuery(
+                """
                 CREATE SCHEMA IF NOT EXISTS nexjobs;
                 CREATE TABLE IF NOT EXISTS nexjobs.schema_migrations (
                     version integer PRIMARY KEY,
@@ -99,7 +100,8 @@ public struct PGMigrator: Sendable {
                     e.message = "\(m.name): \(e.message)"
                     throw e
                 }
-                try await conn.execute("""
+                try await conn.execute(
+                    """
                     INSERT INTO nexjobs.schema_migrations (version, name, checksum) VALUES (\(m.version), \(m.name), \(sum))
                     """)
                 outcome.applied.append(m.name)

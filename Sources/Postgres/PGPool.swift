@@ -37,9 +37,11 @@ public final class PGPool: Sendable {
     ///   - acquireTimeout: how long a caller waits for a free connection; default 30 s.
     ///   - statementTimeout: `statement_timeout` of every connection; nil keeps the server's (default nil).
     ///   - lockTimeout: `lock_timeout` of every connection; nil keeps the server's (default nil).
-    public init(url: String, maxConnections: Int = 4, acquireTimeout: Duration = .seconds(30),
-                applicationName: String = "nexjobs", statementTimeout: Duration? = nil,
-                lockTimeout: Duration? = nil) throws {
+    public init(
+        url: String, maxConnections: Int = 4, acquireTimeout: Duration = .seconds(30),
+        applicationName: String = "nexjobs", statementTimeout: Duration? = nil,
+        lockTimeout: Duration? = nil
+    ) throws {
         self.config = try PGConfig(url)
         self.maxConnections = max(1, maxConnections)
         self.acquireTimeout = acquireTimeout
@@ -116,12 +118,22 @@ public final class PGPool: Sendable {
     }
 
     private func acquireSlot() async throws -> PGConnection {
-        enum Step { case use(PGConnection), open, wait(UInt64) }
-        let waiterID = state.withLock { s -> UInt64 in s.nextWaiter += 1; return s.nextWaiter }
+        enum Step {
+            case use(PGConnection)
+            case open
+            case wait(UInt64)
+        }
+        let waiterID = state.withLock { s -> UInt64 in
+            s.nextWaiter += 1
+            return s.nextWaiter
+        }
         let step: Step = try state.withLock { s in
             if s.closed { throw PGError(.poolClosed, "the connection pool is closed") }
             if let c = s.idle.popLast() { return .use(c) }
-            if s.open < maxConnections { s.open += 1; return .open }
+            if s.open < maxConnections {
+                s.open += 1
+                return .open
+            }
             return .wait(waiterID)
         }
         switch step {
@@ -136,11 +148,17 @@ public final class PGPool: Sendable {
                     try await withTaskCancellationHandler {
                         try await withCheckedThrowingContinuation { cont in
                             // Re-check under the lock: a connection may have come back since the decision above.
-                            enum Now { case conn(PGConnection), slot, queued, closed }
+                            enum Now {
+                                case conn(PGConnection)
+                                case slot, queued, closed
+                            }
                             let now = self.state.withLock { s -> Now in
                                 if s.closed { return .closed }
                                 if let c = s.idle.popLast() { return .conn(c) }
-                                if s.open < self.maxConnections { s.open += 1; return .slot }
+                                if s.open < self.maxConnections {
+                                    s.open += 1
+                                    return .slot
+                                }
                                 s.waiters.append((id, cont))
                                 return .queued
                             }
@@ -161,7 +179,8 @@ public final class PGPool: Sendable {
                 }
                 group.addTask {
                     try await Task.sleep(for: timeout)
-                    throw PGError(.poolTimeout, "no database connection free after \(timeout) (pool size \(self.maxConnections))")
+                    throw PGError(
+                        .poolTimeout, "no database connection free after \(timeout) (pool size \(self.maxConnections))")
                 }
                 let first: Result<PGConnection?, Error>
                 do { first = .success(try await group.next()!) } catch { first = .failure(error) }
@@ -220,7 +239,10 @@ public final class PGPool: Sendable {
             return
         }
         let (w, closeIt) = state.withLock { s -> (CheckedContinuation<PGConnection?, Error>?, Bool) in
-            if s.closed { s.open -= 1; return (nil, true) }
+            if s.closed {
+                s.open -= 1
+                return (nil, true)
+            }
             if !s.waiters.isEmpty { return (s.waiters.removeFirst().cont, false) }
             s.idle.append(conn)
             return (nil, false)

@@ -26,7 +26,10 @@ public enum PGTimestamp {
         if t >= endSeconds { return "infinity" }
         var secs = Int64(t.rounded(.down))
         var micros = Int64(((t - Double(secs)) * 1_000_000).rounded())
-        if micros >= 1_000_000 { secs += 1; micros -= 1_000_000 }
+        if micros >= 1_000_000 {
+            secs += 1
+            micros -= 1_000_000
+        }
         let days = secs >= 0 ? secs / 86400 : (secs - 86399) / 86400
         let sod = secs - days * 86400
         let (y, m, d) = civil(fromDays: days)
@@ -34,7 +37,8 @@ public enum PGTimestamp {
             let s = String(v)
             return s.count >= w ? s : String(repeating: "0", count: w - s.count) + s
         }
-        let body = "-\(pad(m, 2))-\(pad(d, 2))T\(pad(sod / 3600, 2)):\(pad(sod % 3600 / 60, 2)):\(pad(sod % 60, 2))"
+        let body =
+            "-\(pad(m, 2))-\(pad(d, 2))T\(pad(sod / 3600, 2)):\(pad(sod % 3600 / 60, 2)):\(pad(sod % 60, 2))"
             + ".\(pad(micros, 6))Z"
         return y >= 1 ? pad(y, 4) + body : pad(1 - y, 4) + body + " BC"
     }
@@ -76,7 +80,9 @@ public enum PGTimestamp {
         if bc && y0 == 0 { return nil }
         let y = bc ? 1 - y0 : y0
         guard (1...12).contains(mo), d >= 1, d <= daysInMonth(y, mo) else { return nil }
-        var h: Int64 = 0, mi: Int64 = 0, s: Int64 = 0
+        var h: Int64 = 0
+        var mi: Int64 = 0
+        var s: Int64 = 0
         var frac = 0.0
         var offset: Int64 = 0
         if i < b.count {
@@ -94,14 +100,22 @@ public enum PGTimestamp {
                 }
             }
             if i < b.count {
-                if b[i] == 90 { i += 1 } else if b[i] == 43 || b[i] == 45 {
+                if b[i] == 90 {
+                    i += 1
+                } else if b[i] == 43 || b[i] == 45 {
                     let sign: Int64 = b[i] == 45 ? -1 : 1
                     i += 1
                     guard let oh = num(2) else { return nil }
                     var om: Int64 = 0
                     var os: Int64 = 0
-                    if expect(58) { guard let v = num(2) else { return nil }; om = v }
-                    if expect(58) { guard let v = num(2) else { return nil }; os = v }
+                    if expect(58) {
+                        guard let v = num(2) else { return nil }
+                        om = v
+                    }
+                    if expect(58) {
+                        guard let v = num(2) else { return nil }
+                        os = v
+                    }
                     guard oh <= 15, om <= 59, os <= 59 else { return nil }
                     offset = sign * (oh * 3600 + om * 60 + os)
                 } else {
@@ -110,7 +124,7 @@ public enum PGTimestamp {
             }
             guard i == b.count else { return nil }
             // 24:00:00 is the end of the day (PostgreSQL accepts it); 60 seconds is a leap second.
-            guard (h <= 23 || (h == 24 && mi == 0 && s == 0 && frac == 0)), mi <= 59, s <= 60 else { return nil }
+            guard h <= 23 || (h == 24 && mi == 0 && s == 0 && frac == 0), mi <= 59, s <= 60 else { return nil }
         }
         let secs = days(y, mo, d) * 86400 + h * 3600 + mi * 60 + s - offset
         return Date(timeIntervalSince1970: Double(secs) + frac)
@@ -126,7 +140,9 @@ public enum PGTimestamp {
         }
     }
 
-    /// Days since 1970-01-01 for a proleptic Gregorian date (Howard Hinnant's algorithm).
+    /// Days since 1970-01-01 for a proleptic Gregorian date (Howard Hinnant's algorithm). Cron's `Civil` does the
+    /// same arithmetic: Postgres and Cron are engine modules with no dependency between them, and these few lines
+    /// are not worth a module of their own; both are tested against PostgreSQL's and Foundation's calendars.
     static func days(_ y0: Int64, _ m: Int64, _ d: Int64) -> Int64 {
         let y = m <= 2 ? y0 - 1 : y0
         let era = (y >= 0 ? y : y - 399) / 400

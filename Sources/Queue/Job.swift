@@ -9,7 +9,8 @@ public enum JobState: String, Sendable, CaseIterable, Codable {
     public static func parse(_ text: String) throws -> JobState {
         guard let s = JobState(rawValue: text.lowercased()) else {
             throw QueueError.invalidInput(
-                "unknown state \(CheckedInput.quote(text)); expected one of: \(allCases.map(\.rawValue).joined(separator: ", "))")
+                "unknown state \(CheckedInput.quote(text)); expected one of: \(allCases.map(\.rawValue).joined(separator: ", "))"
+            )
         }
         return s
     }

@@ -15,8 +15,10 @@ public struct NewJob: Sendable {
     /// Default 20.
     public var maxAttempts: Int
 
-    public init(kind: String, args: String = "{}", queue: String = "default", priority: Int = 0, runAt: Date? = nil,
-                uniqueKey: String? = nil, maxAttempts: Int = 20) {
+    public init(
+        kind: String, args: String = "{}", queue: String = "default", priority: Int = 0, runAt: Date? = nil,
+        uniqueKey: String? = nil, maxAttempts: Int = 20
+    ) {
         self.kind = kind
         self.args = args
         self.queue = queue
@@ -48,7 +50,8 @@ public struct NewJob: Sendable {
                 "unique key must be 1...1000 bytes without NUL, got \(uniqueKey.utf8.count) bytes")
         }
         if let runAt, !PGTimestamp.isStorable(runAt) {
-            throw QueueError.invalidInput("run_at must be a finite time within PostgreSQL's range (4713 BC...294276 AD)")
+            throw QueueError.invalidInput(
+                "run_at must be a finite time within PostgreSQL's range (4713 BC...294276 AD)")
         }
         try ArgsText.validateObject(args)
     }
@@ -58,7 +61,11 @@ public struct NewJob: Sendable {
 private struct ValidationKey: Hashable {
     var kind: String, queue: String, args: String, priority: Int, maxAttempts: Int
     init(_ j: NewJob) {
-        kind = j.kind; queue = j.queue; args = j.args; priority = j.priority; maxAttempts = j.maxAttempts
+        kind = j.kind
+        queue = j.queue
+        args = j.args
+        priority = j.priority
+        maxAttempts = j.maxAttempts
     }
 }
 
@@ -128,7 +135,8 @@ public struct JobClient: Sendable {
         -> [JobRecord]
     {
         guard (1...10_000).contains(limit) else { throw QueueError.invalidInput("limit must be 1...10000") }
-        let rows = try await pool.query("""
+        let rows = try await pool.query(
+            """
             SELECT \(unsafeSQL: JobRecord.columns) FROM nexjobs.jobs
              WHERE (\(state?.rawValue)::text IS NULL OR state = \(state?.rawValue))
                AND (\(kind)::text IS NULL OR kind = \(kind))
@@ -169,12 +177,15 @@ public struct JobClient: Sendable {
 
     /// Deletes finished jobs past retention (`nexjobs.prune`), in batches. Returns how many.
     @discardableResult
-    public func prune(completedRetention: Duration = .seconds(86_400), failedRetention: Duration = .seconds(14 * 86_400),
-                      batchSize: Int = 5000) async throws -> Int {
+    public func prune(
+        completedRetention: Duration = .seconds(86_400), failedRetention: Duration = .seconds(14 * 86_400),
+        batchSize: Int = 5000
+    ) async throws -> Int {
         var total = 0
         while true {
-            let n: Int = try await pool.query(JobStore.prune(
-                completedRetention: completedRetention, failedRetention: failedRetention, batchSize: batchSize)
+            let n: Int = try await pool.query(
+                JobStore.prune(
+                    completedRetention: completedRetention, failedRetention: failedRetention, batchSize: batchSize)
             ).first!.decode(0)
             total += n
             if n < batchSize { return total }
@@ -191,15 +202,17 @@ public struct JobClient: Sendable {
     }
 
     public func stats() async throws -> [QueueStats] {
-        let rows = try await pool.query("""
+        let rows = try await pool.query(
+            """
             SELECT queue, available, running, retryable, completed, failed, cancelled, oldest_due_seconds,
                    completed_last_minute, completed_last_5_minutes FROM nexjobs.stats ORDER BY queue
             """)
         return try rows.map { r in
-            QueueStats(queue: try r.decode(0), available: try r.decode(1), running: try r.decode(2),
-                       retryable: try r.decode(3), completed: try r.decode(4), failed: try r.decode(5),
-                       cancelled: try r.decode(6), oldestDueSeconds: try r.decode(7, as: Double?.self),
-                       completedLastMinute: try r.decode(8), completedLast5Minutes: try r.decode(9))
+            QueueStats(
+                queue: try r.decode(0), available: try r.decode(1), running: try r.decode(2),
+                retryable: try r.decode(3), completed: try r.decode(4), failed: try r.decode(5),
+                cancelled: try r.decode(6), oldestDueSeconds: try r.decode(7, as: Double?.self),
+                completedLastMinute: try r.decode(8), completedLast5Minutes: try r.decode(9))
         }
     }
 }

@@ -36,7 +36,10 @@ public protocol CheckedArgs {
 public struct JobSnooze: Error, CustomStringConvertible {
     public var delay: Duration
     public var reason: String
-    public init(_ delay: Duration, reason: String = "snoozed") { self.delay = delay; self.reason = reason }
+    public init(_ delay: Duration, reason: String = "snoozed") {
+        self.delay = delay
+        self.reason = reason
+    }
     public var description: String { "\(reason) (snoozed for \(delay))" }
 }
 
@@ -59,8 +62,10 @@ public struct JobContext: Sendable {
     public let logger: Logger
     let completion: CompletionFlag
 
-    public init(id: Int64, kind: String, queue: String, attempt: Int, maxAttempts: Int, workerID: String,
-                pool: PGPool, logger: Logger) {
+    public init(
+        id: Int64, kind: String, queue: String, attempt: Int, maxAttempts: Int, workerID: String,
+        pool: PGPool, logger: Logger
+    ) {
         self.id = id
         self.kind = kind
         self.queue = queue
@@ -126,7 +131,8 @@ public struct AnyJobHandler: Sendable {
         // must decode purely (value types, no random defaults): a cached value is handed to several jobs.
         let recent = Mutex<[(String, H.Args)]>([])
         body = { argsText, context in
-            let cached = argsText.utf8.count <= 512
+            let cached =
+                argsText.utf8.count <= 512
                 ? recent.withLock { list in list.first { $0.0.utf8.elementsEqual(argsText.utf8) }?.1 } : nil
             let args: H.Args
             if let cached {

@@ -63,8 +63,10 @@ public enum JobStore {
     // MARK: workers and heartbeat
 
     /// Registers (or re-registers) a worker process with a lease of `lease` from now.
-    public static func registerWorker(id: String, host: String, pid: Int, queues: [String], concurrency: Int,
-                                      lease: Duration) -> PGQuery {
+    public static func registerWorker(
+        id: String, host: String, pid: Int, queues: [String], concurrency: Int,
+        lease: Duration
+    ) -> PGQuery {
         """
         INSERT INTO nexjobs.workers (id, host, pid, queues, concurrency, lease_until)
         VALUES (\(id), \(host), \(pid), \(queues)::text[], \(concurrency), now() + \(lease)::interval)
@@ -136,13 +138,15 @@ public enum JobStore {
             -> Unfinished
         {
             let last = attempt >= maxAttempts
-            return Unfinished(id: id, attempt: attempt, state: last ? "failed" : "retryable",
-                              error: String(error.prefix(2000)), delay: last ? .zero : delay, uncharge: false)
+            return Unfinished(
+                id: id, attempt: attempt, state: last ? "failed" : "retryable",
+                error: String(error.prefix(2000)), delay: last ? .zero : delay, uncharge: false)
         }
         /// Fail now, without further attempts.
         public static func discard(id: Int64, attempt: Int, error: String) -> Unfinished {
-            Unfinished(id: id, attempt: attempt, state: "failed", error: String(error.prefix(2000)), delay: .zero,
-                       uncharge: false)
+            Unfinished(
+                id: id, attempt: attempt, state: "failed", error: String(error.prefix(2000)), delay: .zero,
+                uncharge: false)
         }
         /// Run again after `delay` without charging the attempt.
         public static func snooze(id: Int64, attempt: Int, delay: Duration) -> Unfinished {
@@ -223,7 +227,8 @@ public struct ClaimedJob: Sendable, Equatable {
 
     /// Decodes a row of `JobStore.claim` (`JobStore.claimedColumns`).
     public init(row: PGRow) throws {
-        self.init(id: try row.decode(0), kind: try row.decode(1), queue: try row.decode(2), args: try row.decode(3),
-                  attempt: try row.decode(4), maxAttempts: try row.decode(5))
+        self.init(
+            id: try row.decode(0), kind: try row.decode(1), queue: try row.decode(2), args: try row.decode(3),
+            attempt: try row.decode(4), maxAttempts: try row.decode(5))
     }
 }

@@ -3,8 +3,8 @@ import Postgres
 
 /// "Why is this job not running?": the engine's part of the answer, read from the queue's own tables.
 ///
-/// The application adds its own reasons (rate limits, restricted organizations) on top; see
-/// `NexcometJobs.JobWhy`. Used by the console's job page and by `nexjobs jobs why ID`.
+/// The application adds its own reasons (rate limits, restricted organizations) on top. Used by the console's job
+/// page and by `nexjobs jobs why ID`.
 public struct JobDiagnosis: Sendable {
     /// One finding. `code` is stable (for `--json` and tests); `text` is for people.
     public struct Reason: Sendable, Equatable {
@@ -73,13 +73,18 @@ public struct JobDiagnosis: Sendable {
                 Reason(
                     "finished",
                     "It is not waiting: it failed at \(finishedAt.map(t) ?? "?") after attempt \(attempt) of "
-                        + "\(maxAttempts) (\(errorCount) error\(errorCount == 1 ? "" : "s") recorded). Retry it to run it again."))
+                        + "\(maxAttempts) (\(errorCount) error\(errorCount == 1 ? "" : "s") recorded). Retry it to run it again."
+                ))
         case "cancelled":
-            reasons.append(Reason("finished", "It is not waiting: an operator cancelled it at \(finishedAt.map(t) ?? "?")."))
+            reasons.append(
+                Reason("finished", "It is not waiting: an operator cancelled it at \(finishedAt.map(t) ?? "?")."))
         case "running":
             if workerAlive == true {
                 reasons.append(
-                    Reason("running", "It is running: attempt \(attempt) on worker \(lockedBy ?? "?") since \(attemptedAt.map(t) ?? "?")."))
+                    Reason(
+                        "running",
+                        "It is running: attempt \(attempt) on worker \(lockedBy ?? "?") since \(attemptedAt.map(t) ?? "?")."
+                    ))
             } else {
                 reasons.append(
                     Reason(
@@ -90,22 +95,35 @@ public struct JobDiagnosis: Sendable {
         default:  // available, retryable
             if later {
                 if snoozes > 0 && state == "available" {
-                    reasons.append(Reason("snoozed", "It was snoozed \(snoozes) time\(snoozes == 1 ? "" : "s") (no attempt charged); it runs again at \(t(runAt))."))
+                    reasons.append(
+                        Reason(
+                            "snoozed",
+                            "It was snoozed \(snoozes) time\(snoozes == 1 ? "" : "s") (no attempt charged); it runs again at \(t(runAt))."
+                        ))
                 } else if state == "retryable" {
-                    reasons.append(Reason("backoff", "It is in backoff after failed attempt \(attempt) of \(maxAttempts), until \(t(runAt))."))
+                    reasons.append(
+                        Reason(
+                            "backoff",
+                            "It is in backoff after failed attempt \(attempt) of \(maxAttempts), until \(t(runAt))."))
                 } else {
                     reasons.append(Reason("scheduled", "It is scheduled for later: \(t(runAt))."))
                 }
             }
             if snoozes > 0 && !(later && state == "available") {
-                reasons.append(Reason("snoozed", "It has been snoozed \(snoozes) time\(snoozes == 1 ? "" : "s") (no attempt charged)."))
+                reasons.append(
+                    Reason(
+                        "snoozed", "It has been snoozed \(snoozes) time\(snoozes == 1 ? "" : "s") (no attempt charged)."
+                    ))
             }
             if liveWorkers == 0 {
                 reasons.append(Reason("no_worker", "No live worker listens on its queue '\(queue)'."))
             }
             if !later && ahead > 0 {
                 reasons.append(
-                    Reason("queued", "\(ahead > 10_000 ? "More than 10000" : String(ahead)) job\(ahead == 1 ? " is" : "s are") due before it in queue '\(queue)'."))
+                    Reason(
+                        "queued",
+                        "\(ahead > 10_000 ? "More than 10000" : String(ahead)) job\(ahead == 1 ? " is" : "s are") due before it in queue '\(queue)'."
+                    ))
             }
         }
         if let duplicateOf, let uniqueKey {
@@ -116,7 +134,8 @@ public struct JobDiagnosis: Sendable {
                         + "an enqueue with this key returns that job instead."))
         }
         if reasons.isEmpty {
-            reasons.append(Reason("due", "It is due now and a worker listens on '\(queue)': it should start within moments."))
+            reasons.append(
+                Reason("due", "It is due now and a worker listens on '\(queue)': it should start within moments."))
         }
         return JobDiagnosis(jobID: id, kind: kind, queue: queue, state: state, args: args, reasons: reasons)
     }

@@ -26,7 +26,8 @@ public struct NoopHandler: JobHandler {
     public func run(_ args: Args, context: JobContext) async throws {
         if let ms = args.sleep_ms, ms < 0 { throw JobDiscard("sleep_ms must not be negative") }
         if args.record == true {
-            try await context.pool.execute("""
+            try await context.pool.execute(
+                """
                 INSERT INTO nexjobs.noop_log (job_id, attempt, worker) VALUES (\(context.id), \(context.attempt), \(context.workerID))
                 """)
         }
@@ -36,7 +37,8 @@ public struct NoopHandler: JobHandler {
         }
         if args.record_tx == true {
             try await context.pool.withTransaction { c in
-                try await c.execute("""
+                try await c.execute(
+                    """
                     INSERT INTO nexjobs.noop_log (job_id, attempt, worker) VALUES (\(context.id), \(context.attempt), \(context.workerID))
                     """)
                 try await context.complete(on: c)

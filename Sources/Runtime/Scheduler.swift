@@ -86,9 +86,11 @@ public final class Scheduler: Sendable {
         self.election = LeaderElection(
             pool: electionPool ?? pool, holder: holder ?? Scheduler.defaultHolder(),
             options: options.election, logger: logger)
-        self.maintenanceElection = options.maintenance
-            ? LeaderElection(pool: pool, holder: election.holder, options: MaintenanceRole.election(options.election),
-                             logger: logger)
+        self.maintenanceElection =
+            options.maintenance
+            ? LeaderElection(
+                pool: pool, holder: election.holder, options: MaintenanceRole.election(options.election),
+                logger: logger)
             : nil
     }
 
@@ -197,9 +199,11 @@ public final class Scheduler: Sendable {
             let started = ContinuousClock.now
             if election.isLeader {
                 tickStarted.withLock { $0 = started }
-                if maintenanceElection != nil, let on: Bool = try? await pool.query(
-                    "SELECT EXISTS (SELECT 1 FROM nexjobs.schedules WHERE enabled AND kind = 'nexjobs.rescue')"
-                ).first?.decode(0) {
+                if maintenanceElection != nil,
+                    let on: Bool = try? await pool.query(
+                        "SELECT EXISTS (SELECT 1 FROM nexjobs.schedules WHERE enabled AND kind = 'nexjobs.rescue')"
+                    ).first?.decode(0)
+                {
                     maintenanceSchedulesOn.withLock { $0 = on }
                 }
                 let budgetEnd = started + options.tickBudget

@@ -284,13 +284,14 @@ public enum MaintenanceAction {
         guard kind == "nexjobs.prune" else { return plan }
         let ok: Bool
         do {
-            ok = try await pool.query(
-                """
-                SELECT \(plan.completedRetention)::interval >= interval '0'
-                   AND \(plan.failedRetention)::interval >= interval '0'
-                   AND \(plan.firesRetention)::interval >= interval '0'
-                """
-            ).first?.decode(0) ?? false
+            ok =
+                try await pool.query(
+                    """
+                    SELECT \(plan.completedRetention)::interval >= interval '0'
+                       AND \(plan.failedRetention)::interval >= interval '0'
+                       AND \(plan.firesRetention)::interval >= interval '0'
+                    """
+                ).first?.decode(0) ?? false
         } catch let e as PGError where e.sqlState?.hasPrefix("22") == true {
             throw ScheduleSpecError(
                 message: "args of \(kind): a retention is not a PostgreSQL interval (e.g. \"24 hours\"): \(e.message)")

@@ -32,7 +32,10 @@ final class WakeSignal: @unchecked Sendable {
 
     func signal() {
         let w = state.withLock { s -> CheckedContinuation<Void, Never>? in
-            if let w = s.waiter { s.waiter = nil; return w }
+            if let w = s.waiter {
+                s.waiter = nil
+                return w
+            }
             s.pending = true
             return nil
         }
@@ -41,14 +44,23 @@ final class WakeSignal: @unchecked Sendable {
 
     /// Returns when signalled, after `timeout`, or when the task is cancelled.
     func wait(timeout: Duration) async {
-        if state.withLock({ s in let p = s.pending; s.pending = false; return p }) { return }
+        if state.withLock({ s in
+            let p = s.pending
+            s.pending = false
+            return p
+        }) {
+            return
+        }
         await withTaskCancellationHandler {
             await withCheckedContinuation { (cont: CheckedContinuation<Void, Never>) in
                 let (seconds, attos) = timeout.components
                 let ns = max(0, seconds) * 1_000_000_000 + max(0, attos) / 1_000_000_000
                 let deadline = DispatchTime.now() + .nanoseconds(Int(min(ns, Int64(Int32.max) * 1_000_000_000)))
                 let (now, previous) = state.withLock { s -> (Bool, CheckedContinuation<Void, Never>?) in
-                    if s.pending || Task.isCancelled { s.pending = false; return (true, nil) }
+                    if s.pending || Task.isCancelled {
+                        s.pending = false
+                        return (true, nil)
+                    }
                     let previous = s.waiter
                     s.waiter = cont
                     s.deadline = deadline

@@ -36,11 +36,13 @@ extension Sandbox {
                 Sandbox.clockDays.contains(days)
             else {
                 return controlError(
-                    "give {\"advance_days\": N} with N in \(Sandbox.clockDays.lowerBound)...\(Sandbox.clockDays.upperBound)")
+                    "give {\"advance_days\": N} with N in \(Sandbox.clockDays.lowerBound)...\(Sandbox.clockDays.upperBound)"
+                )
             }
             guard tryAdvanceDays(days) else {
                 return controlError(
-                    "the clock may move at most \(Sandbox.clockDays.upperBound) days from its start in total", status: 409)
+                    "the clock may move at most \(Sandbox.clockDays.upperBound) days from its start in total",
+                    status: 409)
             }
             return .json(clockJSON())
         }

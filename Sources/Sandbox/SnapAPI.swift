@@ -51,6 +51,9 @@ extension Sandbox {
                     + fields))
     }
 
+    /// Counts the request, applies any injected fault, else runs `body`. Alike in shape to `tiktokGuard` on purpose:
+    /// each fault is rendered in its own platform's format (Snap's `request_status` envelope, TikTok's `code`), so
+    /// the two switches stay per platform.
     private func snapGuard(
         _ req: HTTPRequest, account: String?, isOAuth: Bool = false, _ body: () -> HTTPResponse
     ) async -> HTTPResponse {

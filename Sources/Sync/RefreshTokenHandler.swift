@@ -19,7 +19,9 @@ public struct RefreshTokenHandler: JobHandler {
 
     public func run(_ args: Args, context: JobContext) async throws {
         let id = args.connectionID.value
-        guard let (store, stored) = try await environment.connectionForPlatformCall(id, context: context) else { return }
+        guard let (store, stored) = try await environment.connectionForPlatformCall(id, context: context) else {
+            return
+        }
         let policy = ErrorPolicy(
             context: context, store: store, connectionID: id, organizationID: stored.organizationID,
             platform: stored.platform, startingAccessToken: nil, session: nil,

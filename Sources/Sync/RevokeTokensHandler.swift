@@ -67,7 +67,9 @@ public struct RevokeTokensHandler: JobHandler {
                 }
                 guard let platform = AdPlatform(rawValue: platformName), let bytes = hexBytes(hex),
                     let token = try? store.vault.open(
-                        bytes, associatedData: ConnectionStore.associatedData(connectionID: connection, column: "access_token"))
+                        bytes,
+                        associatedData: ConnectionStore.associatedData(connectionID: connection, column: "access_token")
+                    )
                 else {
                     try await finish("unopenable")
                     return true

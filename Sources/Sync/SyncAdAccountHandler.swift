@@ -158,6 +158,14 @@ public struct SyncAdAccountHandler: JobHandler {
                             finalBefore: finalBefore, on: c)
                         try await SyncProgress.save(
                             adAccountID: id, jobID: context.id, window: window, committedThrough: part.last, on: c)
+                        // This transaction's record: its xmin is the version of every metric row written here.
+                        try await c.execute(
+                            """
+                            INSERT INTO nexcomet.sync_writes (ad_account_id, job_id, window_start, window_end,
+                                                              rows_upserted, rows_deleted)
+                            VALUES (\(id), \(context.id), \(part.first.description)::date,
+                                    \(part.last.description)::date, \(r.upserted), \(r.deleted))
+                            """)
                         return r
                     }
                     written.upserted += result.upserted
@@ -289,7 +297,8 @@ public struct SyncAdAccountHandler: JobHandler {
         let oldest = LocalDate(environment.settings.now(), in: timeZone).adding(days: -(days - 1))
         guard oldest <= to else {
             throw JobDiscard(
-                "the window \(from)...\(to) lies before the \(plan) plan's \(days)-day retention (oldest day \(oldest))")
+                "the window \(from)...\(to) lies before the \(plan) plan's \(days)-day retention (oldest day \(oldest))"
+            )
         }
         return DateWindow(first: max(from, oldest), last: to)
     }

@@ -19,7 +19,9 @@ public struct SyncConnectionHandler: JobHandler {
 
     public func run(_ args: Args, context: JobContext) async throws {
         let id = args.connectionID.value
-        guard let (store, stored) = try await environment.connectionForPlatformCall(id, context: context) else { return }
+        guard let (store, stored) = try await environment.connectionForPlatformCall(id, context: context) else {
+            return
+        }
         var policy = ErrorPolicy(
             context: context, store: store, connectionID: id, organizationID: stored.organizationID,
             platform: stored.platform, startingAccessToken: stored.tokens?.accessToken, session: nil,
@@ -115,8 +117,9 @@ extension SyncEnvironment {
         let store = try self.store()
         let stored = try await loadConnection(id, store: store, pool: context.pool)
         guard stored.status == "active" else {
-            context.logger.info("connection not active; no platform call", ("connection", "\(id)"),
-                                ("status", stored.status))
+            context.logger.info(
+                "connection not active; no platform call", ("connection", "\(id)"),
+                ("status", stored.status))
             return nil
         }
         return (store, stored)

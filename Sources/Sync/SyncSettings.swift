@@ -1,6 +1,6 @@
 import Foundation
-import Postgres
 import Platforms
+import Postgres
 import Privacy
 
 /// Tunables of the sync handlers; every field has a documented default.
@@ -98,10 +98,15 @@ public struct SyncSettings: Sendable {
     /// `NEXJOBS_SYNC_ENTITY_REFRESH` (seconds, 0...604800), `NEXJOBS_SYNC_RECONCILE` (`0`/`false` turns it off).
     public static func fromEnvironment(_ env: [String: String]) -> SyncSettings {
         var s = SyncSettings()
-        if let v = env["NEXJOBS_SYNC_LOOKBACK_TIKTOK"].flatMap({ Int($0) }), (0...365).contains(v) { s.lookbackDays[.tiktok] = v }
-        if let v = env["NEXJOBS_SYNC_LOOKBACK_SNAPCHAT"].flatMap({ Int($0) }), (0...365).contains(v) { s.lookbackDays[.snapchat] = v }
+        if let v = env["NEXJOBS_SYNC_LOOKBACK_TIKTOK"].flatMap({ Int($0) }), (0...365).contains(v) {
+            s.lookbackDays[.tiktok] = v
+        }
+        if let v = env["NEXJOBS_SYNC_LOOKBACK_SNAPCHAT"].flatMap({ Int($0) }), (0...365).contains(v) {
+            s.lookbackDays[.snapchat] = v
+        }
         for plan in ["free", "pro", "enterprise"] {
-            if let v = env["NEXJOBS_SYNC_RETENTION_\(plan.uppercased())"].flatMap({ Int($0) }), (1...36_500).contains(v) {
+            if let v = env["NEXJOBS_SYNC_RETENTION_\(plan.uppercased())"].flatMap({ Int($0) }), (1...36_500).contains(v)
+            {
                 s.retentionDays[plan] = v
             }
         }

@@ -88,13 +88,14 @@ enum TokenRefresher {
                 if fresh.refreshToken == nil { fresh.refreshToken = refreshToken }
                 let stored = fresh
                 let written: Bool = try await pool.withTransaction { c in
-                    let ours: Bool = try await c.query(
-                        """
-                        SELECT token_refresh_lease_owner IS NOT DISTINCT FROM \(owner)
-                               OR refresh_token_ciphertext::text IS NOT DISTINCT FROM \(ciphertext)
-                          FROM nexcomet.ad_connections WHERE id = \(connectionID) FOR UPDATE
-                        """
-                    ).first?.decode(0) ?? false
+                    let ours: Bool =
+                        try await c.query(
+                            """
+                            SELECT token_refresh_lease_owner IS NOT DISTINCT FROM \(owner)
+                                   OR refresh_token_ciphertext::text IS NOT DISTINCT FROM \(ciphertext)
+                              FROM nexcomet.ad_connections WHERE id = \(connectionID) FOR UPDATE
+                            """
+                        ).first?.decode(0) ?? false
                     guard ours else { return false }
                     try await store.saveTokens(connectionID, stored, on: c)
                     try await c.execute(

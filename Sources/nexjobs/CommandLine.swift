@@ -101,7 +101,8 @@ func databaseID(_ text: String, name: String) throws -> Int64 {
 func checkSettingsEnvironment(_ env: [String: String] = ProcessInfo.processInfo.environment) throws {
     do { try SyncSettings.checkEnvironment(env) } catch let e as InputError { throw UsageError(e.message) }
     if let level = env["NEXJOBS_LOG_LEVEL"], !level.isEmpty,
-        !["debug", "info", "warn", "warning", "error"].contains(level.lowercased()) {
+        !["debug", "info", "warn", "warning", "error"].contains(level.lowercased())
+    {
         throw UsageError("NEXJOBS_LOG_LEVEL must be debug, info, warning or error, got \(CheckedInput.quote(level))")
     }
     if let format = env["NEXJOBS_LOG_FORMAT"], !format.isEmpty, !["logfmt", "json"].contains(format.lowercased()) {
@@ -128,8 +129,14 @@ func printErr(_ text: String) {
 
 /// Minimal JSON writing that keeps raw JSON (job args) verbatim, so big integers are not rounded.
 indirect enum JSONOut {
-    case string(String), int(Int64), double(Double), bool(Bool), null, raw(String)
-    case array([JSONOut]), object([(String, JSONOut)])
+    case string(String)
+    case int(Int64)
+    case double(Double)
+    case bool(Bool)
+    case null
+    case raw(String)
+    case array([JSONOut])
+    case object([(String, JSONOut)])
 
     var text: String {
         switch self {

@@ -7,7 +7,8 @@ import Runtime
 func jobsWhyCommand(_ args: [String]) async throws -> Int32 {
     let a = try Arguments(args, valued: [], flags: ["json"])
     if a.wantsHelp {
-        print("""
+        print(
+            """
             Usage: nexjobs jobs why ID [--json]
 
             Explains why job ID is not running, from the database: finished (completed, failed, cancelled),

@@ -61,11 +61,14 @@ func privacyCommand(_ args: [String]) async throws -> Int32 {
         if a.flag("json") {
             print(JSONOut.array(list.map(\.json)).text)
         } else {
-            print(pad("ID", 8) + pad("KIND", 18) + pad("STATUS", 11) + pad("ORG", 8) + pad("USER", 8)
-                + pad("DUE", 22) + "ERROR")
+            print(
+                pad("ID", 8) + pad("KIND", 18) + pad("STATUS", 11) + pad("ORG", 8) + pad("USER", 8)
+                    + pad("DUE", 22) + "ERROR")
             for r in list {
-                print(pad(String(r.id), 8) + pad(r.kind, 18) + pad(r.status, 11) + pad(String(r.org), 8)
-                    + pad(r.user.map(String.init) ?? "-", 8) + pad(r.due + (r.overdue ? "!" : ""), 22) + (r.error ?? ""))
+                print(
+                    pad(String(r.id), 8) + pad(r.kind, 18) + pad(r.status, 11) + pad(String(r.org), 8)
+                        + pad(r.user.map(String.init) ?? "-", 8) + pad(r.due + (r.overdue ? "!" : ""), 22)
+                        + (r.error ?? ""))
             }
         }
         return Exit.ok
@@ -87,11 +90,22 @@ func privacyCommand(_ args: [String]) async throws -> Int32 {
         await pool.close()
         if a.flag("json") {
             var o = r.fields
-            o.append(("history", .array(history.map { .object([("at", .string($0.0)), ("action", .string($0.1)),
-                                                                ("details", .raw($0.2))]) })))
+            o.append(
+                (
+                    "history",
+                    .array(
+                        history.map {
+                            .object([
+                                ("at", .string($0.0)), ("action", .string($0.1)),
+                                ("details", .raw($0.2)),
+                            ])
+                        })
+                ))
             print(JSONOut.object(o).text)
         } else {
-            for (k, v) in r.fields { print(pad(k + ":", 16) + (v.text.hasPrefix("\"") ? String(v.text.dropFirst().dropLast()) : v.text)) }
+            for (k, v) in r.fields {
+                print(pad(k + ":", 16) + (v.text.hasPrefix("\"") ? String(v.text.dropFirst().dropLast()) : v.text))
+            }
             print("history:")
             for h in history { print("  \(h.0)  \(h.1)  \(h.2)") }
         }
@@ -149,17 +163,23 @@ func privacyCommand(_ args: [String]) async throws -> Int32 {
         }
         let pool = try openPool(maxConnections: 1)
         let outcome: Result<Int64, PrivacyRefusal> = try await pool.withTransaction { c in
-            guard let deleted: Bool = try await c.query(
-                "SELECT deleted_at IS NOT NULL FROM nexcomet.organizations WHERE id = \(org) FOR SHARE"
-            ).first?.decode(0) else { return .failure(PrivacyRefusal(message: "organization \(org) not found")) }
+            guard
+                let deleted: Bool = try await c.query(
+                    "SELECT deleted_at IS NOT NULL FROM nexcomet.organizations WHERE id = \(org) FOR SHARE"
+                ).first?.decode(0)
+            else { return .failure(PrivacyRefusal(message: "organization \(org) not found")) }
             if deleted && kind != "export" && kind != "erase" {
                 return .failure(PrivacyRefusal(message: "organization \(org) is deleted; only export and erase apply"))
             }
             if let user {
-                guard let owner: Int64 = try await c.query(
-                    "SELECT organization_id FROM nexcomet.users WHERE id = \(user)").first?.decode(0)
+                guard
+                    let owner: Int64 = try await c.query(
+                        "SELECT organization_id FROM nexcomet.users WHERE id = \(user)"
+                    ).first?.decode(0)
                 else { return .failure(PrivacyRefusal(message: "user \(user) not found")) }
-                guard owner == org else { return .failure(PrivacyRefusal(message: "user \(user) does not belong to organization \(org)")) }
+                guard owner == org else {
+                    return .failure(PrivacyRefusal(message: "user \(user) does not belong to organization \(org)"))
+                }
             }
             let id: Int64 = try await c.query(
                 """
@@ -210,16 +230,26 @@ struct PrivacyRow {
     var requested: String, due: String, completed: String?, error: String?, overdue: Bool, resultBytes: Int64
 
     init(_ r: PGRow) throws {
-        id = try r.decode(0); kind = try r.decode(1); status = try r.decode(2); org = try r.decode(3)
-        user = try r.decode(4); requested = try r.decode(5); due = try r.decode(6); completed = try r.decode(7)
-        error = try r.decode(8); overdue = try r.decode(9); resultBytes = try r.decode(10)
+        id = try r.decode(0)
+        kind = try r.decode(1)
+        status = try r.decode(2)
+        org = try r.decode(3)
+        user = try r.decode(4)
+        requested = try r.decode(5)
+        due = try r.decode(6)
+        completed = try r.decode(7)
+        error = try r.decode(8)
+        overdue = try r.decode(9)
+        resultBytes = try r.decode(10)
     }
 
     var fields: [(String, JSONOut)] {
-        [("id", .int(id)), ("kind", .string(kind)), ("status", .string(status)), ("organization_id", .int(org)),
-         ("user_id", user.map { .int($0) } ?? .null), ("requested_at", .string(requested)), ("due_at", .string(due)),
-         ("completed_at", completed.map { .string($0) } ?? .null), ("error", error.map { .string($0) } ?? .null),
-         ("overdue", .bool(overdue)), ("result_bytes", .int(resultBytes))]
+        [
+            ("id", .int(id)), ("kind", .string(kind)), ("status", .string(status)), ("organization_id", .int(org)),
+            ("user_id", user.map { .int($0) } ?? .null), ("requested_at", .string(requested)), ("due_at", .string(due)),
+            ("completed_at", completed.map { .string($0) } ?? .null), ("error", error.map { .string($0) } ?? .null),
+            ("overdue", .bool(overdue)), ("result_bytes", .int(resultBytes)),
+        ]
     }
 
     var json: JSONOut { .object(fields) }
@@ -229,7 +259,8 @@ struct PrivacyRow {
 func privacyStats(_ pool: PGPool) async throws -> (text: String, json: JSONOut) {
     let d = try await PrivacyDeadlines.load(on: pool)
     let open = d.openByKind.reduce(Int64(0)) { $0 + $1.count }
-    let text = "privacy requests: \(open) open (" + d.openByKind.map { "\($0.kind) \($0.count)" }.joined(separator: ", ")
+    let text =
+        "privacy requests: \(open) open (" + d.openByKind.map { "\($0.kind) \($0.count)" }.joined(separator: ", ")
         + "), \(d.overdue) overdue, oldest open \(String(format: "%.1f", d.oldestOpenAgeSeconds / 86400)) days"
     let json = JSONOut.object([
         ("open", .object(d.openByKind.map { ($0.kind, .int($0.count)) })), ("overdue", .int(d.overdue)),

@@ -8,7 +8,8 @@ import Runtime
 func migrateCommand(_ args: [String]) async throws -> Int32 {
     let a = try Arguments(args, valued: ["dir"], flags: [])
     if a.wantsHelp {
-        print("""
+        print(
+            """
             Usage: nexjobs migrate [--dir DIR]
 
             Applies pending NNN_name.sql migrations in order inside one transaction guarded by an advisory lock, and
@@ -49,11 +50,14 @@ func migrateCommand(_ args: [String]) async throws -> Int32 {
 func workerCommand(_ args: [String]) async throws -> Int32 {
     let a = try Arguments(
         args,
-        valued: ["queues", "concurrency", "claim-batch", "poll", "grace", "lease", "heartbeat", "retry-base",
-                 "retry-max", "maintenance-interval", "completed-retention", "failed-retention"],
+        valued: [
+            "queues", "concurrency", "claim-batch", "poll", "grace", "lease", "heartbeat", "retry-base",
+            "retry-max", "maintenance-interval", "completed-retention", "failed-retention",
+        ],
         flags: ["no-maintenance"])
     if a.wantsHelp {
-        print("""
+        print(
+            """
             Usage: nexjobs worker [--queues a,b] [--concurrency N] [options]
 
             Claims jobs with FOR UPDATE SKIP LOCKED and runs them. Wakes on NOTIFY, polls as a fallback.
@@ -85,7 +89,8 @@ func workerCommand(_ args: [String]) async throws -> Int32 {
         o.queues = q.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         guard !o.queues.isEmpty, o.queues.count <= 100 else { throw UsageError("--queues needs 1...100 queue names") }
         for name in o.queues where name.range(of: #"^[A-Za-z0-9_.:-]{1,128}$"#, options: .regularExpression) == nil {
-            throw UsageError("--queues: each queue must be 1-128 of A-Z a-z 0-9 _ . : -, got \(CheckedInput.quote(name))")
+            throw UsageError(
+                "--queues: each queue must be 1-128 of A-Z a-z 0-9 _ . : -, got \(CheckedInput.quote(name))")
         }
     }
     o.concurrency = try a.int("concurrency", range: 1...10_000) ?? o.concurrency
@@ -93,10 +98,14 @@ func workerCommand(_ args: [String]) async throws -> Int32 {
     o.pollInterval = try a.duration("poll", range: .milliseconds(10)...(.seconds(3600))) ?? o.pollInterval
     o.shutdownGrace = try a.duration("grace", range: .zero...(.seconds(3600))) ?? o.shutdownGrace
     o.leaseDuration = try a.duration("lease", range: .seconds(1)...(.seconds(3600))) ?? o.leaseDuration
-    o.heartbeatInterval = try a.duration("heartbeat", range: .milliseconds(100)...(.seconds(600))) ?? o.heartbeatInterval
-    o.maintenanceInterval = try a.duration("maintenance-interval", range: .milliseconds(100)...(.seconds(86_400))) ?? o.maintenanceInterval
-    o.completedRetention = try a.duration("completed-retention", range: .zero...(.seconds(3650 * 86_400))) ?? o.completedRetention
-    o.failedRetention = try a.duration("failed-retention", range: .zero...(.seconds(3650 * 86_400))) ?? o.failedRetention
+    o.heartbeatInterval =
+        try a.duration("heartbeat", range: .milliseconds(100)...(.seconds(600))) ?? o.heartbeatInterval
+    o.maintenanceInterval =
+        try a.duration("maintenance-interval", range: .milliseconds(100)...(.seconds(86_400))) ?? o.maintenanceInterval
+    o.completedRetention =
+        try a.duration("completed-retention", range: .zero...(.seconds(3650 * 86_400))) ?? o.completedRetention
+    o.failedRetention =
+        try a.duration("failed-retention", range: .zero...(.seconds(3650 * 86_400))) ?? o.failedRetention
     o.maintenance = !a.flag("no-maintenance")
     let base = try a.duration("retry-base", range: .milliseconds(1)...(.seconds(86_400))) ?? .seconds(1)
     let maxBackoff = try a.duration("retry-max", range: .milliseconds(1)...(.seconds(30 * 86_400))) ?? .seconds(3600)
@@ -120,10 +129,12 @@ func workerCommand(_ args: [String]) async throws -> Int32 {
 }
 
 func enqueueCommand(_ args: [String]) async throws -> Int32 {
-    let a = try Arguments(args, valued: ["args", "queue", "priority", "run-at", "in", "unique-key", "max-attempts"],
-                          flags: ["json"])
+    let a = try Arguments(
+        args, valued: ["args", "queue", "priority", "run-at", "in", "unique-key", "max-attempts"],
+        flags: ["json"])
     if a.wantsHelp {
-        print("""
+        print(
+            """
             Usage: nexjobs enqueue KIND [--args JSON] [--queue Q] [--priority P] [--run-at ISO8601 | --in 90s]
                                         [--unique-key K] [--max-attempts N] [--json]
 
@@ -202,16 +213,18 @@ func jobsCommand(_ args: [String]) async throws -> Int32 {
         for name in ["kind", "queue"] { _ = try a.text(name, bytes: 1...128) }
         let limit = try a.int("limit", range: 1...10_000) ?? 50
         let pool = try openPool(maxConnections: 1)
-        let jobs = try await JobClient(pool: pool).list(state: state, kind: a.options["kind"],
-                                                        queue: a.options["queue"], limit: limit)
+        let jobs = try await JobClient(pool: pool).list(
+            state: state, kind: a.options["kind"],
+            queue: a.options["queue"], limit: limit)
         await pool.close()
         if a.flag("json") {
             print(JSONOut.array(jobs.map(jobJSON)).text)
         } else {
             print(pad("ID", 10) + pad("STATE", 11) + pad("KIND", 20) + pad("QUEUE", 12) + pad("ATTEMPT", 9) + "RUN AT")
             for j in jobs {
-                print(pad(String(j.id), 10) + pad(j.state.rawValue, 11) + pad(j.kind, 20) + pad(j.queue, 12)
-                      + pad("\(j.attempt)/\(j.maxAttempts)", 9) + PGTimestamp.format(j.runAt))
+                print(
+                    pad(String(j.id), 10) + pad(j.state.rawValue, 11) + pad(j.kind, 20) + pad(j.queue, 12)
+                        + pad("\(j.attempt)/\(j.maxAttempts)", 9) + PGTimestamp.format(j.runAt))
             }
         }
     case "show":
@@ -222,7 +235,8 @@ func jobsCommand(_ args: [String]) async throws -> Int32 {
         if a.flag("json") {
             print(jobJSON(job).text)
         } else {
-            print("""
+            print(
+                """
                 id:           \(job.id)
                 kind:         \(job.kind)
                 queue:        \(job.queue)
@@ -261,7 +275,8 @@ func jobsCommand(_ args: [String]) async throws -> Int32 {
 func statsCommand(_ args: [String]) async throws -> Int32 {
     let a = try Arguments(args, valued: [], flags: ["json"])
     if a.wantsHelp {
-        print("""
+        print(
+            """
             Usage: nexjobs stats [--json]
 
             Jobs by queue and state, the oldest due job's age, completions in the last 1 and 5 minutes, live workers
@@ -273,14 +288,16 @@ func statsCommand(_ args: [String]) async throws -> Int32 {
     let pool = try openPool(maxConnections: 1)
     let stats = try await JobClient(pool: pool).stats()
     let workers: Int = try await pool.query(
-        "SELECT count(*)::int FROM nexjobs.workers WHERE lease_until > now()").first!.decode(0)
+        "SELECT count(*)::int FROM nexjobs.workers WHERE lease_until > now()"
+    ).first!.decode(0)
     let leader = try await currentLeader(pool)
     let privacy = try await privacyStats(pool)
     await pool.close()
     if a.flag("json") {
         let queues = stats.map { s in
             JSONOut.object([
-                ("queue", .string(s.queue)), ("available", .int(Int64(s.available))), ("running", .int(Int64(s.running))),
+                ("queue", .string(s.queue)), ("available", .int(Int64(s.available))),
+                ("running", .int(Int64(s.running))),
                 ("retryable", .int(Int64(s.retryable))), ("completed", .int(Int64(s.completed))),
                 ("failed", .int(Int64(s.failed))), ("cancelled", .int(Int64(s.cancelled))),
                 ("oldest_due_seconds", s.oldestDueSeconds.map { .double($0) } ?? .null),
@@ -288,17 +305,23 @@ func statsCommand(_ args: [String]) async throws -> Int32 {
                 ("completed_last_5_minutes", .int(Int64(s.completedLast5Minutes))),
             ])
         }
-        print(JSONOut.object([("queues", .array(queues)), ("live_workers", .int(Int64(workers))),
-                              ("scheduler_leader", leader.map { .string($0) } ?? .null),
-                              ("privacy_requests", privacy.json)]).text)
+        print(
+            JSONOut.object([
+                ("queues", .array(queues)), ("live_workers", .int(Int64(workers))),
+                ("scheduler_leader", leader.map { .string($0) } ?? .null),
+                ("privacy_requests", privacy.json),
+            ]).text)
     } else {
-        print(pad("QUEUE", 14) + pad("AVAIL", 8) + pad("RUNNING", 8) + pad("RETRY", 8) + pad("DONE", 10) + pad("FAILED", 8)
-              + pad("CANCEL", 8) + pad("OLDEST", 10) + "DONE/MIN")
+        print(
+            pad("QUEUE", 14) + pad("AVAIL", 8) + pad("RUNNING", 8) + pad("RETRY", 8) + pad("DONE", 10)
+                + pad("FAILED", 8)
+                + pad("CANCEL", 8) + pad("OLDEST", 10) + "DONE/MIN")
         for s in stats {
             let oldest = s.oldestDueSeconds.map { $0.isFinite ? String(format: "%.1fs", $0) : "infinite" } ?? "-"
-            print(pad(s.queue, 14) + pad("\(s.available)", 8) + pad("\(s.running)", 8) + pad("\(s.retryable)", 8)
-                  + pad("\(s.completed)", 10) + pad("\(s.failed)", 8) + pad("\(s.cancelled)", 8) + pad(oldest, 10)
-                  + "\(s.completedLastMinute)")
+            print(
+                pad(s.queue, 14) + pad("\(s.available)", 8) + pad("\(s.running)", 8) + pad("\(s.retryable)", 8)
+                    + pad("\(s.completed)", 10) + pad("\(s.failed)", 8) + pad("\(s.cancelled)", 8) + pad(oldest, 10)
+                    + "\(s.completedLastMinute)")
         }
         print("live workers: \(workers)")
         print("scheduler leader: \(leader ?? "none")")
@@ -317,10 +340,16 @@ func jobJSON(_ j: JobRecord) -> JSONOut {
         ("created_at", .string(PGTimestamp.format(j.createdAt))),
         ("attempted_at", j.attemptedAt.map { .string(PGTimestamp.format($0)) } ?? .null),
         ("finished_at", j.finishedAt.map { .string(PGTimestamp.format($0)) } ?? .null),
-        ("errors", .array(j.errors.map { e in
-            .object([("at", .string(e.at)), ("attempt", .int(Int64(e.attempt))), ("error", .string(e.error)),
-                     ("worker", e.worker.map { .string($0) } ?? .null)])
-        })),
+        (
+            "errors",
+            .array(
+                j.errors.map { e in
+                    .object([
+                        ("at", .string(e.at)), ("attempt", .int(Int64(e.attempt))), ("error", .string(e.error)),
+                        ("worker", e.worker.map { .string($0) } ?? .null),
+                    ])
+                })
+        ),
     ])
 }
 

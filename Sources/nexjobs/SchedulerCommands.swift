@@ -49,9 +49,12 @@ func schedulerCommand(_ args: [String]) async throws -> Int32 {
     var o = SchedulerOptions()
     o.tick = try a.duration("tick", range: .milliseconds(10)...(.seconds(3600))) ?? o.tick
     o.election.term = try a.duration("term", range: .seconds(1)...(.seconds(3600))) ?? o.election.term
-    o.election.renewInterval = try a.duration("renew", range: .milliseconds(100)...(.seconds(3600))) ?? o.election.renewInterval
-    o.election.standbyRetry = try a.duration("standby-retry", range: .milliseconds(100)...(.seconds(3600))) ?? o.election.standbyRetry
-    o.election.safetyMargin = try a.duration("safety-margin", range: .zero...(.seconds(3600))) ?? o.election.safetyMargin
+    o.election.renewInterval =
+        try a.duration("renew", range: .milliseconds(100)...(.seconds(3600))) ?? o.election.renewInterval
+    o.election.standbyRetry =
+        try a.duration("standby-retry", range: .milliseconds(100)...(.seconds(3600))) ?? o.election.standbyRetry
+    o.election.safetyMargin =
+        try a.duration("safety-margin", range: .zero...(.seconds(3600))) ?? o.election.safetyMargin
     guard o.tick >= .milliseconds(10) else { throw UsageError("--tick must be at least 10ms") }
     do { try o.election.validate() } catch let e as ScheduleSpecError { throw UsageError(e.message) }
     var syncs = ConnectionSyncSource()
@@ -334,9 +337,11 @@ func checkScheduleArgs(kind: String, args: String) throws {
             throw UsageError("--args must be a JSON object")
         }
         let known: Set<String> =
-            kind == "nexjobs.rescue" ? ["batch_size"] : ["batch_size", "completed_retention", "failed_retention", "fires_retention"]
+            kind == "nexjobs.rescue"
+            ? ["batch_size"] : ["batch_size", "completed_retention", "failed_retention", "fires_retention"]
         for key in object.keys where !known.contains(key) {
-            throw UsageError("--args: \(kind) takes \(known.sorted().joined(separator: ", ")), not \(CheckedInput.quote(key))")
+            throw UsageError(
+                "--args: \(kind) takes \(known.sorted().joined(separator: ", ")), not \(CheckedInput.quote(key))")
         }
         struct Batch: Decodable { var batch_size: Int? }
         if object["batch_size"] != nil {
@@ -362,12 +367,12 @@ func checkMaintenanceIntervals(kind: String, args: String, pool: PGPool) async t
         let ok: Bool?
         do {
             ok = try await pool.query(
-            """
-            SELECT CASE WHEN \(PGJSON(args))::jsonb ? \(key)
-                        THEN (\(PGJSON(args))::jsonb->>\(key))::interval BETWEEN interval '0' AND interval '100 years'
-                        ELSE true END
-            """
-        ).first?.decode(0, as: Bool?.self)
+                """
+                SELECT CASE WHEN \(PGJSON(args))::jsonb ? \(key)
+                            THEN (\(PGJSON(args))::jsonb->>\(key))::interval BETWEEN interval '0' AND interval '100 years'
+                            ELSE true END
+                """
+            ).first?.decode(0, as: Bool?.self)
         } catch let e as PGError where e.sqlState?.hasPrefix("22") == true {
             ok = false
         }

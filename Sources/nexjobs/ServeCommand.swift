@@ -10,7 +10,8 @@ import Sync
 func serveCommand(_ args: [String]) async throws -> Int32 {
     let a = try Arguments(args, valued: ["listen", "max-connections", "max-client-connections"], flags: [])
     if a.wantsHelp {
-        print("""
+        print(
+            """
             Usage: nexjobs serve [--listen HOST:PORT] [--max-connections N] [--max-client-connections N]
 
             Serves HTTP until SIGTERM/SIGINT (then finishes requests in flight, at most 5 s, and exits 0):
@@ -98,7 +99,8 @@ func serveCommand(_ args: [String]) async throws -> Int32 {
         printErr("error: cannot listen on \(listen): \(error)")
         return Exit.failure
     }
-    logger.info("serving", ("address", "\(host):\(bound)"), ("webhooks", secret == nil ? "disabled" : "enabled"),
+    logger.info(
+        "serving", ("address", "\(host):\(bound)"), ("webhooks", secret == nil ? "disabled" : "enabled"),
         ("metrics", metricsToken == nil ? "disabled" : "enabled"))
     let signals = SignalHandler(signals: [SIGTERM, SIGINT]) { sig in
         logger.info("signal received; shutting down", ("signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"))

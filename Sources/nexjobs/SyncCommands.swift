@@ -85,7 +85,9 @@ func connectionsCommand(_ args: [String]) async throws -> Int32 {
         if let s = try a.int("refresh-expires-in", range: 1...OAuthTokens.longestLifetime) {
             tokens.refreshTokenExpiresAt = Date().addingTimeInterval(Double(s))
         }
-        let scopes = (try a.text("scopes", bytes: 0...1000) ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+        let scopes = (try a.text("scopes", bytes: 0...1000) ?? "").split(separator: ",").map {
+            $0.trimmingCharacters(in: .whitespaces)
+        }
         let pool = try openPool(maxConnections: 1)
         let store = ConnectionStore(vault: TokenVault(keyRing: ring))
         let exists: Bool = try await pool.query(
@@ -189,7 +191,10 @@ func readTokens(_ data: Data) throws -> OAuthTokens {
             guard let n = raw as? NSNumber, !(raw is Bool), n.doubleValue.isFinite,
                 n.doubleValue == n.doubleValue.rounded(), n.doubleValue >= 1,
                 n.doubleValue <= Double(OAuthTokens.longestLifetime)
-            else { throw UsageError("expires_in on standard input must be whole seconds in 1...\(OAuthTokens.longestLifetime)") }
+            else {
+                throw UsageError(
+                    "expires_in on standard input must be whole seconds in 1...\(OAuthTokens.longestLifetime)")
+            }
             tokens.accessTokenExpiresAt = Date().addingTimeInterval(n.doubleValue)
         }
         return tokens

@@ -71,7 +71,8 @@ final class ImportGraphTests: XCTestCase {
     static func declared() throws -> [String: Set<String>] {
         let text = try String(contentsOf: root.appendingPathComponent("Package.swift"), encoding: .utf8)
         var result: [String: Set<String>] = [:]
-        let pattern = #"\.(?:target|executableTarget|systemLibrary)\(\s*name:\s*"([^"]+)"(?:,\s*dependencies:\s*\[([^\]]*)\])?"#
+        let pattern =
+            #"\.(?:target|executableTarget|systemLibrary)\(\s*name:\s*"([^"]+)"(?:,\s*dependencies:\s*\[([^\]]*)\])?"#
         let regex = try NSRegularExpression(pattern: pattern)
         let ns = text as NSString
         for m in regex.matches(in: text, range: NSRange(location: 0, length: ns.length)) {

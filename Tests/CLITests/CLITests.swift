@@ -8,7 +8,10 @@ final class CLITests: XCTestCase {
     var db: TestDatabase!
 
     override func setUp() async throws {
-        do { db = try await TestDatabase.create(name) } catch { XCTFail("\(error)"); throw error }
+        do { db = try await TestDatabase.create(name) } catch {
+            XCTFail("\(error)")
+            throw error
+        }
     }
 
     override func tearDown() async throws { await db?.drop() }
@@ -22,8 +25,10 @@ final class CLITests: XCTestCase {
     }
 
     func testEveryCommandHasHelp() async throws {
-        for cmd in [["--help"], ["migrate", "--help"], ["worker", "--help"], ["enqueue", "--help"], ["jobs", "--help"],
-                    ["stats", "--help"], ["serve", "--help"], ["scheduler", "--help"], ["schedules", "--help"]] {
+        for cmd in [
+            ["--help"], ["migrate", "--help"], ["worker", "--help"], ["enqueue", "--help"], ["jobs", "--help"],
+            ["stats", "--help"], ["serve", "--help"], ["scheduler", "--help"], ["schedules", "--help"],
+        ] {
             let (code, out) = try await NexjobsProcess.run(cmd, databaseURL: nil)
             XCTAssertEqual(code, 0, "\(cmd): \(out)")
             XCTAssertTrue(out.contains("Usage"), "\(cmd): \(out)")
@@ -34,8 +39,9 @@ final class CLITests: XCTestCase {
     }
 
     func testEnqueueShowRetryCancelRoundTrip() async throws {
-        var (code, out) = try await nexjobs("enqueue", "noop", "--args", #"{"sleep_ms": 5}"#, "--queue", "q1",
-                                            "--priority", "3", "--in", "1h", "--unique-key", "u1")
+        var (code, out) = try await nexjobs(
+            "enqueue", "noop", "--args", #"{"sleep_ms": 5}"#, "--queue", "q1",
+            "--priority", "3", "--in", "1h", "--unique-key", "u1")
         XCTAssertEqual(code, 0, out)
         let id = out.trimmingCharacters(in: .whitespacesAndNewlines)
         XCTAssertNotNil(Int64(id), out)

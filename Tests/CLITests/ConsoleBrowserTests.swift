@@ -31,14 +31,19 @@ final class ConsoleBrowserTests: XCTestCase {
                       jsonb_build_object('at', now(), 'attempt', 2, 'error', 'HTTP 502 from the platform', 'worker', 'w2')))
             RETURNING id
             """)
-        let xssArgs = #"{"name": "<script>window.__xss=1;document.title='pwned'</script>", "note": "\"><img src=x onerror=\"window.__xss=2;document.title='pwned'\">", "access_token": "sekret-value-1"}"#
-        let xss = try await pool.query("SELECT nexjobs.enqueue('noop', \(PGJSON(xssArgs))::jsonb)").first!.decode(0, as: Int64.self)
+        let xssArgs =
+            #"{"name": "<script>window.__xss=1;document.title='pwned'</script>", "note": "\"><img src=x onerror=\"window.__xss=2;document.title='pwned'\">", "access_token": "sekret-value-1"}"#
+        let xss = try await pool.query("SELECT nexjobs.enqueue('noop', \(PGJSON(xssArgs))::jsonb)").first!.decode(
+            0, as: Int64.self)
         _ = try await one("SELECT nexjobs.enqueue('noop', '{}', 'reports', 0, now() + interval '2 hours')")
         try await pool.execute(
-            "INSERT INTO nexjobs.workers (id, host, pid, queues, concurrency, lease_until) VALUES ('host-1:4242', 'host-1', 4242, '{default}', 8, now() + interval '1 hour')")
+            "INSERT INTO nexjobs.workers (id, host, pid, queues, concurrency, lease_until) VALUES ('host-1:4242', 'host-1', 4242, '{default}', 8, now() + interval '1 hour')"
+        )
         try await pool.execute(
-            "INSERT INTO nexjobs.leader (name, holder, term_until) VALUES ('scheduler', 'host-1:4243', now() + interval '1 hour')")
-        let org = try await one("INSERT INTO nexcomet.organizations (name, plan) VALUES ('Acme Ads', 'pro') RETURNING id")
+            "INSERT INTO nexjobs.leader (name, holder, term_until) VALUES ('scheduler', 'host-1:4243', now() + interval '1 hour')"
+        )
+        let org = try await one(
+            "INSERT INTO nexcomet.organizations (name, plan) VALUES ('Acme Ads', 'pro') RETURNING id")
         try await pool.execute(
             """
             INSERT INTO nexcomet.ad_connections (organization_id, platform, status, last_synced_at, last_error)
@@ -53,12 +58,15 @@ final class ConsoleBrowserTests: XCTestCase {
             """)
 
         let serve = NexjobsProcess(
-            ["serve", "--listen", "127.0.0.1:0"], databaseURL: db.url, environment: ["NEXJOBS_CONSOLE_TOKENS": "other-token-abcdefghijkl," + token])
+            ["serve", "--listen", "127.0.0.1:0"], databaseURL: db.url,
+            environment: ["NEXJOBS_CONSOLE_TOKENS": "other-token-abcdefghijkl," + token])
         try serve.start()
         addTeardownBlock { serve.signal(SIGKILL) }
         var port = 0
         try await assertEventually(timeout: .seconds(30), "serve prints its address: \(serve.text)") {
-            guard let r = serve.text.range(of: #"address=127\.0\.0\.1:(\d+)"#, options: .regularExpression) else { return false }
+            guard let r = serve.text.range(of: #"address=127\.0\.0\.1:(\d+)"#, options: .regularExpression) else {
+                return false
+            }
             port = Int(serve.text[r].split(separator: ":").last!) ?? 0
             return port > 0
         }
@@ -79,7 +87,9 @@ final class ConsoleBrowserTests: XCTestCase {
 
         // Every page.
         let overview = try await driver.text("main")
-        for s in ["default", "host-1:4242", "host-1:4243", "sync_ad_account"] { XCTAssertTrue(overview.contains(s), "overview lacks \(s): \(overview)") }
+        for s in ["default", "host-1:4242", "host-1:4243", "sync_ad_account"] {
+            XCTAssertTrue(overview.contains(s), "overview lacks \(s): \(overview)")
+        }
         try await driver.screenshot("overview")
         try await driver.go(base + "/schedules")
         let schedules = try await driver.text("main")
@@ -88,7 +98,9 @@ final class ConsoleBrowserTests: XCTestCase {
         try await driver.screenshot("schedules")
         try await driver.go(base + "/connections")
         let connections = try await driver.text("main")
-        XCTAssertTrue(connections.contains("Acme Ads") && connections.contains("needs_reauth") && connections.contains("invalid_grant"), connections)
+        XCTAssertTrue(
+            connections.contains("Acme Ads") && connections.contains("needs_reauth")
+                && connections.contains("invalid_grant"), connections)
         try await driver.screenshot("connections")
         try await driver.go(base + "/privacy")
         let overdueRows = try await driver.count("tr.overdue")
@@ -112,7 +124,8 @@ final class ConsoleBrowserTests: XCTestCase {
         try await driver.go(base + "/jobs/\(failed)")
         let page = try await driver.text("main")
         XCTAssertTrue(page.contains("HTTP 500 from the platform") && page.contains("HTTP 502 from the platform"), page)
-        XCTAssertTrue(page.contains("enqueued") && page.contains("attempt 1 failed") && page.contains("attempt 2 failed"), page)
+        XCTAssertTrue(
+            page.contains("enqueued") && page.contains("attempt 1 failed") && page.contains("attempt 2 failed"), page)
         try await driver.screenshot("job")
         try await driver.click("form[action='/jobs/\(failed)/retry'] input[name=confirm]")
         try await driver.click("form[action='/jobs/\(failed)/retry'] button")
@@ -147,9 +160,11 @@ final class ConsoleBrowserTests: XCTestCase {
         XCTAssertEqual(noSession.status, 401)
         let noCSRF = try await http(base + "/jobs/\(xss)/cancel", form: "confirm=yes", cookie: cookie)
         XCTAssertEqual(noCSRF.status, 403)
-        let staleCSRF = try await http(base + "/jobs/\(xss)/cancel", form: "confirm=yes&csrf=" + String(repeating: "0", count: 64), cookie: cookie)
+        let staleCSRF = try await http(
+            base + "/jobs/\(xss)/cancel", form: "confirm=yes&csrf=" + String(repeating: "0", count: 64), cookie: cookie)
         XCTAssertEqual(staleCSRF.status, 403)
-        let bulkNoCSRF = try await http(base + "/jobs/bulk", form: "action=cancel&state=available&confirm=yes", cookie: cookie)
+        let bulkNoCSRF = try await http(
+            base + "/jobs/bulk", form: "action=cancel&state=available&confirm=yes", cookie: cookie)
         XCTAssertEqual(bulkNoCSRF.status, 403)
         let xssState: String = try await pool.query("SELECT state FROM nexjobs.jobs WHERE id = \(xss)").first!.decode(0)
         XCTAssertEqual(xssState, "available", "refused requests changed nothing")
@@ -157,7 +172,8 @@ final class ConsoleBrowserTests: XCTestCase {
         XCTAssertEqual(badFilter.status, 400)
         let unknown = try await http(base + "/jobs/987654321", cookie: cookie)
         XCTAssertEqual(unknown.status, 404)
-        for (name, value) in [("Content-Security-Policy", "default-src 'none'"), ("X-Content-Type-Options", "nosniff")] {
+        for (name, value) in [("Content-Security-Policy", "default-src 'none'"), ("X-Content-Type-Options", "nosniff")]
+        {
             XCTAssertTrue(unknown.headers[name]?.contains(value) == true, "\(name): \(unknown.headers)")
         }
         try await pool.execute("UPDATE nexjobs.console_sessions SET expires_at = now() - interval '1 second'")
@@ -225,7 +241,8 @@ final class WebDriver: @unchecked Sendable {
             let chromedriver = find(["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"])
         else {
             throw TestEnvironmentError(
-                description: "chromium and chromedriver are needed: apt-get install chromium chromium-driver (.ci/run does)")
+                description:
+                    "chromium and chromedriver are needed: apt-get install chromium chromium-driver (.ci/run does)")
         }
         var lastError = ""
         for _ in 0..<5 {
@@ -252,7 +269,10 @@ final class WebDriver: @unchecked Sendable {
                         "browserName": "chrome",
                         "goog:chromeOptions": [
                             "binary": chromium,
-                            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,1000"],
+                            "args": [
+                                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                                "--window-size=1280,1000",
+                            ],
                         ],
                     ]
                 ]
@@ -291,7 +311,8 @@ final class WebDriver: @unchecked Sendable {
         let object = (try JSONSerialization.jsonObject(with: data)) as? [String: Any] ?? [:]
         if let value = object["value"] as? [String: Any] {
             if let error = value["error"] as? String {
-                throw TestEnvironmentError(description: "WebDriver \(method) \(path): \(error): \(value["message"] ?? "")")
+                throw TestEnvironmentError(
+                    description: "WebDriver \(method) \(path): \(error): \(value["message"] ?? "")")
             }
             return value
         }
@@ -299,8 +320,12 @@ final class WebDriver: @unchecked Sendable {
     }
 
     func go(_ url: String) async throws { try await request("POST", "/session/\(session)/url", ["url": url]) }
-    func currentURL() async throws -> String { try await request("GET", "/session/\(session)/url")["value"] as? String ?? "" }
-    func title() async throws -> String { try await request("GET", "/session/\(session)/title")["value"] as? String ?? "" }
+    func currentURL() async throws -> String {
+        try await request("GET", "/session/\(session)/url")["value"] as? String ?? ""
+    }
+    func title() async throws -> String {
+        try await request("GET", "/session/\(session)/title")["value"] as? String ?? ""
+    }
 
     func element(_ css: String) async throws -> String {
         let v = try await request("POST", "/session/\(session)/element", ["using": "css selector", "value": css])
@@ -369,11 +394,14 @@ enum RawHTTP {
         addr.sin_port = in_port_t(UInt16(port).bigEndian)
         addr.sin_addr.s_addr = inet_addr("127.0.0.1")
         let connected = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
         guard connected == 0 else { throw TestEnvironmentError(description: "connect to port \(port) failed") }
         var request = Data(
-            "\(method) \(path) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: \(body.count)\r\n\r\n".utf8)
+            "\(method) \(path) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: \(body.count)\r\n\r\n"
+                .utf8)
         request.append(body)
         try request.withUnsafeBytes { raw in
             var sent = 0

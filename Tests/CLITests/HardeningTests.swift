@@ -9,7 +9,10 @@ final class HardeningTests: XCTestCase {
     var db: TestDatabase!
 
     override func setUp() async throws {
-        do { db = try await TestDatabase.create(name) } catch { XCTFail("\(error)"); throw error }
+        do { db = try await TestDatabase.create(name) } catch {
+            XCTFail("\(error)")
+            throw error
+        }
     }
 
     override func tearDown() async throws { await db?.drop() }
@@ -23,13 +26,18 @@ final class HardeningTests: XCTestCase {
     }
 
     /// Runs `args`, expects exit 2 with every `mentions` in the output, and no new job or schedule.
-    func refused(_ args: [String], mentions: [String], env: [String: String] = [:], file: StaticString = #filePath,
-                 line: UInt = #line) async throws {
+    func refused(
+        _ args: [String], mentions: [String], env: [String: String] = [:], file: StaticString = #filePath,
+        line: UInt = #line
+    ) async throws {
         let jobs = try await count("nexjobs.jobs")
         let schedules = try await count("nexjobs.schedules")
         let (code, out) = try await NexjobsProcess.run(args, databaseURL: db.url, environment: env)
         XCTAssertEqual(code, 2, "\(args.prefix(6)): \(out.prefix(400))", file: file, line: line)
-        for m in mentions { XCTAssertTrue(out.contains(m), "\(args.prefix(6)) should mention \(m): \(out.prefix(400))", file: file, line: line) }
+        for m in mentions {
+            XCTAssertTrue(
+                out.contains(m), "\(args.prefix(6)) should mention \(m): \(out.prefix(400))", file: file, line: line)
+        }
         let jobsAfter = try await count("nexjobs.jobs")
         let schedulesAfter = try await count("nexjobs.schedules")
         XCTAssertEqual(jobsAfter, jobs, "\(args.prefix(6)) changed nexjobs.jobs", file: file, line: line)
@@ -42,17 +50,22 @@ final class HardeningTests: XCTestCase {
         try await refused(["worker", "--lease", "inf"], mentions: ["--lease", "1s...1h"])
         try await refused(["worker", "--grace", "nan"], mentions: ["--grace"])
         try await refused(["scheduler", "--tick", "9223372036854775808s"], mentions: ["--tick"])
-        try await refused(["schedules", "add", "e", "--cron", "@every 1e300", "--kind", "noop"],
-                          mentions: ["@every", "1s...3650d"])
-        try await refused(["schedules", "add", "e", "--cron", "@every 99999999999d", "--kind", "noop"],
-                          mentions: ["1s...3650d"])
+        try await refused(
+            ["schedules", "add", "e", "--cron", "@every 1e300", "--kind", "noop"],
+            mentions: ["@every", "1s...3650d"])
+        try await refused(
+            ["schedules", "add", "e", "--cron", "@every 99999999999d", "--kind", "noop"],
+            mentions: ["1s...3650d"])
     }
 
     func testExpiresInOnStdinIsRangeChecked() async throws {
         let org: Int64 = try await db.pool.query(
-            "INSERT INTO nexcomet.organizations (name, plan) VALUES ('o', 'free') RETURNING id").first!.decode(0)
-        let keys = ["NEXJOBS_TOKEN_KEYS": "k1:" + Data(repeating: 7, count: 32).base64EncodedString(),
-                    "DATABASE_URL": db.url]
+            "INSERT INTO nexcomet.organizations (name, plan) VALUES ('o', 'free') RETURNING id"
+        ).first!.decode(0)
+        let keys = [
+            "NEXJOBS_TOKEN_KEYS": "k1:" + Data(repeating: 7, count: 32).base64EncodedString(),
+            "DATABASE_URL": db.url,
+        ]
         for bad in ["1e300", "-5", "1.5", "true", "9223372036854775808"] {
             let (code, out) = try await NexjobsProcess.run(
                 ["connections", "add", "--org", "\(org)", "--platform", "tiktok"],
@@ -78,15 +91,18 @@ final class HardeningTests: XCTestCase {
         let (code, out) = try await nexjobs("enqueue", "noop", "--run-at", "2026-12-01T09:00:00+02:00")
         XCTAssertEqual(code, 0, out)
         let stored: String = try await db.pool.query(
-            "SELECT to_char(run_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI') FROM nexjobs.jobs").first!.decode(0)
+            "SELECT to_char(run_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI') FROM nexjobs.jobs"
+        ).first!.decode(0)
         XCTAssertEqual(stored, "2026-12-01 07:00")
     }
 
     func testValuesPostgresWouldRefuseExit2() async throws {
-        try await refused(["enqueue", "noop", "--unique-key", String(repeating: "k", count: 9000)],
-                          mentions: ["--unique-key", "1...1000 bytes"])
+        try await refused(
+            ["enqueue", "noop", "--unique-key", String(repeating: "k", count: 9000)],
+            mentions: ["--unique-key", "1...1000 bytes"])
         let longCron = (0..<120).map(String.init).joined(separator: ",") + " * * * *"
-        try await refused(["schedules", "add", "long", "--cron", longCron, "--kind", "noop"], mentions: ["--cron", "200"])
+        try await refused(
+            ["schedules", "add", "long", "--cron", longCron, "--kind", "noop"], mentions: ["--cron", "200"])
         try await refused(["enqueue", "noop", "--priority", "40000"], mentions: ["--priority", "-32768...32767"])
         // SQL function errors of class 22 (here: a non-finite run_at given to nexjobs.enqueue) map to exit 2 too.
         do {
@@ -110,24 +126,40 @@ final class HardeningTests: XCTestCase {
         try await refused(["enqueue", "noop", "--args", #"{"sleep_ms": -1}"#], mentions: ["sleep_ms", "0...86400000"])
         try await refused(["enqueue", "noop", "--args", #"{"sleep_ms": 1e300}"#], mentions: ["noop"])
         try await refused(["enqueue", "retention_purge", "--args", #"{"batch_size": 0}"#], mentions: ["batch_size"])
-        try await refused(["enqueue", "sync_ad_account", "--args", #"{"ad_account_id": 1, "from": "2026-13-45", "to": "2026-01-01"}"#],
-                          mentions: ["from and to"])
+        try await refused(
+            [
+                "enqueue", "sync_ad_account", "--args",
+                #"{"ad_account_id": 1, "from": "2026-13-45", "to": "2026-01-01"}"#,
+            ],
+            mentions: ["from and to"])
         // Unknown kinds are another build's business: their args pass when they are a JSON object.
         let (code, out) = try await nexjobs("enqueue", "some_other_kind", "--args", #"{"x": 1e300}"#)
         XCTAssertEqual(code, 0, out)
     }
 
     func testSchedulesRefuseArgsTheirKindWouldRefuse() async throws {
-        try await refused(["schedules", "add", "r0", "--kind", "nexjobs.rescue", "--cron", "@every 5s", "--args", #"{"batch_size":0}"#],
-                          mentions: ["batch_size", "1...100000"])
-        try await refused(["schedules", "add", "p0", "--kind", "nexjobs.prune", "--cron", "@every 1m", "--args",
-                           #"{"completed_retention":"-1 day"}"#], mentions: ["completed_retention"])
-        try await refused(["schedules", "add", "p1", "--kind", "nexjobs.prune", "--cron", "@every 1m", "--args",
-                           #"{"completed_retention":"soon"}"#], mentions: ["completed_retention"])
-        try await refused(["schedules", "add", "n0", "--kind", "noop", "--cron", "@every 5s", "--args", #"{"fail_times":-3}"#],
-                          mentions: ["fail_times"])
+        try await refused(
+            [
+                "schedules", "add", "r0", "--kind", "nexjobs.rescue", "--cron", "@every 5s", "--args",
+                #"{"batch_size":0}"#,
+            ],
+            mentions: ["batch_size", "1...100000"])
+        try await refused(
+            [
+                "schedules", "add", "p0", "--kind", "nexjobs.prune", "--cron", "@every 1m", "--args",
+                #"{"completed_retention":"-1 day"}"#,
+            ], mentions: ["completed_retention"])
+        try await refused(
+            [
+                "schedules", "add", "p1", "--kind", "nexjobs.prune", "--cron", "@every 1m", "--args",
+                #"{"completed_retention":"soon"}"#,
+            ], mentions: ["completed_retention"])
+        try await refused(
+            ["schedules", "add", "n0", "--kind", "noop", "--cron", "@every 5s", "--args", #"{"fail_times":-3}"#],
+            mentions: ["fail_times"])
         // A schedule written through SQL with args its kind refuses cannot be enabled.
-        try await db.pool.execute("""
+        try await db.pool.execute(
+            """
             INSERT INTO nexjobs.schedules (name, cron, timezone, kind, args, enabled)
             VALUES ('bad_rescue', '@every 5s', 'UTC', 'nexjobs.rescue', '{"batch_size": 0}', false)
             """)
@@ -135,17 +167,21 @@ final class HardeningTests: XCTestCase {
         XCTAssertEqual(code, 2, out)
         XCTAssertTrue(out.contains("batch_size"), out)
         let enabled: Bool = try await db.pool.query(
-            "SELECT enabled FROM nexjobs.schedules WHERE name = 'bad_rescue'").first!.decode(0)
+            "SELECT enabled FROM nexjobs.schedules WHERE name = 'bad_rescue'"
+        ).first!.decode(0)
         XCTAssertFalse(enabled)
-        let (ok, okOut) = try await nexjobs("schedules", "add", "r1", "--kind", "nexjobs.rescue", "--cron", "@every 5s",
-                                            "--args", #"{"batch_size":500}"#)
+        let (ok, okOut) = try await nexjobs(
+            "schedules", "add", "r1", "--kind", "nexjobs.rescue", "--cron", "@every 5s",
+            "--args", #"{"batch_size":500}"#)
         XCTAssertEqual(ok, 0, okOut)
     }
 
     func testEnvironmentSettingsAreRangeChecked() async throws {
-        for (name, value) in [("NEXJOBS_SYNC_RETENTION_FREE", "1e300"), ("NEXJOBS_SYNC_LOOKBACK_TIKTOK", "-1"),
-                              ("NEXJOBS_SYNC_RATE_LIMIT_SNOOZE", "inf"), ("NEXJOBS_RATE_LIMIT_RPS", "nan"),
-                              ("NEXJOBS_SYNC_TRANSIENT_RETRIES", "99"), ("NEXJOBS_LOG_LEVEL", "loud")] {
+        for (name, value) in [
+            ("NEXJOBS_SYNC_RETENTION_FREE", "1e300"), ("NEXJOBS_SYNC_LOOKBACK_TIKTOK", "-1"),
+            ("NEXJOBS_SYNC_RATE_LIMIT_SNOOZE", "inf"), ("NEXJOBS_RATE_LIMIT_RPS", "nan"),
+            ("NEXJOBS_SYNC_TRANSIENT_RETRIES", "99"), ("NEXJOBS_LOG_LEVEL", "loud"),
+        ] {
             try await refused(["worker"], mentions: [name], env: [name: value])
             try await refused(["scheduler", "--once"], mentions: [name], env: [name: value])
         }
@@ -153,7 +189,10 @@ final class HardeningTests: XCTestCase {
 
     func testReadersWorkWithExtremeTimestamps() async throws {
         // Rows written through SQL before migration 026, or straight into the table.
-        for v in ["-infinity", "infinity", "0044-03-15 00:00:00+00 BC", "200000-01-01 00:00:00+00", "4713-01-01 00:00:00+00 BC"] {
+        for v in [
+            "-infinity", "infinity", "0044-03-15 00:00:00+00 BC", "200000-01-01 00:00:00+00",
+            "4713-01-01 00:00:00+00 BC",
+        ] {
             try await db.pool.execute("INSERT INTO nexjobs.jobs (kind, run_at) VALUES ('noop', \(v)::timestamptz)")
         }
         var (code, out) = try await nexjobs("stats")
@@ -163,8 +202,10 @@ final class HardeningTests: XCTestCase {
         XCTAssertEqual(code, 0, out)
         (code, out) = try await nexjobs("jobs", "list")
         XCTAssertEqual(code, 0, out)
-        for shown in ["-infinity", "infinity", "0044-03-15T00:00:00.000000Z BC", "200000-01-01T00:00:00.000000Z",
-                      "4713-01-01T00:00:00.000000Z BC"] {
+        for shown in [
+            "-infinity", "infinity", "0044-03-15T00:00:00.000000Z BC", "200000-01-01T00:00:00.000000Z",
+            "4713-01-01T00:00:00.000000Z BC",
+        ] {
             XCTAssertTrue(out.contains(shown), "jobs list should show \(shown): \(out)")
         }
         (code, out) = try await nexjobs("jobs", "list", "--json")
@@ -180,15 +221,18 @@ final class HardeningTests: XCTestCase {
         for row in try await db.pool.query("SELECT run_at, run_at::text FROM nexjobs.jobs") {
             let date: Date = try row.decode(0)
             let same: Bool = try await db.pool.query(
-                "SELECT \(PGTimestamp.format(date))::timestamptz = \(row.text(1)!)::timestamptz").first!.decode(0)
+                "SELECT \(PGTimestamp.format(date))::timestamptz = \(row.text(1)!)::timestamptz"
+            ).first!.decode(0)
             XCTAssertTrue(same, "\(row.text(1)!) -> \(PGTimestamp.format(date))")
         }
     }
 
     func testSandboxRefusesAbsurdWorldSizes() async throws {
-        for args in [["--accounts-per-connection", "1-1000000000"], ["--accounts-per-connection", "0"],
-                     ["--accounts-per-connection", "5-2"], ["--days", "99999999"], ["--tiktok-connections", "1000000"],
-                     ["--snap-token-ttl", "9223372036854775807"], ["--port", "70000"]] {
+        for args in [
+            ["--accounts-per-connection", "1-1000000000"], ["--accounts-per-connection", "0"],
+            ["--accounts-per-connection", "5-2"], ["--days", "99999999"], ["--tiktok-connections", "1000000"],
+            ["--snap-token-ttl", "9223372036854775807"], ["--port", "70000"],
+        ] {
             let (code, out) = try await NexjobsProcess.run(["sandbox"] + args, databaseURL: nil, timeout: .seconds(20))
             XCTAssertEqual(code, 2, "\(args): \(out)")
             XCTAssertTrue(out.contains(args[0]), "\(args): \(out)")

@@ -23,7 +23,9 @@ final class HostileInputTests: XCTestCase {
             "-infinity", "0044-03-15 00:00:00 BC", "200000-01-01T00:00:00Z", "1e300s",
         ]
         // 100 KiB: one argument (or environment string) may not exceed 128 KiB on Linux; 1 MB goes through stdin.
-        return texts.map { Array($0.utf8) } + [Array(repeating: UInt8(ascii: "x"), count: 100_000), [0xff, 0xfe, 0x41, 0xc3]]
+        return texts.map { Array($0.utf8) } + [
+            Array(repeating: UInt8(ascii: "x"), count: 100_000), [0xff, 0xfe, 0x41, 0xc3],
+        ]
     }()
 
     /// The values also given as `--flag=VALUE` (the parser splits at the first `=`; a few suffice).
@@ -73,17 +75,24 @@ final class HostileInputTests: XCTestCase {
     func testEveryCommandSurvivesHostileInput() async throws {
         let first = try await TestDatabase.create("hostile_a")
         let second = try await TestDatabase.create("hostile_b")
-        defer { Task { await first.drop(); await second.drop() } }
+        defer {
+            Task {
+                await first.drop()
+                await second.drop()
+            }
+        }
         try await seed(first)
         try await seed(second)
 
         let cases = try await discoverCases()
         XCTAssertGreaterThan(cases.count, 500, "the help texts yielded too few cases")
         let units = Set(cases.map(\.unit))
-        for expected in ["migrate", "worker", "scheduler", "enqueue", "jobs list", "jobs show", "jobs retry",
-                         "jobs cancel", "stats", "schedules list", "schedules add", "schedules enable",
-                         "schedules disable", "schedules remove", "serve", "sandbox", "orgs add", "connections add",
-                         "connections list", "keys rotate"] {
+        for expected in [
+            "migrate", "worker", "scheduler", "enqueue", "jobs list", "jobs show", "jobs retry",
+            "jobs cancel", "stats", "schedules list", "schedules add", "schedules enable",
+            "schedules disable", "schedules remove", "serve", "sandbox", "orgs add", "connections add",
+            "connections list", "keys rotate",
+        ] {
             XCTAssertTrue(units.contains(expected), "help discovery missed '\(expected)': \(units.sorted())")
         }
         let started = ContinuousClock.now
@@ -123,7 +132,8 @@ final class HostileInputTests: XCTestCase {
         let again = await runAll(usageCases, databaseURL: second.url)
         let after = try await digest(second)
         for (c, o) in zip(usageCases, again) where o.exitCode != 2 || o.signal != nil {
-            failures.append("\(c.label): exit 2 on the first database, \(o.exitCode.map(String.init) ?? "signal") on the second")
+            failures.append(
+                "\(c.label): exit 2 on the first database, \(o.exitCode.map(String.init) ?? "signal") on the second")
         }
         XCTAssertEqual(before, after, "a command that exited 2 changed the database")
         for f in failures { print("hostile input failure: \(f)") }
@@ -140,7 +150,8 @@ final class HostileInputTests: XCTestCase {
 
     func discoverCases() async throws -> [Case] {
         let top = try await help([])
-        let commandsSection = top.components(separatedBy: "Commands:").dropFirst().first?
+        let commandsSection =
+            top.components(separatedBy: "Commands:").dropFirst().first?
             .components(separatedBy: "\n\n").first ?? ""
         let commands = commandsSection.split(separator: "\n").compactMap { line in
             line.split(separator: " ").first.map(String.init)
@@ -168,8 +179,10 @@ final class HostileInputTests: XCTestCase {
         // Environment settings, read by the scheduler (run once) before it starts.
         for name in envNames {
             for v in Self.environmentValues {
-                cases.append(Case(unit: "scheduler", argv: bytes(["scheduler", "--once"]), env: [name: v],
-                                  label: "\(name)=\(show(v)) nexjobs scheduler --once"))
+                cases.append(
+                    Case(
+                        unit: "scheduler", argv: bytes(["scheduler", "--once"]), env: [name: v],
+                        label: "\(name)=\(show(v)) nexjobs scheduler --once"))
             }
         }
         return cases
@@ -182,13 +195,18 @@ final class HostileInputTests: XCTestCase {
         let stdin = readsStdin ? Self.validStdin : []
         let flags = Set(matches(#"--[a-z][a-z0-9-]+"#, in: help)).subtracting(["--help"]).sorted()
         // Positionals: the upper-case words right after the unit in its usage line (KIND, NAME, ID).
-        let usage = matches("\(NSRegularExpression.escapedPattern(for: unit.last!)) ((?:[A-Z][A-Z_]* ?)+)", in: help,
-                            group: 1).first ?? ""
+        let usage =
+            matches(
+                "\(NSRegularExpression.escapedPattern(for: unit.last!)) ((?:[A-Z][A-Z_]* ?)+)", in: help,
+                group: 1
+            ).first ?? ""
         let positionals = usage.split(separator: " ").count
         var cases: [Case] = []
         func add(_ args: [[UInt8]], _ label: String, stdin input: [UInt8]? = nil) {
-            cases.append(Case(unit: key, argv: bytes(unit) + args, stdin: input ?? stdin,
-                              label: "nexjobs \(key) \(label)"))
+            cases.append(
+                Case(
+                    unit: key, argv: bytes(unit) + args, stdin: input ?? stdin,
+                    label: "nexjobs \(key) \(label)"))
         }
         let base = bytes(baseline)
         let basePositionals = Array(base.prefix { !$0.starts(with: Array("--".utf8)) })
@@ -211,7 +229,9 @@ final class HostileInputTests: XCTestCase {
             }
         }
         // A flag without its value, and hostile standard input.
-        for flag in flags { add(basePositionals + replacing(flag, in: baseOptions) + [Array(flag.utf8)], "\(flag) <no value>") }
+        for flag in flags {
+            add(basePositionals + replacing(flag, in: baseOptions) + [Array(flag.utf8)], "\(flag) <no value>")
+        }
         if readsStdin {
             for input in Self.hostileStdin { add(base, "< \(show(input))", stdin: input) }
         }
@@ -294,7 +314,10 @@ final class HostileInputTests: XCTestCase {
         let id = UUID().uuidString
         let inPath = dir.appendingPathComponent("hostile-in-\(id)").path
         let outPath = dir.appendingPathComponent("hostile-out-\(id)").path
-        defer { unlink(inPath); unlink(outPath) }
+        defer {
+            unlink(inPath)
+            unlink(outPath)
+        }
         FileManager.default.createFile(atPath: inPath, contents: Data(c.stdin))
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
@@ -318,7 +341,9 @@ final class HostileInputTests: XCTestCase {
         }
         var pid: pid_t = 0
         let rc = posix_spawn(&pid, executable, &actions, nil, &argv, &envp)
-        guard rc == 0 else { return Outcome(exitCode: nil, signal: nil, timedOut: false, output: "spawn failed: \(rc)") }
+        guard rc == 0 else {
+            return Outcome(exitCode: nil, signal: nil, timedOut: false, output: "spawn failed: \(rc)")
+        }
         var status: Int32 = 0
         var timedOut = false
         let end = Date().addingTimeInterval(seconds)
@@ -334,7 +359,8 @@ final class HostileInputTests: XCTestCase {
             }
             usleep(10_000)
         }
-        let output = (try? String(contentsOfFile: outPath, encoding: .utf8))
+        let output =
+            (try? String(contentsOfFile: outPath, encoding: .utf8))
             ?? String(decoding: FileManager.default.contents(atPath: outPath) ?? Data(), as: UTF8.self)
         let sig = status & 0x7f
         if sig != 0 { return Outcome(exitCode: nil, signal: sig, timedOut: timedOut, output: output) }
@@ -347,7 +373,8 @@ final class HostileInputTests: XCTestCase {
     func seed(_ db: TestDatabase) async throws {
         try await db.pool.execute("SELECT nexjobs.enqueue('noop')")
         try await db.pool.execute(
-            "INSERT INTO nexjobs.schedules (name, cron, timezone, kind, args) VALUES ('hostile_seed', '@every 1h', 'UTC', 'noop', '{}')")
+            "INSERT INTO nexjobs.schedules (name, cron, timezone, kind, args) VALUES ('hostile_seed', '@every 1h', 'UTC', 'noop', '{}')"
+        )
         try await db.pool.execute("INSERT INTO nexcomet.organizations (name, plan) VALUES ('seed', 'free')")
     }
 
@@ -362,7 +389,8 @@ final class HostileInputTests: XCTestCase {
         for t in tables {
             let name: String = try t.decode(0)
             let sum = try await db.pool.query(
-                PGQuery(unsafeSQL: "SELECT md5(coalesce(string_agg(x::text, '|' ORDER BY x::text), '')) FROM \(name) x"))
+                PGQuery(unsafeSQL: "SELECT md5(coalesce(string_agg(x::text, '|' ORDER BY x::text), '')) FROM \(name) x")
+            )
             out[name] = try sum.first!.decode(0)
         }
         XCTAssertGreaterThan(out.count, 5)

@@ -29,7 +29,8 @@ final class MigrateAnywhereTests: XCTestCase {
         let count = try FileManager.default.contentsOfDirectory(atPath: TestDatabase.sqlDirectory.path)
             .filter { $0.hasSuffix(".sql") }.count
         XCTAssertTrue(out.contains("migrations: \(count) applied, 0 already applied"), out)
-        let recorded: Int = try await db.pool.query("SELECT count(*)::int FROM nexjobs.schema_migrations").first!.decode(0)
+        let recorded: Int = try await db.pool.query("SELECT count(*)::int FROM nexjobs.schema_migrations").first!
+            .decode(0)
         XCTAssertEqual(recorded, count)
         let (again, out2) = try await migrate()
         XCTAssertEqual(again, 0, out2)

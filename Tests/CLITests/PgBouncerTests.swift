@@ -4,7 +4,7 @@ import Postgres
 import XCTest
 
 #if canImport(FoundationNetworking)
-import FoundationNetworking
+    import FoundationNetworking
 #endif
 
 /// The whole fleet behind a real PgBouncer (Debian's `pgbouncer`) in transaction pooling mode: a scheduler, two
@@ -25,16 +25,23 @@ final class PgBouncerTests: XCTestCase {
             ["bash", script, "config", dir.path, "\(bouncerPort)", upstream.host ?? "127.0.0.1", "\(upstreamPort)"])
         let bouncer = Process()
         bouncer.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        bouncer.arguments = command.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: " ").map(String.init)
+        bouncer.arguments = command.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: " ").map(
+            String.init)
         bouncer.standardOutput = FileHandle.nullDevice
         bouncer.standardError = FileHandle.nullDevice
         try bouncer.run()
         defer {
-            if bouncer.isRunning { bouncer.terminate(); bouncer.waitUntilExit() }
+            if bouncer.isRunning {
+                bouncer.terminate()
+                bouncer.waitUntilExit()
+            }
             try? FileManager.default.removeItem(at: dir)
         }
         try await assertEventually(timeout: .seconds(20), "PgBouncer accepts connections") {
-            (try? self.shell(["psql", "-XAtq", "postgres://\(upstream.user ?? "postgres")@127.0.0.1:\(bouncerPort)/pgbouncer", "-c", "SHOW VERSION"])) != nil
+            (try? self.shell([
+                "psql", "-XAtq", "postgres://\(upstream.user ?? "postgres")@127.0.0.1:\(bouncerPort)/pgbouncer", "-c",
+                "SHOW VERSION",
+            ])) != nil
         }
         var pooled = upstream
         pooled.port = bouncerPort
@@ -49,24 +56,30 @@ final class PgBouncerTests: XCTestCase {
             SELECT 'noop', 'default', '{"record": true}' FROM generate_series(1, \(total))
             """)
         let token = "pgbouncer-test-metrics-token-0123456789"
-        let env = ["NEXJOBS_DIRECT_DATABASE_URL": db.url, "NEXJOBS_METRICS_TOKEN": token, "NEXJOBS_LOG_LEVEL": "warning"]
+        let env = [
+            "NEXJOBS_DIRECT_DATABASE_URL": db.url, "NEXJOBS_METRICS_TOKEN": token, "NEXJOBS_LOG_LEVEL": "warning",
+        ]
         let scheduler = NexjobsProcess(["scheduler"], databaseURL: pooledURL, environment: env)
         let workers = (0..<2).map { _ in
-            NexjobsProcess(["worker", "--concurrency", "50", "--claim-batch", "100"], databaseURL: pooledURL, environment: env)
+            NexjobsProcess(
+                ["worker", "--concurrency", "50", "--claim-batch", "100"], databaseURL: pooledURL, environment: env)
         }
-        let serve = NexjobsProcess(["serve", "--listen", "127.0.0.1:0"], databaseURL: pooledURL,
-                                   environment: env.merging(["NEXJOBS_LOG_LEVEL": "info"]) { $1 })
+        let serve = NexjobsProcess(
+            ["serve", "--listen", "127.0.0.1:0"], databaseURL: pooledURL,
+            environment: env.merging(["NEXJOBS_LOG_LEVEL": "info"]) { $1 })
         let all = [scheduler, serve] + workers
         for p in all { try p.start() }
         defer { for p in all where p.process.isRunning { p.signal(SIGKILL) } }
 
         try await assertEventually(timeout: .seconds(180), "\(total) jobs complete through PgBouncer") {
             let left: Int = try await db.pool.query(
-                "SELECT count(*)::int FROM nexjobs.jobs WHERE state <> 'completed'").first!.decode(0)
+                "SELECT count(*)::int FROM nexjobs.jobs WHERE state <> 'completed'"
+            ).first!.decode(0)
             return left == 0
         }
         let row = try await db.pool.query(
-            "SELECT count(*)::int, count(DISTINCT job_id)::int FROM nexjobs.noop_log").first!
+            "SELECT count(*)::int, count(DISTINCT job_id)::int FROM nexjobs.noop_log"
+        ).first!
         XCTAssertEqual(try row.decode(0, as: Int.self), total, "each job ran exactly once (no duplicate execution)")
         XCTAssertEqual(try row.decode(1, as: Int.self), total, "no job lost")
         try await assertEventually(timeout: .seconds(30), "the scheduler leads through the direct connection") {
@@ -78,7 +91,9 @@ final class PgBouncerTests: XCTestCase {
         var admin = pooled
         admin.path = "/pgbouncer"
         let pools = try shell(["psql", "-XAtq", admin.string!, "-c", "SHOW POOLS"])
-        XCTAssertTrue(pools.split(separator: "\n").contains { $0.hasPrefix("\(db.name)|") && $0.hasSuffix("|transaction") }, pools)
+        XCTAssertTrue(
+            pools.split(separator: "\n").contains { $0.hasPrefix("\(db.name)|") && $0.hasSuffix("|transaction") }, pools
+        )
 
         var port = 0
         try await assertEventually(timeout: .seconds(20), "serve prints its address: \(serve.text)") {
@@ -93,7 +108,9 @@ final class PgBouncerTests: XCTestCase {
         let (body, response) = try await URLSession.shared.data(for: request)
         XCTAssertEqual((response as? HTTPURLResponse)?.statusCode, 200)
         let text = String(decoding: body, as: UTF8.self)
-        XCTAssertTrue(text.contains(#"nexjobs_job_outcomes_total{kind="noop",queue="default",outcome="completed"} \#(total)"#), text)
+        XCTAssertTrue(
+            text.contains(#"nexjobs_job_outcomes_total{kind="noop",queue="default",outcome="completed"} \#(total)"#),
+            text)
 
         for p in all { p.signal(SIGTERM) }
         for p in all {

@@ -8,7 +8,10 @@ final class PrivacyCLITests: XCTestCase {
     var db: TestDatabase!
 
     override func setUp() async throws {
-        do { db = try await TestDatabase.create(name) } catch { XCTFail("\(error)"); throw error }
+        do { db = try await TestDatabase.create(name) } catch {
+            XCTFail("\(error)")
+            throw error
+        }
     }
 
     override func tearDown() async throws { await db?.drop() }
@@ -23,9 +26,11 @@ final class PrivacyCLITests: XCTestCase {
 
     func testRequestListShowRetryAndBadInput() async throws {
         let org: Int64 = try await db.pool.query(
-            "INSERT INTO nexcomet.organizations (name) VALUES ('acme') RETURNING id").first!.decode(0)
+            "INSERT INTO nexcomet.organizations (name) VALUES ('acme') RETURNING id"
+        ).first!.decode(0)
         let other: Int64 = try await db.pool.query(
-            "INSERT INTO nexcomet.organizations (name) VALUES ('other') RETURNING id").first!.decode(0)
+            "INSERT INTO nexcomet.organizations (name) VALUES ('other') RETURNING id"
+        ).first!.decode(0)
         let foreign: Int64 = try await db.pool.query(
             "INSERT INTO nexcomet.users (organization_id, email) VALUES (\(other), 'x@example.com') RETURNING id"
         ).first!.decode(0)
@@ -86,7 +91,8 @@ final class PrivacyCLITests: XCTestCase {
     /// unfinished request, 2 for a bad id.
     func testDownloadStreamsTheChunksInOrderWithExitCodes() async throws {
         let org: Int64 = try await db.pool.query(
-            "INSERT INTO nexcomet.organizations (name) VALUES ('acme') RETURNING id").first!.decode(0)
+            "INSERT INTO nexcomet.organizations (name) VALUES ('acme') RETURNING id"
+        ).first!.decode(0)
         func request(_ kind: String, _ status: String) async throws -> Int64 {
             try await db.pool.query(
                 """

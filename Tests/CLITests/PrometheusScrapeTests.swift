@@ -4,7 +4,7 @@ import Postgres
 import XCTest
 
 #if canImport(FoundationNetworking)
-import FoundationNetworking
+    import FoundationNetworking
 #endif
 
 /// A real Prometheus (Debian's `prometheus` binary) scrapes a real `nexjobs serve` with the bearer token, and a
@@ -29,25 +29,26 @@ final class PrometheusScrapeTests: XCTestCase {
         }
 
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("nexjobs-prom-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir.appendingPathComponent("data"), withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(
+            at: dir.appendingPathComponent("data"), withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
         let tokenFile = dir.appendingPathComponent("token")
         try Data(token.utf8).write(to: tokenFile)
         try """
-            global:
-              scrape_interval: 1s
-              scrape_timeout: 1s
-            scrape_configs:
-              - job_name: nexjobs
-                authorization:
-                  type: Bearer
-                  credentials_file: \(tokenFile.path)
-                static_configs:
-                  - targets: ['127.0.0.1:\(servePort)']
-              - job_name: nexjobs-without-token
-                static_configs:
-                  - targets: ['127.0.0.1:\(servePort)']
-            """.write(to: dir.appendingPathComponent("prometheus.yml"), atomically: true, encoding: .utf8)
+        global:
+          scrape_interval: 1s
+          scrape_timeout: 1s
+        scrape_configs:
+          - job_name: nexjobs
+            authorization:
+              type: Bearer
+              credentials_file: \(tokenFile.path)
+            static_configs:
+              - targets: ['127.0.0.1:\(servePort)']
+          - job_name: nexjobs-without-token
+            static_configs:
+              - targets: ['127.0.0.1:\(servePort)']
+        """.write(to: dir.appendingPathComponent("prometheus.yml"), atomically: true, encoding: .utf8)
 
         let promPort = try freeTCPPort()
         let prometheus = Process()
@@ -64,7 +65,10 @@ final class PrometheusScrapeTests: XCTestCase {
         prometheus.standardError = logHandle
         try prometheus.run()
         defer {
-            if prometheus.isRunning { prometheus.terminate(); prometheus.waitUntilExit() }
+            if prometheus.isRunning {
+                prometheus.terminate()
+                prometheus.waitUntilExit()
+            }
         }
 
         func query(_ promQL: String) async -> String? {

@@ -143,7 +143,7 @@ final class ServeHardeningTests: XCTestCase {
             do {
                 try await cluster("start", dir, String(port))
                 break
-            } catch where attempt < 4 {
+            } catch  where attempt < 4 {
                 try? await cluster("stop", dir)
                 try? FileManager.default.removeItem(atPath: dir)
             }
@@ -223,15 +223,17 @@ final class LineClient: @unchecked Sendable {  // used by one thread at a time
         addr.sin_family = sa_family_t(AF_INET)
         addr.sin_port = UInt16(port).bigEndian
         addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let ok = withUnsafePointer(to: &local) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-            }
-        } == 0 && withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-            }
-        } == 0
+        let ok =
+            withUnsafePointer(to: &local) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                }
+            } == 0
+            && withUnsafePointer(to: &addr) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                }
+            } == 0
         if !ok {
             close(fd)
             return nil
@@ -257,9 +259,10 @@ final class LineClient: @unchecked Sendable {  // used by one thread at a time
             let text = String(decoding: buffer, as: UTF8.self)
             if let end = text.range(of: "\r\n\r\n") {
                 let parts = text[..<end.lowerBound].split(separator: " ")
-                let length = text.range(of: #"Content-Length: (\d+)"#, options: .regularExpression).flatMap {
-                    Int(text[$0].split(separator: " ").last!)
-                } ?? 0
+                let length =
+                    text.range(of: #"Content-Length: (\d+)"#, options: .regularExpression).flatMap {
+                        Int(text[$0].split(separator: " ").last!)
+                    } ?? 0
                 let headBytes = text[..<end.upperBound].utf8.count
                 if buffer.count >= headBytes + length {
                     buffer.removeFirst(headBytes + length)

@@ -53,7 +53,9 @@ final class ServeProcessTests: XCTestCase {
         forged.setValue("sha256=" + String(repeating: "ab", count: 32), forHTTPHeaderField: "X-Nexjobs-Signature")
         let (_, refused) = try await URLSession.shared.data(for: forged)
         XCTAssertEqual((refused as? HTTPURLResponse)?.statusCode, 401)
-        try await assertEventually(timeout: .seconds(10), "the refusal is logged") { p.text.contains("webhook refused") }
+        try await assertEventually(timeout: .seconds(10), "the refusal is logged") {
+            p.text.contains("webhook refused")
+        }
         XCTAssertFalse(p.text.contains(secret), "the secret is never logged")
         XCTAssertFalse(p.text.contains(mac), "the signature is never logged")
 

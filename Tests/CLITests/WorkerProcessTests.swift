@@ -8,7 +8,10 @@ final class WorkerProcessTests: XCTestCase {
     var db: TestDatabase!
 
     override func setUp() async throws {
-        do { db = try await TestDatabase.create(name) } catch { XCTFail("\(error)"); throw error }
+        do { db = try await TestDatabase.create(name) } catch {
+            XCTFail("\(error)")
+            throw error
+        }
     }
 
     override func tearDown() async throws { await db?.drop() }
@@ -18,14 +21,16 @@ final class WorkerProcessTests: XCTestCase {
     }
 
     func worker(_ extra: [String] = [], url: String? = nil, logLevel: String = "warning") throws -> NexjobsProcess {
-        let p = NexjobsProcess(["worker", "--retry-base", "50ms"] + extra, databaseURL: url ?? db.url,
-                               environment: ["NEXJOBS_LOG_LEVEL": logLevel])
+        let p = NexjobsProcess(
+            ["worker", "--retry-base", "50ms"] + extra, databaseURL: url ?? db.url,
+            environment: ["NEXJOBS_LOG_LEVEL": logLevel])
         try p.start()
         return p
     }
 
     func testTenThousandJobsDrainedByThreeWorkersExactlyOnce() async throws {
-        try await db.pool.execute("""
+        try await db.pool.execute(
+            """
             SELECT nexjobs.enqueue('noop', '{"record": true}') FROM generate_series(1, 10000)
             """)
         let workers = try (0..<3).map { _ in try worker(["--concurrency", "20"]) }
@@ -48,7 +53,8 @@ final class WorkerProcessTests: XCTestCase {
     }
 
     func testKilledWorkersJobsAreRescuedAndFinishedByAnother() async throws {
-        try await db.pool.execute("""
+        try await db.pool.execute(
+            """
             SELECT nexjobs.enqueue('noop', '{"record": true, "sleep_ms": 3000}') FROM generate_series(1, 4)
             """)
         let a = try worker(["--concurrency", "4", "--lease", "2s", "--heartbeat", "500ms", "--no-maintenance"])
@@ -57,15 +63,18 @@ final class WorkerProcessTests: XCTestCase {
         }
         a.signal(SIGKILL)
         _ = await a.wait(timeout: .seconds(10))
-        let b = try worker(["--concurrency", "4", "--lease", "2s", "--heartbeat", "500ms",
-                            "--maintenance-interval", "300ms"])
+        let b = try worker([
+            "--concurrency", "4", "--lease", "2s", "--heartbeat", "500ms",
+            "--maintenance-interval", "300ms",
+        ])
         try await assertEventually(timeout: .seconds(60)) {
             try await count("SELECT count(*)::int FROM nexjobs.jobs WHERE state = 'completed'") == 4
         }
         b.signal(SIGTERM)
         let status = await b.wait(timeout: .seconds(30))
         XCTAssertEqual(status, 0, b.text)
-        let rescued = try await count("""
+        let rescued = try await count(
+            """
             SELECT count(*)::int FROM nexjobs.jobs
              WHERE attempt = 2 AND errors->0->>'error' LIKE 'rescued: worker % lost its lease'
             """)
@@ -76,7 +85,8 @@ final class WorkerProcessTests: XCTestCase {
     }
 
     func testSIGTERMLetsRunningJobsFinishWithinGrace() async throws {
-        try await db.pool.execute("""
+        try await db.pool.execute(
+            """
             SELECT nexjobs.enqueue('noop', '{"sleep_ms": 1500}') FROM generate_series(1, 3)
             """)
         let w = try worker(["--concurrency", "3", "--grace", "20s"], logLevel: "debug")
@@ -87,14 +97,16 @@ final class WorkerProcessTests: XCTestCase {
         let status = await w.wait(timeout: .seconds(30))
         XCTAssertEqual(status, 0, w.text)
         let done = try await count("SELECT count(*)::int FROM nexjobs.jobs WHERE state = 'completed' AND attempt = 1")
-        let states = try await db.pool.query(
-            "SELECT string_agg(id || ':' || state || '/' || attempt, ' ' ORDER BY id) FROM nexjobs.jobs"
-        ).first?.text(0) ?? ""
+        let states =
+            try await db.pool.query(
+                "SELECT string_agg(id || ':' || state || '/' || attempt, ' ' ORDER BY id) FROM nexjobs.jobs"
+            ).first?.text(0) ?? ""
         XCTAssertEqual(done, 3, "jobs \(states); worker output:\n\(w.text)")
     }
 
     func testSIGTERMHandsBackJobsThatOutliveTheGraceWithoutChargingAnAttempt() async throws {
-        try await db.pool.execute("""
+        try await db.pool.execute(
+            """
             SELECT nexjobs.enqueue('noop', '{"sleep_ms": 600000}') FROM generate_series(1, 2)
             """)
         let w = try worker(["--concurrency", "2", "--grace", "500ms"])
@@ -107,7 +119,8 @@ final class WorkerProcessTests: XCTestCase {
         let status = await w.wait(timeout: .seconds(30))
         XCTAssertEqual(status, 0, w.text)
         XCTAssertLessThan(clock.now - began, .seconds(10))
-        let handedBack = try await count("""
+        let handedBack = try await count(
+            """
             SELECT count(*)::int FROM nexjobs.jobs
              WHERE state = 'available' AND attempt = 0 AND errors = '[]' AND locked_by IS NULL
             """)
@@ -136,7 +149,7 @@ final class WorkerProcessTests: XCTestCase {
             do {
                 try await cluster("start", dataDir, port)
                 break
-            } catch where attempt < 4 {
+            } catch  where attempt < 4 {
                 try? await cluster("stop", dataDir)
             } catch {
                 let log = (try? String(contentsOfFile: dataDir + "/server.log", encoding: .utf8)) ?? "(no server.log)"
@@ -153,7 +166,8 @@ final class WorkerProcessTests: XCTestCase {
         let (code, out) = try await NexjobsProcess.run(["migrate"], databaseURL: adminURL)
         XCTAssertEqual(code, 0, out)
         let pool = try PGPool(url: adminURL, maxConnections: 2)
-        try await pool.execute("""
+        try await pool.execute(
+            """
             SELECT nexjobs.enqueue('noop', '{"record": true, "sleep_ms": 20}') FROM generate_series(1, 300)
             """)
         let w = try worker(["--concurrency", "5", "--lease", "30s"], url: adminURL)
@@ -163,8 +177,9 @@ final class WorkerProcessTests: XCTestCase {
         try await cluster("restart", dataDir)
         let afterRestart = try PGPool(url: adminURL, maxConnections: 2)
         try await assertEventually(timeout: .seconds(90), "worker output: \(w.text)") {
-            (try? await count("SELECT count(*)::int FROM nexjobs.jobs WHERE state = 'completed'",
-                              pool: afterRestart)) == 300
+            (try? await count(
+                "SELECT count(*)::int FROM nexjobs.jobs WHERE state = 'completed'",
+                pool: afterRestart)) == 300
         }
         w.signal(SIGTERM)
         let status = await w.wait(timeout: .seconds(30))

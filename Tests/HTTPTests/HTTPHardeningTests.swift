@@ -149,10 +149,13 @@ final class RequestParserFuzzTests: XCTestCase {
             "POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
             "GET /a%2Fb/c?x=%zz&y=1 HTTP/1.0\r\nConnection: keep-alive, close\r\nExpect: 100-continue\r\n\r\n",
         ].map { Array($0.utf8) }
-        let chunkedBodies = ["5\r\nabc\r\n", "zz\r\n", "0\r\n", "ffffffffffffffffffff\r\n", "-1\r\n\r\n", "3;ext\r\nabc"]
+        let chunkedBodies = [
+            "5\r\nabc\r\n", "zz\r\n", "0\r\n", "ffffffffffffffffffff\r\n", "-1\r\n\r\n", "3;ext\r\nabc",
+        ]
         let tokens = [
             "\r\n", "\n", "\r", ":", " ", "\t", "%", "%00", "%ff", "\u{0}", "HTTP/1.1", "HTTP/1.9", "Content-Length: ",
-            "Content-Length: 99999999999999999999", "Content-Length: 5", "Transfer-Encoding: chunked", "Connection: close",
+            "Content-Length: 99999999999999999999", "Content-Length: 5", "Transfer-Encoding: chunked",
+            "Connection: close",
         ].map { Array($0.utf8) }
         var parsed = 0
         var refused: [Int: Int] = [:]
@@ -178,14 +181,21 @@ final class RequestParserFuzzTests: XCTestCase {
                 let v = valid[Int.random(in: 0..<valid.count, using: &rng)]
                 bytes = Array(v.prefix(Int.random(in: 0...v.count, using: &rng)))
             case 4:  // chunked requests with bad chunk framing
-                bytes = Array(
-                    "POST /x HTTP/1.1\r\nTransfer-Encoding: \(["chunked", "gzip, chunked", "identity"].randomElement(using: &rng)!)\r\n\r\n"
-                        .utf8) + Array(chunkedBodies.randomElement(using: &rng)!.utf8)
+                bytes =
+                    Array(
+                        "POST /x HTTP/1.1\r\nTransfer-Encoding: \(["chunked", "gzip, chunked", "identity"].randomElement(using: &rng)!)\r\n\r\n"
+                            .utf8) + Array(chunkedBodies.randomElement(using: &rng)!.utf8)
             default:  // huge heads: long values, many fields, long lines without CRLF
                 let n = Int.random(in: 1...200_000, using: &rng)
                 switch Int.random(in: 0..<3, using: &rng) {
-                case 0: bytes = Array("GET / HTTP/1.1\r\nX: ".utf8) + [UInt8](repeating: 0x61, count: n) + Array("\r\n\r\n".utf8)
-                case 1: bytes = Array("GET / HTTP/1.1\r\n".utf8) + Array(String(repeating: "A: b\r\n", count: n / 6 + 1).utf8) + [13, 10]
+                case 0:
+                    bytes =
+                        Array("GET / HTTP/1.1\r\nX: ".utf8) + [UInt8](repeating: 0x61, count: n)
+                        + Array("\r\n\r\n".utf8)
+                case 1:
+                    bytes =
+                        Array("GET / HTTP/1.1\r\n".utf8) + Array(String(repeating: "A: b\r\n", count: n / 6 + 1).utf8)
+                        + [13, 10]
                 default: bytes = Array("GET /".utf8) + [UInt8](repeating: 0x2F, count: n)
                 }
             }
@@ -196,7 +206,11 @@ final class RequestParserFuzzTests: XCTestCase {
                 case .success(let head):
                     XCTAssertLessThanOrEqual(head.contentLength, limits.maxBodyBytes)
                     XCTAssertTrue(head.rawPath.hasPrefix("/"))
-                    if RequestHeadParser.decodePath(head.rawPath) == nil { refused[400, default: 0] += 1 } else { parsed += 1 }
+                    if RequestHeadParser.decodePath(head.rawPath) == nil {
+                        refused[400, default: 0] += 1
+                    } else {
+                        parsed += 1
+                    }
                 case .failure(let e):
                     XCTAssertTrue([400, 413, 431, 501, 505].contains(e.status), "status \(e.status) for input \(i)")
                     refused[e.status, default: 0] += 1

@@ -48,10 +48,11 @@ public struct TestDatabase: Sendable {
 
     public static func adminURL() throws -> String {
         guard let url = ProcessInfo.processInfo.environment["NEXJOBS_TEST_DATABASE_URL"], !url.isEmpty else {
-            throw TestEnvironmentError(description: """
-                NEXJOBS_TEST_DATABASE_URL is not set: these tests need a real PostgreSQL. Run them with \
-                `bash deploy/test.sh` (it starts a throwaway cluster), or set it to an admin URL.
-                """)
+            throw TestEnvironmentError(
+                description: """
+                    NEXJOBS_TEST_DATABASE_URL is not set: these tests need a real PostgreSQL. Run them with \
+                    `bash deploy/test.sh` (it starts a throwaway cluster), or set it to an admin URL.
+                    """)
         }
         return url
     }
@@ -148,8 +149,10 @@ public final class NexjobsProcess: @unchecked Sendable {
     }
 
     /// Runs to completion and returns (status, output).
-    public static func run(_ arguments: [String], databaseURL: String?, environment: [String: String] = [:],
-                           timeout: Duration = .seconds(60)) async throws -> (Int32, String) {
+    public static func run(
+        _ arguments: [String], databaseURL: String?, environment: [String: String] = [:],
+        timeout: Duration = .seconds(60)
+    ) async throws -> (Int32, String) {
         let p = NexjobsProcess(arguments, databaseURL: databaseURL, environment: environment)
         try p.start()
         guard let status = await p.wait(timeout: timeout) else {
@@ -165,9 +168,11 @@ public final class NexjobsProcess: @unchecked Sendable {
 }
 
 /// Fails the test unless `condition` holds within `timeout` (polled every 20 ms).
-public func assertEventually(timeout: Duration = .seconds(30), _ message: @autoclosure () -> String = "",
-                             file: StaticString = #filePath, line: UInt = #line,
-                             _ condition: () async throws -> Bool) async rethrows {
+public func assertEventually(
+    timeout: Duration = .seconds(30), _ message: @autoclosure () -> String = "",
+    file: StaticString = #filePath, line: UInt = #line,
+    _ condition: () async throws -> Bool
+) async rethrows {
     if try await waitUntil(timeout: timeout, condition) { return }
     XCTFail("condition not met within \(timeout) \(message())", file: file, line: line)
 }

@@ -104,7 +104,8 @@ final class DamagedResponseTests: XCTestCase {
         for damage in Damage.allCases {
             let tiktokServer = try tiktokServer { n in
                 n == 1
-                    ? damage.response(good: Self.tiktokGood, wrongShape: #"{"code":0,"message":"OK","data":{"list":"x"}}"#)
+                    ? damage.response(
+                        good: Self.tiktokGood, wrongShape: #"{"code":0,"message":"OK","data":{"list":"x"}}"#)
                     : nil
             }
             let accounts = try await tiktok(tiktokServer).adAccounts(session: session(Self.tiktokToken))

@@ -39,7 +39,8 @@ final class ErrorClassificationTests: XCTestCase {
         // Hostile headers never trap: the delay is capped at one day.
         for v in ["1e300", "inf", "9223372036854775808", "1e19"] {
             XCTAssertEqual(ErrorClassifier.retryAfter(headers: ["Retry-After": v]), .seconds(86_400), v)
-            XCTAssertEqual(ErrorClassifier.retryAfter(headers: ["X-Rate-Limit-Reset": v], now: now), .seconds(86_400), v)
+            XCTAssertEqual(
+                ErrorClassifier.retryAfter(headers: ["X-Rate-Limit-Reset": v], now: now), .seconds(86_400), v)
         }
     }
 

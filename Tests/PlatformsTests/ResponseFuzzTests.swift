@@ -99,7 +99,8 @@ final class ResponseFuzzTests: XCTestCase {
                 while end < bytes.count, bytes[end] != UInt8(ascii: "\"") { end += 1 }
                 end += 1
             } else {
-                while end < bytes.count, ![UInt8(ascii: ","), UInt8(ascii: "}"), UInt8(ascii: "]")].contains(bytes[end])
+                while end < bytes.count,
+                    ![UInt8(ascii: ","), UInt8(ascii: "}"), UInt8(ascii: "]")].contains(bytes[end])
                 {
                     end += 1
                 }

@@ -10,14 +10,17 @@ final class PostgresTests: XCTestCase {
         let big = Int64(7_001_035_076_276_387_841)
         let money = Decimal(string: "1234567.89")!
         let when = Date(timeIntervalSince1970: 1_700_000_000.123456)
-        let row = try await db.pool.query("""
+        let row = try await db.pool.query(
+            """
             SELECT \(big)::bigint, \(money)::numeric, \(when)::timestamptz, \("it's \"quoted\"")::text,
                    \(Optional<String>.none)::text, \(true)::boolean, \([1, 2, 3] as [Int64])::bigint[],
                    \(["a,b", "c\"d", "e\\f"])::text[]
-            """).first!
+            """
+        ).first!
         XCTAssertEqual(try row.decode(0, as: Int64.self), big)
         XCTAssertEqual(try row.decode(1, as: Decimal.self), money)
-        XCTAssertEqual(try row.decode(2, as: Date.self).timeIntervalSince1970, when.timeIntervalSince1970, accuracy: 1e-6)
+        XCTAssertEqual(
+            try row.decode(2, as: Date.self).timeIntervalSince1970, when.timeIntervalSince1970, accuracy: 1e-6)
         XCTAssertEqual(try row.decode(3, as: String.self), "it's \"quoted\"")
         XCTAssertNil(try row.decode(4, as: String?.self))
         XCTAssertThrowsError(try row.decode(4, as: String.self))
@@ -106,13 +109,16 @@ final class PostgresTests: XCTestCase {
         let pool = try PGPool(url: db.url, maxConnections: 3, applicationName: "pooltest")
         let sum = try await withThrowingTaskGroup(of: Int.self) { group in
             for i in 0..<50 {
-                group.addTask { try await pool.query("SELECT \(i)::int, pg_sleep(0.01)").first!.decode(0, as: Int.self) }
+                group.addTask {
+                    try await pool.query("SELECT \(i)::int, pg_sleep(0.01)").first!.decode(0, as: Int.self)
+                }
             }
             return try await group.reduce(0, +)
         }
         XCTAssertEqual(sum, (0..<50).reduce(0, +))
         let open: Int = try await db.pool.query(
-            "SELECT count(*)::int FROM pg_stat_activity WHERE application_name = 'pooltest'").first!.decode(0)
+            "SELECT count(*)::int FROM pg_stat_activity WHERE application_name = 'pooltest'"
+        ).first!.decode(0)
         XCTAssertLessThanOrEqual(open, 3)
         await pool.close()
     }
@@ -124,7 +130,9 @@ final class PostgresTests: XCTestCase {
         var rows: [[String?]] = (0..<20_000).map { [String($0), "row \($0)"] }
         rows.append(["-1", "tab\there\nnewline \\ backslash"])
         rows.append(["-2", nil])
-        let n = try await db.pool.withConnection { try await $0.copyIn(unsafeSQL: "COPY c (id, v) FROM STDIN", rows: rows) }
+        let n = try await db.pool.withConnection {
+            try await $0.copyIn(unsafeSQL: "COPY c (id, v) FROM STDIN", rows: rows)
+        }
         XCTAssertEqual(n, 20_002)
         let v: String = try await db.pool.query("SELECT v FROM c WHERE id = -1").first!.decode(0)
         XCTAssertEqual(v, "tab\there\nnewline \\ backslash")
@@ -137,7 +145,9 @@ final class PostgresTests: XCTestCase {
         addTeardownBlock { await db.drop() }
         try await db.pool.execute("CREATE TABLE c (id int)")
         do {
-            try await db.pool.withConnection { try await $0.copyIn(unsafeSQL: "COPY c (id) FROM STDIN", rows: [["nope"]]) }
+            try await db.pool.withConnection {
+                try await $0.copyIn(unsafeSQL: "COPY c (id) FROM STDIN", rows: [["nope"]])
+            }
             XCTFail("expected an error")
         } catch let e as PGError {
             XCTAssertEqual(e.sqlState, "22P02")
@@ -151,9 +161,11 @@ final class PostgresTests: XCTestCase {
         let db = try await TestDatabase.create(migrate: false)
         addTeardownBlock { await db.drop() }
         let got = LockedBox<[String]>([])
-        let listener = PGListener(config: db.pool.config, channels: ["chan one"], onNotify: { n in
-            got.mutate { $0.append(n.payload) }
-        })
+        let listener = PGListener(
+            config: db.pool.config, channels: ["chan one"],
+            onNotify: { n in
+                got.mutate { $0.append(n.payload) }
+            })
         listener.start()
         defer { listener.stop() }
         try await db.pool.execute("SELECT pg_notify(\("chan one"), \("hello"))")
@@ -203,6 +215,14 @@ final class LockedBox<T: Sendable>: @unchecked Sendable {
     private let lock = NSLock()
     private var stored: T
     init(_ v: T) { stored = v }
-    var value: T { lock.lock(); defer { lock.unlock() }; return stored }
-    func mutate(_ f: (inout T) -> Void) { lock.lock(); f(&stored); lock.unlock() }
+    var value: T {
+        lock.lock()
+        defer { lock.unlock() }
+        return stored
+    }
+    func mutate(_ f: (inout T) -> Void) {
+        lock.lock()
+        f(&stored)
+        lock.unlock()
+    }
 }

@@ -20,9 +20,11 @@ final class QueueUnitTests: XCTestCase {
 
     func testNewJobValidation() {
         XCTAssertNoThrow(try NewJob(kind: "sync_connection", args: #"{"connection_id": "42"}"#).validate())
-        for bad in [NewJob(kind: ""), NewJob(kind: "UPPER"), NewJob(kind: "noop", args: "[]"),
-                    NewJob(kind: "noop", args: "nope"), NewJob(kind: "noop", queue: "has space"),
-                    NewJob(kind: "noop", priority: 40000), NewJob(kind: "noop", maxAttempts: 0)] {
+        for bad in [
+            NewJob(kind: ""), NewJob(kind: "UPPER"), NewJob(kind: "noop", args: "[]"),
+            NewJob(kind: "noop", args: "nope"), NewJob(kind: "noop", queue: "has space"),
+            NewJob(kind: "noop", priority: 40000), NewJob(kind: "noop", maxAttempts: 0),
+        ] {
             XCTAssertThrowsError(try bad.validate(), "\(bad)")
         }
     }

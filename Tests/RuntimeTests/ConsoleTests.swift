@@ -1,37 +1,45 @@
 import Foundation
 import HTTP
 import Logs
-@testable import NexcometJobs
 import PGTestSupport
 import Postgres
 import Runtime
 import XCTest
 
+@testable import NexcometJobs
+
 /// The console's pieces against a real database: the escaper, redaction, the job list's query plan, and the
 /// "why is this job not running?" explanation. The browser tests (CLITests/ConsoleBrowserTests) drive the pages.
 final class ConsoleTests: XCTestCase {
     func testEscaperEscapesEveryMarkupCharacter() {
-        XCTAssertEqual(HTML.h(#"<script>"a"&'b'</script>"#), "&lt;script&gt;&quot;a&quot;&amp;&#39;b&#39;&lt;/script&gt;")
+        XCTAssertEqual(
+            HTML.h(#"<script>"a"&'b'</script>"#), "&lt;script&gt;&quot;a&quot;&amp;&#39;b&#39;&lt;/script&gt;")
         XCTAssertEqual(HTML.h("plain é"), "plain é")
     }
 
     func testSecretLookingKeysAreRedactedAtAnyDepthCaseInsensitively() {
-        let text = #"{"Access_Token":"t1","nested":{"PASSWORD":"p","list":[{"apiKey":"k","ok":"v"}]},"Authorization":"Bearer x","name":"n"}"#
+        let text =
+            #"{"Access_Token":"t1","nested":{"PASSWORD":"p","list":[{"apiKey":"k","ok":"v"}]},"Authorization":"Bearer x","name":"n"}"#
         let out = Redaction.redactedJSON(text)
         for secret in ["t1", "\"p\"", "\"k\"", "Bearer x"] { XCTAssertFalse(out.contains(secret), out) }
         XCTAssertTrue(out.contains("\"ok\" : \"v\""), out)
         XCTAssertTrue(out.contains("\"name\" : \"n\""), out)
         XCTAssertEqual(out.components(separatedBy: "[redacted]").count - 1, 4, out)
-        XCTAssertEqual(Redaction.scrubText("refresh failed: access_token=abc123 expired"), "refresh failed: access_token=[redacted] expired")
+        XCTAssertEqual(
+            Redaction.scrubText("refresh failed: access_token=abc123 expired"),
+            "refresh failed: access_token=[redacted] expired")
     }
 
     func testJobFilterRejectsBadInput() {
-        XCTAssertThrowsError(try JobFilter(["state": "bogus"])) { XCTAssertEqual(($0 as? ConsoleInputError)?.status, 400) }
+        XCTAssertThrowsError(try JobFilter(["state": "bogus"])) {
+            XCTAssertEqual(($0 as? ConsoleInputError)?.status, 400)
+        }
         XCTAssertThrowsError(try JobFilter(["kind": "Bad Kind"]))
         XCTAssertThrowsError(try JobFilter(["queue": "a b"]))
         XCTAssertThrowsError(try JobFilter(["before": "-1"]))
         XCTAssertThrowsError(try JobFilter(["before": "99999999999999999999"]))
-        XCTAssertNoThrow(try JobFilter(["state": "failed", "kind": "sync_ad_account", "queue": "default", "before": "10"]))
+        XCTAssertNoThrow(
+            try JobFilter(["state": "failed", "kind": "sync_ad_account", "queue": "default", "before": "10"]))
     }
 
     /// Keyset pagination stays an index scan without a sort, whatever the filter: the plan is read with EXPLAIN on
@@ -50,7 +58,8 @@ final class ConsoleTests: XCTestCase {
         let filters: [JobFilter] = [
             JobFilter(), JobFilter(state: "failed"), JobFilter(state: "completed", before: 250_000),
             JobFilter(kind: "kind7"), JobFilter(kind: "kind7", before: 100_000), JobFilter(queue: "q3"),
-            JobFilter(state: "failed", kind: "kind3"), JobFilter(state: "available", kind: "kind4", queue: "q4", before: 200_000),
+            JobFilter(state: "failed", kind: "kind3"),
+            JobFilter(state: "available", kind: "kind4", queue: "q4", before: 200_000),
         ]
         for f in filters {
             let q = f.listQuery(limit: 51)
@@ -74,27 +83,36 @@ final class ConsoleTests: XCTestCase {
         }
         let scheduled = try await job("SELECT nexjobs.enqueue('noop', run_at => now() + interval '1 hour')")
         let backoff = try await job(
-            "INSERT INTO nexjobs.jobs (kind, state, attempt, run_at) VALUES ('noop', 'retryable', 2, now() + interval '5 minutes') RETURNING id")
+            "INSERT INTO nexjobs.jobs (kind, state, attempt, run_at) VALUES ('noop', 'retryable', 2, now() + interval '5 minutes') RETURNING id"
+        )
         let snoozed = try await job(
-            "INSERT INTO nexjobs.jobs (kind, state, attempt, locked_by) VALUES ('noop', 'running', 1, 'w') RETURNING id")
+            "INSERT INTO nexjobs.jobs (kind, state, attempt, locked_by) VALUES ('noop', 'running', 1, 'w') RETURNING id"
+        )
         // Two snoozes, as the worker writes them: back to available, attempt uncharged, run_at later.
         for _ in 0..<2 {
-            try await pool.execute("UPDATE nexjobs.jobs SET state = 'running', attempt = attempt + 1 WHERE id = \(snoozed)")
             try await pool.execute(
-                "UPDATE nexjobs.jobs SET state = 'available', attempt = attempt - 1, run_at = now() + interval '1 minute' WHERE id = \(snoozed)")
+                "UPDATE nexjobs.jobs SET state = 'running', attempt = attempt + 1 WHERE id = \(snoozed)")
+            try await pool.execute(
+                "UPDATE nexjobs.jobs SET state = 'available', attempt = attempt - 1, run_at = now() + interval '1 minute' WHERE id = \(snoozed)"
+            )
         }
         let held = try await job("SELECT nexjobs.enqueue('noop', unique_key => 'only-one')")
         let dup = try await job(
-            "INSERT INTO nexjobs.jobs (kind, state, unique_key, finished_at) VALUES ('noop', 'failed', 'only-one', now()) RETURNING id")
-        let org = try await job("INSERT INTO nexcomet.organizations (name, processing_restricted) VALUES ('o', true) RETURNING id")
-        let conn = try await job("INSERT INTO nexcomet.ad_connections (organization_id, platform) VALUES (\(org), 'tiktok') RETURNING id")
+            "INSERT INTO nexjobs.jobs (kind, state, unique_key, finished_at) VALUES ('noop', 'failed', 'only-one', now()) RETURNING id"
+        )
+        let org = try await job(
+            "INSERT INTO nexcomet.organizations (name, processing_restricted) VALUES ('o', true) RETURNING id")
+        let conn = try await job(
+            "INSERT INTO nexcomet.ad_connections (organization_id, platform) VALUES (\(org), 'tiktok') RETURNING id")
         let account = try await job(
-            "INSERT INTO nexcomet.ad_accounts (connection_id, platform, external_id, currency) VALUES (\(conn), 'tiktok', '7001', 'USD') RETURNING id")
+            "INSERT INTO nexcomet.ad_accounts (connection_id, platform, external_id, currency) VALUES (\(conn), 'tiktok', '7001', 'USD') RETURNING id"
+        )
         try await pool.execute(
             "INSERT INTO nexjobs.rate_limits (key, next_slot) VALUES ('tiktok:7001', now() + interval '2 minutes')")
         let restricted = try await job(
             "SELECT nexjobs.enqueue('sync_connection', jsonb_build_object('connection_id', '\(conn)'))")
-        let limited = try await job("SELECT nexjobs.enqueue('sync_ad_account', jsonb_build_object('ad_account_id', \(account)))")
+        let limited = try await job(
+            "SELECT nexjobs.enqueue('sync_ad_account', jsonb_build_object('ad_account_id', \(account)))")
 
         let scheduledCodes = try await codes(scheduled)
         XCTAssertEqual(scheduledCodes, ["scheduled", "no_worker"])
@@ -111,11 +129,14 @@ final class ConsoleTests: XCTestCase {
         XCTAssertTrue(restrictedCodes.contains("org_restricted"), "\(restrictedCodes)")
         XCTAssertTrue(restrictedCodes.contains("rate_limited"), "\(restrictedCodes)")
         let limitedWhy = try await JobWhy.explain(limited, on: pool)!
-        XCTAssertTrue(limitedWhy.reasons.contains { $0.code == "rate_limited" && $0.text.contains("tiktok:7001") }, "\(limitedWhy.reasons)")
+        XCTAssertTrue(
+            limitedWhy.reasons.contains { $0.code == "rate_limited" && $0.text.contains("tiktok:7001") },
+            "\(limitedWhy.reasons)")
 
         // A live worker on the queue removes no_worker; a due job behind others is "queued".
         try await pool.execute(
-            "INSERT INTO nexjobs.workers (id, host, pid, queues, concurrency, lease_until) VALUES ('w1', 'h', 1, '{default}', 4, now() + interval '1 minute')")
+            "INSERT INTO nexjobs.workers (id, host, pid, queues, concurrency, lease_until) VALUES ('w1', 'h', 1, '{default}', 4, now() + interval '1 minute')"
+        )
         let withWorker = try await codes(scheduled)
         XCTAssertEqual(withWorker, ["scheduled"])
         let due = try await job("SELECT nexjobs.enqueue('noop')")

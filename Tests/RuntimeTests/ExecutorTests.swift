@@ -1,9 +1,10 @@
 import Foundation
 import Logs
 import Postgres
+import XCTest
+
 @testable import Queue
 @testable import Runtime
-import XCTest
 
 /// The executor without a database: each test runs one attempt of a scripted handler and checks its disposition.
 /// The pool in the context points nowhere and is never used.
@@ -20,19 +21,26 @@ final class ExecutorTests: XCTestCase {
     let job = ClaimedJob(id: 7, kind: "script", queue: "default", args: #"{"n": 1}"#, attempt: 2, maxAttempts: 5)
 
     func context() throws -> JobContext {
-        JobContext(id: job.id, kind: job.kind, queue: job.queue, attempt: job.attempt, maxAttempts: job.maxAttempts,
-                   workerID: "w", pool: try PGPool(url: "postgres://nobody@127.0.0.1:1/none"),
-                   logger: Logger(label: "test", minimum: .error))
+        JobContext(
+            id: job.id, kind: job.kind, queue: job.queue, attempt: job.attempt, maxAttempts: job.maxAttempts,
+            workerID: "w", pool: try PGPool(url: "postgres://nobody@127.0.0.1:1/none"),
+            logger: Logger(label: "test", minimum: .error))
     }
 
-    func run(_ body: @escaping @Sendable (Script.Args, JobContext) async throws -> Void,
-             job: ClaimedJob? = nil, signals: JobExecutor.Signals = .init()) async throws -> Disposition {
-        await JobExecutor.execute(handler: AnyJobHandler(Script(body: body)), job: job ?? self.job,
-                                  context: try context(), signals: signals)
+    func run(
+        _ body: @escaping @Sendable (Script.Args, JobContext) async throws -> Void,
+        job: ClaimedJob? = nil, signals: JobExecutor.Signals = .init()
+    ) async throws -> Disposition {
+        await JobExecutor.execute(
+            handler: AnyJobHandler(Script(body: body)), job: job ?? self.job,
+            context: try context(), signals: signals)
     }
 
     func testReturningCompletes() async throws {
-        let seen = try await run { args, ctx in XCTAssertEqual(args.n, 1); XCTAssertEqual(ctx.attempt, 2) }
+        let seen = try await run { args, ctx in
+            XCTAssertEqual(args.n, 1)
+            XCTAssertEqual(ctx.attempt, 2)
+        }
         XCTAssertEqual(seen, .completed)
     }
 
@@ -87,8 +95,9 @@ final class ExecutorTests: XCTestCase {
         let last = JobStore.Unfinished.retry(id: 1, attempt: 5, maxAttempts: 5, error: "x", delay: .seconds(9))
         XCTAssertEqual(last.state, "failed")
         XCTAssertEqual(last.delay, .zero)
-        let more = JobStore.Unfinished.retry(id: 1, attempt: 4, maxAttempts: 5, error: String(repeating: "e", count: 3000),
-                                             delay: .seconds(9))
+        let more = JobStore.Unfinished.retry(
+            id: 1, attempt: 4, maxAttempts: 5, error: String(repeating: "e", count: 3000),
+            delay: .seconds(9))
         XCTAssertEqual(more.state, "retryable")
         XCTAssertEqual(more.delay, .seconds(9))
         XCTAssertEqual(more.error?.count, 2000, "error text is capped")

@@ -14,17 +14,25 @@ final class ExtremeTimestampTests: XCTestCase {
     var db: TestDatabase!
 
     override func setUp() async throws {
-        do { db = try await TestDatabase.create(name) } catch { XCTFail("\(error)"); throw error }
+        do { db = try await TestDatabase.create(name) } catch {
+            XCTFail("\(error)")
+            throw error
+        }
     }
 
     override func tearDown() async throws { await db?.drop() }
 
     func testMetricsAndStatsAnswerWithExtremeRunAt() async throws {
         for v in ["-infinity", "infinity", "0044-03-15 00:00:00+00 BC", "200000-01-01 00:00:00+00"] {
-            try await db.pool.execute("INSERT INTO nexjobs.jobs (kind, queue, run_at) VALUES ('noop', 'x', \(v)::timestamptz)")
+            try await db.pool.execute(
+                "INSERT INTO nexjobs.jobs (kind, queue, run_at) VALUES ('noop', 'x', \(v)::timestamptz)")
         }
-        let service = WebService(pool: db.pool, webhookSecret: nil, logger: Logger(label: "test", minimum: .error))
-        let metrics = await service.router().handle(HTTPRequest(path: "/metrics"))
+        var service = WebService(pool: db.pool, webhookSecret: nil, logger: Logger(label: "test", minimum: .error))
+        let token = String(repeating: "m", count: 32)
+        service.metricsToken = Array(token.utf8)
+        var headers = HTTPHeaders()
+        headers.add("Authorization", "Bearer \(token)")
+        let metrics = await service.router().handle(HTTPRequest(path: "/metrics", headers: headers))
         let text = String(decoding: metrics.body, as: UTF8.self)
         XCTAssertEqual(metrics.status, 200, text)
         XCTAssertTrue(text.contains(#"nexjobs_oldest_due_seconds{queue="x"} +Inf"#), text)

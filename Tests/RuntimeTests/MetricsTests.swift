@@ -5,8 +5,9 @@ import NexcometJobs
 import PGTestSupport
 import Postgres
 import Queue
-@testable import Runtime
 import XCTest
+
+@testable import Runtime
 
 /// `/metrics`: bearer-token access, the series computed from the database (histograms and counters kept by the
 /// sql/045 and sql/046 triggers), and the exposition checked by Prometheus's own `promtool check metrics`.
@@ -15,7 +16,10 @@ final class MetricsTests: XCTestCase {
     let token = "metrics-test-token-0123456789abcdef"
 
     override func setUp() async throws {
-        do { db = try await TestDatabase.create(name) } catch { XCTFail("\(error)"); throw error }
+        do { db = try await TestDatabase.create(name) } catch {
+            XCTFail("\(error)")
+            throw error
+        }
     }
 
     override func tearDown() async throws { await db?.drop() }
@@ -35,7 +39,9 @@ final class MetricsTests: XCTestCase {
 
     func testMetricsRequireTheBearerToken() async throws {
         let router = service(token: token).router()
-        for bad in [nil, "Bearer", "Bearer ", "Bearer wrong", "Bearer \(token)x", "Basic \(token)", String(token.dropLast())] {
+        for bad in [
+            nil, "Bearer", "Bearer ", "Bearer wrong", "Bearer \(token)x", "Basic \(token)", String(token.dropLast()),
+        ] {
             let r = await get(router, authorization: bad)
             XCTAssertEqual(r.status, 401, "authorization \(bad ?? "none") must be refused")
             XCTAssertEqual(r.headers["WWW-Authenticate"], #"Bearer realm="nexjobs-metrics""#)
@@ -54,8 +60,10 @@ final class MetricsTests: XCTestCase {
     func testTokenSettingHasARange() throws {
         XCTAssertNil(try WebService.metricsToken(from: [:]))
         XCTAssertThrowsError(try WebService.metricsToken(from: ["NEXJOBS_METRICS_TOKEN": "short"]))
-        XCTAssertThrowsError(try WebService.metricsToken(from: ["NEXJOBS_METRICS_TOKEN": String(repeating: "k", count: 513)]))
-        XCTAssertEqual(try WebService.metricsToken(from: ["NEXJOBS_METRICS_TOKEN": String(repeating: "k", count: 32)])?.count, 32)
+        XCTAssertThrowsError(
+            try WebService.metricsToken(from: ["NEXJOBS_METRICS_TOKEN": String(repeating: "k", count: 513)]))
+        XCTAssertEqual(
+            try WebService.metricsToken(from: ["NEXJOBS_METRICS_TOKEN": String(repeating: "k", count: 32)])?.count, 32)
     }
 
     /// Jobs run by a real worker show up in the outcome counters and both histograms, per kind and queue; the
@@ -64,7 +72,8 @@ final class MetricsTests: XCTestCase {
         let client = JobClient(pool: db.pool)
         for _ in 0..<5 { try await client.enqueue(NewJob(kind: "noop", queue: "mq")) }
         try await client.enqueue(NewJob(kind: "noop", args: #"{"fail_times": 1}"#, queue: "mq", maxAttempts: 1))
-        let cancelled = try await client.enqueue(NewJob(kind: "noop", queue: "mq", runAt: Date().addingTimeInterval(3600)))
+        let cancelled = try await client.enqueue(
+            NewJob(kind: "noop", queue: "mq", runAt: Date().addingTimeInterval(3600)))
         _ = try await db.pool.query("SELECT nexjobs.cancel(\(cancelled.id))")
         var options = WorkerOptions()
         options.queues = ["mq"]
@@ -73,7 +82,8 @@ final class MetricsTests: XCTestCase {
         options.maintenance = false
         var registry = JobRegistry()
         registry.register(NoopHandler())
-        let worker = Worker(pool: db.pool, registry: registry, options: options, logger: Logger(label: "t", minimum: .error))
+        let worker = Worker(
+            pool: db.pool, registry: registry, options: options, logger: Logger(label: "t", minimum: .error))
         let run = Task { try await worker.run() }
         try await assertEventually(timeout: .seconds(20), "the jobs finish") {
             try await self.db.pool.query(
@@ -123,10 +133,14 @@ final class MetricsTests: XCTestCase {
                 """)
         }
         try await db.pool.execute("DELETE FROM nexcomet.sync_runs")
-        let text = String(decoding: (await get(service(token: token).router(), authorization: "Bearer \(token)")).body, as: UTF8.self)
-        XCTAssertTrue(text.contains(#"nexjobs_platform_api_calls_total{platform="snapchat",status_class="2xx"} 5"#), text)
-        XCTAssertTrue(text.contains(#"nexjobs_platform_api_calls_total{platform="snapchat",status_class="5xx"} 1"#), text)
-        XCTAssertTrue(text.contains(#"nexjobs_platform_api_calls_total{platform="snapchat",status_class="error"} 1"#), text)
+        let text = String(
+            decoding: (await get(service(token: token).router(), authorization: "Bearer \(token)")).body, as: UTF8.self)
+        XCTAssertTrue(
+            text.contains(#"nexjobs_platform_api_calls_total{platform="snapchat",status_class="2xx"} 5"#), text)
+        XCTAssertTrue(
+            text.contains(#"nexjobs_platform_api_calls_total{platform="snapchat",status_class="5xx"} 1"#), text)
+        XCTAssertTrue(
+            text.contains(#"nexjobs_platform_api_calls_total{platform="snapchat",status_class="error"} 1"#), text)
         XCTAssertTrue(text.contains(#"nexjobs_connections_behind_cadence{platform="snapchat"} 0"#), text)
         try Self.promtoolCheck(text)
     }
@@ -136,7 +150,8 @@ final class MetricsTests: XCTestCase {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         p.arguments = ["promtool", "check", "metrics"]
-        let input = Pipe(), output = Pipe()
+        let input = Pipe()
+        let output = Pipe()
         p.standardInput = input
         p.standardOutput = output
         p.standardError = output
@@ -145,7 +160,8 @@ final class MetricsTests: XCTestCase {
         try input.fileHandleForWriting.close()
         let out = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         p.waitUntilExit()
-        XCTAssertEqual(p.terminationStatus, 0, "promtool check metrics (install Debian's prometheus package): \(out)",
-                       file: file, line: line)
+        XCTAssertEqual(
+            p.terminationStatus, 0, "promtool check metrics (install Debian's prometheus package): \(out)",
+            file: file, line: line)
     }
 }

@@ -5,8 +5,9 @@ import NexcometJobs
 import PGTestSupport
 import Postgres
 import Queue
-@testable import Runtime
 import XCTest
+
+@testable import Runtime
 
 /// `WebService` through its router with a real database: health, metrics, and signed resync webhooks.
 final class WebServiceTests: XCTestCase {
@@ -14,7 +15,10 @@ final class WebServiceTests: XCTestCase {
     let secret = Array("0123456789abcdef0123456789abcdef-test".utf8)
 
     override func setUp() async throws {
-        do { db = try await TestDatabase.create(name) } catch { XCTFail("\(error)"); throw error }
+        do { db = try await TestDatabase.create(name) } catch {
+            XCTFail("\(error)")
+            throw error
+        }
     }
 
     override func tearDown() async throws { await db?.drop() }
@@ -164,6 +168,7 @@ final class WebServiceTests: XCTestCase {
     func testSecretMustBeLongEnough() throws {
         XCTAssertNil(try WebService.secret(from: [:]))
         XCTAssertThrowsError(try WebService.secret(from: ["NEXJOBS_WEBHOOK_SECRET": "short"]))
-        XCTAssertEqual(try WebService.secret(from: ["NEXJOBS_WEBHOOK_SECRET": String(repeating: "k", count: 32)])?.count, 32)
+        XCTAssertEqual(
+            try WebService.secret(from: ["NEXJOBS_WEBHOOK_SECRET": String(repeating: "k", count: 32)])?.count, 32)
     }
 }

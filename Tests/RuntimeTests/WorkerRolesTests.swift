@@ -3,8 +3,9 @@ import Logs
 import PGTestSupport
 import Postgres
 import Queue
-@testable import Runtime
 import XCTest
+
+@testable import Runtime
 
 /// The worker's roles against a real database: per-queue producers and leader-only maintenance.
 extension WorkerTests {
@@ -17,7 +18,8 @@ extension WorkerTests {
 
     func testMultiQueueWorkerClaimsEachQueueInIndexOrder() async throws {
         // Enough rows over several queues and states that a sort of the claimable set would be visible.
-        try await db.pool.execute("""
+        try await db.pool.execute(
+            """
             INSERT INTO nexjobs.jobs (kind, queue, state, priority, finished_at)
             SELECT 'noop', (ARRAY['alpha', 'beta', 'gamma'])[1 + g % 3],
                    CASE WHEN g % 2 = 0 THEN 'completed' ELSE 'available' END, (g % 7)::smallint,
@@ -42,15 +44,18 @@ extension WorkerTests {
         try await withWorker(worker) {
             try await assertEventually(timeout: .seconds(60)) {
                 let n: Int = try await self.db.pool.query(
-                    "SELECT count(*)::int FROM nexjobs.jobs WHERE state = 'completed'").first!.decode(0)
+                    "SELECT count(*)::int FROM nexjobs.jobs WHERE state = 'completed'"
+                ).first!.decode(0)
                 return n == alpha.count + beta.count
             }
         }
         for (queue, ids) in [("alpha", alpha), ("beta", beta)] {
-            let done: Int = try await db.pool.query("""
+            let done: Int = try await db.pool.query(
+                """
                 SELECT count(*)::int FROM nexjobs.jobs
                  WHERE queue = \(queue) AND state = 'completed' AND id = ANY(\(ids)::bigint[]) AND attempt = 1
-                """).first!.decode(0)
+                """
+            ).first!.decode(0)
             XCTAssertEqual(done, 300, "every \(queue) job ran once")
         }
         let untouched = try await state(gamma.id)
@@ -59,16 +64,20 @@ extension WorkerTests {
 
     /// Inserts a job that looks claimed by a worker that died a minute ago.
     func insertStaleRunningJob() async throws -> Int64 {
-        try await db.pool.query("""
+        try await db.pool.query(
+            """
             INSERT INTO nexjobs.jobs (kind, state, attempt, locked_by, locked_until, attempted_at)
             VALUES ('noop', 'running', 1, 'dead-worker', now() - interval '1 minute', now()) RETURNING id
-            """).first!.decode(0)
+            """
+        ).first!.decode(0)
     }
 
     func maintenanceHolder() async throws -> String? {
-        try await db.pool.query("""
+        try await db.pool.query(
+            """
             SELECT holder FROM nexjobs.leader WHERE name = 'maintenance' AND term_until > now()
-            """).first?.decode(0, as: String?.self)
+            """
+        ).first?.decode(0, as: String?.self)
     }
 
     func testMaintenanceRunsOnExactlyOneWorker() async throws {
@@ -112,7 +121,8 @@ extension WorkerTests {
         XCTAssertEqual(standby.maintainer?.rescued, 1, "the new leader rescued the third job")
         XCTAssertEqual(leader.maintainer?.rescued, 2, "the old leader did nothing more")
         let offHeld: Int = try await db.pool.query(
-            "SELECT count(*)::int FROM nexjobs.leader WHERE holder = \(off.id)").first!.decode(0)
+            "SELECT count(*)::int FROM nexjobs.leader WHERE holder = \(off.id)"
+        ).first!.decode(0)
         XCTAssertEqual(offHeld, 0, "the worker without maintenance never held a role")
 
         for w in [a, b, off] { w.shutdown() }
@@ -126,8 +136,9 @@ extension WorkerTests {
         var so = SchedulerOptions()
         so.tick = .milliseconds(100)
         so.sources = [CronScheduleSource()]
-        let scheduler = Scheduler(pool: db.pool, options: so, holder: "the-scheduler",
-                                  logger: Logger(label: "test", minimum: .error))
+        let scheduler = Scheduler(
+            pool: db.pool, options: so, holder: "the-scheduler",
+            logger: Logger(label: "test", minimum: .error))
         let schedulerTask = Task { try await scheduler.run() }
         var schedulerStopped = false
         defer { if !schedulerStopped { scheduler.shutdown() } }
@@ -141,7 +152,8 @@ extension WorkerTests {
             // The scheduler's maintenance.rescue schedule (every 5 s) rescues; the worker only stands by.
             let first = try await insertStaleRunningJob()
             try await assertEventually(timeout: .seconds(30)) { try await self.state(first) == .retryable }
-            XCTAssertEqual(worker.maintainer?.leaderPasses, 0, "the worker did not maintain while the scheduler held it")
+            XCTAssertEqual(
+                worker.maintainer?.leaderPasses, 0, "the worker did not maintain while the scheduler held it")
             XCTAssertEqual(worker.maintainer?.rescued, 0)
 
             // The scheduler stops and releases the role: the worker takes over.
@@ -163,8 +175,9 @@ extension WorkerTests {
         var so = SchedulerOptions()
         so.tick = .milliseconds(100)
         so.sources = [CronScheduleSource()]
-        let scheduler = Scheduler(pool: db.pool, options: so, holder: "the-scheduler",
-                                  logger: Logger(label: "test", minimum: .error))
+        let scheduler = Scheduler(
+            pool: db.pool, options: so, holder: "the-scheduler",
+            logger: Logger(label: "test", minimum: .error))
         let schedulerTask = Task { try await scheduler.run() }
         defer { scheduler.shutdown() }
         try await assertEventually(timeout: .seconds(30)) {

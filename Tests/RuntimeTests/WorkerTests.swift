@@ -4,12 +4,16 @@ import PGTestSupport
 import Postgres
 import Queue
 import Synchronization
-@testable import Runtime
 import XCTest
+
+@testable import Runtime
 
 /// A handler whose behaviour each test sets; it records what it saw.
 struct ProbeHandler: JobHandler {
-    struct Args: Decodable, Sendable { var mode: String; var ms: Int? }
+    struct Args: Decodable, Sendable {
+        var mode: String
+        var ms: Int?
+    }
     static let kind = "probe"
     let timeout: Duration
     let probe: Probe
@@ -36,7 +40,9 @@ struct ProbeHandler: JobHandler {
         case "discard": throw JobDiscard("bad input: nothing to do")
         case "tx":
             try await context.pool.withTransaction { conn in
-                try await conn.execute("INSERT INTO nexjobs.noop_log (job_id, attempt, worker) VALUES (\(context.id), \(context.attempt), 'tx')")
+                try await conn.execute(
+                    "INSERT INTO nexjobs.noop_log (job_id, attempt, worker) VALUES (\(context.id), \(context.attempt), 'tx')"
+                )
                 try await context.complete(on: conn)
             }
         default: throw JobDiscard("unknown mode")
@@ -50,17 +56,54 @@ final class Probe: @unchecked Sendable {
     private var startedIDs: [Int64] = []
     private var released: Set<Int64> = []
     private var cancelled: Set<Int64> = []
-    func started(_ id: Int64) { lock.lock(); startedIDs.append(id); lock.unlock() }
-    func release(_ id: Int64) { lock.lock(); released.insert(id); lock.unlock() }
-    func isReleased(_ id: Int64) -> Bool { lock.lock(); defer { lock.unlock() }; return released.contains(id) }
-    func sawCancel(_ id: Int64) { lock.lock(); cancelled.insert(id); lock.unlock() }
-    func wasCancelled(_ id: Int64) -> Bool { lock.lock(); defer { lock.unlock() }; return cancelled.contains(id) }
-    func starts(_ id: Int64) -> Int { lock.lock(); defer { lock.unlock() }; return startedIDs.filter { $0 == id }.count }
+    func started(_ id: Int64) {
+        lock.lock()
+        startedIDs.append(id)
+        lock.unlock()
+    }
+    func release(_ id: Int64) {
+        lock.lock()
+        released.insert(id)
+        lock.unlock()
+    }
+    func isReleased(_ id: Int64) -> Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return released.contains(id)
+    }
+    func sawCancel(_ id: Int64) {
+        lock.lock()
+        cancelled.insert(id)
+        lock.unlock()
+    }
+    func wasCancelled(_ id: Int64) -> Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return cancelled.contains(id)
+    }
+    func starts(_ id: Int64) -> Int {
+        lock.lock()
+        defer { lock.unlock() }
+        return startedIDs.filter { $0 == id }.count
+    }
     private var running = 0
     private(set) var mostRunning = 0
-    func enter() { lock.lock(); running += 1; mostRunning = max(mostRunning, running); lock.unlock() }
-    func exit() { lock.lock(); running -= 1; lock.unlock() }
-    var peak: Int { lock.lock(); defer { lock.unlock() }; return mostRunning }
+    func enter() {
+        lock.lock()
+        running += 1
+        mostRunning = max(mostRunning, running)
+        lock.unlock()
+    }
+    func exit() {
+        lock.lock()
+        running -= 1
+        lock.unlock()
+    }
+    var peak: Int {
+        lock.lock()
+        defer { lock.unlock() }
+        return mostRunning
+    }
 }
 
 final class WorkerTests: XCTestCase {
@@ -69,7 +112,10 @@ final class WorkerTests: XCTestCase {
     let probe = Probe()
 
     override func setUp() async throws {
-        do { db = try await TestDatabase.create(name) } catch { XCTFail("\(error)"); throw error }
+        do { db = try await TestDatabase.create(name) } catch {
+            XCTFail("\(error)")
+            throw error
+        }
         client = JobClient(pool: db.pool)
     }
 
@@ -94,7 +140,11 @@ final class WorkerTests: XCTestCase {
     /// Runs `body` while a worker runs; stops the worker afterwards.
     func withWorker(_ worker: Worker, _ body: () async throws -> Void) async throws {
         let task = Task { try await worker.run() }
-        do { try await body() } catch { worker.shutdown(); _ = try? await task.value; throw error }
+        do { try await body() } catch {
+            worker.shutdown()
+            _ = try? await task.value
+            throw error
+        }
         worker.shutdown()
         try await task.value
     }
@@ -108,9 +158,11 @@ final class WorkerTests: XCTestCase {
         XCTAssertEqual(job.state, .available)
         XCTAssertEqual(job.maxAttempts, 20)
         XCTAssertEqual(job.args, "{}")
-        let id2: Int64 = try await db.pool.query("""
+        let id2: Int64 = try await db.pool.query(
+            """
             SELECT nexjobs.enqueue('noop', '{"a":1}', 'q2', 5, now() + interval '1 hour', 'k', 3)
-            """).first!.decode(0)
+            """
+        ).first!.decode(0)
         let j2 = try await client.job(id2)
         XCTAssertEqual([j2.queue, j2.uniqueKey], ["q2", "k"])
         XCTAssertEqual([j2.priority, j2.maxAttempts], [5, 3])
@@ -128,7 +180,8 @@ final class WorkerTests: XCTestCase {
         XCTAssertEqual(Set(results.map(\.id)).count, 1)
         XCTAssertEqual(results.filter { !$0.duplicate }.count, 1)
         let live: Int = try await db.pool.query(
-            "SELECT count(*)::int FROM nexjobs.jobs WHERE unique_key = 'only-one'").first!.decode(0)
+            "SELECT count(*)::int FROM nexjobs.jobs WHERE unique_key = 'only-one'"
+        ).first!.decode(0)
         XCTAssertEqual(live, 1)
     }
 
@@ -150,7 +203,9 @@ final class WorkerTests: XCTestCase {
         } catch is Abort {}
         let n: Int = try await db.pool.query("SELECT count(*)::int FROM nexjobs.jobs").first!.decode(0)
         XCTAssertEqual(n, 0)
-        let id = try await db.pool.withTransaction { conn in try await self.client.enqueue(NewJob(kind: "noop"), on: conn).id }
+        let id = try await db.pool.withTransaction { conn in
+            try await self.client.enqueue(NewJob(kind: "noop"), on: conn).id
+        }
         let st = try await state(id)
         XCTAssertEqual(st, .available)
     }
@@ -164,8 +219,10 @@ final class WorkerTests: XCTestCase {
     }
 
     func testBadInputChangesNothing() async throws {
-        for bad in [NewJob(kind: "noop", args: "[1,2]"), NewJob(kind: "noop", args: "{"), NewJob(kind: "Bad Kind"),
-                    NewJob(kind: "noop", queue: ""), NewJob(kind: "noop", maxAttempts: 0)] {
+        for bad in [
+            NewJob(kind: "noop", args: "[1,2]"), NewJob(kind: "noop", args: "{"), NewJob(kind: "Bad Kind"),
+            NewJob(kind: "noop", queue: ""), NewJob(kind: "noop", maxAttempts: 0),
+        ] {
             do {
                 _ = try await client.enqueue(bad)
                 XCTFail("accepted \(bad)")
@@ -175,7 +232,10 @@ final class WorkerTests: XCTestCase {
         }
         let n: Int = try await db.pool.query("SELECT count(*)::int FROM nexjobs.jobs").first!.decode(0)
         XCTAssertEqual(n, 0)
-        do { _ = try await client.job(987654); XCTFail() } catch QueueError.notFound(let id) { XCTAssertEqual(id, 987654) }
+        do {
+            _ = try await client.job(987654)
+            XCTFail()
+        } catch QueueError.notFound(let id) { XCTAssertEqual(id, 987654) }
     }
 
     func testFailTimesTwoCompletesOnAttemptThreeWithGrowingBackoff() async throws {
@@ -187,7 +247,8 @@ final class WorkerTests: XCTestCase {
         XCTAssertEqual(job.attempt, 3)
         XCTAssertEqual(job.errors.map(\.attempt), [1, 2])
         // Equal-jitter backoff from base 200 ms: the first wait is >= 100 ms, the second >= 200 ms.
-        let t1 = PGTimestamp.parse(job.errors[0].at)!, t2 = PGTimestamp.parse(job.errors[1].at)!
+        let t1 = PGTimestamp.parse(job.errors[0].at)!
+        let t2 = PGTimestamp.parse(job.errors[1].at)!
         let t3 = job.attemptedAt!
         XCTAssertGreaterThanOrEqual(t2.timeIntervalSince(t1), 0.1)
         XCTAssertGreaterThanOrEqual(t3.timeIntervalSince(t2), 0.2)
@@ -217,7 +278,8 @@ final class WorkerTests: XCTestCase {
         let badArgs = try await client.enqueue(NewJob(kind: "noop", args: #"{"sleep_ms": "soon"}"#)).id
         try await withWorker(makeWorker()) {
             try await assertEventually {
-                let a = try await state(unknown), b = try await state(badArgs)
+                let a = try await state(unknown)
+                let b = try await state(badArgs)
                 return a == .failed && b == .failed
             }
         }
@@ -268,11 +330,15 @@ final class WorkerTests: XCTestCase {
     func testCompletionFromAWorkerThatLostItsLeaseDoesNotOverwrite() async throws {
         let id = try await client.enqueue(NewJob(kind: "probe", args: #"{"mode": "block"}"#)).id
         // Long heartbeat so the stale worker does not notice before it tries to complete.
-        let worker = makeWorker { $0.heartbeatInterval = .seconds(60); $0.leaseDuration = .seconds(120) }
+        let worker = makeWorker {
+            $0.heartbeatInterval = .seconds(60)
+            $0.leaseDuration = .seconds(120)
+        }
         try await withWorker(worker) {
             await assertEventually { self.probe.starts(id) == 1 }
             // Another worker takes over the job (as after a rescue): attempt 2, a different owner.
-            try await db.pool.execute("""
+            try await db.pool.execute(
+                """
                 UPDATE nexjobs.jobs SET attempt = attempt + 1, locked_by = 'other-worker' WHERE id = \(id)
                 """)
             probe.release(id)
@@ -290,7 +356,8 @@ final class WorkerTests: XCTestCase {
         try await withWorker(makeWorker()) {
             try await assertEventually { try await state(id) == .completed }
         }
-        let n: Int = try await db.pool.query("SELECT count(*)::int FROM nexjobs.noop_log WHERE job_id = \(id)").first!.decode(0)
+        let n: Int = try await db.pool.query("SELECT count(*)::int FROM nexjobs.noop_log WHERE job_id = \(id)").first!
+            .decode(0)
         XCTAssertEqual(n, 1)
     }
 
@@ -310,11 +377,13 @@ final class WorkerTests: XCTestCase {
 
     func testRescueRetriesJobsOfADeadWorkerExactlyOnce() async throws {
         let id = try await client.enqueue(NewJob(kind: "noop")).id
-        try await db.pool.execute("""
+        try await db.pool.execute(
+            """
             INSERT INTO nexjobs.workers (id, host, pid, queues, concurrency, lease_until)
             VALUES ('dead', 'h', 1, '{default}', 1, now() - interval '1 second')
             """)
-        try await db.pool.execute("""
+        try await db.pool.execute(
+            """
             UPDATE nexjobs.jobs SET state = 'running', attempt = 1, locked_by = 'dead',
                    locked_until = now() + interval '1 hour' WHERE id = \(id)
             """)
@@ -331,10 +400,12 @@ final class WorkerTests: XCTestCase {
 
     func testPruneDeletesOnlyFinishedJobsPastRetention() async throws {
         let ids = try await client.enqueueMany((0..<3).map { _ in NewJob(kind: "noop") })
-        try await db.pool.execute("""
+        try await db.pool.execute(
+            """
             UPDATE nexjobs.jobs SET state = 'completed', finished_at = now() - interval '2 days' WHERE id = \(ids[0])
             """)
-        try await db.pool.execute("""
+        try await db.pool.execute(
+            """
             UPDATE nexjobs.jobs SET state = 'failed', finished_at = now() - interval '2 days' WHERE id = \(ids[1])
             """)
         let pruned = try await client.prune()
@@ -358,8 +429,10 @@ final class WorkerTests: XCTestCase {
             for burst in 0..<10 {
                 var ids: [Int64] = []
                 for i in 0..<6 {
-                    ids.append(try await client.enqueue(
-                        NewJob(kind: "probe", args: #"{"mode": "gauge", "ms": \#((burst + i) % 3 == 0 ? 40 : 5)}"#)).id)
+                    ids.append(
+                        try await client.enqueue(
+                            NewJob(kind: "probe", args: #"{"mode": "gauge", "ms": \#((burst + i) % 3 == 0 ? 40 : 5)}"#)
+                        ).id)
                 }
                 try await assertEventually(timeout: .seconds(30)) {
                     let done: Int = try await db.pool.query(
@@ -385,7 +458,8 @@ final class WorkerTests: XCTestCase {
         // Due in a moment (no NOTIFY for a future job), so neither the worker's first claim nor anything before
         // the lock takes it.
         let id = try await client.enqueue(
-            NewJob(kind: "noop", runAt: Date().addingTimeInterval(1))).id
+            NewJob(kind: "noop", runAt: Date().addingTimeInterval(1))
+        ).id
         let task = Task { try await worker.run() }
         let blocker = try await PGConnection.connect(PGConfig(db.url))
         try await blocker.simpleQuery("BEGIN; LOCK TABLE nexjobs.jobs IN EXCLUSIVE MODE")

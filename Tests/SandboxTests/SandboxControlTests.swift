@@ -203,8 +203,10 @@ final class SandboxControlTests: SandboxTestCase {
 
     func testClockRefusesOverflowingAdvances() async throws {
         let s = try makeSandbox()
-        for body in [#"{"advance_days":9223372036854775807}"#, #"{"advance_days":-9223372036854775808}"#,
-                     #"{"advance_days":36501}"#, #"{"advance_days":1e300}"#, #"{"advance_days":"inf"}"#] {
+        for body in [
+            #"{"advance_days":9223372036854775807}"#, #"{"advance_days":-9223372036854775808}"#,
+            #"{"advance_days":36501}"#, #"{"advance_days":1e300}"#, #"{"advance_days":"inf"}"#,
+        ] {
             let r = try await client.send("POST", s.baseURL + "/_sandbox/clock", body: body)
             XCTAssertEqual(r.status, 400, "\(body): \(r.text)")
             XCTAssertTrue(r.text.contains("-36500...36500"), r.text)
@@ -216,7 +218,8 @@ final class SandboxControlTests: SandboxTestCase {
         XCTAssertEqual(second.status, 409, second.text)
         let clock = try await client.get(s.baseURL + "/_sandbox/clock")
         XCTAssertEqual(clock.json?["advanced_days"], .number("36500"))
-        let faults = try await client.send("POST", s.baseURL + "/_sandbox/faults", body: #"{"slow_delay_ms":9223372036854775807}"#)
+        let faults = try await client.send(
+            "POST", s.baseURL + "/_sandbox/faults", body: #"{"slow_delay_ms":9223372036854775807}"#)
         XCTAssertEqual(faults.status, 400, faults.text)
     }
 
@@ -228,9 +231,11 @@ final class SandboxControlTests: SandboxTestCase {
         let unknown = await runSandboxCommand(arguments: ["--bogus"])
         XCTAssertEqual(unknown, 2)
         // Absurd world sizes are refused before anything is built (they used to spin at 100% CPU).
-        for args in [["--accounts-per-connection", "1-1000000000"], ["--accounts-per-connection", "101"],
-                     ["--accounts-per-connection", "1-"], ["--days", "0"], ["--days", "3651"],
-                     ["--snap-connections", "1001"], ["--snap-token-ttl", "86401"]] {
+        for args in [
+            ["--accounts-per-connection", "1-1000000000"], ["--accounts-per-connection", "101"],
+            ["--accounts-per-connection", "1-"], ["--days", "0"], ["--days", "3651"],
+            ["--snap-connections", "1001"], ["--snap-token-ttl", "86401"],
+        ] {
             let code = await runSandboxCommand(arguments: args)
             XCTAssertEqual(code, 2, "\(args)")
         }

@@ -192,14 +192,21 @@ final class SchedulerIsolationTests: XCTestCase {
         let limit: Int
         init(limit: Int) { self.limit = limit }
         /// Counts a call; true until `limit` calls were made (so even an endless loop ends).
-        func next() -> Bool { count.withLock { $0 += 1; return $0 <= limit } }
+        func next() -> Bool {
+            count.withLock {
+                $0 += 1
+                return $0 <= limit
+            }
+        }
         var made: Int { count.withLock { $0 } }
     }
 
     func testMaintenanceRefusesBadBatchSizesAndBoundsItsLoops() async throws {
         let db = try await TestDatabase.create()
-        for args in [#"{"batch_size": 0}"#, #"{"batch_size": -5}"#, #"{"batch_size": "x"}"#,
-                     #"{"batch_size": 1e30}"#, #"{"batch_size": true}"#, #"{"batch_size": 100001}"#] {
+        for args in [
+            #"{"batch_size": 0}"#, #"{"batch_size": -5}"#, #"{"batch_size": "x"}"#,
+            #"{"batch_size": 1e30}"#, #"{"batch_size": true}"#, #"{"batch_size": 100001}"#,
+        ] {
             let calls = Calls(limit: 1000)
             let context = DueWorkContext(pool: db.pool, logger: quietLogger, holder: "t", isLeader: { calls.next() })
             do {
@@ -210,8 +217,10 @@ final class SchedulerIsolationTests: XCTestCase {
             }
             XCTAssertLessThan(calls.made, 5, "\(args): no loop")
         }
-        for args in [#"{"completed_retention": "soon"}"#, #"{"failed_retention": "-1 day"}"#,
-                     #"{"batch_size": 0}"#] {
+        for args in [
+            #"{"completed_retention": "soon"}"#, #"{"failed_retention": "-1 day"}"#,
+            #"{"batch_size": 0}"#,
+        ] {
             let context = DueWorkContext(pool: db.pool, logger: quietLogger, holder: "t", isLeader: { true })
             do {
                 _ = try await MaintenanceAction.run(kind: "nexjobs.prune", args: args, context)
@@ -364,8 +373,10 @@ final class SchedulerIsolationTests: XCTestCase {
         }
     }
 
-    func scheduler(_ db: TestDatabase, _ holder: String, _ sources: [any DueWorkSource],
-                   configure: (inout SchedulerOptions) -> Void = { _ in }) throws -> (Scheduler, PGPool) {
+    func scheduler(
+        _ db: TestDatabase, _ holder: String, _ sources: [any DueWorkSource],
+        configure: (inout SchedulerOptions) -> Void = { _ in }
+    ) throws -> (Scheduler, PGPool) {
         var o = SchedulerOptions()
         o.election = fastElection()
         o.tick = .milliseconds(50)

@@ -130,8 +130,9 @@ final class SchedulerProcessTests: XCTestCase {
         // None skipped: the new leader fires every time missed during a handover (they are within the catch-up
         // window), so fire times are consecutive multiples of 2 s from the first to the last.
         for (a, b) in zip(fires, fires.dropFirst()) {
-            XCTAssertEqual(b.timeIntervalSince(a), 2, accuracy: 0.001,
-                           "fire times \(PGTimestamp.format(a)) -> \(PGTimestamp.format(b)): one skipped or doubled")
+            XCTAssertEqual(
+                b.timeIntervalSince(a), 2, accuracy: 0.001,
+                "fire times \(PGTimestamp.format(a)) -> \(PGTimestamp.format(b)): one skipped or doubled")
             XCTAssertEqual(b.timeIntervalSince1970.truncatingRemainder(dividingBy: 2), 0, "fire times are @every 2s")
         }
         // Released on SIGTERM: nobody holds a live term now.

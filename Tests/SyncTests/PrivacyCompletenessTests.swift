@@ -19,7 +19,10 @@ final class PrivacyCompletenessTests: XCTestCase {
     var db: TestDatabase!
 
     override func setUp() async throws {
-        do { db = try await TestDatabase.create(name) } catch { XCTFail("\(error)"); throw error }
+        do { db = try await TestDatabase.create(name) } catch {
+            XCTFail("\(error)")
+            throw error
+        }
     }
 
     override func tearDown() async throws { await db?.drop() }
@@ -32,9 +35,12 @@ final class PrivacyCompletenessTests: XCTestCase {
 
     /// An organization (plan `plan`) with one user, one active connection with fake sealed tokens and one UTC ad
     /// account; returns (organization, user, connection, account).
-    func tenant(_ name: String, plan: String = "pro") async throws -> (org: Int64, user: Int64, connection: Int64, account: Int64) {
+    func tenant(_ name: String, plan: String = "pro") async throws -> (
+        org: Int64, user: Int64, connection: Int64, account: Int64
+    ) {
         let org: Int64 = try await db.pool.query(
-            "INSERT INTO nexcomet.organizations (name, plan) VALUES (\(name), \(plan)) RETURNING id").first!.decode(0)
+            "INSERT INTO nexcomet.organizations (name, plan) VALUES (\(name), \(plan)) RETURNING id"
+        ).first!.decode(0)
         let user: Int64 = try await db.pool.query(
             """
             INSERT INTO nexcomet.users (organization_id, email, name) VALUES (\(org), \(name + "@example.com"), \(name))
@@ -80,7 +86,6 @@ final class PrivacyCompletenessTests: XCTestCase {
             try await runAsFakeWorker(GDPRExportHandler(), jobID: job, pool: db.pool)
         }
     }
-
 
     // MARK: - Erase and sync lock order (item 1)
 
@@ -263,16 +268,20 @@ final class PrivacyCompletenessTests: XCTestCase {
              WHERE id = \(failed)
             """)
         // Configured above the policy: still capped at 7 (free) and 90 (pro).
-        let settings = SyncSettings.fromEnvironment(["NEXJOBS_SYNC_RETENTION_FREE": "30", "NEXJOBS_SYNC_RETENTION_PRO": "400"])
+        let settings = SyncSettings.fromEnvironment([
+            "NEXJOBS_SYNC_RETENTION_FREE": "30", "NEXJOBS_SYNC_RETENTION_PRO": "400",
+        ])
         try await enqueueAndRun(RetentionPurgeHandler(settings: settings), args: #"{"batch_size": 5}"#, pool: db.pool)
 
         func metricDays(_ account: Int64) async throws -> Int {
-            try await int("SELECT count(DISTINCT date)::int FROM nexcomet.daily_metrics WHERE ad_account_id = \(account)")
+            try await int(
+                "SELECT count(DISTINCT date)::int FROM nexcomet.daily_metrics WHERE ad_account_id = \(account)")
         }
         let freeDays = try await metricDays(freeAccount)
         let downDays = try await metricDays(downAccount)
         let entDays = try await metricDays(entAccount)
-        XCTAssertEqual(freeDays, 7, "a restricted free organization is purged to 7 days (NEXJOBS_SYNC_RETENTION_FREE=30 capped)")
+        XCTAssertEqual(
+            freeDays, 7, "a restricted free organization is purged to 7 days (NEXJOBS_SYNC_RETENTION_FREE=30 capped)")
         XCTAssertEqual(downDays, 7, "pro downgraded to free: 7 days at the next run")
         XCTAssertEqual(entDays, 120, "enterprise keeps everything")
         for (table, column) in [("campaigns", "external_id"), ("ad_groups", "external_id"), ("ads", "external_id")] {
@@ -280,8 +289,10 @@ final class PrivacyCompletenessTests: XCTestCase {
                 PGQuery(unsafeSQL: "SELECT ad_account_id || ':' || \(column) FROM nexcomet.\(table) ORDER BY 1")
             ).map { try $0.decode(0) }
             for account in [freeAccount, downAccount] {
-                XCTAssertFalse(rows.contains { $0.hasPrefix("\(account):stale") }, "\(table): no metrics in the window: purged")
-                XCTAssertTrue(rows.contains { $0.hasPrefix("\(account):live") }, "\(table): metrics in the window: kept")
+                XCTAssertFalse(
+                    rows.contains { $0.hasPrefix("\(account):stale") }, "\(table): no metrics in the window: purged")
+                XCTAssertTrue(
+                    rows.contains { $0.hasPrefix("\(account):live") }, "\(table): metrics in the window: kept")
             }
             XCTAssertTrue(rows.contains("\(entAccount):stale") || table != "campaigns", "enterprise entities stay")
             if table == "campaigns" {
@@ -300,7 +311,8 @@ final class PrivacyCompletenessTests: XCTestCase {
             "SELECT count(*)::int FROM nexcomet.privacy_audit WHERE action = 'disconnect'")
         XCTAssertEqual(audit, 1, "privacy_audit older than 12 months goes")
         let requests: [Int64] = try await db.pool.query(
-            "SELECT id FROM nexcomet.privacy_requests ORDER BY id").map { try $0.decode(0) }
+            "SELECT id FROM nexcomet.privacy_requests ORDER BY id"
+        ).map { try $0.decode(0) }
         XCTAssertEqual(requests, [recentExport, failed], "completed 30 days ago: gone with its export; open ones stay")
     }
 
@@ -346,7 +358,8 @@ final class PrivacyCompletenessTests: XCTestCase {
         XCTAssertEqual(first.first, today.adding(days: -6), "a first sync backfills 7 days, not the configured 30")
 
         let cron: String = try await db.pool.query(
-            "SELECT cron FROM nexjobs.schedules WHERE name = 'retention_purge'").first!.decode(0)
+            "SELECT cron FROM nexjobs.schedules WHERE name = 'retention_purge'"
+        ).first!.decode(0)
         XCTAssertEqual(cron, "17 * * * *", "the purge runs hourly")
     }
 
@@ -366,7 +379,8 @@ final class PrivacyCompletenessTests: XCTestCase {
         try await db.pool.execute(
             "UPDATE nexcomet.ad_accounts SET name = \(mark + "-account") WHERE id = \(account)")
         try await db.pool.execute(
-            "INSERT INTO nexcomet.campaigns (ad_account_id, external_id, name, status) VALUES (\(account), \(mark + "-c"), \(mark), 'ENABLE')")
+            "INSERT INTO nexcomet.campaigns (ad_account_id, external_id, name, status) VALUES (\(account), \(mark + "-c"), \(mark), 'ENABLE')"
+        )
         try await db.pool.execute(
             """
             INSERT INTO nexcomet.ad_groups (ad_account_id, campaign_external_id, external_id, name, status)
@@ -401,12 +415,18 @@ final class PrivacyCompletenessTests: XCTestCase {
                    (\(org), \(other), 'login', '{}')
             """)
         try await db.pool.execute(
-            "INSERT INTO nexcomet.privacy_audit (action, organization_id, details) VALUES ('disconnect', \(org), '{\"n\": 1}')")
+            "INSERT INTO nexcomet.privacy_audit (action, organization_id, details) VALUES ('disconnect', \(org), '{\"n\": 1}')"
+        )
         // A sealed token copy awaiting revocation at the platform (as a disconnect leaves it).
         try await db.pool.execute(
             """
             INSERT INTO nexcomet.token_revocations (connection_id, organization_id, platform, access_token_ciphertext)
             VALUES (\(connection), \(org), 'tiktok', '\\x01deadbeef'::bytea)
+            """)
+        try await db.pool.execute(
+            """
+            INSERT INTO nexcomet.sync_writes (ad_account_id, job_id, window_start, window_end, rows_upserted, rows_deleted)
+            VALUES (\(account), 1, current_date - 7, current_date, 3, 0)
             """)
         // A sync in progress (issue 14's resumable syncs) and the per-platform reconcile counter (no tenant).
         try await db.pool.execute(
@@ -427,7 +447,9 @@ final class PrivacyCompletenessTests: XCTestCase {
 
     func catalogueRows(_ t: CatalogueTable, org: Int64) async throws -> Int {
         try await db.pool.query(
-            PGQuery(unsafeSQL: "SELECT count(*)::int FROM nexcomet.\(t.table) t WHERE \(t.organizationRows)", binds: [String(org)])
+            PGQuery(
+                unsafeSQL: "SELECT count(*)::int FROM nexcomet.\(t.table) t WHERE \(t.organizationRows)",
+                binds: [String(org)])
         ).first!.decode(0)
     }
 
@@ -495,7 +517,9 @@ final class PrivacyCompletenessTests: XCTestCase {
         XCTAssertTrue(
             rows["usage_logs"]?.contains { ($0["organization_id"] is NSNull) } ?? false,
             "logs without an organization id are exported")
-        for secret in ["deadbeef", "cafebabe", "access_token_ciphertext", "refresh_token_ciphertext", "token_key_id", "\"k1\""] {
+        for secret in [
+            "deadbeef", "cafebabe", "access_token_ciphertext", "refresh_token_ciphertext", "token_key_id", "\"k1\"",
+        ] {
             XCTAssertFalse(text.contains(secret), "no token material in the export: \(secret)")
         }
         XCTAssertFalse(text.contains("betamark"), "nothing of another tenant")

@@ -4,12 +4,12 @@ import NexcometJobs
 import PGTestSupport
 import Platforms
 import Postgres
-
 import Queue
-@testable import Runtime
-@testable import Privacy
-@testable import Sync
 import XCTest
+
+@testable import Privacy
+@testable import Runtime
+@testable import Sync
 
 /// The privacy jobs against a real database: retention_purge, disconnect, gdpr_export, gdpr_erase, and the
 /// scheduler source that turns privacy requests into jobs.
@@ -17,7 +17,10 @@ final class PrivacyJobsTests: XCTestCase {
     var db: TestDatabase!
 
     override func setUp() async throws {
-        do { db = try await TestDatabase.create(name) } catch { XCTFail("\(error)"); throw error }
+        do { db = try await TestDatabase.create(name) } catch {
+            XCTFail("\(error)")
+            throw error
+        }
     }
 
     override func tearDown() async throws { await db?.drop() }
@@ -186,7 +189,8 @@ final class PrivacyJobsTests: XCTestCase {
     func testWorkersRunThePrivacyKinds() {
         let kinds = Set(defaultRegistry(environment: [:]).kinds)
         XCTAssertTrue(
-            kinds.isSuperset(of: ["retention_purge", "disconnect", "gdpr_export", "gdpr_erase", "revoke_tokens"]), "\(kinds)")
+            kinds.isSuperset(of: ["retention_purge", "disconnect", "gdpr_export", "gdpr_erase", "revoke_tokens"]),
+            "\(kinds)")
     }
 
     func testRetentionScheduleIsEnabledOnTheDefaultQueueAndBadArgsChangeNothing() async throws {
@@ -260,7 +264,8 @@ final class PrivacyJobsTests: XCTestCase {
         ).first!.decode(0)
         try await enqueueAndRun(GDPRExportHandler(), args: #"{"request_id": \#(request)}"#, pool: db.pool)
         let status: String = try await db.pool.query(
-            "SELECT status FROM nexcomet.privacy_requests WHERE id = \(request)").first!.decode(0)
+            "SELECT status FROM nexcomet.privacy_requests WHERE id = \(request)"
+        ).first!.decode(0)
         XCTAssertEqual(status, "completed")
         let text = try await PrivacyExport.read(request, pool: db.pool).get()
         let lines = exportRows(text)
@@ -338,7 +343,8 @@ final class PrivacyJobsTests: XCTestCase {
             XCTAssertTrue(e.message.contains("no longer exists"), e.message)
         }
         let bob = try await db.pool.query(
-            "SELECT status, result IS NULL, error FROM nexcomet.privacy_requests WHERE id = \(bobExport)").first!
+            "SELECT status, result IS NULL, error FROM nexcomet.privacy_requests WHERE id = \(bobExport)"
+        ).first!
         XCTAssertEqual(try bob.decode(0) as String, "failed")
         XCTAssertTrue(try bob.decode(1) as Bool, "no export of the organization in its place")
         XCTAssertTrue((try bob.decode(2) as String?)?.contains("no longer exists") == true)

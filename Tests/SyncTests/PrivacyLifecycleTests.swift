@@ -4,13 +4,12 @@ import NexcometJobs
 import PGTestSupport
 import Platforms
 import Postgres
-
 import Queue
 import Synchronization
 import XCTest
 
-@testable import Runtime
 @testable import Privacy
+@testable import Runtime
 @testable import Sync
 
 /// Issue 12: the privacy request lifecycle (due dates, refusals and exhausted jobs end `failed`, operator retry,
@@ -21,7 +20,10 @@ final class PrivacyLifecycleTests: XCTestCase {
     var db: TestDatabase!
 
     override func setUp() async throws {
-        do { db = try await TestDatabase.create(name) } catch { XCTFail("\(error)"); throw error }
+        do { db = try await TestDatabase.create(name) } catch {
+            XCTFail("\(error)")
+            throw error
+        }
     }
 
     override func tearDown() async throws { await db?.drop() }
@@ -35,7 +37,8 @@ final class PrivacyLifecycleTests: XCTestCase {
     /// An organization with one user and one active connection holding (fake) sealed tokens, due to sync.
     func tenant(_ name: String) async throws -> (org: Int64, user: Int64, connection: Int64) {
         let org: Int64 = try await db.pool.query(
-            "INSERT INTO nexcomet.organizations (name) VALUES (\(name)) RETURNING id").first!.decode(0)
+            "INSERT INTO nexcomet.organizations (name) VALUES (\(name)) RETURNING id"
+        ).first!.decode(0)
         let user: Int64 = try await db.pool.query(
             """
             INSERT INTO nexcomet.users (organization_id, email) VALUES (\(org), \(name + "@example.com")) RETURNING id
@@ -159,7 +162,8 @@ final class PrivacyLifecycleTests: XCTestCase {
         _ = try await PrivacyRequestSource().run(tick)
         let (s, error) = try await status(id)
         XCTAssertEqual(s, "failed")
-        XCTAssertTrue(error?.contains("statement timeout") == true && error?.contains("5 attempt") == true, "\(error ?? "")")
+        XCTAssertTrue(
+            error?.contains("statement timeout") == true && error?.contains("5 attempt") == true, "\(error ?? "")")
         // And in the handler: a failure on the last attempt ends the request at once.
         let other = try await request(org, kind: "export")
         let context = JobContext(
@@ -190,7 +194,8 @@ final class PrivacyLifecycleTests: XCTestCase {
         XCTAssertEqual(refusedStatus, "failed")
         XCTAssertTrue(refusedError?.contains("does not belong") == true, "\(refusedError ?? "")")
         let by: String? = try await db.pool.query(
-            "SELECT processing_restricted_by FROM nexcomet.organizations WHERE id = \(org)").first!.decode(0)
+            "SELECT processing_restricted_by FROM nexcomet.organizations WHERE id = \(org)"
+        ).first!.decode(0)
         XCTAssertEqual(by, "object")
         // b's connection is synced; a's (objecting) is not.
         let first = try await enqueuedSyncs()
@@ -250,7 +255,8 @@ final class PrivacyLifecycleTests: XCTestCase {
         let untouched = try await ciphertexts(kept)
         XCTAssertEqual(untouched, 2)
         let audit = try await int(
-            "SELECT count(*)::int FROM nexcomet.privacy_audit WHERE action = 'token_wipe' AND organization_id = \(deleted)")
+            "SELECT count(*)::int FROM nexcomet.privacy_audit WHERE action = 'token_wipe' AND organization_id = \(deleted)"
+        )
         XCTAssertEqual(audit, 1)
         try await db.pool.execute("UPDATE nexcomet.ad_connections SET access_token_expires_at = now()")
         let refreshes = try await int("SELECT nexcomet.enqueue_due_refreshes()")
@@ -283,12 +289,15 @@ final class PrivacyLifecycleTests: XCTestCase {
                         accessTokenExpiresAt: Date().addingTimeInterval(60)), on: c)
             }
             switch state {
-            case "deleted": try await db.pool.execute(
-                "UPDATE nexcomet.organizations SET deleted_at = now() WHERE id = \(org)")
-            case "restricted": try await db.pool.execute(
-                "UPDATE nexcomet.organizations SET processing_restricted = true WHERE id = \(org)")
-            default: try await db.pool.execute(
-                "UPDATE nexcomet.ad_connections SET status = 'needs_reauth' WHERE id = \(connection)")
+            case "deleted":
+                try await db.pool.execute(
+                    "UPDATE nexcomet.organizations SET deleted_at = now() WHERE id = \(org)")
+            case "restricted":
+                try await db.pool.execute(
+                    "UPDATE nexcomet.organizations SET processing_restricted = true WHERE id = \(org)")
+            default:
+                try await db.pool.execute(
+                    "UPDATE nexcomet.ad_connections SET status = 'needs_reauth' WHERE id = \(connection)")
             }
             try await enqueueAndRun(
                 RefreshTokenHandler(environment: environment), args: #"{"connection_id":"\#(connection)"}"#,
@@ -359,9 +368,10 @@ final class PrivacyLifecycleTests: XCTestCase {
             "SELECT event || ':' || coalesce(user_id::text, 'unlinked') FROM nexcomet.usage_logs ORDER BY event"
         ).map { try $0.decode(0) }
         XCTAssertEqual(left, ["b-own:\(bUser)", "visit-of-b:unlinked"])
-        let history = try await db.pool.query(
-            "SELECT count(*)::int FROM nexcomet.privacy_audit WHERE action = 'request_status' AND details->>'to' = 'completed'"
-        ).first!.decode(0) as Int
+        let history =
+            try await db.pool.query(
+                "SELECT count(*)::int FROM nexcomet.privacy_audit WHERE action = 'request_status' AND details->>'to' = 'completed'"
+            ).first!.decode(0) as Int
         XCTAssertEqual(history, 1, "the erased organization's request is audited as completed")
     }
 }

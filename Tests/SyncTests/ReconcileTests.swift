@@ -74,8 +74,14 @@ final class ReconcileTests: XCTestCase {
         let first = try await h.retainedFirstDays(days: 90)
         assertSameMetrics(try await h.databaseMetrics(from: first), h.truth(firstDay: first), "stored metrics")
 
-        let service = WebService(pool: h.db.pool, webhookSecret: nil, logger: Logger(label: "t", minimum: .error))
-        let metrics = String(decoding: await service.router().handle(HTTPRequest(path: "/metrics")).body, as: UTF8.self)
+        var service = WebService(pool: h.db.pool, webhookSecret: nil, logger: Logger(label: "t", minimum: .error))
+        let token = String(repeating: "m", count: 32)
+        service.metricsToken = Array(token.utf8)
+        var headers = HTTPHeaders()
+        headers.add("Authorization", "Bearer \(token)")
+        let metrics = String(
+            decoding: await service.router().handle(HTTPRequest(path: "/metrics", headers: headers)).body, as: UTF8.self
+        )
         XCTAssertTrue(metrics.contains(#"nexjobs_sync_reconcile_mismatch_total{platform="tiktok"} 1"#), metrics)
         XCTAssertTrue(metrics.contains(#"nexjobs_sync_reconcile_mismatch_total{platform="snapchat"} 1"#), metrics)
 

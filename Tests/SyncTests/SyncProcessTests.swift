@@ -337,6 +337,7 @@ final class SyncProcessTests: XCTestCase {
 
     /// Runs `nexjobs` with `input` on its stdin, off the cooperative pool (the pipe reads block).
     func runWithInput(_ args: [String], input: String, stack: Stack) async throws -> (Int32, String) {
-        try await NexjobsProcess.run(args, input: input, environment: stack.env.merging(["DATABASE_URL": stack.db.url]) { $1 })
+        try await NexjobsProcess.run(
+            args, input: input, environment: stack.env.merging(["DATABASE_URL": stack.db.url]) { $1 })
     }
 }

@@ -32,7 +32,8 @@ final class TokenRevocationTests: XCTestCase {
             -> AccountTotals
         { throw err }
         var err: PlatformError {
-            PlatformError(.transient, platform: .tiktok, endpoint: "/open_api/v1.3/oauth2/revoke_token/", message: "HTTP 503")
+            PlatformError(
+                .transient, platform: .tiktok, endpoint: "/open_api/v1.3/oauth2/revoke_token/", message: "HTTP 503")
         }
     }
 
@@ -56,7 +57,8 @@ final class TokenRevocationTests: XCTestCase {
             XCTAssertEqual(left, 0)
             XCTAssertEqual(h.sandbox.revocations(), [], "nothing was called at the platform during the disconnect")
             let copies: [Int64] = try await pool.query(
-                "SELECT connection_id FROM nexcomet.token_revocations ORDER BY id").map { try $0.decode(0) }
+                "SELECT connection_id FROM nexcomet.token_revocations ORDER BY id"
+            ).map { try $0.decode(0) }
             XCTAssertEqual(copies, [tiktok.id], "a sealed copy only for the platform with a revoke endpoint")
             let payloads: [String: String] = try await Dictionary(
                 uniqueKeysWithValues: pool.query(
@@ -92,12 +94,14 @@ final class TokenRevocationTests: XCTestCase {
             XCTAssertEqual(h.sandbox.revocations(), [])
             try await pool.execute("UPDATE nexcomet.token_revocations SET next_attempt_at = now()")
             try await h.run(RevokeTokensHandler(environment: h.environment), args: "{}")
-            XCTAssertEqual(h.sandbox.revocations(), [SandboxRevocation(platform: .tiktok, connection: tiktok.info.index)])
+            XCTAssertEqual(
+                h.sandbox.revocations(), [SandboxRevocation(platform: .tiktok, connection: tiktok.info.index)])
             let remaining: Int = try await pool.query("SELECT count(*)::int FROM nexcomet.token_revocations")
                 .first!.decode(0)
             XCTAssertEqual(remaining, 0, "the copy goes once the platform confirmed")
             let audit: String = try await pool.query(
-                "SELECT details::text FROM nexcomet.privacy_audit WHERE action = 'revoke'").first!.decode(0)
+                "SELECT details::text FROM nexcomet.privacy_audit WHERE action = 'revoke'"
+            ).first!.decode(0)
             XCTAssertTrue(audit.contains(#""revoked": 1"#), audit)
             // The grant is dead at the platform: the old token no longer reads anything.
             let client = try h.environment.clients.client(for: .tiktok, pool: pool)
@@ -141,7 +145,8 @@ final class TokenRevocationTests: XCTestCase {
             ).first!.decode(0)
             XCTAssertEqual(ciphertext, 0, "wiped within the tick")
             let job: Int64 = try await pool.query(
-                "SELECT id FROM nexjobs.jobs WHERE kind = 'revoke_tokens' AND state = 'available'").first!.decode(0)
+                "SELECT id FROM nexjobs.jobs WHERE kind = 'revoke_tokens' AND state = 'available'"
+            ).first!.decode(0)
             try await h.runExisting(RevokeTokensHandler(environment: h.environment), jobID: job)
             XCTAssertEqual(
                 h.sandbox.revocations(), [SandboxRevocation(platform: .tiktok, connection: connected[0].info.index)])

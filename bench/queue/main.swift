@@ -26,9 +26,16 @@ func positionals(_ args: [String]) -> [String] {
     var out: [String] = []
     var i = 0
     while i < args.count {
-        if args[i] == "--profile" { i += 1; continue }
-        if args[i].hasPrefix("--") { i += 2; continue }
-        out.append(args[i]); i += 1
+        if args[i] == "--profile" {
+            i += 1
+            continue
+        }
+        if args[i].hasPrefix("--") {
+            i += 2
+            continue
+        }
+        out.append(args[i])
+        i += 1
     }
     return out
 }
@@ -47,8 +54,12 @@ func enqueueBench(pool: PGPool, n: Int, queue: String, args: String, profile: Bo
         let v0 = clock.now
         for j in jobs { try j.validate() }
         let vs = seconds(clock.now - v0)
-        FileHandle.standardError.write(Data(String(format: "validate: %.4f s for %d jobs (%.1f us/job)\n",
-                                                   vs, n, vs * 1e6 / Double(n)).utf8))
+        FileHandle.standardError.write(
+            Data(
+                String(
+                    format: "validate: %.4f s for %d jobs (%.1f us/job)\n",
+                    vs, n, vs * 1e6 / Double(n)
+                ).utf8))
     }
     let began = clock.now
     let ids = try await client.enqueueMany(jobs)
@@ -71,23 +82,29 @@ func latencyBench(pool: PGPool, n: Int, intervalMs: Int, queue: String, timeout:
     }
     let deadline = clock.now + .seconds(timeout)
     while true {
-        let started: Int = try await pool.query("""
+        let started: Int = try await pool.query(
+            """
             SELECT count(*)::int FROM nexjobs.jobs WHERE id = ANY(\(ids)::bigint[]) AND attempted_at IS NOT NULL
-            """).first!.decode(0)
+            """
+        ).first!.decode(0)
         if started == n { break }
         guard clock.now < deadline else { throw BenchError(description: "only \(started) of \(n) jobs started") }
         try await Task.sleep(for: .milliseconds(50))
     }
-    let row = try await pool.query("""
+    let row = try await pool.query(
+        """
         WITH l AS (SELECT extract(epoch FROM attempted_at - created_at) * 1000 AS ms
                      FROM nexjobs.jobs WHERE id = ANY(\(ids)::bigint[]))
         SELECT (percentile_cont(0.5) WITHIN GROUP (ORDER BY ms))::float8,
                (percentile_cont(0.95) WITHIN GROUP (ORDER BY ms))::float8,
                (percentile_cont(0.99) WITHIN GROUP (ORDER BY ms))::float8,
                max(ms)::float8 FROM l
-        """).first!
-    let p50: Double = try row.decode(0), p95: Double = try row.decode(1)
-    let p99: Double = try row.decode(2), mx: Double = try row.decode(3)
+        """
+    ).first!
+    let p50: Double = try row.decode(0)
+    let p95: Double = try row.decode(1)
+    let p99: Double = try row.decode(2)
+    let mx: Double = try row.decode(3)
     print(String(format: "jobs=%d p50_ms=%.2f p95_ms=%.2f p99_ms=%.2f max_ms=%.2f", n, p50, p95, p99, mx))
 }
 
@@ -107,14 +124,16 @@ do {
     switch mode {
     case "enqueue":
         guard pos.count == 2, let n = Int(pos[1]), n > 0 else { throw BenchError(description: "enqueue N") }
-        try await enqueueBench(pool: pool, n: n, queue: queue, args: option(argv, "args") ?? "{}",
-                              profile: argv.contains("--profile"))
+        try await enqueueBench(
+            pool: pool, n: n, queue: queue, args: option(argv, "args") ?? "{}",
+            profile: argv.contains("--profile"))
     case "latency":
         guard pos.count == 3, let n = Int(pos[1]), let ms = Int(pos[2]), n > 0, ms >= 0 else {
             throw BenchError(description: "latency N INTERVAL_MS")
         }
-        try await latencyBench(pool: pool, n: n, intervalMs: ms, queue: queue,
-                               timeout: Double(option(argv, "timeout") ?? "60") ?? 60)
+        try await latencyBench(
+            pool: pool, n: n, intervalMs: ms, queue: queue,
+            timeout: Double(option(argv, "timeout") ?? "60") ?? 60)
     default:
         throw BenchError(description: "unknown mode \(mode)")
     }

@@ -74,7 +74,8 @@ public struct Console: Sendable {
                     constantTimeEquals(Array(given.utf8), Array(session.csrf.utf8))
                 else {
                     return HTML.error(
-                        403, "The form's CSRF token is missing or stale (from another session). Reload the page and try again.",
+                        403,
+                        "The form's CSRF token is missing or stale (from another session). Reload the page and try again.",
                         session: session)
                 }
             }
@@ -89,7 +90,8 @@ public struct Console: Sendable {
 
     func loginForm(_ req: HTTPRequest, message: String? = nil, status: Int = 200) async -> HTTPResponse {
         let note = message.map { "<p class=\"error\">\(HTML.h($0))</p>" } ?? ""
-        let disabled = access == nil ? "<p class=\"error\">The console is disabled: set NEXJOBS_CONSOLE_TOKENS.</p>" : ""
+        let disabled =
+            access == nil ? "<p class=\"error\">The console is disabled: set NEXJOBS_CONSOLE_TOKENS.</p>" : ""
         return HTML.page(
             "Log in",
             """
@@ -127,7 +129,10 @@ public struct Console: Sendable {
         return r
     }
 
-    func audit(_ who: String, _ action: String, ids: [Int64], filter: String?, target: String?, count: Int, on c: PGConnection? = nil)
+    func audit(
+        _ who: String, _ action: String, ids: [Int64], filter: String?, target: String?, count: Int,
+        on c: PGConnection? = nil
+    )
         async throws
     {
         let filterJSON: PGJSON? = filter.map { PGJSON($0) }
@@ -169,13 +174,15 @@ public struct Console: Sendable {
         let queueRows: [[String]] = names.map { q in
             [
                 "<a href=\"/jobs\(HTML.h(HTML.query([("queue", q)])))\">\(HTML.h(q))</a>"
-            ] + states.map { st in
-                let n = queues[q]?[st] ?? 0
-                return n == 0 ? "0" : "<a href=\"/jobs\(HTML.h(HTML.query([("queue", q), ("state", st)])))\">\(n)</a>"
-            } + [
-                HTML.h(String(format: "%.2f", rates[q]?.0 ?? 0)), HTML.h(String(format: "%.2f", rates[q]?.1 ?? 0)),
-                oldest[q].map { HTML.h(Self.age($0)) } ?? "-",
             ]
+                + states.map { st in
+                    let n = queues[q]?[st] ?? 0
+                    return n == 0
+                        ? "0" : "<a href=\"/jobs\(HTML.h(HTML.query([("queue", q), ("state", st)])))\">\(n)</a>"
+                } + [
+                    HTML.h(String(format: "%.2f", rates[q]?.0 ?? 0)), HTML.h(String(format: "%.2f", rates[q]?.1 ?? 0)),
+                    oldest[q].map { HTML.h(Self.age($0)) } ?? "-",
+                ]
         }
         let workers = try await pool.query(
             """
@@ -256,19 +263,24 @@ public struct Console: Sendable {
             lastID = id
             cells.append([
                 "<a href=\"/jobs/\(id)\">\(id)</a>", HTML.h(try r.decode(1, as: String.self)),
-                HTML.h(try r.decode(2, as: String.self)), "<span class=\"state state-\(HTML.h(state))\">\(HTML.h(state))</span>",
-                "\(try r.decode(4, as: Int.self))/\(try r.decode(5, as: Int.self))", HTML.h(try r.decode(6, as: Date.self)),
+                HTML.h(try r.decode(2, as: String.self)),
+                "<span class=\"state state-\(HTML.h(state))\">\(HTML.h(state))</span>",
+                "\(try r.decode(4, as: Int.self))/\(try r.decode(5, as: Int.self))",
+                HTML.h(try r.decode(6, as: Date.self)),
                 HTML.h(try r.decode(7, as: Date.self)), HTML.h(try r.decode(8, as: Date?.self)),
             ])
         }
-        let stateOptions = (["" ] + JobState.allCases.map(\.rawValue)).map { st in
+        let stateOptions = ([""] + JobState.allCases.map(\.rawValue)).map { st in
             "<option value=\"\(HTML.h(st))\"\(st == (filter.state ?? "") ? " selected" : "")>\(st.isEmpty ? "any" : HTML.h(st))</option>"
         }.joined()
         var pager = ""
         if rows.count > Self.pageSize, let lastID {
-            pager = "<p class=\"pager\"><a href=\"/jobs\(HTML.h(HTML.query(filter.pairs + [("before", String(lastID))])))\">Older jobs &rarr;</a></p>"
+            pager =
+                "<p class=\"pager\"><a href=\"/jobs\(HTML.h(HTML.query(filter.pairs + [("before", String(lastID))])))\">Older jobs &rarr;</a></p>"
         }
-        let hidden = filter.pairs.map { "<input type=\"hidden\" name=\"\(HTML.h($0.0))\" value=\"\(HTML.h($0.1 ?? ""))\">" }.joined()
+        let hidden = filter.pairs.map {
+            "<input type=\"hidden\" name=\"\(HTML.h($0.0))\" value=\"\(HTML.h($0.1 ?? ""))\">"
+        }.joined()
         let body = """
             <form method="get" action="/jobs" class="filters">
             <label>State <select name="state">\(stateOptions)</select></label>
@@ -319,7 +331,9 @@ public struct Console: Sendable {
             timeline.append(["attempt \(attempt) started", HTML.h(attemptedAt), state == "running" ? "running" : ""])
         }
         if let finishedAt, ["completed", "failed", "cancelled"].contains(state) {
-            timeline.append(["<span class=\"state state-\(HTML.h(state))\">\(HTML.h(state))</span>", HTML.h(finishedAt), ""])
+            timeline.append([
+                "<span class=\"state state-\(HTML.h(state))\">\(HTML.h(state))</span>", HTML.h(finishedAt), "",
+            ])
         } else if state == "available" || state == "retryable" {
             timeline.append(["waiting (\(HTML.h(state)))", "runs at " + HTML.h(try r.decode(7, as: Date.self)), ""])
         }
@@ -409,13 +423,16 @@ public struct Console: Sendable {
             throw ConsoleInputError(404, "Unknown action; use retry, cancel, discard or run-now.")
         }
         guard form["confirm"] == "yes" else {
-            return confirmPage(s, action: action.rawValue, target: "job \(id)", path: "/jobs/\(id)/\(action.rawValue)", form: form)
+            return confirmPage(
+                s, action: action.rawValue, target: "job \(id)", path: "/jobs/\(id)/\(action.rawValue)", form: form)
         }
-        guard let state: String = try await pool.query("SELECT state FROM nexjobs.jobs WHERE id = \(id)").first?.decode(0)
+        guard
+            let state: String = try await pool.query("SELECT state FROM nexjobs.jobs WHERE id = \(id)").first?.decode(0)
         else { throw ConsoleInputError(404, "No job has id \(id).") }
         let done = try await apply(action, ids: [id], operatorName: s.operatorName, filter: nil)
         guard done.count == 1 else {
-            throw ConsoleInputError(409, "Job \(id) is \(state): \(action.rawValue) does not apply (\(action.appliesTo)).")
+            throw ConsoleInputError(
+                409, "Job \(id) is \(state): \(action.rawValue) does not apply (\(action.appliesTo)).")
         }
         return HTML.redirect("/jobs/\(id)")
     }
@@ -427,9 +444,13 @@ public struct Console: Sendable {
         let filter = try JobFilter(form.filter { ["state", "kind", "queue"].contains($0.key) })
         guard filter.state != nil else { throw ConsoleInputError(400, "A bulk action needs a state filter.") }
         guard form["confirm"] == "yes" else {
-            return confirmPage(s, action: action.rawValue, target: "up to \(Self.bulkLimit) jobs matching \(filter.summary)", path: "/jobs/bulk", form: form)
+            return confirmPage(
+                s, action: action.rawValue, target: "up to \(Self.bulkLimit) jobs matching \(filter.summary)",
+                path: "/jobs/bulk", form: form)
         }
-        let ids: [Int64] = try await pool.query(filter.listQuery(limit: Self.bulkLimit, idsOnly: true)).map { try $0.decode(0) }
+        let ids: [Int64] = try await pool.query(filter.listQuery(limit: Self.bulkLimit, idsOnly: true)).map {
+            try $0.decode(0)
+        }
         let done = try await apply(action, ids: ids, operatorName: s.operatorName, filter: filter.json)
         return HTML.page(
             "Bulk \(action.rawValue)",
@@ -492,7 +513,8 @@ public struct Console: Sendable {
             }
         } catch let e as PGError where e.sqlState == "23505" {
             throw ConsoleInputError(
-                409, "Another live job holds this job's unique key: retry refused (see \"Why is this job not running?\").")
+                409,
+                "Another live job holds this job's unique key: retry refused (see \"Why is this job not running?\").")
         }
     }
 
@@ -545,7 +567,10 @@ public struct Console: Sendable {
         return HTML.page(
             "Schedules",
             HTML.table(
-                ["name", "spec", "time zone", "kind / queue", "enabled", "next 3 fires (schedule's time zone)", "last fire", "last error", ""],
+                [
+                    "name", "spec", "time zone", "kind / queue", "enabled", "next 3 fires (schedule's time zone)",
+                    "last fire", "last error", "",
+                ],
                 cells, empty: "No schedules."), session: s)
     }
 
@@ -557,7 +582,8 @@ public struct Console: Sendable {
         return f.string(from: date)
     }
 
-    func scheduleToggle(_ req: HTTPRequest, _ s: ConsoleSession, _ form: [String: String]) async throws -> HTTPResponse {
+    func scheduleToggle(_ req: HTTPRequest, _ s: ConsoleSession, _ form: [String: String]) async throws -> HTTPResponse
+    {
         let name = req.pathParameters["name"] ?? ""
         let action = req.pathParameters["action"] ?? ""
         guard action == "enable" || action == "disable" else {
@@ -567,12 +593,17 @@ public struct Console: Sendable {
             throw ConsoleInputError(404, "No schedule is named '\(name)'.")
         }
         guard form["confirm"] == "yes" else {
-            return confirmPage(s, action: action, target: "schedule \(name)", path: "/schedules/\(URLEncoding.percentEncode(name))/\(action)", form: form)
+            return confirmPage(
+                s, action: action, target: "schedule \(name)",
+                path: "/schedules/\(URLEncoding.percentEncode(name))/\(action)", form: form)
         }
         let found = try await pool.withTransaction { c -> Bool in
             let n = try await c.execute(
                 "UPDATE nexjobs.schedules SET enabled = \(action == "enable") WHERE name = \(name)")
-            if n > 0 { try await audit(s.operatorName, "schedule_\(action)", ids: [], filter: nil, target: name, count: n, on: c) }
+            if n > 0 {
+                try await audit(
+                    s.operatorName, "schedule_\(action)", ids: [], filter: nil, target: name, count: n, on: c)
+            }
             return n > 0
         }
         guard found else { throw ConsoleInputError(404, "No schedule is named '\(name)'.") }
@@ -595,7 +626,8 @@ public struct Console: Sendable {
                 "\(HTML.h(try r.decode(1, as: String.self))) <span class=\"code\">#\(try r.decode(0, as: Int64.self))</span>"
                     + (restricted ? " <span class=\"bad\">restricted</span>" : ""),
                 HTML.h(try r.decode(3, as: String.self)), HTML.h(try r.decode(4, as: String.self)),
-                HTML.h(try r.decode(5, as: Int64.self)), HTML.h(try r.decode(6, as: Date?.self)), HTML.h(try r.decode(7, as: Date?.self)),
+                HTML.h(try r.decode(5, as: Int64.self)), HTML.h(try r.decode(6, as: Date?.self)),
+                HTML.h(try r.decode(7, as: Date?.self)),
             ]
         }
         let all = try await pool.query(
@@ -655,7 +687,9 @@ public struct Console: Sendable {
                 HTML.h(try r.decode(3, as: Int64?.self).map(String.init) ?? "whole organization"),
                 HTML.h(try r.decode(4, as: String.self)), HTML.h(try r.decode(5, as: String.self)),
                 HTML.h(try r.decode(6, as: Date.self)),
-                HTML.h(try r.decode(7, as: Date?.self)) + (overdue == true ? " <strong>overdue</strong>" : soon == true ? " <strong>due within 10 days</strong>" : ""),
+                HTML.h(try r.decode(7, as: Date?.self))
+                    + (overdue == true
+                        ? " <strong>overdue</strong>" : soon == true ? " <strong>due within 10 days</strong>" : ""),
                 HTML.h(try r.decode(8, as: String?.self) ?? "-"),
             ]
         }
@@ -697,13 +731,15 @@ struct JobFilter {
         if let s = value("state") {
             guard JobState(rawValue: s) != nil else {
                 throw ConsoleInputError(
-                    400, "Unknown state '\(s)'; use one of \(JobState.allCases.map(\.rawValue).joined(separator: ", ")).")
+                    400,
+                    "Unknown state '\(s)'; use one of \(JobState.allCases.map(\.rawValue).joined(separator: ", ")).")
             }
             state = s
         }
         if let k = value("kind") {
             guard k.range(of: #"^[a-z][a-z0-9_.:-]{0,127}$"#, options: .regularExpression) != nil else {
-                throw ConsoleInputError(400, "A kind is a lowercase name like sync_ad_account (at most 128 characters).")
+                throw ConsoleInputError(
+                    400, "A kind is a lowercase name like sync_ad_account (at most 128 characters).")
             }
             kind = k
         }
@@ -728,7 +764,9 @@ struct JobFilter {
 
     var json: String {
         let o = Dictionary(uniqueKeysWithValues: pairs.compactMap { k, v in v.map { (k, $0) } })
-        return String(decoding: (try? JSONSerialization.data(withJSONObject: o, options: [.sortedKeys])) ?? Data("{}".utf8), as: UTF8.self)
+        return String(
+            decoding: (try? JSONSerialization.data(withJSONObject: o, options: [.sortedKeys])) ?? Data("{}".utf8),
+            as: UTF8.self)
     }
 
     /// Newest first, keyset-paginated by id. Uses `jobs_state_id_idx` / `jobs_kind_id_idx` or the primary key

@@ -73,7 +73,8 @@ public struct ConsoleAccess: Sendable {
 
     func cookie(_ value: String, maxAge: Int, request: HTTPRequest) -> String {
         let secure = alwaysSecureCookie || request.headers["X-Forwarded-Proto"]?.lowercased() == "https"
-        return "\(Self.cookieName)=\(value); Path=/; Max-Age=\(maxAge); HttpOnly; SameSite=Strict\(secure ? "; Secure" : "")"
+        return
+            "\(Self.cookieName)=\(value); Path=/; Max-Age=\(maxAge); HttpOnly; SameSite=Strict\(secure ? "; Secure" : "")"
     }
 
     /// The session id bytes from the request's cookie, if well-formed.

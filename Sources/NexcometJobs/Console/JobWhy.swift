@@ -50,15 +50,18 @@ public enum JobWhy {
                 let by: String? = try r.decode(3)
                 let deleted: Bool = try r.decode(4)
                 if deleted {
-                    d.reasons.append(.init("org_deleted", "Its organization \(org) is deleted: the job will do nothing."))
+                    d.reasons.append(
+                        .init("org_deleted", "Its organization \(org) is deleted: the job will do nothing."))
                 } else if restricted {
                     d.reasons.append(
                         .init(
                             "org_restricted",
-                            "Its organization \(org) is restricted (processing_restricted\(by.map { " by a '\($0)' request" } ?? "")): no sync runs for it."))
+                            "Its organization \(org) is restricted (processing_restricted\(by.map { " by a '\($0)' request" } ?? "")): no sync runs for it."
+                        ))
                 }
                 if status != "active" && d.kind != "disconnect" {
-                    d.reasons.append(.init("connection_inactive", "Its connection \(connectionID) is \(status), not active."))
+                    d.reasons.append(
+                        .init("connection_inactive", "Its connection \(connectionID) is \(status), not active."))
                 }
             } else if d.kind != "disconnect" {
                 d.reasons.append(.init("missing_connection", "Its connection \(connectionID) no longer exists."))
@@ -78,7 +81,8 @@ public enum JobWhy {
                 let key: String = try r.decode(0)
                 let until: Date = try r.decode(1)
                 d.reasons.append(
-                    .init("rate_limited", "It is rate-limited for advertiser \(key) until \(PGTimestamp.format(until))."))
+                    .init(
+                        "rate_limited", "It is rate-limited for advertiser \(key) until \(PGTimestamp.format(until))."))
             }
         }
         // A job that is only "due" per the engine but blocked by the app should not also say "should start".

@@ -33,13 +33,15 @@ enum Redaction {
             return "(not JSON)"
         }
         let data = try? JSONSerialization.data(
-            withJSONObject: redact(v), options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes, .fragmentsAllowed])
+            withJSONObject: redact(v),
+            options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes, .fragmentsAllowed])
         return data.map { String(decoding: $0, as: UTF8.self) } ?? "(not JSON)"
     }
 
     /// Masks `name=value` / `name: value` pairs with a secret-looking name inside free text (error messages).
     static func scrubText(_ text: String) -> String {
-        let pattern = #"(?i)\b([A-Za-z_-]*(token|secret|password|authorization|api[_-]?key)[A-Za-z_-]*)(["']?\s*[:=]\s*["']?)(Bearer\s+)?[^\s"'&,;}]+"#
+        let pattern =
+            #"(?i)\b([A-Za-z_-]*(token|secret|password|authorization|api[_-]?key)[A-Za-z_-]*)(["']?\s*[:=]\s*["']?)(Bearer\s+)?[^\s"'&,;}]+"#
         guard let re = try? NSRegularExpression(pattern: pattern) else { return text }
         return re.stringByReplacingMatches(
             in: text, range: NSRange(text.startIndex..., in: text), withTemplate: "$1$3[redacted]")

@@ -107,15 +107,27 @@ public enum PrivacyCatalogue {
                 """,
             userRows: nil, userErase: nil, keptAfterOrganizationErasure: false, order: "t.id", note: "sync log"),
         CatalogueTable(
+            table: "sync_writes", category: "sync_writes", subjectColumns: ["ad_account_id"], secretColumns: [],
+            organizationRows: "t.ad_account_id IN (\(accountsOf))", userRows: nil, userErase: nil,
+            keptAfterOrganizationErasure: false, order: "t.id",
+            note: "one row per committed sync window (ids, dates, counts); cascades with its account"),
+        CatalogueTable(
             table: "sync_progress", category: "sync_progress", subjectColumns: ["ad_account_id"], secretColumns: [],
             organizationRows: "t.ad_account_id IN (\(accountsOf))", userRows: nil, userErase: nil,
             keptAfterOrganizationErasure: false, order: "t.ad_account_id",
             note: "how far a running account sync got (issue 14); ids and dates only, cascades with its account"),
         CatalogueTable(
             table: "sync_reconcile_counters", category: nil, subjectColumns: [], secretColumns: [],
-            organizationRows: CatalogueTable.noTenant, userRows: nil, userErase: nil, keptAfterOrganizationErasure: true,
+            organizationRows: CatalogueTable.noTenant, userRows: nil, userErase: nil,
+            keptAfterOrganizationErasure: true,
             order: "t.platform",
             note: "per-platform mismatch counts for /metrics: no organization, no person, nothing to export or erase"),
+        CatalogueTable(
+            table: "api_call_totals", category: nil, subjectColumns: [], secretColumns: [],
+            organizationRows: CatalogueTable.noTenant, userRows: nil, userErase: nil,
+            keptAfterOrganizationErasure: true,
+            order: "t.platform, t.status_class, t.shard",
+            note: "cumulative API call counts per platform and status class for /metrics: no organization, no person"),
         CatalogueTable(
             table: "notifications", category: "notifications", subjectColumns: ["organization_id", "connection_id"],
             secretColumns: [], organizationRows: "t.organization_id = $1", userRows: nil, userErase: nil,
@@ -129,7 +141,8 @@ public enum PrivacyCatalogue {
                 """
                 t.organization_id = $1 AND t.result IS NOT NULL
                 AND (t.user_id = $2 OR (t.user_id IS NULL AND t.kind = 'export'))
-                """, .clear(["result"])),
+                """, .clear(["result"])
+            ),
             keptAfterOrganizationErasure: false, order: "t.id",
             note: """
                 the bare user id stays on the user's requests (no foreign key, sql/025): the record that the
@@ -154,7 +167,8 @@ public enum PrivacyCatalogue {
         CatalogueTable(
             table: "privacy_audit", category: "privacy_audit", subjectColumns: ["organization_id", "request_id"],
             secretColumns: [], organizationRows: "t.organization_id = $1",
-            userRows: "t.request_id IN (SELECT id FROM nexcomet.privacy_requests WHERE organization_id = $1 AND user_id = $2)",
+            userRows:
+                "t.request_id IN (SELECT id FROM nexcomet.privacy_requests WHERE organization_id = $1 AND user_id = $2)",
             userErase: nil, keptAfterOrganizationErasure: true, order: "t.id",
             note: "ids and counts only, never names, emails or tokens: the record of what was done, kept 12 months"),
         CatalogueTable(
@@ -162,7 +176,8 @@ public enum PrivacyCatalogue {
             organizationRows: "t.request_id IN (SELECT id FROM nexcomet.privacy_requests WHERE organization_id = $1)",
             userRows: nil,
             userErase: (
-                "t.request_id IN (SELECT id FROM nexcomet.privacy_requests WHERE organization_id = $1)", .delete),
+                "t.request_id IN (SELECT id FROM nexcomet.privacy_requests WHERE organization_id = $1)", .delete
+            ),
             keptAfterOrganizationErasure: false, order: "t.request_id, t.seq",
             note: """
                 earlier exports hold copies of the data: a member's erasure deletes every export of the organization

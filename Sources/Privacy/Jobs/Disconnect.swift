@@ -20,9 +20,9 @@ public struct DisconnectHandler: JobHandler {
     /// What the notification says when the platform has no revoke endpoint, by platform.
     public static let removeAccessInstructions: [String: String] = [
         "snapchat": """
-            Snapchat offers no way for Nexcomet to revoke its access for you. To remove it, open Snapchat, go to \
-            Settings > Privacy Controls > Connected Apps, choose Nexcomet and tap Remove App.
-            """
+        Snapchat offers no way for Nexcomet to revoke its access for you. To remove it, open Snapchat, go to \
+        Settings > Privacy Controls > Connected Apps, choose Nexcomet and tap Remove App.
+        """
     ]
 
     public init() {}
@@ -37,7 +37,8 @@ public struct DisconnectHandler: JobHandler {
                  WHERE id = (SELECT organization_id FROM nexcomet.ad_connections WHERE id = \(id)) FOR KEY SHARE
                 """)
             let kept: Int = try await c.query(
-                "SELECT nexcomet.keep_tokens_for_revocation(ARRAY[\(id)]::bigint[])").first!.decode(0)
+                "SELECT nexcomet.keep_tokens_for_revocation(ARRAY[\(id)]::bigint[])"
+            ).first!.decode(0)
             guard
                 let row = try await c.query(
                     """
@@ -66,7 +67,8 @@ public struct DisconnectHandler: JobHandler {
             if kept > 0 { try await enqueueRevocation(on: c) }
             try await audit(
                 "disconnect", organizationID: org,
-                details: ["connection_id": id, "ad_accounts": Int64(accounts), "revocations_queued": Int64(kept)], on: c)
+                details: ["connection_id": id, "ad_accounts": Int64(accounts), "revocations_queued": Int64(kept)], on: c
+            )
             try await context.complete(on: c)
         }
     }

@@ -2,7 +2,6 @@ import Foundation
 import Postgres
 import Queue
 
-
 // The privacy policy's obligations as jobs (../shared/reference/privacy-policy.txt, section 7 and the GDPR rights;
 // DESIGN.md "Job kinds"): retention_purge, disconnect, gdpr_export, gdpr_erase. Each records what it did in
 // nexcomet.privacy_audit: action, ids and counts, never personal data or tokens.
@@ -88,9 +87,11 @@ struct PrivacyRequest {
     /// Refuses a request whose user belongs to another organization or no longer exists (erased or purged): the
     /// job fails at once and the request ends `failed` with the reason (``PrivacyRequests/failOnRefusal``).
     static func checkUser(_ user: Int64, belongsTo org: Int64, on c: PGConnection) async throws {
-        guard let owner: Int64 = try await c.query(
-            "SELECT organization_id FROM nexcomet.users WHERE id = \(user)"
-        ).first?.decode(0) else {
+        guard
+            let owner: Int64 = try await c.query(
+                "SELECT organization_id FROM nexcomet.users WHERE id = \(user)"
+            ).first?.decode(0)
+        else {
             throw JobDiscard("refused: the subject, user \(user), no longer exists")
         }
         guard owner == org else {

@@ -33,7 +33,7 @@ public enum PrivacyRequests {
         } catch let e as JobDiscard {
             try? await fail(id, reason: e.message, pool: context.pool)
             throw e
-        } catch where context.attempt >= context.maxAttempts && !(error is JobSnooze) {
+        } catch  where context.attempt >= context.maxAttempts && !(error is JobSnooze) {
             try? await fail(
                 id, reason: "the job exhausted its \(context.maxAttempts) attempts: \(error)", pool: context.pool)
             throw error
@@ -158,8 +158,10 @@ public enum PrivacyRequests {
     /// Returns nil when the request does not exist, else the status it had (changed only when it was `failed`).
     public static func retry(_ id: Int64, pool: PGPool) async throws -> String? {
         try await pool.withTransaction { c in
-            guard let status: String = try await c.query(
-                "SELECT status FROM nexcomet.privacy_requests WHERE id = \(id) FOR UPDATE").first?.decode(0)
+            guard
+                let status: String = try await c.query(
+                    "SELECT status FROM nexcomet.privacy_requests WHERE id = \(id) FOR UPDATE"
+                ).first?.decode(0)
             else { return nil }
             if status == "failed" {
                 try await c.execute(

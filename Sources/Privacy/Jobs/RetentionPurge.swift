@@ -11,7 +11,7 @@ import Queue
 ///   read at each run, so a downgrade from pro to free is purged on the next run;
 /// - campaigns, ad groups and ads of free and pro accounts with no metrics left inside the window and created
 ///   before it (the next sync brings back any that are still live);
-/// - log and usage data older than 12 months: `usage_logs`, `sync_runs`, `privacy_audit`, and notifications, sent
+/// - log and usage data older than 12 months: `usage_logs`, `sync_runs`, `sync_writes`, `privacy_audit`, and notifications, sent
 ///   or not (an unsent one by its creation time);
 /// - the sealed tokens of deleted organizations at once; organizations and users soft-deleted more than 30 days
 ///   ago, with everything they own (cascades: connections, ad accounts, entities, metrics, requests, logs);
@@ -54,7 +54,8 @@ public struct RetentionPurgeHandler: JobHandler {
         var wiped: Int64 = 0
         while true {
             let n: Int = try await pool.query(
-                "SELECT nexcomet.wipe_tokens_of_deleted_organizations(\(batch)::int)").first!.decode(0)
+                "SELECT nexcomet.wipe_tokens_of_deleted_organizations(\(batch)::int)"
+            ).first!.decode(0)
             wiped += Int64(n)
             if n < batch { break }
         }
@@ -101,7 +102,7 @@ public struct RetentionPurgeHandler: JobHandler {
                         """, binds: [String(batch)]))
         }
         for (table, column) in [
-            ("usage_logs", "at"), ("sync_runs", "started_at"), ("privacy_audit", "at"),
+            ("usage_logs", "at"), ("sync_runs", "started_at"), ("sync_writes", "written_at"), ("privacy_audit", "at"),
             ("notifications", "coalesce(sent_at, created_at)"),
         ] {
             counts[table] = try await repeatDelete(

@@ -51,8 +51,9 @@ final class Completer: Sendable {
                 try await write(batch)
                 backoff = .milliseconds(100)
             } catch {
-                logger.warning("writing job results failed; retrying", ("count", String(batch.count)),
-                               ("error", "\(error)"), ("retry_in", "\(backoff)"))
+                logger.warning(
+                    "writing job results failed; retrying", ("count", String(batch.count)),
+                    ("error", "\(error)"), ("retry_in", "\(backoff)"))
                 pending.withLock { $0.insert(contentsOf: batch, at: 0) }
                 try? await Task.sleep(for: backoff)
                 backoff = min(backoff * 2, .seconds(5))
@@ -62,7 +63,8 @@ final class Completer: Sendable {
 
     /// The statements for a batch: completions first, then the unfinished attempts (nil where there are none).
     func statements(_ batch: [Outcome]) -> (complete: PGQuery?, finish: PGQuery?) {
-        var doneIDs: [Int64] = [], doneAttempts: [Int] = []
+        var doneIDs: [Int64] = []
+        var doneAttempts: [Int] = []
         var rows: [JobStore.Unfinished] = []
         for o in batch {
             switch o.disposition {
@@ -72,8 +74,10 @@ final class Completer: Sendable {
             case .alreadyCompleted, .drop:
                 continue
             case .retry(let message):
-                rows.append(.retry(id: o.id, attempt: o.attempt, maxAttempts: o.maxAttempts, error: message,
-                                   delay: retryPolicy.delay(afterAttempt: o.attempt)))
+                rows.append(
+                    .retry(
+                        id: o.id, attempt: o.attempt, maxAttempts: o.maxAttempts, error: message,
+                        delay: retryPolicy.delay(afterAttempt: o.attempt)))
             case .discard(let message):
                 rows.append(.discard(id: o.id, attempt: o.attempt, error: message))
             case .snooze(let d, _):
@@ -82,8 +86,10 @@ final class Completer: Sendable {
                 rows.append(.handBack(id: o.id, attempt: o.attempt))
             }
         }
-        return (doneIDs.isEmpty ? nil : JobStore.complete(ids: doneIDs, attempts: doneAttempts, worker: workerID),
-                rows.isEmpty ? nil : JobStore.finish(rows, worker: workerID))
+        return (
+            doneIDs.isEmpty ? nil : JobStore.complete(ids: doneIDs, attempts: doneAttempts, worker: workerID),
+            rows.isEmpty ? nil : JobStore.finish(rows, worker: workerID)
+        )
     }
 
     private func write(_ batch: [Outcome]) async throws {

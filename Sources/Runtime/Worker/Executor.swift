@@ -49,9 +49,10 @@ enum JobExecutor {
     /// - returned: completed (or already completed when the handler completed the job in its own transaction);
     /// - threw after its timeout: retry with `JobTimedOut`; `JobSnooze`: snooze; `JobDiscard`: discard;
     ///   `JobLeaseLost`: drop; `CancellationError` while stopping: hand back; anything else: retry.
-    static func execute(handler: AnyJobHandler?, job: ClaimedJob, context: JobContext, knownKinds: [String] = [],
-                        signals: Signals = Signals()) async -> Disposition
-    {
+    static func execute(
+        handler: AnyJobHandler?, job: ClaimedJob, context: JobContext, knownKinds: [String] = [],
+        signals: Signals = Signals()
+    ) async -> Disposition {
         guard let handler else {
             return .discard("unknown job kind '\(job.kind)'; this worker runs: \(knownKinds.joined(separator: ", "))")
         }
@@ -61,7 +62,7 @@ enum JobExecutor {
         do {
             try await handler.run(argsJSON: job.args, context: context)
             disposition = context.completedByHandler ? .alreadyCompleted : .completed
-        } catch where signals.timedOut() {
+        } catch  where signals.timedOut() {
             // Whatever the handler throws once its attempt was cancelled for a timeout, it timed out.
             disposition = .retry(JobTimedOut(timeout: handler.timeout).description)
         } catch let e as JobSnooze {

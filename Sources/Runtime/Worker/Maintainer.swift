@@ -27,7 +27,8 @@ public enum MaintenanceRole {
                 await election.release()
             }
             let o = election.options
-            let pause = election.isLeader
+            let pause =
+                election.isLeader
                 ? min(o.renewInterval, max(.milliseconds(100), election.remainingLeadership / 2))
                 : min(o.standbyRetry, .milliseconds(500))
             try? await Task.sleep(for: pause)
@@ -62,9 +63,10 @@ public final class Maintainer: Sendable {
     /// How long schedule fire records are kept (the `maintenance.prune` schedule's default `fires_retention`).
     static let firesRetention: Duration = .seconds(30 * 86_400)
 
-    public init(pool: PGPool, holder: String, interval: Duration, completedRetention: Duration,
-                failedRetention: Duration, election: LeaderElectionOptions = .init(), logger: Logger)
-    {
+    public init(
+        pool: PGPool, holder: String, interval: Duration, completedRetention: Duration,
+        failedRetention: Duration, election: LeaderElectionOptions = .init(), logger: Logger
+    ) {
         self.pool = pool
         self.interval = interval
         self.completedRetention = completedRetention
@@ -126,9 +128,11 @@ public final class Maintainer: Sendable {
     private func prune() async throws {
         var total = 0
         while election.isLeader && !isStopped {
-            let n: Int = try await pool.query(JobStore.prune(
-                completedRetention: completedRetention, failedRetention: failedRetention, batchSize: 5000)
-            ).first?.decode(0) ?? 0
+            let n: Int =
+                try await pool.query(
+                    JobStore.prune(
+                        completedRetention: completedRetention, failedRetention: failedRetention, batchSize: 5000)
+                ).first?.decode(0) ?? 0
             total += n
             if n < 5000 { break }
         }

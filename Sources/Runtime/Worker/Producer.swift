@@ -57,8 +57,9 @@ final class Producer: Sendable {
             rows = try session.query(query(limit: want))
         } catch {
             worker.releaseSlots(want)
-            worker.logger.warning("claim on the listener connection failed; the claim loop takes over",
-                                  ("queue", queue), ("error", "\(error)"))
+            worker.logger.warning(
+                "claim on the listener connection failed; the claim loop takes over",
+                ("queue", queue), ("error", "\(error)"))
             wake.signal()
             return
         }
@@ -94,8 +95,9 @@ final class Producer: Sendable {
                 try worker.startClaimed(rows, reserved: want)
                 if rows.count < want { await wake.wait(timeout: pollInterval) }
             } catch {
-                worker.logger.warning("claim failed; retrying", ("queue", queue), ("error", "\(error)"),
-                                      ("retry_in", "\(backoff)"))
+                worker.logger.warning(
+                    "claim failed; retrying", ("queue", queue), ("error", "\(error)"),
+                    ("retry_in", "\(backoff)"))
                 await wake.wait(timeout: backoff)
                 backoff = min(backoff * 2, .seconds(5))
             }

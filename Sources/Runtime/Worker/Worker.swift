@@ -109,10 +109,12 @@ public final class Worker: Sendable {
         self.logger = logger
         self.claimDeadline = registry.longestTimeout + options.leaseDuration * 2
         self.completer = Completer(workerID: id, pool: pool, retryPolicy: options.retryPolicy, logger: logger)
-        self.maintainer = options.maintenance
-            ? Maintainer(pool: pool, holder: id, interval: options.maintenanceInterval,
-                         completedRetention: options.completedRetention, failedRetention: options.failedRetention,
-                         logger: logger)
+        self.maintainer =
+            options.maintenance
+            ? Maintainer(
+                pool: pool, holder: id, interval: options.maintenanceInterval,
+                completedRetention: options.completedRetention, failedRetention: options.failedRetention,
+                logger: logger)
             : nil
         let producers = options.queues.map { Producer(queue: $0, worker: self) }
         producerList.withLock { $0 = producers }
@@ -142,8 +144,9 @@ public final class Worker: Sendable {
     /// Runs until `shutdown()` (or cancellation), then drains and returns.
     public func run() async throws {
         try await register()
-        logger.info("worker started", ("queues", options.queues.joined(separator: ",")),
-                    ("concurrency", String(options.concurrency)))
+        logger.info(
+            "worker started", ("queues", options.queues.joined(separator: ",")),
+            ("concurrency", String(options.concurrency)))
         let producers = self.producers
         let byQueue = Dictionary(producers.map { ($0.queue, $0) }, uniquingKeysWith: { a, _ in a })
         let listener = PGListener(
@@ -188,9 +191,10 @@ public final class Worker: Sendable {
     }
 
     func register() async throws {
-        try await pool.execute(JobStore.registerWorker(
-            id: id, host: ProcessInfo.processInfo.hostName, pid: Int(getpid()), queues: options.queues,
-            concurrency: options.concurrency, lease: options.leaseDuration))
+        try await pool.execute(
+            JobStore.registerWorker(
+                id: id, host: ProcessInfo.processInfo.hostName, pid: Int(getpid()), queues: options.queues,
+                concurrency: options.concurrency, lease: options.leaseDuration))
     }
 
     var isStopping: Bool { stopping.load(ordering: .acquiring) }
@@ -229,8 +233,9 @@ public final class Worker: Sendable {
     private func start(_ job: ClaimedJob) {
         let jobLogger = logger.with(
             ("job.id", String(job.id)), ("job.kind", job.kind), ("job.attempt", String(job.attempt)))
-        let context = JobContext(id: job.id, kind: job.kind, queue: job.queue, attempt: job.attempt,
-                                 maxAttempts: job.maxAttempts, workerID: id, pool: pool, logger: jobLogger)
+        let context = JobContext(
+            id: job.id, kind: job.kind, queue: job.queue, attempt: job.attempt,
+            maxAttempts: job.maxAttempts, workerID: id, pool: pool, logger: jobLogger)
         let handler = registry.handler(for: job.kind)
         let timeout = handler?.timeout ?? .seconds(1800)
         let now = ContinuousClock.now
@@ -254,8 +259,10 @@ public final class Worker: Sendable {
         let task = Task {
             let disposition = await JobExecutor.execute(
                 handler: handler, job: job, context: context, signals: signals)
-            self.record(Outcome(id: job.id, attempt: job.attempt, maxAttempts: job.maxAttempts,
-                                disposition: disposition))
+            self.record(
+                Outcome(
+                    id: job.id, attempt: job.attempt, maxAttempts: job.maxAttempts,
+                    disposition: disposition))
         }
         let lateTimeout = state.withLock { s -> Bool in
             guard s.inFlight[jobID] != nil else { return false }
@@ -298,8 +305,9 @@ public final class Worker: Sendable {
         let deadline = clock.now + options.shutdownGrace
         let running = state.withLock { $0.inFlight.count }
         if running > 0 {
-            logger.info("shutting down: waiting for running jobs", ("running", String(running)),
-                        ("grace", "\(options.shutdownGrace)"))
+            logger.info(
+                "shutting down: waiting for running jobs", ("running", String(running)),
+                ("grace", "\(options.shutdownGrace)"))
         }
         while state.withLock({ !$0.inFlight.isEmpty || $0.reserved > 0 }) && clock.now < deadline
             && !hurry.load(ordering: .acquiring)
