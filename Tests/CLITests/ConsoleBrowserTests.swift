@@ -302,10 +302,13 @@ final class WebDriver: @unchecked Sendable {
     func currentURL() async throws -> String { try await request("GET", "/session/\(session)/url")["value"] as? String ?? "" }
     func title() async throws -> String { try await request("GET", "/session/\(session)/title")["value"] as? String ?? "" }
 
+    /// The web element identifier of W3C WebDriver (§12.1): an element reference is `{elementKey: id}`.
+    static let elementKey = "element-6066-11e4-a52e-4f735466cecf"
+
     func element(_ css: String) async throws -> String {
         let v = try await request("POST", "/session/\(session)/element", ["using": "css selector", "value": css])
-        guard let id = v["element-6066-11e4-a52e-4f61696e6d6f"] as? String else {
-            throw TestEnvironmentError(description: "no element \(css)")
+        guard let id = v[Self.elementKey] as? String else {
+            throw TestEnvironmentError(description: "no element \(css) (reply keys: \(v.keys.sorted()))")
         }
         return id
     }
