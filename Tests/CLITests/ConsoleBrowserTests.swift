@@ -81,7 +81,7 @@ final class ConsoleBrowserTests: XCTestCase {
         XCTAssertTrue(loginURL.hasSuffix("/login"), loginURL)
         try await driver.screenshot("login")
         try await driver.type("input[name=token]", token)
-        try await driver.click("button[type=submit]")
+        try await driver.clickAndWaitForNavigation("button[type=submit]")
         let title = try await driver.title()
         XCTAssertEqual(title, "Overview · NexJobs")
 
@@ -113,7 +113,7 @@ final class ConsoleBrowserTests: XCTestCase {
         try await driver.go(base + "/jobs")
         try await driver.screenshot("jobs")
         try await driver.click("select[name=state] option[value=failed]")
-        try await driver.click("form.filters button[type=submit]")
+        try await driver.clickAndWaitForNavigation("form.filters button[type=submit]")
         let filteredURL = try await driver.currentURL()
         XCTAssertTrue(filteredURL.contains("state=failed"), filteredURL)
         let filtered = try await driver.text("table")
@@ -128,7 +128,7 @@ final class ConsoleBrowserTests: XCTestCase {
             page.contains("enqueued") && page.contains("attempt 1 failed") && page.contains("attempt 2 failed"), page)
         try await driver.screenshot("job")
         try await driver.click("form[action='/jobs/\(failed)/retry'] input[name=confirm]")
-        try await driver.click("form[action='/jobs/\(failed)/retry'] button")
+        try await driver.clickAndWaitForNavigation("form[action='/jobs/\(failed)/retry'] button")
         try await assertEventually(timeout: .seconds(10), "the retried job is available again") {
             let s: String = try await pool.query("SELECT state FROM nexjobs.jobs WHERE id = \(failed)").first!.decode(0)
             return s == "available"
@@ -327,10 +327,13 @@ final class WebDriver: @unchecked Sendable {
         try await request("GET", "/session/\(session)/title")["value"] as? String ?? ""
     }
 
+    /// The web element identifier of W3C WebDriver (§12.1): an element reference is `{elementKey: id}`.
+    static let elementKey = "element-6066-11e4-a52e-4f735466cecf"
+
     func element(_ css: String) async throws -> String {
         let v = try await request("POST", "/session/\(session)/element", ["using": "css selector", "value": css])
-        guard let id = v["element-6066-11e4-a52e-4f61696e6d6f"] as? String else {
-            throw TestEnvironmentError(description: "no element \(css)")
+        guard let id = v[Self.elementKey] as? String else {
+            throw TestEnvironmentError(description: "no element \(css) (reply keys: \(v.keys.sorted()))")
         }
         return id
     }
@@ -343,6 +346,23 @@ final class WebDriver: @unchecked Sendable {
     func click(_ css: String) async throws {
         let e = try await element(css)
         try await request("POST", "/session/\(session)/element/\(e)/click", [:])
+    }
+
+    /// Clicks an element that submits a form or follows a link, then waits (with a deadline) until the browser has
+    /// left the current document: its `html` element reference goes stale. Without this, the next command can run
+    /// against the old page (chromedriver does not always wait for a navigation a click starts).
+    func clickAndWaitForNavigation(_ css: String, timeout: Duration = .seconds(10)) async throws {
+        let old = try await element("html")
+        try await click(css)
+        let left = await waitUntil(timeout: timeout) {
+            do {
+                _ = try await self.request("GET", "/session/\(self.session)/element/\(old)/name")
+                return false
+            } catch {
+                return "\(error)".contains("stale element reference")
+            }
+        }
+        guard left else { throw TestEnvironmentError(description: "the page did not change after clicking \(css)") }
     }
 
     func type(_ css: String, _ text: String) async throws {
