@@ -40,6 +40,7 @@ public struct HTTPServerLimits: Sendable {
         idleTimeout: Duration = .seconds(30), maxConnections: Int = 512, maxConnectionsPerClient: Int = 512,
         reservedPaths: Set<String> = [], reservedConnections: Int = 8, reservedReadTimeout: Duration = .seconds(1)
     ) {
+        // Memberwise (`duplicates` pairs it with other configuration inits: alike in shape only).
         self.maxHeaderBytes = maxHeaderBytes
         self.maxHeaderCount = maxHeaderCount
         self.maxBodyBytes = maxBodyBytes

@@ -96,6 +96,7 @@ public struct AdEntity: Sendable, Hashable {
         platform: AdPlatform, accountId: String, level: ReportLevel, id: String, name: String, parentId: String?,
         campaignId: String?, status: String, isDeleted: Bool, updatedAt: String?
     ) {
+        // Memberwise (`duplicates` pairs it with other configuration inits: alike in shape only).
         self.platform = platform
         self.accountId = accountId
         self.level = level

@@ -19,6 +19,8 @@ enum AESGCM {
     static func seal(
         key: [UInt8], nonce: [UInt8], plaintext: [UInt8], aad: [UInt8]
     ) throws(Failure) -> (ciphertext: [UInt8], tag: [UInt8]) {
+        // seal and open mirror each other step by step (OpenSSL's EVP encrypt / decrypt calls differ in every
+        // line); kept as two readable functions rather than one parameterised by direction.
         precondition(key.count == keyLength && nonce.count == nonceLength, "AES-256-GCM key or nonce size")
         guard plaintext.count < Int32.max, aad.count < Int32.max else { throw .library(step: "input too large") }
         guard let context = EVP_CIPHER_CTX_new() else { throw .library(step: "EVP_CIPHER_CTX_new") }

@@ -31,6 +31,7 @@ public struct SandboxConfig: Sendable {
         adGroupsPerCampaign: ClosedRange<Int> = 1...3, adsPerAdGroup: ClosedRange<Int> = 1...3, days: Int = 120,
         snapAccessTokenTTL: Duration = .seconds(1800), today: Date? = nil
     ) {
+        // Memberwise (`duplicates` pairs it with other configuration inits: alike in shape only).
         self.seed = seed
         self.tiktokConnections = tiktokConnections
         self.snapConnections = snapConnections

@@ -258,6 +258,8 @@ extension Sandbox {
         return String(format: "%@ %02d:%02d:%02d", day.description, s / 3600, s / 60 % 60, s % 60)
     }
 
+    // tiktokEntities and tiktokReport open alike (auth, advertiser, paging): each step answers with its own
+    // documented error, and a shared helper returning three results would read worse than the three switches.
     private func tiktokEntities(_ req: HTTPRequest, _ level: SandboxLevel) -> HTTPResponse {
         let connection: Int
         switch tiktokAuth(req) {

@@ -15,6 +15,7 @@ import Queue
 ///
 /// Each copy is handled in its own transaction, row locked (`SKIP LOCKED`, so workers share the backlog). Every
 /// outcome is audited (`revoke`: `revoked`, `expired` or `unopenable` 1) without token material.
+/// (Its batch args, timeout and init have the shape of `RetentionPurgeHandler`'s: the two handlers share no logic.)
 public struct RevokeTokensHandler: JobHandler {
     public struct Args: Decodable, Sendable {
         public var batch_size: Int?
