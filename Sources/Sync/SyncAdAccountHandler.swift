@@ -283,7 +283,11 @@ public struct SyncAdAccountHandler: JobHandler {
 
     /// The window of args `from`/`to`, capped by the plan's retention (policy section 7: no sync fetches or keeps
     /// data older than the plan's window): `from` moves up to the oldest day the plan keeps in the account's time
-    /// zone; a window entirely before it is refused. Enterprise is unlimited.
+    /// zone; a window entirely before it is refused. Enterprise is unlimited. `to` is capped at today.
+    ///
+    /// Most days one `sync_ad_account` job fetches when args name `from`/`to`: 3660 (ten years).
+    static let maxRequestedDays = 3660
+
     func requestedWindow(_ args: Args, plan: String, timeZone: TimeZone) throws -> DateWindow? {
         guard args.from != nil || args.to != nil else { return nil }
         guard let fromText = args.from, let toText = args.to, let from = LocalDate(parsing: fromText),
@@ -291,16 +295,33 @@ public struct SyncAdAccountHandler: JobHandler {
         else {
             throw JobDiscard("from and to must both be YYYY-MM-DD dates with from <= to")
         }
-        let retention = PlanRetention(days: environment.settings.retentionDays)
-        guard retention.isLimited(plan: plan) else { return DateWindow(first: from, last: to) }
-        let days = retention.days(plan: plan)
-        let oldest = LocalDate(environment.settings.now(), in: timeZone).adding(days: -(days - 1))
-        guard oldest <= to else {
-            throw JobDiscard(
-                "the window \(from)...\(to) lies before the \(plan) plan's \(days)-day retention (oldest day \(oldest))"
-            )
+        // No day after today exists at the platform, and one job fetches at most `maxRequestedDays` (a hostile
+        // `0001-01-01...9999-12-31` would otherwise cost hundreds of thousands of requests).
+        let today = LocalDate(environment.settings.now(), in: timeZone)
+        guard from <= today else {
+            throw JobDiscard("the window starts after today (\(today)) in the account's time zone")
         }
-        return DateWindow(first: max(from, oldest), last: to)
+        return try cappedWindow(from: from, to: min(to, today), today: today, plan: plan)
+    }
+
+    func cappedWindow(from: LocalDate, to: LocalDate, today: LocalDate, plan: String) throws -> DateWindow {
+        var first = from
+        let retention = PlanRetention(days: environment.settings.retentionDays)
+        if retention.isLimited(plan: plan) {
+            let days = retention.days(plan: plan)
+            let oldest = today.adding(days: -(days - 1))
+            guard oldest <= to else {
+                throw JobDiscard(
+                    "the window \(from)...\(to) lies before the \(plan) plan's \(days)-day retention (oldest day \(oldest))"
+                )
+            }
+            first = max(from, oldest)
+        }
+        guard first.days(to: to) < Self.maxRequestedDays else {
+            throw JobDiscard(
+                "from...to spans more than \(Self.maxRequestedDays) days; split the backfill into several jobs")
+        }
+        return DateWindow(first: first, last: to)
     }
 
     func loadAccount(_ id: Int64, pool: PGPool) async throws -> AccountRow? {

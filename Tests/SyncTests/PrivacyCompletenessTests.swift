@@ -354,6 +354,18 @@ final class PrivacyCompletenessTests: XCTestCase {
         XCTAssertThrowsError(
             try handler.requestedWindow(args(old, today.adding(days: -7)), plan: "free", timeZone: utc)
         ) { XCTAssertTrue("\($0)".contains("retention"), "\($0)") }
+        // Hostile ranges (review finding): `to` is capped at today, and one job fetches at most ten years of days.
+        XCTAssertEqual(
+            try handler.requestedWindow(args(old, today.adding(days: 400)), plan: "enterprise", timeZone: utc),
+            DateWindow(first: old, last: today), "no day after today is fetched")
+        XCTAssertThrowsError(
+            try handler.requestedWindow(
+                args(LocalDate(parsing: "0001-01-01")!, LocalDate(parsing: "9999-12-31")!), plan: "enterprise",
+                timeZone: utc)
+        ) { XCTAssertTrue("\($0)".contains("spans more than 3660 days"), "\($0)") }
+        XCTAssertThrowsError(
+            try handler.requestedWindow(args(today.adding(days: 1), today.adding(days: 9)), plan: "pro", timeZone: utc)
+        ) { XCTAssertTrue("\($0)".contains("after today"), "\($0)") }
         let first = settings.window(platform: .tiktok, plan: "free", timeZone: utc, lastSynced: nil)
         XCTAssertEqual(first.first, today.adding(days: -6), "a first sync backfills 7 days, not the configured 30")
 

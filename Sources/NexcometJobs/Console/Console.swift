@@ -690,7 +690,7 @@ public struct Console: Sendable {
                 HTML.h(try r.decode(7, as: Date?.self))
                     + (overdue == true
                         ? " <strong>overdue</strong>" : soon == true ? " <strong>due within 10 days</strong>" : ""),
-                HTML.h(try r.decode(8, as: String?.self) ?? "-"),
+                HTML.h(Redaction.scrubText(try r.decode(8, as: String?.self) ?? "-")),
             ]
         }
         let body = """
