@@ -30,11 +30,17 @@ let package = Package(
         .executableTarget(
             name: "nexjobs",
             dependencies: [
-                "NexcometJobs", "Runtime", "Sandbox", "Queue", "Postgres", "HTTP", "Logs", "Sync", "Privacy", "Platforms",
+                "NexcometJobs", "Runtime", "Sandbox", "Queue", "Postgres", "HTTP", "Logs", "Sync", "Privacy",
+                "Platforms",
             ]),
-        .executableTarget(name: "http-bench", dependencies: ["HTTP"], path: "bench/http", exclude: ["README.md", "run.sh"]),
-        .executableTarget(name: "sync-bench", dependencies: ["Sync", "Sandbox", "Queue", "Postgres"], path: "bench/sync", exclude: ["README.md", "run.sh"]),
-        .executableTarget(name: "queue-bench", dependencies: ["Queue", "Postgres"], path: "bench/queue", exclude: ["README.md", "run.sh"]),
+        .executableTarget(
+            name: "http-bench", dependencies: ["HTTP"], path: "bench/http", exclude: ["README.md", "run.sh"]),
+        .executableTarget(
+            name: "sync-bench", dependencies: ["Sync", "Sandbox", "Queue", "Postgres"], path: "bench/sync",
+            exclude: ["README.md", "run.sh"]),
+        .executableTarget(
+            name: "queue-bench", dependencies: ["Queue", "Postgres"], path: "bench/queue",
+            exclude: ["README.md", "run.sh"]),
         // Test-only helpers: a fresh PostgreSQL database per test, built from NEXJOBS_TEST_DATABASE_URL.
         .target(name: "PGTestSupport", dependencies: ["Postgres", "Queue", "Logs"], path: "Tests/PGTestSupport"),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres", "PGTestSupport"]),
@@ -44,9 +50,12 @@ let package = Package(
         .testTarget(name: "PlatformsTests", dependencies: ["Platforms", "Sandbox", "HTTP", "PGTestSupport"]),
         .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "HTTP"]),
         .testTarget(name: "PrivacyTests", dependencies: ["Privacy", "PGTestSupport"]),
-        .testTarget(name: "SyncTests", dependencies: ["Sync", "Privacy", "Sandbox", "Runtime", "NexcometJobs", "PGTestSupport"]),
+        .testTarget(
+            name: "SyncTests", dependencies: ["Sync", "Privacy", "Sandbox", "Runtime", "NexcometJobs", "PGTestSupport"]),
         .testTarget(name: "RuntimeTests", dependencies: ["Runtime", "NexcometJobs", "Queue", "HTTP", "PGTestSupport"]),
-        .testTarget(name: "SchedulerTests", dependencies: ["Runtime", "NexcometJobs", "Queue", "Cron", "Postgres", "Logs", "PGTestSupport"]),
+        .testTarget(
+            name: "SchedulerTests",
+            dependencies: ["Runtime", "NexcometJobs", "Queue", "Cron", "Postgres", "Logs", "PGTestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["PGTestSupport", "Postgres"]),
         // Reads Sources/ and Package.swift: the module graph of docs/ARCHITECTURE.md, enforced.
         .testTarget(name: "ArchitectureTests"),

@@ -23,13 +23,7 @@ import Sync
 /// (the reason is not detailed), 404 unknown connection, 409 disconnected connection. Tokens are never logged.
 extension WebService {
     func reauthorized(_ request: HTTPRequest) async -> HTTPResponse {
-        func refuse(_ status: Int, _ message: String) -> HTTPResponse {
-            logger.info(
-                "webhook refused", ("status", String(status)), ("reason", message),
-                ("remote", request.remoteAddress))
-            let body = (try? JSONSerialization.data(withJSONObject: ["error": message])) ?? Data("{}".utf8)
-            return .json(String(decoding: body, as: UTF8.self), status: status)
-        }
+        func refuse(_ status: Int, _ message: String) -> HTTPResponse { webhookRefusal(status, message, request) }
         if let (status, message) = signatureRefusal(request) { return refuse(status, message) }
         guard let store = tokenStore else { return refuse(503, "token keys are not configured (NEXJOBS_TOKEN_KEYS)") }
         struct Body: Decodable {

@@ -95,14 +95,16 @@ public struct WebService: Sendable {
         }
     }
 
+    /// A webhook's refusal: logged with the reason (never the body, secret or signature), answered as JSON.
+    func webhookRefusal(_ status: Int, _ message: String, _ request: HTTPRequest) -> HTTPResponse {
+        logger.info(
+            "webhook refused", ("status", String(status)), ("reason", message), ("remote", request.remoteAddress))
+        let body = (try? JSONSerialization.data(withJSONObject: ["error": message])) ?? Data("{}".utf8)
+        return .json(String(decoding: body, as: UTF8.self), status: status)
+    }
+
     func resync(_ request: HTTPRequest) async -> HTTPResponse {
-        func refuse(_ status: Int, _ message: String) -> HTTPResponse {
-            logger.info(
-                "webhook refused", ("status", String(status)), ("reason", message),
-                ("remote", request.remoteAddress))
-            let body = (try? JSONSerialization.data(withJSONObject: ["error": message])) ?? Data("{}".utf8)
-            return .json(String(decoding: body, as: UTF8.self), status: status)
-        }
+        func refuse(_ status: Int, _ message: String) -> HTTPResponse { webhookRefusal(status, message, request) }
         if let (status, message) = signatureRefusal(request) { return refuse(status, message) }
 
         struct Body: Decodable { var connection_id: RowID }

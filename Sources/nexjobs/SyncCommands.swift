@@ -72,19 +72,7 @@ func connectionsCommand(_ args: [String]) async throws -> Int32 {
         guard let platform = a.options["platform"].flatMap(AdPlatform.init(rawValue:)) else {
             throw UsageError("--platform must be tiktok or snapchat")
         }
-        let ring: KeyRing
-        do {
-            ring = try KeyRing.fromEnvironment()
-        } catch {
-            throw UsageError("\(error)")
-        }
-        var tokens = try readTokens(FileHandle.standardInput.readDataToEndOfFile())
-        if let s = try a.int("expires-in", range: 1...OAuthTokens.longestLifetime) {
-            tokens.accessTokenExpiresAt = Date().addingTimeInterval(Double(s))
-        }
-        if let s = try a.int("refresh-expires-in", range: 1...OAuthTokens.longestLifetime) {
-            tokens.refreshTokenExpiresAt = Date().addingTimeInterval(Double(s))
-        }
+        let (ring, tokens) = try keyRingAndTokensFromStdin(a)
         let scopes = (try a.text("scopes", bytes: 0...1000) ?? "").split(separator: ",").map {
             $0.trimmingCharacters(in: .whitespaces)
         }
@@ -103,22 +91,11 @@ func connectionsCommand(_ args: [String]) async throws -> Int32 {
         print(id)
         return Exit.ok
     case "reauthorize":
-        guard a.positionals.count == 2, let id = Int64(a.positionals[1]), id > 0 else {
+        guard a.positionals.count == 2 else {
             throw UsageError("connections reauthorize takes one connection id (a positive integer)")
         }
-        let ring: KeyRing
-        do {
-            ring = try KeyRing.fromEnvironment()
-        } catch {
-            throw UsageError("\(error)")
-        }
-        var tokens = try readTokens(FileHandle.standardInput.readDataToEndOfFile())
-        if let s = try a.int("expires-in", range: 1...(10 * 365 * 86_400)) {
-            tokens.accessTokenExpiresAt = Date().addingTimeInterval(Double(s))
-        }
-        if let s = try a.int("refresh-expires-in", range: 1...(10 * 365 * 86_400)) {
-            tokens.refreshTokenExpiresAt = Date().addingTimeInterval(Double(s))
-        }
+        let id = try databaseID(a.positionals[1], name: "connection id")
+        let (ring, tokens) = try keyRingAndTokensFromStdin(a)
         let pool = try openPool(maxConnections: 1)
         let store = ConnectionStore(vault: TokenVault(keyRing: ring))
         let outcome = try await pool.withConnection { c in try await store.reauthorize(id, tokens: tokens, on: c) }
@@ -231,4 +208,23 @@ func keysCommand(_ args: [String]) async throws -> Int32 {
     print("resealed \(result.resealed), already current \(result.current), failed \(result.failures.count)")
     for f in result.failures { printErr("connection \(f.id): \(f.reason)") }
     return result.failures.isEmpty ? Exit.ok : Exit.failure
+}
+
+/// The key ring (`NEXJOBS_TOKEN_KEYS`) and the tokens read from stdin, with the `--expires-in` /
+/// `--refresh-expires-in` overrides (1...315360000 s): shared by `connections add` and `connections reauthorize`.
+func keyRingAndTokensFromStdin(_ a: Arguments) throws -> (KeyRing, OAuthTokens) {
+    let ring: KeyRing
+    do {
+        ring = try KeyRing.fromEnvironment()
+    } catch {
+        throw UsageError("\(error)")
+    }
+    var tokens = try readTokens(FileHandle.standardInput.readDataToEndOfFile())
+    if let s = try a.int("expires-in", range: 1...OAuthTokens.longestLifetime) {
+        tokens.accessTokenExpiresAt = Date().addingTimeInterval(Double(s))
+    }
+    if let s = try a.int("refresh-expires-in", range: 1...OAuthTokens.longestLifetime) {
+        tokens.refreshTokenExpiresAt = Date().addingTimeInterval(Double(s))
+    }
+    return (ring, tokens)
 }
