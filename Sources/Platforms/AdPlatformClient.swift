@@ -53,6 +53,17 @@ public struct AccountTotals: Sendable, Equatable, CustomStringConvertible {
     }
 
     public var description: String { "spend \(spend), impressions \(impressions), conversions \(conversions)" }
+
+    /// The totals of two disjoint windows (or of two parts of one answer) added. Impressions saturate at
+    /// `Int64.max` instead of trapping (the counts come from the platform's response).
+    public static func + (a: AccountTotals, b: AccountTotals) -> AccountTotals {
+        let (impressions, overflow) = a.impressions.addingReportingOverflow(b.impressions)
+        return AccountTotals(
+            spend: a.spend + b.spend, impressions: overflow ? (b.impressions < 0 ? .min : .max) : impressions,
+            conversions: a.conversions + b.conversions)
+    }
+
+    public static func += (a: inout AccountTotals, b: AccountTotals) { a = a + b }
 }
 
 extension AdPlatformClient {

@@ -256,10 +256,16 @@ public struct SnapchatClient: AdPlatformClient {
         return rows.uniqueByEntityDay()
     }
 
+    /// Longest window of one account-totals request. ad-apis.md B4 documents range limits for DAY (31 days) and
+    /// HOUR (7 days) granularity only; TOTAL has none there, so a sync's whole window is one request. Windows longer
+    /// than this (a job fetches at most 3,660 days) are still split, a safety net against an undocumented limit,
+    /// matching TikTok's 365-day totals range.
+    public static let maxTotalsDays = 365
+
     /// Account totals from the ad account's `granularity=TOTAL` stats with `breakdown=campaign` (ad-apis.md B4:
     /// account-level stats without a breakdown support `spend` only, so impressions and conversions come as the
-    /// platform's campaign totals), per window of at most 31 days (the documented DAY limit; TOTAL's is not
-    /// documented, so the sync does not rely on a longer one).
+    /// platform's campaign totals): one request (plus its pages) per sync for any window of up to
+    /// ``maxTotalsDays`` days.
     public func accountTotals(
         account: AdAccount, window: DateWindow, session: TokenSession
     ) async throws -> AccountTotals {
@@ -270,7 +276,7 @@ public struct SnapchatClient: AdPlatformClient {
         }
         let path = "adaccounts/\(QueryString.encode(account.id))/stats"
         var totals = AccountTotals()
-        for part in window.split(maxDays: configuration.maxReportDays) {
+        for part in window.split(maxDays: Self.maxTotalsDays) {
             let query: [(String, String)] = [
                 ("granularity", "TOTAL"), ("breakdown", "campaign"),
                 ("fields", "spend,impressions,conversion_purchases"),
@@ -296,16 +302,14 @@ public struct SnapchatClient: AdPlatformClient {
                                 let impressions = Values.int64(stats["impressions"]),
                                 let conversions = Values.decimal(stats["conversion_purchases"])
                             else { throw malformed(endpoint, "campaign totals are not numbers") }
-                            sum.spend += spend.map(Values.fromMicros) ?? 0
-                            sum.impressions += impressions ?? 0
-                            sum.conversions += conversions ?? 0
+                            sum += AccountTotals(
+                                spend: spend.map(Values.fromMicros) ?? 0, impressions: impressions ?? 0,
+                                conversions: conversions ?? 0)
                         }
                     }
                     return (sum, try nextLink(body, endpoint: endpoint))
                 }
-                totals.spend += page.spend
-                totals.impressions += page.impressions
-                totals.conversions += page.conversions
+                totals += page
                 next = link
             }
         }

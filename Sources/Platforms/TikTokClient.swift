@@ -309,22 +309,39 @@ public struct TikTokClient: AdPlatformClient {
         }
     }
 
-    /// Account totals from `data_level=AUCTION_ADVERTISER` (ad-apis.md A4), the advertiser's own aggregation, per
-    /// window of at most 30 days (`stat_time_day` is the documented dimension with a known range limit).
+    /// Longest window of one account-totals request: a report without `stat_time_day` may span at most 365 days
+    /// ("with stat_time_day at most 30 days, otherwise at most 365 days": TikTok API for Business, Reporting,
+    /// https://business-api.tiktok.com/portal/docs?id=1740302848100353, quoted by the Apache SeaTunnel TikTokAds
+    /// connector docs, https://seatunnel.apache.org/zh-CN/docs/connectors/source/TikTokAds).
+    public static let maxTotalsDays = 365
+
+    /// Account totals from `data_level=AUCTION_ADVERTISER` (ad-apis.md A4), the advertiser's own aggregation, with
+    /// `dimensions=["advertiser_id"]` only: one row for the whole range, so one request per sync for any window of
+    /// up to ``maxTotalsDays`` days (a longer one, at most 3,660 days per job, in 365-day requests); a 40067 halves
+    /// the window like the daily reports do.
     public func accountTotals(
         account: AdAccount, window: DateWindow, session: TokenSession
     ) async throws -> AccountTotals {
-        let path = "report/integrated/get/"
         var totals = AccountTotals()
-        for part in window.split(maxDays: configuration.maxReportDays) {
+        for part in window.split(maxDays: Self.maxTotalsDays) {
+            totals += try await totalsRequest(account: account, window: part, session: session)
+        }
+        return totals
+    }
+
+    /// One account-totals window; on 40067 the window is halved and each half fetched, down to a single day.
+    private func totalsRequest(
+        account: AdAccount, window: DateWindow, session: TokenSession
+    ) async throws -> AccountTotals {
+        let path = "report/integrated/get/"
+        do {
             let rows = try await paged(
                 path,
                 query: [
                     ("advertiser_id", account.id), ("service_type", "AUCTION"), ("report_type", "BASIC"),
-                    ("data_level", "AUCTION_ADVERTISER"),
-                    ("dimensions", QueryString.jsonArray(["advertiser_id", "stat_time_day"])),
+                    ("data_level", "AUCTION_ADVERTISER"), ("dimensions", QueryString.jsonArray(["advertiser_id"])),
                     ("metrics", QueryString.jsonArray(["spend", "impressions", "conversion"])),
-                    ("start_date", part.first.description), ("end_date", part.last.description),
+                    ("start_date", window.first.description), ("end_date", window.last.description),
                 ], account: account, session: session
             ) { item -> AccountTotals in
                 guard let metrics = item["metrics"] else { throw malformed(path, "report row without metrics") }
@@ -334,13 +351,17 @@ public struct TikTokClient: AdPlatformClient {
                 else { throw malformed(path, "advertiser totals are not numbers") }
                 return AccountTotals(spend: spend ?? 0, impressions: impressions ?? 0, conversions: conversions ?? 0)
             }
-            for r in rows {
-                totals.spend += r.spend
-                totals.impressions += r.impressions
-                totals.conversions += r.conversions
-            }
+            return rows.reduce(into: AccountTotals()) { $0 += $1 }
+        } catch let error as PlatformError where error.apiCode == "40067" && window.dayCount > 1 {
+            let firstHalf = (window.dayCount + 1) / 2
+            logger.log(
+                .info, "tiktok totals window too large, halving",
+                ["advertiser_id": account.id, "window": window.description])
+            let left = DateWindow(first: window.first, last: window.first.adding(days: firstHalf - 1))
+            let right = DateWindow(first: window.first.adding(days: firstHalf), last: window.last)
+            return try await totalsRequest(account: account, window: left, session: session)
+                + totalsRequest(account: account, window: right, session: session)
         }
-        return totals
     }
 
     /// Normalizes one `report/integrated/get/` list item.

@@ -91,7 +91,8 @@ extension Sandbox {
             let list = reportRequests().map { r in
                 JSONText.object([
                     ("platform", JSONText.string(r.platform.rawValue)), ("account_id", JSONText.string(r.accountID)),
-                    ("level", JSONText.string(r.level)), ("first", JSONText.string(r.first)),
+                    ("level", JSONText.string(r.level)), ("granularity", JSONText.string(r.granularity)),
+                    ("first", JSONText.string(r.first)),
                     ("last", JSONText.string(r.last)),
                 ])
             }

@@ -15,6 +15,9 @@ public struct ReportRequest: Sendable, Equatable {
     public var accountID: String
     /// TikTok `data_level` (e.g. `AUCTION_AD`); Snap `breakdown` (or `none`).
     public var level: String
+    /// `DAY` (TikTok with `stat_time_day`, Snap `granularity=DAY`) or `TOTAL` (TikTok without a time dimension:
+    /// one row per id for the whole range; Snap `granularity=TOTAL`).
+    public var granularity: String
     /// First and last account-local day asked for, `YYYY-MM-DD`.
     public var first: String
     public var last: String
@@ -367,12 +370,15 @@ public final class Sandbox: Sendable {
         state.withLock { $0.reportLog }
     }
 
-    func logReport(_ platform: SandboxPlatform, account: String, level: String, first: CivilDay, last: CivilDay) {
+    func logReport(
+        _ platform: SandboxPlatform, account: String, level: String, granularity: String, first: CivilDay,
+        last: CivilDay
+    ) {
         state.withLock {
             $0.reportLog.append(
                 ReportRequest(
-                    platform: platform, accountID: account, level: level, first: first.description,
-                    last: last.description))
+                    platform: platform, accountID: account, level: level, granularity: granularity,
+                    first: first.description, last: last.description))
         }
     }
 

@@ -425,7 +425,9 @@ extension Sandbox {
             }
         }
         let lastDay = granularity == "DAY" ? endDay - 1 : Zone.localDay(tz, at: endUnix - 1)
-        logReport(.snapchat, account: account.id, level: breakdown ?? "none", first: startDay, last: lastDay)
+        logReport(
+            .snapchat, account: account.id, level: breakdown ?? "none", granularity: granularity, first: startDay,
+            last: lastDay)
 
         let today = localToday(account)
         let ads: [Ad]

@@ -425,8 +425,13 @@ extension Sandbox {
         if dimensions.contains("stat_time_hour") {
             return tiktokError(40002, "dimensions: stat_time_hour is not served by the sandbox.")
         }
-        guard Set(dimensions) == [idDimension, "stat_time_day"] else {
-            return tiktokError(40002, "dimensions: Invalid dimensions \(dimensions) for this data_level.")
+        // With stat_time_day: one row per id and day, at most 30 days; without: one row per id for the whole
+        // range, at most 365 days ("with stat_time_day at most 30 days, otherwise at most 365 days").
+        let daily: Bool
+        switch Set(dimensions) {
+        case [idDimension, "stat_time_day"] where dimensions.count == 2: daily = true
+        case [idDimension] where dimensions.count == 1: daily = false
+        default: return tiktokError(40002, "dimensions: Invalid dimensions \(dimensions) for this data_level.")
         }
         let metricNames = Self.idList(req.query["metrics"]) ?? ["spend", "impressions", "clicks"]
         if let bad = metricNames.first(where: { !Self.tiktokMetrics.contains($0) }) {
@@ -436,18 +441,26 @@ extension Sandbox {
             let start = CivilDay(parsing: startText[...]), let end = CivilDay(parsing: endText[...])
         else { return tiktokError(40002, "start_date/end_date: Must be dates in the form YYYY-MM-DD.") }
         guard start <= end else { return tiktokError(40002, "end_date must not be earlier than start_date.") }
-        guard end.day - start.day + 1 <= 30 else { return tiktokError(40067, "Your query is too large") }
+        guard end.day - start.day + 1 <= (daily ? 30 : 365) else {
+            return tiktokError(40067, "Your query is too large")
+        }
 
-        logReport(.tiktok, account: account.id, level: req.query["data_level"] ?? "", first: start, last: end)
+        logReport(
+            .tiktok, account: account.id, level: req.query["data_level"] ?? "", granularity: daily ? "DAY" : "TOTAL",
+            first: start, last: end)
         let today = localToday(account)
         var rows: [(id: String, day: CivilDay, m: DayMetrics)] = []
         func collect(_ id: String, _ ads: [Ad]) {
+            var total = DayMetrics()
             for d in start.day...end.day {
                 let day = CivilDay(day: d)
                 var sum = DayMetrics()
                 for ad in ads { sum += metrics(account, ad, day, today: today) }
-                if !sum.isZero { rows.append((id, day, sum)) }
+                if daily, !sum.isZero { rows.append((id, day, sum)) }
+                total += sum
             }
+            // The whole range's row (its day is unused); an id without delivery is left out, like an empty day.
+            if !daily, !total.isZero { rows.append((id, start, total)) }
         }
         switch idDimension {
         case "advertiser_id": collect(account.id, account.allAds)
@@ -464,10 +477,9 @@ extension Sandbox {
             JSONText.object([
                 (
                     "dimensions",
-                    JSONText.object([
-                        (idDimension, JSONText.string(row.id)),
-                        ("stat_time_day", JSONText.string("\(row.day) 00:00:00")),
-                    ])
+                    JSONText.object(
+                        [(idDimension, JSONText.string(row.id))]
+                            + (daily ? [("stat_time_day", JSONText.string("\(row.day) 00:00:00"))] : []))
                 ),
                 ("metrics", JSONText.object(metricNames.map { ($0, JSONText.string(Self.metricText($0, row.m))) })),
             ])

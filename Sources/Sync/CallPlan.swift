@@ -77,6 +77,16 @@ public enum LevelDerivation {
         default: return (a ?? .zero) + (b ?? .zero)
         }
     }
+
+    /// Counts (impressions, clicks) come from the platform's response: they saturate instead of trapping.
+    static func plus<T: FixedWidthInteger>(_ a: T?, _ b: T?) -> T? {
+        switch (a, b) {
+        case (nil, nil): return nil
+        default:
+            let (sum, overflow) = (a ?? 0).addingReportingOverflow(b ?? 0)
+            return overflow ? ((b ?? 0) < 0 ? .min : .max) : sum
+        }
+    }
 }
 
 extension SyncAdAccountHandler {
@@ -132,8 +142,11 @@ struct Reconciliation: Sendable {
         func side(_ t: AccountTotals) -> String {
             #"{"spend":\#(t.spend),"impressions":\#(t.impressions),"conversions":\#(t.conversions)}"#
         }
+        // Saturating: the API side is whatever the platform answered.
+        let (impressions, overflow) = api.impressions.subtractingReportingOverflow(stored.impressions)
         let diff = AccountTotals(
-            spend: api.spend - stored.spend, impressions: api.impressions - stored.impressions,
+            spend: api.spend - stored.spend,
+            impressions: overflow ? (stored.impressions < 0 ? .max : .min) : impressions,
             conversions: api.conversions - stored.conversions)
         return #"{"api":\#(side(api)),"stored":\#(side(stored)),"difference":\#(side(diff))}"#
     }

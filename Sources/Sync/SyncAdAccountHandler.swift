@@ -174,8 +174,10 @@ public struct SyncAdAccountHandler: JobHandler {
                 }
             }
             try await syncWindows(remaining)
-            // 3. Reconciliation: the platform's account totals against the stored ad-level sums; a difference
-            // re-syncs the whole window once, and one that persists is recorded (never fails the sync).
+            // 3. Reconciliation: the platform's account totals over the whole synced window (one request per sync:
+            // TikTok's report without stat_time_day spans up to 365 days, Snap's TOTAL stats have no documented
+            // range limit; see the clients' `accountTotals`) against the stored ad-level sums of that window; a
+            // difference re-syncs the whole window once, and one that persists is recorded (never fails the sync).
             if settings.reconcile {
                 do {
                     func compare() async throws -> (api: AccountTotals, stored: AccountTotals) {

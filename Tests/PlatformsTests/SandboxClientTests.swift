@@ -213,6 +213,55 @@ final class SandboxClientTests: XCTestCase {
         await harness.stop()
     }
 
+    /// Account totals (reconciliation, issue 14): one request for a window of up to 365 days, 365-day requests
+    /// beyond, equal to the ground truth's ad-level sums; TikTok halves a totals window answered with 40067.
+    func testAccountTotalsAreOneRequestPer365DaysAndMatchTheGroundTruth() async throws {
+        let harness = try SandboxHarness(SandboxConfig(seed: 11, tiktokConnections: 1, snapConnections: 1, days: 60))
+        for platform in AdPlatform.allCases {
+            let client = harness.client(platform)
+            let session = harness.session(platform)
+            let account = try await client.adAccounts(session: session)[0]
+            let sandboxPlatform: SandboxPlatform = platform == .tiktok ? .tiktok : .snapchat
+            let truth = harness.sandbox.groundTruth(platform: sandboxPlatform, account: account.id)
+                .filter { $0.level == .ad }
+            let last = try XCTUnwrap(truth.compactMap { LocalDate(parsing: $0.date) }.max())
+            func expected(_ window: DateWindow) -> AccountTotals {
+                truth.filter {
+                    $0.date >= window.first.description && $0.date <= window.last.description
+                }.reduce(into: AccountTotals()) {
+                    $0 += AccountTotals(
+                        spend: $1.spend, impressions: $1.impressions, conversions: Decimal($1.conversions))
+                }
+            }
+            for (days, requests) in [(90, 1), (365, 1), (400, 2)] {
+                let window = DateWindow(first: last.adding(days: 1 - days), last: last)
+                harness.sandbox.resetRequestCounts()
+                let totals = try await client.accountTotals(account: account, window: window, session: session)
+                XCTAssertEqual(totals, expected(window), "\(platform) \(days) days")
+                XCTAssertGreaterThan(totals.spend, 0)
+                let log = harness.sandbox.reportRequests()
+                XCTAssertEqual(log.count, requests, "\(platform) \(days) days: \(log)")
+                XCTAssertTrue(log.allSatisfy { $0.granularity == "TOTAL" }, "\(log)")
+                XCTAssertEqual(log.first?.first, window.first.description)
+                XCTAssertEqual(log.last?.last, window.last.description)
+                if requests == 2 {
+                    XCTAssertEqual(log[0].last, window.first.adding(days: 364).description, "a 365-day first request")
+                }
+            }
+            if platform == .tiktok {
+                harness.sandbox.setFaults(
+                    FaultConfig(rules: [FaultRule(kind: .queryTooLarge, account: account.id, count: 1)]))
+                let window = DateWindow(first: last.adding(days: -59), last: last)
+                let before = harness.transport.requests.count
+                let totals = try await client.accountTotals(account: account, window: window, session: session)
+                harness.sandbox.setFaults(.none)
+                XCTAssertEqual(totals, expected(window))
+                XCTAssertEqual(harness.transport.requests.count - before, 3, "40067, then the two halves")
+            }
+        }
+        await harness.stop()
+    }
+
     func testExpiredSnapTokenIsRefreshedOnceAndTheCallSucceeds() async throws {
         let harness = try SandboxHarness(SandboxConfig(seed: 5, tiktokConnections: 1, snapConnections: 1, days: 5))
         let client = harness.snap()

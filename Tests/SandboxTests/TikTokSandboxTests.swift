@@ -208,6 +208,85 @@ final class TikTokSandboxTests: SandboxTestCase {
         XCTAssertEqual(adRows.reduce(Int64(0)) { $0 + $1.conversions }, total.conversions)
     }
 
+    /// A report without `stat_time_day` (reconciliation's account totals): one row per id for the whole range, at
+    /// most 365 days (366 answers 40067), summing to the ground truth; the total-skew fault shifts the advertiser
+    /// row of such a report; the request log tells it (`TOTAL`) from a daily report (`DAY`).
+    func testReportWithoutStatTimeDayIsOneRowPerIDForUpTo365Days() async throws {
+        let s = try makeSandbox(SandboxConfig(tiktokConnections: 1, snapConnections: 0, days: 70, today: fixedToday))
+        let d = demo(s, .tiktok)
+        let adv = d.accountIDs[0]
+        let truth = s.groundTruth(platform: .tiktok, account: adv)
+        let lastDay = CivilDay(parsing: truth.map(\.date).max()![...])!
+        func report(_ level: String, _ dimensions: String, first: CivilDay, last: CivilDay) async throws -> Reply {
+            try await tiktok(
+                s, "report/integrated/get/",
+                [
+                    ("advertiser_id", adv), ("service_type", "AUCTION"), ("report_type", "BASIC"),
+                    ("data_level", level), ("dimensions", dimensions),
+                    ("metrics", #"["spend","impressions","conversion"]"#), ("start_date", "\(first)"),
+                    ("end_date", "\(last)"), ("page_size", "1000"),
+                ], token: d.accessToken)
+        }
+        // 365 days ending on the last day with data: the whole 70-day history and days before it without any.
+        let first = lastDay - 364
+        s.resetRequestCounts()
+        let whole = try await report("AUCTION_ADVERTISER", #"["advertiser_id"]"#, first: first, last: lastDay)
+        XCTAssertEqual(whole.json?["code"], .number("0"), whole.text)
+        let rows = try XCTUnwrap(whole.json?["data"]?["list"]?.arrayValue, whole.text)
+        XCTAssertEqual(rows.count, 1, "one row for the advertiser over the whole range")
+        XCTAssertEqual(rows[0]["dimensions"]?["advertiser_id"]?.text, adv)
+        XCTAssertNil(rows[0]["dimensions"]?["stat_time_day"], "no time dimension asked for")
+        let ads = truth.filter { $0.level == .ad }
+        XCTAssertEqual(Decimal(string: rows[0]["metrics"]?["spend"]?.text ?? ""), ads.reduce(0) { $0 + $1.spend })
+        XCTAssertEqual(
+            Int64(rows[0]["metrics"]?["impressions"]?.text ?? ""), ads.reduce(Int64(0)) { $0 + $1.impressions })
+        XCTAssertEqual(
+            Int64(rows[0]["metrics"]?["conversion"]?.text ?? ""), ads.reduce(Int64(0)) { $0 + $1.conversions })
+        XCTAssertEqual(
+            s.reportRequests(),
+            [
+                ReportRequest(
+                    platform: .tiktok, accountID: adv, level: "AUCTION_ADVERTISER", granularity: "TOTAL",
+                    first: "\(first)", last: "\(lastDay)")
+            ])
+
+        // Entity level without a day: one row per campaign with delivery, each its ground-truth sum.
+        let campaigns = try await report("AUCTION_CAMPAIGN", #"["campaign_id"]"#, first: first, last: lastDay)
+        var expected: [String: Decimal] = [:]
+        for t in truth where t.level == .campaign { expected[t.entityID, default: 0] += t.spend }
+        var got: [String: Decimal] = [:]
+        for row in campaigns.json?["data"]?["list"]?.arrayValue ?? [] {
+            let id = try XCTUnwrap(row["dimensions"]?["campaign_id"]?.text)
+            XCTAssertNil(got[id], "campaign \(id) twice")
+            got[id] = Decimal(string: row["metrics"]?["spend"]?.text ?? "")
+        }
+        XCTAssertEqual(got, expected.filter { $0.value != 0 })
+        XCTAssertGreaterThan(got.count, 1)
+
+        // 366 days: too large; a daily report keeps its 30-day limit.
+        let tooLarge = try await report("AUCTION_ADVERTISER", #"["advertiser_id"]"#, first: first - 1, last: lastDay)
+        XCTAssertEqual(tooLarge.json?["code"], .number("40067"), tooLarge.text)
+        let dailyTooLarge = try await report(
+            "AUCTION_ADVERTISER", #"["advertiser_id","stat_time_day"]"#, first: lastDay - 30, last: lastDay)
+        XCTAssertEqual(dailyTooLarge.json?["code"], .number("40067"), dailyTooLarge.text)
+        let daily = try await report(
+            "AUCTION_ADVERTISER", #"["advertiser_id","stat_time_day"]"#, first: lastDay - 29, last: lastDay)
+        XCTAssertEqual(daily.json?["code"], .number("0"), daily.text)
+        XCTAssertEqual(s.reportRequests().last?.granularity, "DAY")
+        let notADimension = try await report("AUCTION_ADVERTISER", #"["campaign_id"]"#, first: lastDay, last: lastDay)
+        XCTAssertEqual(notADimension.json?["code"], .number("40002"), notADimension.text)
+
+        // The total-skew fault applies to the whole-range row.
+        s.skewAccountTotals(account: adv, spendCents: 250, times: 1)
+        let skewed = try await report("AUCTION_ADVERTISER", #"["advertiser_id"]"#, first: first, last: lastDay)
+        let skewedSpend = skewed.json?["data"]?["list"]?.arrayValue?.first?["metrics"]?["spend"]?.text ?? ""
+        XCTAssertEqual(Decimal(string: skewedSpend), ads.reduce(0) { $0 + $1.spend } + Decimal(string: "2.50")!)
+        let again = try await report("AUCTION_ADVERTISER", #"["advertiser_id"]"#, first: first, last: lastDay)
+        XCTAssertEqual(
+            again.json?["data"]?["list"]?.arrayValue?.first?["metrics"]?["spend"]?.text,
+            rows[0]["metrics"]?["spend"]?.text)
+    }
+
     func testAdvertiserInfoCoversDSTAndNonDSTZonesAndCurrencies() async throws {
         let s = try makeSandbox()
         var zones = Set<String>()

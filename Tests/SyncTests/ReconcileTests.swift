@@ -53,9 +53,9 @@ final class ReconcileTests: XCTestCase {
             if skewed.contains(where: { $0.id == a.id }) {
                 XCTAssertEqual(run.status, "mismatch", a.external)
                 let diff = try XCTUnwrap(run.difference)
-                // 1.23 on each of the three 30/31-day totals answers of the 90-day window.
+                // 1.23 once: the 90-day window's totals are one answer (one request per sync).
                 XCTAssertTrue(
-                    diff.contains(#""difference": {"spend": 3.69, "conversions": 0, "impressions": 0}"#), diff)
+                    diff.contains(#""difference": {"spend": 1.23, "conversions": 0, "impressions": 0}"#), diff)
             } else {
                 XCTAssertEqual(run.status, "ok", a.external)
             }
@@ -90,6 +90,48 @@ final class ReconcileTests: XCTestCase {
         for a in skewed {
             let line = try XCTUnwrap(list.split(separator: "\n").first { $0.hasPrefix("\(a.connection)\t") })
             XCTAssertTrue(line.hasSuffix("\tmismatch:1"), String(line))
+        }
+    }
+
+    /// Issue 14: ONE account-level totals request per sync, over the whole synced window (90 days on a first sync:
+    /// three 30/31-day report requests, but a single totals request for TikTok and for Snap).
+    func testAFirstSyncMakesExactlyOneTotalsRequestOverTheWholeWindow() async throws {
+        let h = try await SyncHarness.make(tiktok: 1, snap: 1)
+        addTeardownBlock { await h.close() }
+        let connections = try await h.connectAll()
+        for c in connections {
+            try await h.run(SyncConnectionHandler(environment: h.environment), args: #"{"connection_id":"\#(c.id)"}"#)
+        }
+        h.sandbox.resetRequestCounts()
+        let results = try await h.drain(SyncAdAccountHandler(environment: h.environment))
+        for (job, error) in results { XCTAssertNil(error ?? nil, "job \(job)") }
+        let log = h.sandbox.reportRequests()
+        let all = try await accounts(h)
+        XCTAssertEqual(Set(all.map(\.platform)), ["tiktok", "snapchat"])
+        for a in all {
+            let window = try await h.db.pool.query(
+                """
+                SELECT window_start::text, window_end::text FROM nexcomet.sync_runs
+                 WHERE ad_account_id = \(a.id) AND outcome = 'succeeded'
+                """
+            ).map { (try $0.decode(0) as String, try $0.decode(1) as String) }
+            XCTAssertEqual(window.count, 1, a.external)
+            let (first, last) = try XCTUnwrap(window.first)
+            let days = DateWindow(
+                first: try XCTUnwrap(LocalDate(parsing: first)), last: try XCTUnwrap(LocalDate(parsing: last))
+            ).dayCount
+            XCTAssertGreaterThanOrEqual(days, 90, "a first sync's window")
+            let mine = log.filter { $0.accountID == a.external }
+            let totals = mine.filter { $0.granularity == "TOTAL" }
+            XCTAssertEqual(totals.count, 1, "\(a.platform): one totals request per sync, not one per report window")
+            XCTAssertEqual(totals.first?.first, first, a.platform)
+            XCTAssertEqual(totals.first?.last, last, a.platform)
+            let expectedLevel = a.platform == "tiktok" ? "AUCTION_ADVERTISER" : "campaign"
+            XCTAssertEqual(totals.first?.level, expectedLevel)
+            // The ad-level report still goes in 30/31-day windows.
+            XCTAssertEqual(mine.filter { $0.granularity == "DAY" }.count, 3, a.platform)
+            let run = try await latestRun(h, a.id)
+            XCTAssertEqual(run.status, "ok", a.platform)
         }
     }
 

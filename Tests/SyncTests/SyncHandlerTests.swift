@@ -52,12 +52,12 @@ final class SyncHandlerTests: XCTestCase {
 
         // First sync of the plan's 90 days: 3 entity lists + 3 ad-level report windows (TikTok 30 days, Snap 31 days
         // per request); campaign and ad-group rows are derived, so no level reports (the per-level plan: 3 + 9);
-        // then reconciliation's 3 account-total requests (one per window).
+        // then reconciliation's one account-totals request over the whole window.
         let firstCalls: [Int] = try await h.db.pool.query(
             "SELECT api_calls FROM nexcomet.sync_runs WHERE outcome = 'succeeded' ORDER BY id"
         ).map { try $0.decode(0) }
         XCTAssertFalse(firstCalls.isEmpty)
-        XCTAssertTrue(firstCalls.allSatisfy { $0 == 3 + 3 + 3 }, "first sync requests per account: \(firstCalls)")
+        XCTAssertTrue(firstCalls.allSatisfy { $0 == 3 + 3 + 1 }, "first sync requests per account: \(firstCalls)")
 
         // Same day, same window: the rerun must not rewrite a single tuple.
         let before = try await h.metricTupleVersions()
