@@ -52,4 +52,31 @@ final class CallPlanTests: XCTestCase {
         let orphanGroup = [entity(.ad, "a1", parent: "g9")]
         XCTAssertNil(LevelDerivation.derive([row("a1", spend: "1", conversions: 0)], entities: orphanGroup))
     }
+
+    /// Counts come from the platform's response: sums that overflow Int64 saturate instead of trapping (a trap is a
+    /// signal that kills the worker), in the level derivation, the account totals and the reconciliation difference.
+    func testCountSumsFromHostileResponsesSaturateInsteadOfTrapping() throws {
+        let entities = [
+            entity(.campaign, "c1", parent: nil), entity(.adGroup, "g1", parent: "c1"), entity(.ad, "a1", parent: "g1"),
+            entity(.ad, "a2", parent: "g1"),
+        ]
+        var a1 = row("a1", spend: "1", conversions: 0)
+        var a2 = row("a2", spend: "1", conversions: 0)
+        a1.impressions = .max
+        a2.impressions = 5
+        a1.clicks = .min
+        a2.clicks = -1
+        let derived = try XCTUnwrap(LevelDerivation.derive([a1, a2], entities: entities))
+        XCTAssertEqual(derived.first { $0.level == .campaign }?.impressions, .max)
+        XCTAssertEqual(derived.first { $0.level == .adGroup }?.clicks, .min)
+
+        var totals = AccountTotals(spend: 1, impressions: .max - 1, conversions: 0)
+        totals += AccountTotals(spend: 2, impressions: 7, conversions: 1)
+        XCTAssertEqual(totals, AccountTotals(spend: 3, impressions: .max, conversions: 1))
+        XCTAssertEqual((AccountTotals(impressions: .min) + AccountTotals(impressions: -1)).impressions, .min)
+
+        let r = Reconciliation(
+            status: "mismatch", api: AccountTotals(impressions: .min), stored: AccountTotals(impressions: 10))
+        XCTAssertTrue(r.differenceJSON?.contains(#""difference":{"spend":0,"impressions":\#(Int64.min)"#) ?? false)
+    }
 }
