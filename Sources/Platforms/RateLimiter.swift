@@ -87,7 +87,8 @@ public struct RateLimitPolicy: Sendable {
 }
 
 /// Spaces requests per key within one process (GCRA with no burst): each caller reserves the next slot free under
-/// both its account key and its app key, and sleeps until it. Use `PostgresRateLimiter` when several processes share an account.
+/// both its account key and its app key, and sleeps until it. Use `PostgresRateLimiter` when several processes share
+/// an account or an app.
 public actor InProcessRateLimiter: RequestRateLimiter {
     private let policy: RateLimitPolicy
     private let logger: PlatformLogger
