@@ -85,7 +85,32 @@ extension Sandbox {
                 ])
             }
             let maxJSON = JSONText.object(maxima.sorted { $0.key < $1.key }.map { ($0.key, "\($0.value)") })
-            return .json(JSONText.object([("counts", JSONText.array(list)), ("max_per_second", maxJSON)]))
+            let refusals = JSONText.object(
+                SandboxPlatform.allCases.map { ($0.rawValue, "\(appQPSRefusals($0))") })
+            return .json(
+                JSONText.object([
+                    ("counts", JSONText.array(list)), ("max_per_second", maxJSON), ("app_qps_refusals", refusals),
+                ]))
+        }
+        router.add("GET", "/_sandbox/app-qps") { [self] _ in .json(appQPSJSON()) }
+        router.add("POST", "/_sandbox/app-qps") { [self] req in
+            // {"tiktok": N, "snapchat": N}: each given platform's limit, 0 or null = unlimited; others unchanged.
+            guard let body = JSONValue.parse(req.bodyText) else { return controlError("body is not JSON") }
+            var changes: [(SandboxPlatform, Int?)] = []
+            for platform in SandboxPlatform.allCases {
+                guard let value = body[platform.rawValue] else { continue }
+                if value == .null {
+                    changes.append((platform, nil))
+                } else if let n = value.intValue, Sandbox.appQPSRange.contains(n) {
+                    changes.append((platform, n))
+                } else {
+                    return controlError(
+                        "\(platform.rawValue) must be an integer in \(Sandbox.appQPSRange.lowerBound)...\(Sandbox.appQPSRange.upperBound) or null (0 and null: unlimited)"
+                    )
+                }
+            }
+            for (platform, limit) in changes { setAppQPS(platform, limit) }
+            return .json(appQPSJSON())
         }
         router.add("GET", "/_sandbox/report-requests") { [self] _ in
             let list = reportRequests().map { r in
@@ -123,6 +148,11 @@ extension Sandbox {
 
     private func controlError(_ message: String, status: Int = 400) -> HTTPResponse {
         .json(JSONText.object([("error", JSONText.string(message))]), status: status)
+    }
+
+    private func appQPSJSON() -> String {
+        let limits = appQPS()
+        return JSONText.object(SandboxPlatform.allCases.map { ($0.rawValue, limits[$0].map { "\($0)" } ?? "null") })
     }
 
     private func clockJSON() -> String {

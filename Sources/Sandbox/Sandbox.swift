@@ -107,6 +107,10 @@ public final class Sandbox: Sendable {
         var reportLog: [ReportRequest] = []
         /// Account id to (spend cents added to its account-level totals, remaining times; nil: always).
         var totalSkew: [String: (cents: Int64, times: Int?)] = [:]
+        /// Per-app QPS limits (absent: unlimited) and their rolling windows and refusal counts.
+        var appQPS: [SandboxPlatform: Int] = [:]
+        var appWindows: [SandboxPlatform: AppQPSWindow] = [:]
+        var appRefusals: [SandboxPlatform: Int] = [:]
     }
 
     let config: SandboxConfig
@@ -129,7 +133,11 @@ public final class Sandbox: Sendable {
                     platform: c.platform, index: c.index, authCode: c.authCode, accessToken: access,
                     refreshToken: refresh, accountIDs: c.accountIDs, organizationID: c.organizationID))
         }
-        state.withLock { $0.demo = demo }
+        state.withLock {
+            $0.demo = demo
+            if let q = config.tiktokAppQPS, q > 0 { $0.appQPS[.tiktok] = min(q, Sandbox.appQPSRange.upperBound) }
+            if let q = config.snapAppQPS, q > 0 { $0.appQPS[.snapchat] = min(q, Sandbox.appQPSRange.upperBound) }
+        }
     }
 
     /// Starts serving both APIs and the control endpoints; returns the bound port (0 picks a free one).
@@ -357,11 +365,57 @@ public final class Sandbox: Sendable {
         }
     }
 
-    /// Forgets all request counts and the report request log.
+    /// Forgets all request counts, the app QPS refusal counts and the report request log.
     public func resetRequestCounts() {
         state.withLock {
             $0.counts = [:]
             $0.reportLog = []
+            $0.appRefusals = [:]
+        }
+    }
+
+    /// Largest per-app QPS limit the sandbox accepts (flags, `POST /_sandbox/app-qps`, `setAppQPS`).
+    public static let appQPSRange: ClosedRange<Int> = 0...100_000
+
+    /// Sets (or, with nil or 0, removes) the per-app QPS limit of `platform`; the rolling window starts empty.
+    /// Values above `appQPSRange` are clamped to it.
+    public func setAppQPS(_ platform: SandboxPlatform, _ limit: Int?) {
+        state.withLock { s in
+            s.appWindows[platform] = nil
+            if let limit, limit > 0 {
+                s.appQPS[platform] = min(limit, Sandbox.appQPSRange.upperBound)
+            } else {
+                s.appQPS[platform] = nil
+            }
+        }
+    }
+
+    /// The per-app QPS limits in force (a platform missing is unlimited).
+    public func appQPS() -> [SandboxPlatform: Int] {
+        state.withLock { $0.appQPS }
+    }
+
+    /// Requests refused for exceeding a per-app QPS limit since start (or the last `resetRequestCounts`).
+    public func appQPSRefusals(_ platform: SandboxPlatform) -> Int {
+        state.withLock { $0.appRefusals[platform] ?? 0 }
+    }
+
+    /// Admits one authorized API request under `platform`'s app QPS limit: nil when admitted (or unlimited), else the
+    /// limit and the QPS the request would have made, counted as a refusal. Refused requests do not enter the window.
+    func admitAppQPS(_ platform: SandboxPlatform) -> (qps: Int, limit: Int)? {
+        let now = ContinuousClock.now
+        return state.withLock { s in
+            guard let limit = s.appQPS[platform] else { return nil }
+            var window = s.appWindows[platform] ?? AppQPSWindow()
+            let count = window.count(since: now - .seconds(1))
+            if count >= limit {
+                s.appWindows[platform] = window
+                s.appRefusals[platform, default: 0] += 1
+                return (count + 1, limit)
+            }
+            window.append(now)
+            s.appWindows[platform] = window
+            return nil
         }
     }
 
@@ -472,6 +526,24 @@ public final class Sandbox: Sendable {
             return s.faults.serverErrorTurn
         }
     }
+}
+
+/// The admitted requests of the last second for one app, oldest first (a queue with a moving head).
+struct AppQPSWindow: Sendable {
+    private var times: [ContinuousClock.Instant] = []
+    private var head = 0
+
+    /// Drops entries at or before `cutoff` and returns how many remain.
+    mutating func count(since cutoff: ContinuousClock.Instant) -> Int {
+        while head < times.count, times[head] <= cutoff { head += 1 }
+        if head > 1024, head * 2 > times.count {
+            times.removeFirst(head)
+            head = 0
+        }
+        return times.count - head
+    }
+
+    mutating func append(_ t: ContinuousClock.Instant) { times.append(t) }
 }
 
 /// One grant revoked at the sandbox's revoke endpoint.

@@ -7,7 +7,7 @@ import Foundation
     import Darwin
 #endif
 
-/// `nexjobs sandbox [--port P] [--seed S] [--snap-token-ttl SECONDS]`: serves until SIGINT or SIGTERM.
+/// `nexjobs sandbox [--port P] [--seed S] [--snap-token-ttl SECONDS] [--tiktok-app-qps N] ...`: serves until SIGINT or SIGTERM.
 ///
 /// Prints the base URLs to configure clients with (never tokens; those are at `/_sandbox/connections`).
 /// Returns 0 after a clean stop, 1 when the port cannot be bound, 2 on bad arguments.
@@ -28,6 +28,7 @@ public func runSandboxCommand(arguments: [String]) async -> Int32 {
                 usage: nexjobs sandbox [--port P] [--host H] [--seed S] [--snap-token-ttl SECONDS]
                                        [--tiktok-connections N] [--snap-connections N]
                                        [--accounts-per-connection N|MIN-MAX] [--days N]
+                                       [--tiktok-app-qps N] [--snap-app-qps N]
 
                   --port P                          0...65535 (default 0: any free port)
                   --host H                          IPv4 / IPv6 address or localhost to bind (default 127.0.0.1)
@@ -37,11 +38,14 @@ public func runSandboxCommand(arguments: [String]) async -> Int32 {
                   --snap-connections N              0...1000 (default 3)
                   --accounts-per-connection N|MIN-MAX   1...100 (default 1-3)
                   --days N                          1...3650 days of history (default 120)
+                  --tiktok-app-qps N                0...100000 requests per second per app over a rolling
+                                                    second, refused with code 40100 (default 0: unlimited)
+                  --snap-app-qps N                  0...100000, refused with HTTP 429 (default 0: unlimited)
                 Out-of-range values exit 2.
 
                 Serves a local fake of the TikTok Marketing API v1.3 and the Snap Marketing API v1 with
                 deterministic data. Control endpoints under /_sandbox/ (faults, revoke, expire, clock,
-                truth, requests, connections). Stops on SIGINT or SIGTERM.
+                truth, requests, app-qps, connections). Stops on SIGINT or SIGTERM.
                 """)
             return 0
         case "--port":
@@ -63,6 +67,13 @@ public func runSandboxCommand(arguments: [String]) async -> Int32 {
                 return usage("\(name) needs an integer 0...1000")
             }
             if name == "--tiktok-connections" { config.tiktokConnections = n } else { config.snapConnections = n }
+        case "--tiktok-app-qps", "--snap-app-qps":
+            let name = arguments[i]
+            let range = Sandbox.appQPSRange
+            guard let v = value(), let n = Int(v), range.contains(n) else {
+                return usage("\(name) needs an integer \(range.lowerBound)...\(range.upperBound)")
+            }
+            if name == "--tiktok-app-qps" { config.tiktokAppQPS = n } else { config.snapAppQPS = n }
         case "--days":
             guard let v = value(), let n = Int(v), (1...3650).contains(n) else {
                 return usage("--days needs an integer 1...3650")

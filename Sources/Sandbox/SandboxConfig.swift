@@ -23,13 +23,21 @@ public struct SandboxConfig: Sendable {
     /// The reference instant whose account-local dates are "today"; nil (the default) means the wall clock
     /// at `init`. The sandbox clock then only moves through `advanceDays` / `POST /_sandbox/clock`.
     public var today: Date?
+    /// Requests per second one TikTok app may make (the app QPS of ad-apis.md A5: Basic 10, Advanced 20, Premium
+    /// 30), counted over a rolling one-second window across every authorized API request (OAuth endpoints excluded);
+    /// the request over it is answered HTTP 200 with code 40100. nil or 0 (the default): unlimited.
+    public var tiktokAppQPS: Int?
+    /// The same for Snap (ad-apis.md B5 publishes no number), answered HTTP 429 with `Retry-After`. nil or 0 (the
+    /// default): unlimited.
+    public var snapAppQPS: Int?
 
     /// Creates a configuration; every default is documented on its property.
     public init(
         seed: UInt64 = 42, tiktokConnections: Int = 3, snapConnections: Int = 3,
         accountsPerConnection: ClosedRange<Int> = 1...3, campaignsPerAccount: ClosedRange<Int> = 1...4,
         adGroupsPerCampaign: ClosedRange<Int> = 1...3, adsPerAdGroup: ClosedRange<Int> = 1...3, days: Int = 120,
-        snapAccessTokenTTL: Duration = .seconds(1800), today: Date? = nil
+        snapAccessTokenTTL: Duration = .seconds(1800), today: Date? = nil, tiktokAppQPS: Int? = nil,
+        snapAppQPS: Int? = nil
     ) {
         // Memberwise (`duplicates` pairs it with other configuration inits: alike in shape only).
         self.seed = seed
@@ -42,5 +50,7 @@ public struct SandboxConfig: Sendable {
         self.days = days
         self.snapAccessTokenTTL = snapAccessTokenTTL
         self.today = today
+        self.tiktokAppQPS = tiktokAppQPS
+        self.snapAppQPS = snapAppQPS
     }
 }

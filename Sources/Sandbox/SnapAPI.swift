@@ -54,9 +54,15 @@ extension Sandbox {
     /// Counts the request, applies any injected fault, else runs `body`. Alike in shape to `tiktokGuard` on purpose:
     /// each fault is rendered in its own platform's format (Snap's `request_status` envelope, TikTok's `code`), so
     /// the two switches stay per platform.
+    ///
+    /// Before that, an authorized API request over the app QPS limit (`SandboxConfig.snapAppQPS`) is refused like
+    /// Snap's own rate limit (ad-apis.md B5: HTTP 429 with `X-Rate-Limit-*` and `Retry-After`).
     private func snapGuard(
         _ req: HTTPRequest, account: String?, isOAuth: Bool = false, _ body: () -> HTTPResponse
     ) async -> HTTPResponse {
+        if !isOAuth, snapTokenIsValid(req), let over = admitAppQPS(.snapchat) {
+            return snapTooManyRequests(limit: over.limit)
+        }
         switch admit(.snapchat, account: account, path: req.path, isOAuth: isOAuth, isReport: false) {
         case nil:
             return body()
@@ -76,13 +82,7 @@ extension Sandbox {
         case .wrongShape:
             return snapOK([("note", JSONText.string("no entity or stats list"))])
         case .rateLimit:
-            var r = snapError(429, "E1005", "Too many requests")
-            let reset = Int(Date().timeIntervalSince1970) + 1
-            r.headers["X-Rate-Limit-Limit"] = "20"
-            r.headers["X-Rate-Limit-Remaining"] = "0"
-            r.headers["X-Rate-Limit-Reset"] = "\(reset)"
-            r.headers["Retry-After"] = "1"
-            return r
+            return snapTooManyRequests(limit: 20)
         case .serverError:
             return nextServerErrorTurn() % 2 == 0
                 ? snapError(500, "E9000", "Internal server error") : snapError(503, "E9001", "Service unavailable")
@@ -93,6 +93,30 @@ extension Sandbox {
         }
     }
 
+    /// Snap's rate-limit answer (ad-apis.md B5): 429 with `X-Rate-Limit-Limit/Remaining/Reset` and `Retry-After: 1`
+    /// (a one-second window frees a slot within a second).
+    private func snapTooManyRequests(limit: Int) -> HTTPResponse {
+        var r = snapError(429, "E1005", "Too many requests")
+        let reset = Int(Date().timeIntervalSince1970) + 1
+        r.headers["X-Rate-Limit-Limit"] = "\(limit)"
+        r.headers["X-Rate-Limit-Remaining"] = "0"
+        r.headers["X-Rate-Limit-Reset"] = "\(reset)"
+        r.headers["Retry-After"] = "1"
+        return r
+    }
+
+    /// Whether the request carries a valid Snap access token (no response built, no request id used).
+    private func snapTokenIsValid(_ req: HTTPRequest) -> Bool {
+        if case .ok = checkToken(snapBearer(req), .snapchat) { return true }
+        return false
+    }
+
+    /// The token of `Authorization: Bearer <token>`, or nil.
+    private func snapBearer(_ req: HTTPRequest) -> String? {
+        guard let header = req.headers["Authorization"], header.lowercased().hasPrefix("bearer ") else { return nil }
+        return String(header.dropFirst(7)).trimmingCharacters(in: .whitespaces)
+    }
+
     private func snapUnauthorized() -> HTTPResponse {
         var r = snapError(401, "E0001", "Unauthorized: the access token is invalid or has expired")
         r.headers["WWW-Authenticate"] = "Bearer error=\"invalid_token\""
@@ -101,11 +125,7 @@ extension Sandbox {
 
     /// Resolves `Authorization: Bearer` to a connection index.
     private func snapAuth(_ req: HTTPRequest) -> Answer<Int> {
-        guard let header = req.headers["Authorization"], header.lowercased().hasPrefix("bearer ") else {
-            return .failure(snapUnauthorized())
-        }
-        let token = String(header.dropFirst(7)).trimmingCharacters(in: .whitespaces)
-        if case .ok(let c) = checkToken(token, .snapchat) { return .success(c) }
+        if case .ok(let c) = checkToken(snapBearer(req), .snapchat) { return .success(c) }
         return .failure(snapUnauthorized())
     }
 

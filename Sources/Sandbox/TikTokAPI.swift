@@ -51,11 +51,19 @@ extension Sandbox {
             ]), status: http)
     }
 
-    /// Counts the request, applies any injected fault, else runs `body`.
+    /// Refuses an authorized API request over the app QPS limit (`SandboxConfig.tiktokAppQPS`), else counts the
+    /// request, applies any injected fault, else runs `body`.
     private func tiktokGuard(
         _ req: HTTPRequest, account: String?, isOAuth: Bool = false, isReport: Bool = false,
         _ body: () -> HTTPResponse
     ) async -> HTTPResponse {
+        if !isOAuth, case .ok = checkToken(req.headers["Access-Token"], .tiktok),
+            let over = admitAppQPS(.tiktok)
+        {
+            // ad-apis.md A5: over the app QPS TikTok answers HTTP 200 with code 40100 (its message names the QPS and
+            // the limit, like "Advertiser (...)'s QPS (21) reaches QPS limit 20").
+            return tiktokError(40100, "App's QPS (\(over.qps)) reaches QPS limit \(over.limit)")
+        }
         switch admit(.tiktok, account: account, path: req.path, isOAuth: isOAuth, isReport: isReport) {
         case nil:
             return body()

@@ -32,13 +32,21 @@ public struct PlatformClientProvider: Sendable {
     /// Snapchat: `NEXJOBS_SNAP_CLIENT_ID`, `NEXJOBS_SNAP_CLIENT_SECRET` (required), `NEXJOBS_SNAP_API_BASE_URL`,
     /// `NEXJOBS_SNAP_TOKEN_URL`, `NEXJOBS_SNAP_REDIRECT_URI`. Base URLs default to the production hosts.
     /// `NEXJOBS_RATE_LIMIT_RPS` overrides the per-account request rate of both platforms (default 10).
+    /// `NEXJOBS_RATE_LIMIT_APP_RPS_TIKTOK` / `NEXJOBS_RATE_LIMIT_APP_RPS_SNAPCHAT` set the per-app rate (all workers
+    /// and accounts of one app together; 0 = unlimited; defaults: TikTok 10, Snap unlimited, see
+    /// `RateLimitPolicy.appRequestsPerSecond`). The app key is `tiktok:app:<NEXJOBS_TIKTOK_APP_ID>` and
+    /// `snapchat:app:<NEXJOBS_SNAP_CLIENT_ID>`. Values outside `SyncSettings.checkEnvironment`'s ranges keep the
+    /// defaults here (the processes refuse to start with them).
     /// Missing variables are reported when a job needs the client, so noop-only workers start fine.
     public static func fromEnvironment(
         _ env: [String: String], logger: PlatformLogger = .disabled
     ) -> PlatformClientProvider {
         var policy = RateLimitPolicy()
-        if let rps = env["NEXJOBS_RATE_LIMIT_RPS"].flatMap({ Double($0) }), rps >= 0.01, rps <= 10_000 {
+        if let rps = try? SyncSettings.accountRate(env) {
             policy.requestsPerSecond = [.tiktok: rps, .snapchat: rps]
+        }
+        for (platform, name) in SyncSettings.appRateVariables {
+            if let rps = try? SyncSettings.appRate(env, name) { policy.appRequestsPerSecond[platform] = rps }
         }
         let rates = policy
         return PlatformClientProvider { platform, pool in
@@ -55,12 +63,14 @@ public struct PlatformClientProvider: Sendable {
                 }
                 return u
             }
-            let limiter = PostgresRateLimiter(pool: pool, policy: rates, logger: logger)
+            var rates = rates
             switch platform {
             case .tiktok:
                 var config = TikTokConfiguration(
                     appId: try required("NEXJOBS_TIKTOK_APP_ID"), secret: try required("NEXJOBS_TIKTOK_SECRET"))
                 if let base = try url("NEXJOBS_TIKTOK_BASE_URL") { config.baseURL = base }
+                rates.appIds[.tiktok] = config.appId
+                let limiter = PostgresRateLimiter(pool: pool, policy: rates, logger: logger)
                 return TikTokClient(configuration: config, rateLimiter: limiter, logger: logger)
             case .snapchat:
                 var config = SnapchatConfiguration(
@@ -69,6 +79,8 @@ public struct PlatformClientProvider: Sendable {
                     redirectURI: env["NEXJOBS_SNAP_REDIRECT_URI"] ?? "")
                 if let base = try url("NEXJOBS_SNAP_API_BASE_URL") { config.apiBaseURL = base }
                 if let token = try url("NEXJOBS_SNAP_TOKEN_URL") { config.tokenURL = token }
+                rates.appIds[.snapchat] = config.clientId
+                let limiter = PostgresRateLimiter(pool: pool, policy: rates, logger: logger)
                 return SnapchatClient(configuration: config, rateLimiter: limiter, logger: logger)
             }
         }

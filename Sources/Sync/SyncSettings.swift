@@ -68,7 +68,8 @@ public struct SyncSettings: Sendable {
     /// Checks every numeric `NEXJOBS_*` setting against its documented range (the worker and the scheduler refuse
     /// to start otherwise, exit 2): `NEXJOBS_SYNC_LOOKBACK_TIKTOK` / `_SNAPCHAT` 0...365 days,
     /// `NEXJOBS_SYNC_RETENTION_FREE|PRO|ENTERPRISE` 1...36500 days, `NEXJOBS_SYNC_RATE_LIMIT_SNOOZE` 0.001...86400
-    /// seconds, `NEXJOBS_SYNC_TRANSIENT_RETRIES` 0...10, `NEXJOBS_RATE_LIMIT_RPS` 0.01...10000.
+    /// seconds, `NEXJOBS_SYNC_TRANSIENT_RETRIES` 0...10, `NEXJOBS_RATE_LIMIT_RPS` 0.01...10000,
+    /// `NEXJOBS_RATE_LIMIT_APP_RPS_TIKTOK` / `NEXJOBS_RATE_LIMIT_APP_RPS_SNAPCHAT` 0...10000 (0 = unlimited).
     /// - Throws: `InputError` naming the variable and its range.
     public static func checkEnvironment(_ env: [String: String]) throws {
         for name in ["NEXJOBS_SYNC_LOOKBACK_TIKTOK", "NEXJOBS_SYNC_LOOKBACK_SNAPCHAT"] {
@@ -85,9 +86,25 @@ public struct SyncSettings: Sendable {
         _ = try CheckedInput.environment(env, "NEXJOBS_SYNC_TRANSIENT_RETRIES") {
             try CheckedInput.integer($0, name: $1, range: 0...10)
         }
-        _ = try CheckedInput.environment(env, "NEXJOBS_RATE_LIMIT_RPS") {
+        _ = try accountRate(env)
+        for (_, name) in appRateVariables { _ = try appRate(env, name) }
+    }
+
+    /// `NEXJOBS_RATE_LIMIT_RPS`: requests per second per ad account, 0.01...10000; nil when unset.
+    public static func accountRate(_ env: [String: String]) throws -> Double? {
+        try CheckedInput.environment(env, "NEXJOBS_RATE_LIMIT_RPS") {
             try CheckedInput.decimal($0, name: $1, range: 0.01...10_000)
         }
+    }
+
+    /// The per-app rate variables (ad-apis.md A5 / B5): requests per second of one app across all workers.
+    public static let appRateVariables: [(AdPlatform, String)] = [
+        (.tiktok, "NEXJOBS_RATE_LIMIT_APP_RPS_TIKTOK"), (.snapchat, "NEXJOBS_RATE_LIMIT_APP_RPS_SNAPCHAT"),
+    ]
+
+    /// A per-app rate variable: 0...10000 requests per second, 0 = unlimited; nil when unset.
+    public static func appRate(_ env: [String: String], _ name: String) throws -> Double? {
+        try CheckedInput.environment(env, name) { try CheckedInput.decimal($0, name: $1, range: 0...10_000) }
     }
 
     /// Settings from the environment, defaults where a variable is unset or unreadable (values outside the ranges

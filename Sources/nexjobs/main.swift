@@ -38,6 +38,9 @@ let topHelp = """
       NEXJOBS_SYNC_RATE_LIMIT_SNOOZE  seconds a rate-limited job waits, 0.001...86400
       NEXJOBS_SYNC_TRANSIENT_RETRIES  in-job retries of transient platform errors, 0...10
       NEXJOBS_RATE_LIMIT_RPS          requests per second per ad account, 0.01...10000
+      NEXJOBS_RATE_LIMIT_APP_RPS_TIKTOK, NEXJOBS_RATE_LIMIT_APP_RPS_SNAPCHAT
+                           requests per second per app, all workers together, 0...10000 (0 = unlimited;
+                           defaults: TikTok 10 = Basic tier, Snapchat unlimited)
                            (worker and scheduler exit 2 at start when one is out of range)
       NEXJOBS_METRICS_TOKEN   bearer token of /metrics (nexjobs serve), 32 to 512 characters
       NEXJOBS_DIRECT_DATABASE_URL  PostgreSQL itself when DATABASE_URL is PgBouncer (transaction mode): the

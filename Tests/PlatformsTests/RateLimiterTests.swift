@@ -72,4 +72,46 @@ final class RateLimiterTests: XCTestCase {
         try await limiter.acquire(platform: .snapchat, accountId: "a")
         XCTAssertLessThan(ContinuousClock.now - start, .milliseconds(1500))
     }
+
+    func testPolicyPacesEachRequestUnderItsAccountAndItsApp() {
+        let policy = RateLimitPolicy()
+        XCTAssertEqual(policy.keys(.tiktok, "7001").map(\.key), ["tiktok:7001", "tiktok:app"])
+        XCTAssertEqual(policy.appSpacing(for: .tiktok), .microseconds(111_112), "TikTok Basic tier: 10/s")
+        XCTAssertEqual(policy.keys(.snapchat, "u-1").map(\.key), ["snapchat:u-1"], "Snap: no app limit by default")
+        var named = RateLimitPolicy(appRequestsPerSecond: [.tiktok: 20, .snapchat: 0], appIds: [.tiktok: "app-9"])
+        XCTAssertEqual(named.keys(.tiktok, "7001").map(\.key), ["tiktok:7001", "tiktok:app:app-9"])
+        XCTAssertEqual(named.keys(.snapchat, "u-1").map(\.key), ["snapchat:u-1"], "0 means unlimited")
+        named.requestsPerSecond = [:]
+        XCTAssertEqual(named.keys(.tiktok, "7001").map(\.key), ["tiktok:app:app-9"])
+        XCTAssertTrue(named.keys(.snapchat, "u-1").isEmpty)
+    }
+
+    func testInProcessLimiterWaitsForBothTheAccountAndTheAppSlot() async throws {
+        // Account: one per 500 ms; app: one per 250 ms.
+        let limiter = InProcessRateLimiter(
+            policy: RateLimitPolicy(
+                requestsPerSecond: [.tiktok: 2], appRequestsPerSecond: [.tiktok: 4], headroom: 0, maxWait: .seconds(5)))
+        let start = ContinuousClock.now
+        try await limiter.acquire(platform: .tiktok, accountId: "a")
+        XCTAssertLessThan(ContinuousClock.now - start, .milliseconds(200))
+        try await limiter.acquire(platform: .tiktok, accountId: "b")  // b is free; the app's next slot is +250 ms
+        XCTAssertGreaterThanOrEqual(ContinuousClock.now - start, .milliseconds(250))
+        try await limiter.acquire(platform: .tiktok, accountId: "a")  // the app is free at +500, a at +500 ms
+        XCTAssertGreaterThanOrEqual(ContinuousClock.now - start, .milliseconds(500))
+        try await limiter.acquire(platform: .tiktok, accountId: "c")  // app: +750 ms
+        XCTAssertGreaterThanOrEqual(ContinuousClock.now - start, .milliseconds(750))
+
+        // The app bound refuses even a fresh account, without booking its account key.
+        let strict = InProcessRateLimiter(
+            policy: RateLimitPolicy(
+                requestsPerSecond: [.tiktok: 1], appRequestsPerSecond: [.tiktok: 1], headroom: 0,
+                maxWait: .milliseconds(300)))
+        try await strict.acquire(platform: .tiktok, accountId: "a")
+        do {
+            try await strict.acquire(platform: .tiktok, accountId: "b")
+            XCTFail("expected rateLimited")
+        } catch let error as PlatformError {
+            guard case .rateLimited = error.kind else { return XCTFail("kind \(error.kind)") }
+        }
+    }
 }
