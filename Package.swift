@@ -37,7 +37,10 @@ let package = Package(
             name: "http-bench", dependencies: ["HTTP"], path: "bench/http", exclude: ["README.md", "run.sh"]),
         .executableTarget(
             name: "sync-bench", dependencies: ["Sync", "Sandbox", "Queue", "Postgres"], path: "bench/sync",
-            exclude: ["README.md", "run.sh"]),
+            exclude: ["README.md", "run.sh", "scale.sh"]),
+        .executableTarget(
+            name: "sync-scale", dependencies: ["Sync", "Sandbox", "Platforms", "Privacy", "Postgres"],
+            path: "bench/sync-scale"),
         .executableTarget(
             name: "queue-bench", dependencies: ["Queue", "Postgres"], path: "bench/queue",
             exclude: ["README.md", "run.sh"]),

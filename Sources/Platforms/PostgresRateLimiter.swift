@@ -21,7 +21,7 @@ public struct PostgresRateLimiter: RequestRateLimiter {
         self.logger = logger
     }
 
-    public func acquire(platform: AdPlatform, accountId: String) async throws {
+    public func acquire(platform: AdPlatform, accountId: String?) async throws {
         let keys = policy.keys(platform, accountId)
         guard !keys.isEmpty else { return }
         let names = keys.map(\.key)
@@ -37,14 +37,17 @@ public struct PostgresRateLimiter: RequestRateLimiter {
         } catch {
             throw PlatformError(
                 .transient, platform: platform, endpoint: "client rate limiter",
-                message: "rate limit reservation failed for account \(accountId): \(error)")
+                message: "rate limit reservation failed for \(accountId.map { "account \($0)" } ?? "the app"): \(error)"
+            )
         }
         let keyList = names.joined(separator: ",")
         guard let waitMicros else {
             logger.log(.warning, "rate limit wait exceeds bound", ["key": keyList, "max_wait": "\(policy.maxWait)"])
             throw PlatformError(
                 .rateLimited(retryAfter: policy.maxWait), platform: platform, endpoint: "client rate limiter",
-                message: "shared rate limit for account \(accountId) or its app is booked beyond \(policy.maxWait)")
+                message:
+                    "shared rate limit for \(accountId.map { "account \($0)" } ?? "the app") or its app is booked beyond \(policy.maxWait)"
+            )
         }
         guard waitMicros > 0 else { return }
         let wait = Duration.microseconds(waitMicros)

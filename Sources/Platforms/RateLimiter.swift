@@ -5,13 +5,13 @@ import Foundation
 /// `acquire` returns when the caller may send one request for `key`, or throws a `PlatformError` of kind
 /// `.rateLimited` when the wait would exceed the limiter's bound.
 public protocol RequestRateLimiter: Sendable {
-    func acquire(platform: AdPlatform, accountId: String) async throws
+    func acquire(platform: AdPlatform, accountId: String?) async throws
 }
 
 /// A limiter that never waits (tests, tools, and calls that are not tied to an account).
 public struct UnlimitedRateLimiter: RequestRateLimiter {
     public init() {}
-    public func acquire(platform: AdPlatform, accountId: String) async throws {}
+    public func acquire(platform: AdPlatform, accountId: String?) async throws {}
 }
 
 /// Rate settings shared by the rate limiter implementations.
@@ -77,10 +77,11 @@ public struct RateLimitPolicy: Sendable {
         return "\(platform.rawValue):app:\(id)"
     }
 
-    /// Every key (with its spacing) a request for `accountId` needs a slot under; empty when nothing limits it.
-    func keys(_ platform: AdPlatform, _ accountId: String) -> [(key: String, spacing: Duration)] {
+    /// Every key (with its spacing) a request for `accountId` needs a slot under (the app key only for a request tied
+    /// to no account, such as advertiser discovery); empty when nothing limits it.
+    func keys(_ platform: AdPlatform, _ accountId: String?) -> [(key: String, spacing: Duration)] {
         var out: [(key: String, spacing: Duration)] = []
-        if let s = spacing(for: platform) { out.append((Self.key(platform, accountId), s)) }
+        if let accountId, let s = spacing(for: platform) { out.append((Self.key(platform, accountId), s)) }
         if let s = appSpacing(for: platform) { out.append((appKey(platform), s)) }
         return out
     }
@@ -99,7 +100,7 @@ public actor InProcessRateLimiter: RequestRateLimiter {
         self.logger = logger
     }
 
-    public func acquire(platform: AdPlatform, accountId: String) async throws {
+    public func acquire(platform: AdPlatform, accountId: String?) async throws {
         let keys = policy.keys(platform, accountId)
         guard !keys.isEmpty else { return }
         let now = ContinuousClock.now
@@ -111,7 +112,9 @@ public actor InProcessRateLimiter: RequestRateLimiter {
             logger.log(.warning, "rate limit wait exceeds bound", ["key": names, "wait": "\(wait)"])
             throw PlatformError(
                 .rateLimited(retryAfter: wait), platform: platform, endpoint: "client rate limiter",
-                message: "local rate limit for account \(accountId) would wait \(wait), more than \(policy.maxWait)")
+                message:
+                    "local rate limit for \(accountId.map { "account \($0)" } ?? "the app") would wait \(wait), more than \(policy.maxWait)"
+            )
         }
         for (key, spacing) in keys { nextSlot[key] = slot + spacing }
         if wait > .zero {

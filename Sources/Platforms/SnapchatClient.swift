@@ -477,7 +477,8 @@ public struct SnapchatClient: AdPlatformClient {
             refreshed = true
         }
         while true {
-            if let accountId { try await rateLimiter.acquire(platform: .snapchat, accountId: accountId) }
+            // Requests tied to no account (discovery) still take a slot under the app's limit.
+            try await rateLimiter.acquire(platform: .snapchat, accountId: accountId)
             let scrubber = SecretScrubber(
                 secrets: [configuration.clientSecret, tokens.accessToken] + (tokens.refreshToken.map { [$0] } ?? []))
             let response: TransportResponse

@@ -445,7 +445,8 @@ public struct TikTokClient: AdPlatformClient {
         var refreshed = false
         while true {
             let tokens = await session.tokens
-            if let accountId { try await rateLimiter.acquire(platform: .tiktok, accountId: accountId) }
+            // Requests tied to no account (discovery) still take a slot under the app's limit.
+            try await rateLimiter.acquire(platform: .tiktok, accountId: accountId)
             let scrubber = SecretScrubber(
                 secrets: [configuration.secret, tokens.accessToken] + (tokens.refreshToken.map { [$0] } ?? []))
             let response: TransportResponse

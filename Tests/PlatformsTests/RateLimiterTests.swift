@@ -114,4 +114,19 @@ final class RateLimiterTests: XCTestCase {
             guard case .rateLimited = error.kind else { return XCTFail("kind \(error.kind)") }
         }
     }
+
+    func testARequestTiedToNoAccountStillTakesAnAppSlot() async throws {
+        // Discovery requests (TikTok advertiser/info, Snap organizations) name no ad account; before, they skipped
+        // the limiter entirely and a 200-connection scale run drew 626 app-QPS refusals from the sandbox.
+        let policy = RateLimitPolicy(
+            requestsPerSecond: [.tiktok: 1000], appRequestsPerSecond: [.tiktok: 4], headroom: 0, maxWait: .seconds(5))
+        XCTAssertEqual(policy.keys(.tiktok, nil).map(\.key), ["tiktok:app"])
+        let limiter = InProcessRateLimiter(policy: policy)
+        let start = ContinuousClock.now
+        try await limiter.acquire(platform: .tiktok, accountId: nil)
+        try await limiter.acquire(platform: .tiktok, accountId: nil)  // the app's next slot is +250 ms
+        XCTAssertGreaterThanOrEqual(ContinuousClock.now - start, .milliseconds(250))
+        try await limiter.acquire(platform: .tiktok, accountId: "a")  // +500 ms: accounts share the app's slots
+        XCTAssertGreaterThanOrEqual(ContinuousClock.now - start, .milliseconds(500))
+    }
 }
