@@ -1666,6 +1666,12 @@ public enum EmbeddedMigrations {
                             -- A new key is free now; the insert (or the row a concurrent caller just inserted) is locked next.
                             INSERT INTO nexjobs.rate_limits (key, next_slot) VALUES (v_key.k, v_now) ON CONFLICT (key) DO NOTHING;
                             SELECT r.next_slot INTO v_next FROM nexjobs.rate_limits r WHERE r.key = v_key.k FOR UPDATE;
+                            IF NOT FOUND THEN
+                                -- Deleted between the insert and the lock (a concurrent prune): refuse rather than book the other
+                                -- keys without this one.
+                                RAISE EXCEPTION 'rate_limit_reserve_all: key % vanished while being reserved', v_key.k
+                                    USING ERRCODE = '40001';
+                            END IF;
                         END IF;
                         v_slot := greatest(v_slot, v_next);
                     END LOOP;

@@ -403,8 +403,9 @@ public final class Sandbox: Sendable {
     /// Admits one authorized API request under `platform`'s app QPS limit: nil when admitted (or unlimited), else the
     /// limit and the QPS the request would have made, counted as a refusal. Refused requests do not enter the window.
     func admitAppQPS(_ platform: SandboxPlatform) -> (qps: Int, limit: Int)? {
-        let now = ContinuousClock.now
-        return state.withLock { s in
+        state.withLock { s in
+            // The clock is read under the lock so the window's entries stay in arrival order.
+            let now = ContinuousClock.now
             guard let limit = s.appQPS[platform] else { return nil }
             var window = s.appWindows[platform] ?? AppQPSWindow()
             let count = window.count(since: now - .seconds(1))

@@ -102,9 +102,19 @@ public struct SyncSettings: Sendable {
         (.tiktok, "NEXJOBS_RATE_LIMIT_APP_RPS_TIKTOK"), (.snapchat, "NEXJOBS_RATE_LIMIT_APP_RPS_SNAPCHAT"),
     ]
 
-    /// A per-app rate variable: 0...10000 requests per second, 0 = unlimited; nil when unset.
+    /// A per-app rate variable: 0 (unlimited) or 0.1...10000 requests per second; nil when unset. Below 0.1 a whole
+    /// app (every account, every worker) would get one request per 10 s or less, and most calls would find their slot
+    /// beyond the limiter's 30 s bound and be refused: a typo, not a setting.
     public static func appRate(_ env: [String: String], _ name: String) throws -> Double? {
-        try CheckedInput.environment(env, name) { try CheckedInput.decimal($0, name: $1, range: 0...10_000) }
+        try CheckedInput.environment(env, name) { text, variable in
+            let rate = try CheckedInput.decimal(text, name: variable, range: 0...10_000)
+            guard rate == 0 || rate >= 0.1 else {
+                throw InputError(
+                    "\(variable) must be 0 (unlimited) or 0.1...10000 requests per second, got \(CheckedInput.quote(text))"
+                )
+            }
+            return rate
+        }
     }
 
     /// Settings from the environment, defaults where a variable is unset or unreadable (values outside the ranges

@@ -132,6 +132,18 @@ final class ConsoleTests: XCTestCase {
         XCTAssertTrue(
             limitedWhy.reasons.contains { $0.code == "rate_limited" && $0.text.contains("tiktok:7001") },
             "\(limitedWhy.reasons)")
+        // The app's shared quota (sql/051) is named too; a Snap app row is not this TikTok job's business.
+        try await pool.execute(
+            """
+            INSERT INTO nexjobs.rate_limits (key, next_slot)
+            VALUES ('tiktok:app:bench', now() + interval '1 minute'), ('snapchat:app:x', now() + interval '1 minute')
+            """)
+        let appWhy = try await JobWhy.explain(limited, on: pool)!
+        XCTAssertTrue(
+            appWhy.reasons.contains {
+                $0.code == "rate_limited" && $0.text.contains("app's shared quota tiktok:app:bench")
+            }, "\(appWhy.reasons)")
+        XCTAssertFalse(appWhy.reasons.contains { $0.text.contains("snapchat:app") }, "\(appWhy.reasons)")
 
         // A live worker on the queue removes no_worker; a due job behind others is "queued".
         try await pool.execute(

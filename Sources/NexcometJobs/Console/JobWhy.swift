@@ -75,14 +75,19 @@ public enum JobWhy {
                   JOIN nexjobs.rate_limits r ON r.key = a.platform || ':' || a.external_id
                  WHERE (a.id = \(accountID) OR a.connection_id = \(d.kind == "sync_connection" ? connectionID : nil))
                    AND r.next_slot > now()
-                 ORDER BY r.next_slot DESC LIMIT 5
+                UNION ALL
+                -- The app's shared quota (sql/051: tiktok:app[:<app id>]), which every account of the platform waits on.
+                SELECT r.key, r.next_slot FROM nexcomet.ad_connections c
+                  JOIN nexjobs.rate_limits r ON r.key LIKE c.platform || ':app%'
+                 WHERE c.id = \(connectionID) AND r.next_slot > now()
+                 ORDER BY 2 DESC LIMIT 5
                 """)
             for r in rows {
                 let key: String = try r.decode(0)
                 let until: Date = try r.decode(1)
+                let whom = key.contains(":app") ? "the platform app's shared quota" : "advertiser"
                 d.reasons.append(
-                    .init(
-                        "rate_limited", "It is rate-limited for advertiser \(key) until \(PGTimestamp.format(until))."))
+                    .init("rate_limited", "It is rate-limited for \(whom) \(key) until \(PGTimestamp.format(until))."))
             }
         }
         // A job that is only "due" per the engine but blocked by the app should not also say "should start".
