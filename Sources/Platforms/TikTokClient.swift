@@ -285,8 +285,9 @@ public struct TikTokClient: AdPlatformClient {
         }
         let path = "report/integrated/get/"
         let endpoint = endpointPath(path)
-        do {
-            return try await paged(
+        return try await halvingWhenTooLarge("report", account: account, window: window, combine: { $0 + $1 }) {
+            window in
+            try await paged(
                 path,
                 query: [
                     ("advertiser_id", account.id), ("service_type", "AUCTION"), ("report_type", "BASIC"),
@@ -297,15 +298,27 @@ public struct TikTokClient: AdPlatformClient {
             ) { item in
                 try Self.metricRow(item, level: level, idKey: idKey, account: account, endpoint: endpoint)
             }
+        }
+    }
+
+    /// Runs `fetch` over `window`; on code 40067 ("Your query is too large", ad-apis.md A4) fetches each half
+    /// instead, down to single days, and combines the halves. Shared by the daily reports and the account totals.
+    private func halvingWhenTooLarge<T>(
+        _ what: String, account: AdAccount, window: DateWindow, combine: (T, T) -> T,
+        _ fetch: (DateWindow) async throws -> T
+    ) async throws -> T {
+        do {
+            return try await fetch(window)
         } catch let error as PlatformError where error.apiCode == "40067" && window.dayCount > 1 {
             let firstHalf = (window.dayCount + 1) / 2
             logger.log(
-                .info, "tiktok report window too large, halving",
+                .info, "tiktok \(what) window too large, halving",
                 ["advertiser_id": account.id, "window": window.description])
             let left = DateWindow(first: window.first, last: window.first.adding(days: firstHalf - 1))
             let right = DateWindow(first: window.first.adding(days: firstHalf), last: window.last)
-            return try await report(level, account: account, window: left, session: session)
-                + report(level, account: account, window: right, session: session)
+            let a = try await halvingWhenTooLarge(what, account: account, window: left, combine: combine, fetch)
+            let b = try await halvingWhenTooLarge(what, account: account, window: right, combine: combine, fetch)
+            return combine(a, b)
         }
     }
 
@@ -334,7 +347,8 @@ public struct TikTokClient: AdPlatformClient {
         account: AdAccount, window: DateWindow, session: TokenSession
     ) async throws -> AccountTotals {
         let path = "report/integrated/get/"
-        do {
+        return try await halvingWhenTooLarge("totals", account: account, window: window, combine: { $0 + $1 }) {
+            window in
             let rows = try await paged(
                 path,
                 query: [
@@ -352,15 +366,6 @@ public struct TikTokClient: AdPlatformClient {
                 return AccountTotals(spend: spend ?? 0, impressions: impressions ?? 0, conversions: conversions ?? 0)
             }
             return rows.reduce(into: AccountTotals()) { $0 += $1 }
-        } catch let error as PlatformError where error.apiCode == "40067" && window.dayCount > 1 {
-            let firstHalf = (window.dayCount + 1) / 2
-            logger.log(
-                .info, "tiktok totals window too large, halving",
-                ["advertiser_id": account.id, "window": window.description])
-            let left = DateWindow(first: window.first, last: window.first.adding(days: firstHalf - 1))
-            let right = DateWindow(first: window.first.adding(days: firstHalf), last: window.last)
-            return try await totalsRequest(account: account, window: left, session: session)
-                + totalsRequest(account: account, window: right, session: session)
         }
     }
 
