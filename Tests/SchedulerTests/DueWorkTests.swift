@@ -88,11 +88,14 @@ final class DueWorkTests: XCTestCase {
             """)
         let counts = try await scheduler(db, [ConnectionSyncSource()]).tickOnce()
         XCTAssertEqual(counts["sync_connection"], 2_000, "every first sync starts at once")
-        // Next syncs by 6-minute bucket of the hour: each of the ten buckets holds about 200 (uniform).
+        // Next syncs by 6-minute bucket of the hour: each of the ten buckets holds about 200 (uniform). The phase is
+        // measured from the tick's own now() (its job's created_at, same transaction), not this later query's: a
+        // phase of a few milliseconds would otherwise fall into an eleventh bucket below zero.
         let buckets: [Int] = try await db.pool.query(
             """
-            SELECT count(*)::int FROM nexcomet.ad_connections
-             GROUP BY floor(extract(epoch FROM next_sync_at - now()) / 360) ORDER BY 1
+            SELECT count(*)::int FROM nexcomet.ad_connections c
+              JOIN nexjobs.jobs j ON j.kind = 'sync_connection' AND j.args->>'connection_id' = c.id::text
+             GROUP BY floor(extract(epoch FROM c.next_sync_at - j.created_at) / 360) ORDER BY 1
             """
         ).map { try $0.decode(0) }
         XCTAssertEqual(buckets.count, 10, "spread over the whole hour: \(buckets)")
