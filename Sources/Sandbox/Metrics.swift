@@ -42,7 +42,9 @@ enum MetricsModel {
     static func adDay(seed: UInt64, account: Account, ad: Ad, day: CivilDay, today: CivilDay, firstDay: CivilDay)
         -> DayMetrics
     {
-        guard day >= firstDay, day <= today, day >= ad.createdDay ?? firstDay else { return DayMetrics() }
+        guard day >= firstDay, day <= today, day >= ad.createdDay ?? firstDay, !account.quiet else {
+            return DayMetrics()
+        }
         let h = SplitMix64.hash(seed, ad.key, UInt64(bitPattern: Int64(day.day)))
         // Roughly one day in eight an ad does not deliver at all.
         if h % 8 == 0 { return DayMetrics() }

@@ -347,6 +347,18 @@ public final class Sandbox: Sendable {
         }
     }
 
+    /// Makes `account` deliver nothing (`quiet`) or deliver again, over its whole history, as a dormant advertiser
+    /// who starts (or stops) spending would look to a sync that re-reads a window (``SandboxConfig/quietAccountPercent``).
+    /// Returns false when the account is unknown.
+    @discardableResult
+    public func setQuiet(account: String, _ quiet: Bool) -> Bool {
+        worldBox.withLock { w in
+            guard w.accounts[account] != nil else { return false }
+            w.accounts[account]!.quiet = quiet
+            return true
+        }
+    }
+
     /// Makes the account-level totals of `account` (TikTok `AUCTION_ADVERTISER` reports, Snap ad-account `TOTAL`
     /// stats) disagree with its entity reports by `spendCents`, for the next `times` such requests (nil: until
     /// cleared with 0). The entity-level reports and the ground truth are unchanged.

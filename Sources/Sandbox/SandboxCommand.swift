@@ -28,7 +28,7 @@ public func runSandboxCommand(arguments: [String]) async -> Int32 {
                 usage: nexjobs sandbox [--port P] [--host H] [--seed S] [--snap-token-ttl SECONDS]
                                        [--tiktok-connections N] [--snap-connections N]
                                        [--accounts-per-connection N|MIN-MAX] [--days N]
-                                       [--tiktok-app-qps N] [--snap-app-qps N]
+                                       [--tiktok-app-qps N] [--snap-app-qps N] [--quiet-accounts PCT]
 
                   --port P                          0...65535 (default 0: any free port)
                   --host H                          IPv4 / IPv6 address or localhost to bind (default 127.0.0.1)
@@ -41,6 +41,8 @@ public func runSandboxCommand(arguments: [String]) async -> Int32 {
                   --tiktok-app-qps N                0...100000 requests per second per app over a rolling
                                                     second, refused with code 40100 (default 0: unlimited)
                   --snap-app-qps N                  0...100000, refused with HTTP 429 (default 0: unlimited)
+                  --quiet-accounts PCT              0...100 percent of ad accounts that never deliver
+                                                    (every report row zero; default 0)
                 Out-of-range values exit 2.
 
                 Serves a local fake of the TikTok Marketing API v1.3 and the Snap Marketing API v1 with
@@ -74,6 +76,11 @@ public func runSandboxCommand(arguments: [String]) async -> Int32 {
                 return usage("\(name) needs an integer \(range.lowerBound)...\(range.upperBound)")
             }
             if name == "--tiktok-app-qps" { config.tiktokAppQPS = n } else { config.snapAppQPS = n }
+        case "--quiet-accounts":
+            guard let v = value(), let n = Int(v), (0...100).contains(n) else {
+                return usage("--quiet-accounts needs an integer 0...100")
+            }
+            config.quietAccountPercent = n
         case "--days":
             guard let v = value(), let n = Int(v), (1...3650).contains(n) else {
                 return usage("--days needs an integer 1...3650")

@@ -30,6 +30,10 @@ public struct SandboxConfig: Sendable {
     /// The same for Snap (ad-apis.md B5 publishes no number), answered HTTP 429 with `Retry-After`. nil or 0 (the
     /// default): unlimited.
     public var snapAppQPS: Int?
+    /// Percent of ad accounts (0...100, default 0) that deliver nothing in their whole history: their entities
+    /// exist, every report row is zero. Chosen per account by a hash of the seed and the account id, so the same
+    /// seed picks the same accounts. Models the dormant accounts whose report calls issue 14 found wasted.
+    public var quietAccountPercent: Int
 
     /// Creates a configuration; every default is documented on its property.
     public init(
@@ -37,7 +41,7 @@ public struct SandboxConfig: Sendable {
         accountsPerConnection: ClosedRange<Int> = 1...3, campaignsPerAccount: ClosedRange<Int> = 1...4,
         adGroupsPerCampaign: ClosedRange<Int> = 1...3, adsPerAdGroup: ClosedRange<Int> = 1...3, days: Int = 120,
         snapAccessTokenTTL: Duration = .seconds(1800), today: Date? = nil, tiktokAppQPS: Int? = nil,
-        snapAppQPS: Int? = nil
+        snapAppQPS: Int? = nil, quietAccountPercent: Int = 0
     ) {
         // Memberwise (`duplicates` pairs it with other configuration inits: alike in shape only).
         self.seed = seed
@@ -52,5 +56,6 @@ public struct SandboxConfig: Sendable {
         self.today = today
         self.tiktokAppQPS = tiktokAppQPS
         self.snapAppQPS = snapAppQPS
+        self.quietAccountPercent = quietAccountPercent
     }
 }

@@ -59,6 +59,8 @@ struct Account: Sendable {
     /// Snap only: the owning organization.
     let organizationID: String
     let createdUnix: Int
+    /// Delivers nothing on any day (``SandboxConfig/quietAccountPercent``).
+    var quiet = false
     var campaigns: [Campaign]
 
     var allAds: [Ad] { campaigns.flatMap { $0.adGroups.flatMap(\.ads) } }
@@ -146,6 +148,10 @@ struct World: Sendable {
                         timezone: tz, connection: i, organizationID: orgID,
                         createdUnix: baseNow - (config.days + 30 + Int(rng.next() % 300)) * 86_400, campaigns: [])
                     var adKey: UInt64 = UInt64(n) << 32 | (platform == .tiktok ? 0 : 1 << 31)
+                    // A hash, not the generator: the rest of the world stays the same for every percentage.
+                    account.quiet =
+                        SplitMix64.hash(config.seed, 0x5155_4945_5400, adKey) % 100
+                        < UInt64(max(0, min(100, config.quietAccountPercent)))
                     for c in 0..<pick(config.campaignsPerAccount) {
                         let cid = platform == .tiktok ? tiktokID() : rng.uuid()
                         var campaign = Campaign(

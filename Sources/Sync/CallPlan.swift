@@ -153,6 +153,19 @@ struct Reconciliation: Sendable {
 }
 
 extension SyncAdAccountHandler {
+    /// No stored ad-level row of `window` holds a non-zero metric.
+    static func storedIsQuiet(_ id: Int64, window: DateWindow, on pool: PGPool) async throws -> Bool {
+        try await pool.query(
+            """
+            SELECT NOT EXISTS (
+                SELECT 1 FROM nexcomet.daily_metrics
+                 WHERE ad_account_id = \(id) AND level = 'ad'
+                   AND date BETWEEN \(window.first.description)::date AND \(window.last.description)::date
+                   AND (spend <> 0 OR impressions <> 0 OR clicks <> 0 OR conversions <> 0 OR conversion_value <> 0))
+            """
+        ).first!.decode(0)
+    }
+
     /// Sums of the stored ad-level rows of `window` (the rows the account totals must equal).
     static func storedTotals(_ id: Int64, window: DateWindow, on pool: PGPool) async throws -> AccountTotals {
         let r = try await pool.query(

@@ -111,97 +111,129 @@ public struct SyncAdAccountHandler: JobHandler {
                     try await client.dailyMetrics(level, account: account, window: part, session: session)
                 }
             }
-            // 1. Entities: the stored snapshot while it is fresh (lean plan) or when this job committed it before
-            // a crash or snooze; else the three lists, committed at once.
-            let freshSince = settings.now().addingTimeInterval(
-                -Double(settings.entityRefreshInterval.components.seconds))
-            if resume != nil || settings.callPlan == .lean,
-                let stored = try await Self.storedEntities(
-                    id, account: account, freshSince: resume != nil ? Date(timeIntervalSince1970: 0) : freshSince,
-                    on: pool)
-            {
-                entities = stored
-            } else {
-                try await fetchEntities()
-                try await commitEntities(entities, id: id, window: window, context: context)
-            }
-            // 2. Each report window, fetched and committed on its own.
-            func syncWindows(_ parts: [DateWindow]) async throws {
-                for part in parts {
-                    var metrics: [DailyMetric] = []
-                    switch settings.callPlan {
-                    case .perLevel:
-                        for level in ReportLevel.allCases { metrics += try await fetchReport(level, part) }
-                    case .lean:
-                        // One ad-level report; campaign and ad-group rows are its sums (LevelDerivation says why).
-                        let adRows = try await fetchReport(.ad, part)
-                        let knownAds = Set(entities.lazy.filter { $0.level == .ad }.map(\.id))
-                        if adRows.contains(where: { !knownAds.contains($0.entityId) }) {
-                            // A new ad: the lists are out of date; fetch them once for this sync.
-                            try await fetchEntities()
-                            try await commitEntities(entities, id: id, window: window, context: context)
-                        }
-                        metrics = adRows
-                        if let derived = LevelDerivation.derive(adRows, entities: entities) {
-                            metrics += derived
-                        } else {
-                            // An ad the lists do not place (created between the list and the report): ask the API.
-                            metrics += try await fetchReport(.adGroup, part)
-                            metrics += try await fetchReport(.campaign, part)
-                        }
+            // 0. Totals first (lean plan with reconciliation): the one account-total request reconciliation makes
+            // anyway, made before the reports. When the platform reports no spend, impressions or conversions over
+            // the whole window and nothing non-zero is stored for it, the account delivered nothing: no report
+            // window can hold a non-zero row (the metrics are non-negative counts and amounts), so neither the
+            // report windows nor the entity lists are fetched (issue 14: most report calls were for accounts and
+            // days without delivery). Lists of a quiet account are fetched once it delivers: the first report
+            // naming an unknown ad fetches them.
+            var earlyTotals: AccountTotals?
+            if settings.reconcile, settings.callPlan == .lean {
+                do {
+                    let api = try await settings.retryingTransient {
+                        try await client.accountTotals(account: account, window: window, session: session)
                     }
-                    let parents = SyncWriter.Parents(entities: entities)
-                    let result = try await pool.withTransaction { c in
-                        guard try await SyncWriter.lockForWrite(adAccountID: id, on: c) else { throw SyncStopped() }
-                        let r = try await SyncWriter.replaceMetrics(
-                            metrics, adAccountID: id, platform: platform, window: part, parents: parents,
-                            finalBefore: finalBefore, on: c)
-                        try await SyncProgress.save(
-                            adAccountID: id, jobID: context.id, window: window, committedThrough: part.last, on: c)
-                        // This transaction's record: its xmin is the version of every metric row written here.
-                        try await c.execute(
-                            """
-                            INSERT INTO nexcomet.sync_writes (ad_account_id, job_id, window_start, window_end,
-                                                              rows_upserted, rows_deleted)
-                            VALUES (\(id), \(context.id), \(part.first.description)::date,
-                                    \(part.last.description)::date, \(r.upserted), \(r.deleted))
-                            """)
-                        return r
+                    earlyTotals = api
+                    if api == AccountTotals(), try await Self.storedIsQuiet(id, window: window, on: pool) {
+                        reconcile = Reconciliation(status: "ok")
+                        context.logger.info(
+                            "no delivery in the window; reports skipped", ("ad_account", "\(id)"),
+                            ("window", window.description))
                     }
-                    written.upserted += result.upserted
-                    written.deleted += result.deleted
-                    rowCount += metrics.count
+                } catch let e as PlatformError where e.kind == .permanent {
+                    // The platform refuses this totals query (not the account): the full plan, as without it.
+                    // Rate limits, expired grants and transient failures go to the error policy like any request's.
+                    earlyTotals = nil
                 }
             }
-            try await syncWindows(remaining)
-            // 3. Reconciliation: the platform's account totals over the whole synced window (one request per sync:
-            // TikTok's report without stat_time_day spans up to 365 days, Snap's TOTAL stats have no documented
-            // range limit; see the clients' `accountTotals`) against the stored ad-level sums of that window; a
-            // difference re-syncs the whole window once, and one that persists is recorded (never fails the sync).
-            if settings.reconcile {
-                do {
-                    func compare() async throws -> (api: AccountTotals, stored: AccountTotals) {
-                        let api = try await settings.retryingTransient {
-                            try await client.accountTotals(account: account, window: window, session: session)
+            if reconcile == nil {
+                // 1. Entities: the stored snapshot while it is fresh (lean plan) or when this job committed it before
+                // a crash or snooze; else the three lists, committed at once.
+                let freshSince = settings.now().addingTimeInterval(
+                    -Double(settings.entityRefreshInterval.components.seconds))
+                if resume != nil || settings.callPlan == .lean,
+                    let stored = try await Self.storedEntities(
+                        id, account: account, freshSince: resume != nil ? Date(timeIntervalSince1970: 0) : freshSince,
+                        on: pool)
+                {
+                    entities = stored
+                } else {
+                    try await fetchEntities()
+                    try await commitEntities(entities, id: id, window: window, context: context)
+                }
+                // 2. Each report window, fetched and committed on its own.
+                func syncWindows(_ parts: [DateWindow]) async throws {
+                    for part in parts {
+                        var metrics: [DailyMetric] = []
+                        switch settings.callPlan {
+                        case .perLevel:
+                            for level in ReportLevel.allCases { metrics += try await fetchReport(level, part) }
+                        case .lean:
+                            // One ad-level report; campaign and ad-group rows are its sums (LevelDerivation says why).
+                            let adRows = try await fetchReport(.ad, part)
+                            let knownAds = Set(entities.lazy.filter { $0.level == .ad }.map(\.id))
+                            if adRows.contains(where: { !knownAds.contains($0.entityId) }) {
+                                // A new ad: the lists are out of date; fetch them once for this sync.
+                                try await fetchEntities()
+                                try await commitEntities(entities, id: id, window: window, context: context)
+                            }
+                            metrics = adRows
+                            if let derived = LevelDerivation.derive(adRows, entities: entities) {
+                                metrics += derived
+                            } else {
+                                // An ad the lists do not place (created between the list and the report): ask the API.
+                                metrics += try await fetchReport(.adGroup, part)
+                                metrics += try await fetchReport(.campaign, part)
+                            }
                         }
-                        return (api, try await Self.storedTotals(id, window: window, on: pool))
+                        let parents = SyncWriter.Parents(entities: entities)
+                        let result = try await pool.withTransaction { c in
+                            guard try await SyncWriter.lockForWrite(adAccountID: id, on: c) else { throw SyncStopped() }
+                            let r = try await SyncWriter.replaceMetrics(
+                                metrics, adAccountID: id, platform: platform, window: part, parents: parents,
+                                finalBefore: finalBefore, on: c)
+                            try await SyncProgress.save(
+                                adAccountID: id, jobID: context.id, window: window, committedThrough: part.last, on: c)
+                            // This transaction's record: its xmin is the version of every metric row written here.
+                            try await c.execute(
+                                """
+                                INSERT INTO nexcomet.sync_writes (ad_account_id, job_id, window_start, window_end,
+                                                                  rows_upserted, rows_deleted)
+                                VALUES (\(id), \(context.id), \(part.first.description)::date,
+                                        \(part.last.description)::date, \(r.upserted), \(r.deleted))
+                                """)
+                            return r
+                        }
+                        written.upserted += result.upserted
+                        written.deleted += result.deleted
+                        rowCount += metrics.count
                     }
-                    var check = try await compare()
-                    if check.api == check.stored {
-                        reconcile = Reconciliation(status: "ok")
-                    } else {
-                        context.logger.warning(
-                            "ad account totals differ from the stored sums; re-syncing the window once",
-                            ("ad_account", "\(id)"), ("window", window.description))
-                        try await syncWindows(window.split(maxDays: Self.reportWindowDays(platform)))
-                        check = try await compare()
-                        reconcile =
-                            check.api == check.stored
-                            ? Reconciliation(status: "resynced")
-                            : Reconciliation(status: "mismatch", api: check.api, stored: check.stored)
+                }
+                try await syncWindows(remaining)
+                // 3. Reconciliation: the platform's account totals over the whole synced window (one request per sync:
+                // TikTok's report without stat_time_day spans up to 365 days, Snap's TOTAL stats have no documented
+                // range limit; see the clients' `accountTotals`) against the stored ad-level sums of that window; a
+                // difference re-syncs the whole window once, and one that persists is recorded (never fails the sync).
+                if settings.reconcile {
+                    do {
+                        func compare() async throws -> (api: AccountTotals, stored: AccountTotals) {
+                            let api = try await settings.retryingTransient {
+                                try await client.accountTotals(account: account, window: window, session: session)
+                            }
+                            return (api, try await Self.storedTotals(id, window: window, on: pool))
+                        }
+                        // The totals fetched before the reports serve as the first comparison's API side.
+                        var check =
+                            if let api = earlyTotals {
+                                (api: api, stored: try await Self.storedTotals(id, window: window, on: pool))
+                            } else { try await compare() }
+                        if check.api == check.stored {
+                            reconcile = Reconciliation(status: "ok")
+                        } else {
+                            context.logger.warning(
+                                "ad account totals differ from the stored sums; re-syncing the window once",
+                                ("ad_account", "\(id)"), ("window", window.description))
+                            try await syncWindows(window.split(maxDays: Self.reportWindowDays(platform)))
+                            check = try await compare()
+                            reconcile =
+                                check.api == check.stored
+                                ? Reconciliation(status: "resynced")
+                                : Reconciliation(status: "mismatch", api: check.api, stored: check.stored)
+                        }
+                    } catch let e as PlatformError {
+                        reconcile = Reconciliation(status: "skipped", error: e.description)
                     }
-                } catch let e as PlatformError {
-                    reconcile = Reconciliation(status: "skipped", error: e.description)
                 }
             }
         } catch let e as PlatformError {

@@ -234,11 +234,42 @@ final class SandboxControlTests: SandboxTestCase {
         for args in [
             ["--accounts-per-connection", "1-1000000000"], ["--accounts-per-connection", "101"],
             ["--accounts-per-connection", "1-"], ["--days", "0"], ["--days", "3651"],
-            ["--snap-connections", "1001"], ["--snap-token-ttl", "86401"],
+            ["--snap-connections", "1001"], ["--snap-token-ttl", "86401"], ["--quiet-accounts", "101"],
+            ["--quiet-accounts", "-1"], ["--quiet-accounts", "50%"],
         ] {
             let code = await runSandboxCommand(arguments: args)
             XCTAssertEqual(code, 2, "\(args)")
         }
+    }
+}
+
+final class SandboxQuietAccountTests: XCTestCase {
+    /// `quietAccountPercent` silences a share of the accounts without changing the rest of the world: same ids and
+    /// entities, the other accounts' truth unchanged, the quiet ones with no row and zero totals; `setQuiet` wakes one.
+    func testQuietAccountsDeliverNothingAndTheRestOfTheWorldIsUnchanged() {
+        let loud = Sandbox(config: SandboxConfig(tiktokConnections: 10, snapConnections: 10, today: fixedToday))
+        let quiet = Sandbox(
+            config: SandboxConfig(
+                tiktokConnections: 10, snapConnections: 10, today: fixedToday, quietAccountPercent: 50))
+        XCTAssertEqual(loud.accounts(), quiet.accounts())
+        var silent: [String] = []
+        for a in loud.accounts() {
+            XCTAssertEqual(loud.entities(account: a.id), quiet.entities(account: a.id))
+            let rows = quiet.groundTruth(account: a.id, from: a.firstDay)
+            if rows.isEmpty {
+                silent.append(a.id)
+                XCTAssertEqual(quiet.accountTotals().first { $0.accountID == a.id }?.spend, 0)
+            } else {
+                XCTAssertEqual(rows, loud.groundTruth(account: a.id, from: a.firstDay), a.id)
+            }
+        }
+        let total = loud.accounts().count
+        XCTAssertTrue((total / 4...total * 3 / 4).contains(silent.count), "about half of \(total): \(silent.count)")
+        let woken = silent[0]
+        XCTAssertTrue(quiet.setQuiet(account: woken, false))
+        let first = loud.accounts().first { $0.id == woken }!.firstDay
+        XCTAssertEqual(quiet.groundTruth(account: woken, from: first), loud.groundTruth(account: woken, from: first))
+        XCTAssertFalse(quiet.setQuiet(account: "no such account", true))
     }
 }
 

@@ -154,4 +154,80 @@ final class ReconcileTests: XCTestCase {
         ).first!.decode(0)
         XCTAssertEqual(counted, 0)
     }
+
+    /// Issue 14, totals first: an account that delivered nothing in the window costs ONE request (the totals), not
+    /// the lists and the report windows; when it starts delivering, the next sync fetches the lists and the
+    /// window and stores exactly the truth.
+    func testAQuietAccountCostsOneTotalsRequestAndIsSyncedInFullOnceItDelivers() async throws {
+        let h = try await SyncHarness.make(tiktok: 1, snap: 1, quietAccountPercent: 100)
+        addTeardownBlock { await h.close() }
+        let connections = try await h.connectAll()
+        for c in connections {
+            try await h.run(SyncConnectionHandler(environment: h.environment), args: #"{"connection_id":"\#(c.id)"}"#)
+        }
+        let all = try await accounts(h)
+        XCTAssertEqual(Set(all.map(\.platform)), ["tiktok", "snapchat"])
+        func requests(_ external: String) -> Int {
+            h.sandbox.requestCounts().filter { $0.accountID == external }.reduce(0) { $0 + $1.count }
+        }
+        func run(_ account: Int64) async throws -> (calls: Int, rows: Int, status: String?) {
+            let r = try await h.db.pool.query(
+                """
+                SELECT api_calls, rows_written, reconcile_status FROM nexcomet.sync_runs
+                 WHERE ad_account_id = \(account) AND outcome = 'succeeded' ORDER BY id DESC LIMIT 1
+                """
+            ).first!
+            return (try r.decode(0), try r.decode(1), try r.decode(2))
+        }
+        h.sandbox.resetRequestCounts()
+        for (job, error) in try await h.drain(SyncAdAccountHandler(environment: h.environment)) {
+            XCTAssertNil(error ?? nil, "job \(job)")
+        }
+        let log = h.sandbox.reportRequests()
+        for a in all {
+            XCTAssertEqual(requests(a.external), 1, "\(a.platform): a quiet first sync is one request")
+            XCTAssertEqual(log.filter { $0.accountID == a.external }.map(\.granularity), ["TOTAL"], a.platform)
+            let r = try await run(a.id)
+            XCTAssertEqual(r.calls, 1, a.platform)
+            XCTAssertEqual(r.rows, 0, a.platform)
+            XCTAssertEqual(r.status, "ok", a.platform)
+            let state = try await h.db.pool.query(
+                """
+                SELECT last_synced_date IS NOT NULL, entities_synced_at IS NULL,
+                       (SELECT count(*) FROM nexcomet.daily_metrics WHERE ad_account_id = \(a.id))::int
+                  FROM nexcomet.ad_accounts WHERE id = \(a.id)
+                """
+            ).first!
+            XCTAssertTrue(try state.decode(0, as: Bool.self), "the window counts as synced")
+            XCTAssertTrue(try state.decode(1, as: Bool.self), "no lists fetched")
+            XCTAssertEqual(try state.decode(2, as: Int.self), 0)
+        }
+
+        // The advertisers start spending: the next sync (an incremental window) fetches lists and reports.
+        for a in all { XCTAssertTrue(h.sandbox.setQuiet(account: a.external, false)) }
+        h.sandbox.resetRequestCounts()
+        let errors = try await h.resyncAccounts()
+        XCTAssertEqual(errors, [:])
+        var firstDays: [String: String] = [:]
+        for a in all {
+            let r = try await run(a.id)
+            XCTAssertEqual(r.status, "ok", a.platform)
+            XCTAssertGreaterThan(r.rows, 0, a.platform)
+            // 1 totals + 3 lists + 1 report window (the lookback fits one 30/31-day request).
+            XCTAssertEqual(r.calls, 5, a.platform)
+            XCTAssertEqual(requests(a.external), 5, a.platform)
+            let window: String = try await h.db.pool.query(
+                """
+                SELECT window_start::text FROM nexcomet.sync_runs
+                 WHERE ad_account_id = \(a.id) AND outcome = 'succeeded' ORDER BY id DESC LIMIT 1
+                """
+            ).first!.decode(0)
+            firstDays[a.external] = window
+            let entities: Int = try await h.db.pool.query(
+                "SELECT count(*)::int FROM nexcomet.ads WHERE ad_account_id = \(a.id)"
+            ).first!.decode(0)
+            XCTAssertGreaterThan(entities, 0, "\(a.platform): lists fetched once it delivers")
+        }
+        assertSameMetrics(try await h.databaseMetrics(), h.truth(firstDay: firstDays), "the synced window")
+    }
 }

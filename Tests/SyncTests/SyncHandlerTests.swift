@@ -195,7 +195,9 @@ final class SyncHandlerTests: XCTestCase {
     /// A body that is never JSON fails the attempt with a retryable (transient) error, not a discard, and writes
     /// nothing; the queue retries it with an attempt charged (see DamagedResponseSyncTests for the whole cycle).
     func testDamagedResponseFailsTheAttemptRetryablyAndWritesNothing() async throws {
-        let h = try await SyncHarness.make(tiktok: 1, snap: 0)
+        var made = try await SyncHarness.make(tiktok: 1, snap: 0)
+        made.environment.settings.reconcile = false
+        let h = made
         addTeardownBlock { await h.close() }
         let connections = try await h.connectAll()
         try await h.run(
@@ -209,7 +211,9 @@ final class SyncHandlerTests: XCTestCase {
             XCTAssertTrue(text.contains("/open_api/v1.3/report/integrated/get/") && text.contains("not JSON"), text)
         }
         // Commits are per step (issue 14): the entity lists are committed first; the damaged report window
-        // writes nothing, and the job's progress says the retry resumes at the first window.
+        // writes nothing, and the job's progress says the retry resumes at the first window. (Without
+        // reconciliation, set below: with it the account totals, a report request too, come first and fail the
+        // attempt before the lists; `testADamagedTotalsAnswerFailsTheAttemptBeforeAnyList` covers that order.)
         let written: Int = try await h.db.pool.query("SELECT count(*)::int FROM nexcomet.daily_metrics").first!
             .decode(0)
         XCTAssertEqual(written, 0, "nothing is written from a report window whose response was damaged")
@@ -218,6 +222,32 @@ final class SyncHandlerTests: XCTestCase {
         ).map { try $0.decode(0) }
         XCTAssertFalse(progress.isEmpty)
         XCTAssertTrue(progress.allSatisfy { $0 == nil }, "no report window committed: \(progress)")
+    }
+
+    /// With reconciliation (the default) the totals request is the sync's first: a damaged answer to it fails the
+    /// attempt retryably before any list or report is fetched, and nothing is written.
+    func testADamagedTotalsAnswerFailsTheAttemptBeforeAnyList() async throws {
+        let h = try await SyncHarness.make(tiktok: 1, snap: 0)
+        addTeardownBlock { await h.close() }
+        let connections = try await h.connectAll()
+        try await h.run(
+            SyncConnectionHandler(environment: h.environment), args: #"{"connection_id":"\#(connections[0].id)"}"#)
+        h.sandbox.setFaults(FaultConfig(rules: [FaultRule(kind: .malformedJSON, pathContains: "report/integrated")]))
+        h.sandbox.resetRequestCounts()
+        let jobs = try await h.drain(SyncAdAccountHandler(environment: h.environment))
+        XCTAssertFalse(jobs.isEmpty)
+        for (_, error) in jobs {
+            let text = try XCTUnwrap(error ?? nil)
+            XCTAssertTrue(text.hasPrefix("PlatformError") && text.contains("tiktok transient"), text)
+        }
+        XCTAssertFalse(h.sandbox.reportRequests().contains { $0.granularity == "DAY" }, "no daily report was asked")
+        let state = try await h.db.pool.query(
+            """
+            SELECT (SELECT count(*) FROM nexcomet.daily_metrics)::int, (SELECT count(*) FROM nexcomet.ads)::int
+            """
+        ).first!
+        XCTAssertEqual(try state.decode(0, as: Int.self), 0)
+        XCTAssertEqual(try state.decode(1, as: Int.self), 0, "no list fetched before the totals answered")
     }
 
     func testTransientErrorIsRethrownForBackoff() async throws {

@@ -42,11 +42,13 @@ struct SyncHarness {
     /// - Parameters: the sandbox shape; `plan` of the one organization owning every connection.
     static func make(
         _ label: String = #function, tiktok: Int = 2, snap: Int = 2, plan: String = "pro",
-        retention: [String: Int] = ["free": 7, "pro": 90, "enterprise": 365]
+        retention: [String: Int] = ["free": 7, "pro": 90, "enterprise": 365], quietAccountPercent: Int = 0
     ) async throws -> SyncHarness {
         let start = Date()
         let sandbox = Sandbox(
-            config: SandboxConfig(seed: 7, tiktokConnections: tiktok, snapConnections: snap, today: start))
+            config: SandboxConfig(
+                seed: 7, tiktokConnections: tiktok, snapConnections: snap, today: start,
+                quietAccountPercent: quietAccountPercent))
         _ = try sandbox.start()
         let db = try await TestDatabase.create(label)
         let ring = try KeyRing(keys: [(id: "k1", key: Array(repeating: 7, count: 32))])
