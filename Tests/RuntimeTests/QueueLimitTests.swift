@@ -20,17 +20,22 @@ extension WorkerTests {
     }
 
     /// Concurrency 4, `slow` capped at 1: four waiting `slow` jobs hold one slot, and three `fast` jobs run beside
-    /// it. Without the cap the `slow` producer claims every free slot (its share, then again while its batches
-    /// come back full) and no `fast` job starts until a `slow` one ends.
+    /// it. Without the cap the `slow` producer claims its share (2) or more and the `fast` jobs get what is left.
+    ///
+    /// With a 1 h poll every claim follows a wake-up, so both claim paths meet the cap: the first `slow` job,
+    /// enqueued before the worker starts, is taken by the claim loop (which then waits at its cap); the other three
+    /// come with a NOTIFY while it runs, so the listener's claim must refuse them, and the claim loop it wakes too.
     func testACappedQueueNeverTakesMoreThanItsCapAndLeavesSlotsToOtherQueues() async throws {
         let worker = makeWorker {
             $0.concurrency = 4
             $0.queues = ["slow", "fast"]
             $0.queueLimits = ["slow": 1]
+            $0.pollInterval = .seconds(3600)
         }
+        let first = try await client.enqueue(gateJobs(1, queue: "slow")[0]).id
         try await withWorker(worker) {
-            let slow = try await client.enqueueMany(gateJobs(4, queue: "slow"))
-            await assertEventually(timeout: .seconds(10)) { self.probe.running("slow") >= 1 }
+            await assertEventually(timeout: .seconds(10)) { self.probe.starts(first) == 1 }
+            let slow = try await client.enqueueMany(gateJobs(3, queue: "slow")) + [first]
             let fast = try await client.enqueueMany(gateJobs(4, queue: "fast"))
             await assertEventually(timeout: .seconds(10), "3 fast jobs beside the slow one") {
                 self.probe.running("fast") == 3
