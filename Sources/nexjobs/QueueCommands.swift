@@ -58,13 +58,18 @@ func workerCommand(_ args: [String]) async throws -> Int32 {
     if a.wantsHelp {
         print(
             """
-            Usage: nexjobs worker [--queues a,b] [--concurrency N] [options]
+            Usage: nexjobs worker [--queues a,b=N] [--concurrency N] [options]
 
             Claims jobs with FOR UPDATE SKIP LOCKED and runs them. Wakes on NOTIFY, polls as a fallback.
             SIGTERM/SIGINT: stop claiming, let running jobs finish within --grace, hand back the rest without
             charging an attempt, exit 0. A second signal skips the grace period.
 
-              --queues a,b                 queues to work, each 1-128 of A-Z a-z 0-9 _ . : - (default: default)
+              --queues a,b                 queues to work, each 1-128 of A-Z a-z 0-9 _ . : -, at most 100, no
+                                           duplicates (default: default). QUEUE=N caps the jobs of QUEUE this
+                                           worker runs at once, N in 1...10000 and <= --concurrency, e.g.
+                                           --queues default,sync.tiktok=8,sync.snapchat=8: a queue whose jobs wait
+                                           (a rate limit) cannot take every slot; a queue without =N is bounded
+                                           only by --concurrency
               --concurrency N              jobs run at once, 1...10000 (default: 10)
               --claim-batch N              most jobs claimed per statement, 1...10000 (default: 1000)
               --poll DURATION              fallback poll interval, 10ms...1h (default: 1s)
@@ -85,15 +90,11 @@ func workerCommand(_ args: [String]) async throws -> Int32 {
     guard a.positionals.isEmpty else { throw UsageError("worker takes no positional arguments") }
     try checkSettingsEnvironment()
     var o = WorkerOptions()
-    if let q = a.options["queues"] {
-        o.queues = q.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
-        guard !o.queues.isEmpty, o.queues.count <= 100 else { throw UsageError("--queues needs 1...100 queue names") }
-        for name in o.queues where name.range(of: #"^[A-Za-z0-9_.:-]{1,128}$"#, options: .regularExpression) == nil {
-            throw UsageError(
-                "--queues: each queue must be 1-128 of A-Z a-z 0-9 _ . : -, got \(CheckedInput.quote(name))")
-        }
-    }
+    if let q = a.options["queues"] { (o.queues, o.queueLimits) = try parseQueues(q) }
     o.concurrency = try a.int("concurrency", range: 1...10_000) ?? o.concurrency
+    for (queue, cap) in o.queueLimits.sorted(by: { $0.key < $1.key }) where cap > o.concurrency {
+        throw UsageError("--queues: the cap of \(queue) (\(cap)) must be <= --concurrency (\(o.concurrency))")
+    }
     o.claimBatch = try a.int("claim-batch", range: 1...10_000) ?? o.claimBatch
     o.pollInterval = try a.duration("poll", range: .milliseconds(10)...(.seconds(3600))) ?? o.pollInterval
     o.shutdownGrace = try a.duration("grace", range: .zero...(.seconds(3600))) ?? o.shutdownGrace
@@ -126,6 +127,36 @@ func workerCommand(_ args: [String]) async throws -> Int32 {
     try await worker.run()
     await pool.close()
     return Exit.ok
+}
+
+/// Parses `--queues a,b=N,...`: queue names (1-128 of A-Z a-z 0-9 _ . : -, 1...100 of them, no duplicates), each
+/// optionally with `=N`, the most jobs of that queue one worker runs at once (1...10000; the caller checks it
+/// against `--concurrency`). Empty entries (`a,,b`) are skipped.
+func parseQueues(_ text: String) throws -> (queues: [String], limits: [String: Int]) {
+    var queues: [String] = []
+    var limits: [String: Int] = [:]
+    var seen = Set<String>()
+    for entry in text.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) where !entry.isEmpty {
+        let parts = entry.split(separator: "=", omittingEmptySubsequences: false).map(String.init)
+        guard parts.count <= 2 else {
+            throw UsageError("--queues: give QUEUE or QUEUE=N (one '='), got \(CheckedInput.quote(entry))")
+        }
+        let name = parts[0]
+        guard name.range(of: #"^[A-Za-z0-9_.:-]{1,128}$"#, options: .regularExpression) != nil else {
+            throw UsageError(
+                "--queues: each queue must be 1-128 of A-Z a-z 0-9 _ . : -, got \(CheckedInput.quote(name))")
+        }
+        guard seen.insert(name).inserted else {
+            throw UsageError("--queues names queue \(CheckedInput.quote(name)) twice")
+        }
+        queues.append(name)
+        if parts.count == 2 {
+            limits[name] = try CheckedInput.integer(parts[1], name: "--queues \(name)=N", range: 1...10_000)
+        }
+        guard queues.count <= 100 else { throw UsageError("--queues needs 1...100 queue names") }
+    }
+    guard !queues.isEmpty else { throw UsageError("--queues needs 1...100 queue names") }
+    return (queues, limits)
 }
 
 func enqueueCommand(_ args: [String]) async throws -> Int32 {

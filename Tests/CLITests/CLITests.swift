@@ -91,6 +91,39 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(n, 0)
     }
 
+    /// `--queues` with per-queue caps (`QUEUE=N`): every malformed or out-of-range cap, a cap above
+    /// `--concurrency` and a queue named twice exit 2 with a message naming `--queues`, before anything starts.
+    func testWorkerQueueCapsOutOfRangeExitTwoAndStartNothing() async throws {
+        let cases: [([String], String)] = [
+            (["--queues", "a=0"], "--queues a=N must be an integer in 1...10000, got '0'"),
+            (["--queues", "a=-1"], "--queues a=N must be an integer in 1...10000, got '-1'"),
+            (["--queues", "a=1e3"], "--queues a=N must be an integer in 1...10000, got '1e3'"),
+            (["--queues", "a=10001"], "--queues a=N must be an integer in 1...10000, got '10001'"),
+            (["--queues", "a=99999999999999999999"], "--queues a=N must be an integer in 1...10000"),
+            (["--queues", "a="], "--queues a=N must be an integer in 1...10000, got ''"),
+            (["--queues", "=3"], "--queues: each queue must be 1-128 of A-Z a-z 0-9 _ . : -, got ''"),
+            (["--queues", "a=3=4"], "--queues: give QUEUE or QUEUE=N (one '='), got 'a=3=4'"),
+            (["--queues", "a,b,a"], "--queues names queue 'a' twice"),
+            (["--queues", "a=2,a"], "--queues names queue 'a' twice"),
+            (
+                ["--queues=default,b=3", "--concurrency", "2"],
+                "--queues: the cap of b (3) must be <= --concurrency (2)"
+            ),
+            (["--queues", "b=11"], "--queues: the cap of b (11) must be <= --concurrency (10)"),
+            (["--queues", ","], "--queues needs 1...100 queue names"),
+        ]
+        for (args, message) in cases {
+            let (code, out) = try await NexjobsProcess.run(["worker"] + args, databaseURL: db.url)
+            XCTAssertEqual(code, 2, "\(args): \(out)")
+            XCTAssertTrue(out.contains(message), "\(args): \(out)")
+        }
+        let workers: Int = try await db.pool.query("SELECT count(*)::int FROM nexjobs.workers").first!.decode(0)
+        XCTAssertEqual(workers, 0, "no worker started")
+        let (code, out) = try await NexjobsProcess.run(["worker", "--help"], databaseURL: nil)
+        XCTAssertEqual(code, 0, out)
+        XCTAssertTrue(out.contains("QUEUE=N caps the jobs of QUEUE"), out)
+    }
+
     func testBadDatabaseURLNamesTheProblemAndHidesThePassword() async throws {
         var (code, out) = try await NexjobsProcess.run(["stats"], databaseURL: nil)
         XCTAssertEqual(code, 2)

@@ -84,6 +84,29 @@ final class WorkerProcessTests: XCTestCase {
         XCTAssertEqual(secondAttempts, 4)
     }
 
+    /// `--queues default,capped=1` reaches the worker: the four `capped` jobs run one after another (their
+    /// attempts do not overlap) although the worker has four slots, and the caps are logged at start.
+    func testQueueCapFromTheCommandLineRunsTheCappedQueueOneAtATime() async throws {
+        try await db.pool.execute(
+            """
+            SELECT nexjobs.enqueue('noop', '{"sleep_ms": 300}', 'capped') FROM generate_series(1, 4)
+            """)
+        let w = try worker(["--queues", "default,capped=1", "--concurrency", "4"], logLevel: "info")
+        try await assertEventually {
+            try await count("SELECT count(*)::int FROM nexjobs.jobs WHERE state = 'completed'") == 4
+        }
+        w.signal(SIGTERM)
+        let status = await w.wait(timeout: .seconds(30))
+        XCTAssertEqual(status, 0, w.text)
+        let overlapping = try await count(
+            """
+            SELECT count(*)::int FROM nexjobs.jobs a JOIN nexjobs.jobs b ON a.id < b.id
+             WHERE a.attempted_at < b.finished_at AND b.attempted_at < a.finished_at
+            """)
+        XCTAssertEqual(overlapping, 0, "capped jobs ran side by side")
+        XCTAssertTrue(w.text.contains(#"queue_limits="capped=1""#), w.text)
+    }
+
     func testSIGTERMLetsRunningJobsFinishWithinGrace() async throws {
         try await db.pool.execute(
             """

@@ -30,6 +30,13 @@ struct ProbeHandler: JobHandler {
                     throw error
                 }
             }
+        case "gate":
+            // Counted as running in its queue until released (by id or by opening the gate) or cancelled.
+            probe.enter(queue: context.queue)
+            defer { probe.exit(queue: context.queue) }
+            while !probe.isReleased(context.id) && !probe.gateIsOpen {
+                try await Task.sleep(for: .milliseconds(10))
+            }
         case "sleep": try await Task.sleep(for: .milliseconds(args.ms ?? 0))
         case "gauge":
             probe.enter()
@@ -103,6 +110,42 @@ final class Probe: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         return mostRunning
+    }
+    private var queueRunning: [String: Int] = [:]
+    private var queuePeak: [String: Int] = [:]
+    private var gateOpen = false
+    func enter(queue: String) {
+        lock.lock()
+        queueRunning[queue, default: 0] += 1
+        queuePeak[queue] = max(queuePeak[queue] ?? 0, queueRunning[queue]!)
+        lock.unlock()
+    }
+    func exit(queue: String) {
+        lock.lock()
+        queueRunning[queue, default: 0] -= 1
+        lock.unlock()
+    }
+    /// Jobs of `queue` running now, and the most that ever ran at once.
+    func running(_ queue: String) -> Int {
+        lock.lock()
+        defer { lock.unlock() }
+        return queueRunning[queue] ?? 0
+    }
+    func peak(_ queue: String) -> Int {
+        lock.lock()
+        defer { lock.unlock() }
+        return queuePeak[queue] ?? 0
+    }
+    /// Releases every `gate` job, running or still to start.
+    func openGate() {
+        lock.lock()
+        gateOpen = true
+        lock.unlock()
+    }
+    var gateIsOpen: Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return gateOpen
     }
 }
 

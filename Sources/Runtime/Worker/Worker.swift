@@ -8,6 +8,11 @@ import Synchronization
 public struct WorkerOptions: Sendable {
     /// Queues to claim from. Default `["default"]`.
     public var queues: [String] = ["default"]
+    /// Most jobs of one queue this worker runs at once (`--queues sync.tiktok=8`), so a queue whose jobs wait
+    /// inside their slots (a rate-limited platform) cannot hold every slot while other queues wait. A queue absent
+    /// here is bounded only by `concurrency`; a cap at or above `concurrency` is no cap; a cap below 1 counts as 1;
+    /// entries for queues not in `queues` are ignored. Default: none.
+    public var queueLimits: [String: Int] = [:]
     /// Where the LISTEN connection (and its wake-up claims, a prepared statement) connects; nil: the pool's
     /// database. Behind PgBouncer in transaction mode this must be PostgreSQL itself (`NEXJOBS_DIRECT_DATABASE_URL`).
     public var listenerConfig: PGConfig?
@@ -42,7 +47,8 @@ public struct WorkerOptions: Sendable {
 /// Claims and runs jobs until stopped: the assembly of the worker's roles.
 ///
 /// - one `Producer` per queue claims (one index-ordered statement per queue, on the listener thread right after a
-///   NOTIFY or in its claim loop); up to `concurrency` jobs run at once, slots shared by the producers;
+///   NOTIFY or in its claim loop); up to `concurrency` jobs run at once, slots shared by the producers, and at
+///   most its cap of a capped queue (`queueLimits`);
 /// - `JobExecutor` runs each attempt and classifies its end;
 /// - the `Completer` writes outcomes in batches, each row fenced on (worker, attempt, state running);
 /// - the supervision loops (Supervision.swift) heartbeat the worker's lease, notice jobs lost to a cancel or a
@@ -81,6 +87,8 @@ public final class Worker: Sendable {
     private let finishedCount = Atomic<Int>(0)
 
     struct InFlight {
+        /// The index of its queue's producer when that queue is capped (`queueLimits`), else nil.
+        var cappedQueue: Int?
         var attempt: Int
         var kind: String
         var started: ContinuousClock.Instant
@@ -91,10 +99,22 @@ public final class Worker: Sendable {
     }
     struct State {
         var inFlight: [Int64: InFlight] = [:]
+        /// A producer found no free slot: wake every producer when one is freed.
         var slotWaiting = false
         /// Slots promised to claim statements in progress (listener claims and claim loops), so together they
         /// never claim more than `concurrency`.
         var reserved = 0
+        /// Per producer index, used by capped queues only: jobs running, slots promised to their claims in
+        /// progress, and whether the producer found its cap full (wake it when one of its jobs ends).
+        var queueRunning: [Int] = []
+        var queueReserved: [Int] = []
+        var queueWaiting: [Bool] = []
+    }
+
+    /// A capped queue's place in `State` (its producer's index) and its cap.
+    struct QueueCap {
+        let index: Int
+        let limit: Int
     }
 
     public init(pool: PGPool, registry: JobRegistry, options: WorkerOptions, logger: Logger) {
@@ -116,8 +136,18 @@ public final class Worker: Sendable {
                 completedRetention: options.completedRetention, failedRetention: options.failedRetention,
                 logger: logger)
             : nil
-        let producers = options.queues.map { Producer(queue: $0, worker: self) }
+        let producers = options.queues.enumerated().map { i, queue in
+            let cap = options.queueLimits[queue].flatMap { limit in
+                limit < options.concurrency ? QueueCap(index: i, limit: max(1, limit)) : nil
+            }
+            return Producer(queue: queue, cap: cap, worker: self)
+        }
         producerList.withLock { $0 = producers }
+        state.withLock { s in
+            s.queueRunning = Array(repeating: 0, count: producers.count)
+            s.queueReserved = Array(repeating: 0, count: producers.count)
+            s.queueWaiting = Array(repeating: false, count: producers.count)
+        }
     }
 
     /// Number of jobs whose outcome this worker has recorded.
@@ -144,9 +174,11 @@ public final class Worker: Sendable {
     /// Runs until `shutdown()` (or cancellation), then drains and returns.
     public func run() async throws {
         try await register()
+        let caps = producers.compactMap { p in p.cap.map { "\(p.queue)=\($0.limit)" } }
         logger.info(
             "worker started", ("queues", options.queues.joined(separator: ",")),
-            ("concurrency", String(options.concurrency)))
+            ("concurrency", String(options.concurrency)),
+            ("queue_limits", caps.isEmpty ? "none" : caps.joined(separator: ",")))
         let producers = self.producers
         let byQueue = Dictionary(producers.map { ($0.queue, $0) }, uniquingKeysWith: { a, _ in a })
         let listener = PGListener(
@@ -204,33 +236,48 @@ public final class Worker: Sendable {
 
     // MARK: slots (shared by the producers)
 
-    /// Promises up to `atMost` (and `claimBatch`) free slots to one claim statement; 0 when none are free or the
-    /// worker stops.
-    func reserveSlots(atMost: Int) -> Int {
+    /// Promises up to `atMost` (and `claimBatch`) free slots to one claim statement, and for a capped queue at
+    /// most its cap less its running jobs and its claims in progress; 0 when none are free or the worker stops.
+    ///
+    /// A 0 marks the producer as waiting (under the same lock, so a job ending right after still wakes it): for a
+    /// free slot (any job's end wakes every producer) or, at its cap, for the end of one of its queue's jobs.
+    func reserveSlots(atMost: Int, cap: QueueCap? = nil) -> Int {
         state.withLock { s in
             guard !isStopping else { return 0 }
-            let want = min(options.concurrency - s.inFlight.count - s.reserved, options.claimBatch, atMost)
-            guard want > 0 else { return 0 }
+            let free = options.concurrency - s.inFlight.count - s.reserved
+            var want = min(free, options.claimBatch, atMost)
+            if let cap {
+                let room = cap.limit - s.queueRunning[cap.index] - s.queueReserved[cap.index]
+                if room <= 0 { s.queueWaiting[cap.index] = true }
+                want = min(want, room)
+            }
+            guard want > 0 else {
+                if free <= 0 { s.slotWaiting = true }
+                return 0
+            }
             s.reserved += want
+            if let cap { s.queueReserved[cap.index] += want }
             return want
         }
     }
 
-    /// Returns promised slots a claim did not use (it failed).
-    func releaseSlots(_ n: Int) { state.withLock { $0.reserved -= n } }
-
-    /// A producer found no free slot: wake the producers when one is freed.
-    func waitForSlot() { state.withLock { $0.slotWaiting = true } }
+    /// Returns promised slots (a claim failed, or its jobs started and hold their own).
+    func releaseSlots(_ n: Int, cap: QueueCap? = nil) {
+        state.withLock { s in
+            s.reserved -= n
+            if let cap { s.queueReserved[cap.index] -= n }
+        }
+    }
 
     /// Starts the claimed jobs, then returns the promised slots (the started jobs now hold theirs).
-    func startClaimed(_ rows: PGRows, reserved: Int) throws {
-        defer { releaseSlots(reserved) }
-        for row in rows { start(try ClaimedJob(row: row)) }
+    func startClaimed(_ rows: PGRows, reserved: Int, cap: QueueCap? = nil) throws {
+        defer { releaseSlots(reserved, cap: cap) }
+        for row in rows { start(try ClaimedJob(row: row), cap: cap) }
     }
 
     // MARK: running
 
-    private func start(_ job: ClaimedJob) {
+    private func start(_ job: ClaimedJob, cap: QueueCap?) {
         let jobLogger = logger.with(
             ("job.id", String(job.id)), ("job.kind", job.kind), ("job.attempt", String(job.attempt)))
         let context = JobContext(
@@ -239,9 +286,11 @@ public final class Worker: Sendable {
         let handler = registry.handler(for: job.kind)
         let timeout = handler?.timeout ?? .seconds(1800)
         let now = ContinuousClock.now
-        state.withLock {
-            $0.inFlight[job.id] = InFlight(
-                attempt: job.attempt, kind: job.kind, started: now, task: nil, deadline: now + timeout)
+        state.withLock { s in
+            s.inFlight[job.id] = InFlight(
+                cappedQueue: cap?.index, attempt: job.attempt, kind: job.kind, started: now, task: nil,
+                deadline: now + timeout)
+            if let cap { s.queueRunning[cap.index] += 1 }
         }
         let jobID = job.id
         let signals = JobExecutor.Signals(
@@ -272,21 +321,34 @@ public final class Worker: Sendable {
         if lateTimeout { task.cancel() }
     }
 
-    /// Records a job's outcome once: the first outcome for an in-flight job wins and frees its slot.
+    /// Records a job's outcome once: the first outcome for an in-flight job wins and frees its slot (and its
+    /// place under its queue's cap).
     func record(_ outcome: Outcome) {
-        let (accepted, wakeProducers) = state.withLock { s -> (Bool, Bool) in
-            guard let f = s.inFlight[outcome.id], f.attempt == outcome.attempt else { return (false, false) }
+        let (accepted, wakeProducers, wakeQueue) = state.withLock { s -> (Bool, Bool, Int?) in
+            guard let f = s.inFlight[outcome.id], f.attempt == outcome.attempt else { return (false, false, nil) }
             s.inFlight[outcome.id] = nil
             completer.add(outcome)
             let w = s.slotWaiting
             s.slotWaiting = false
-            return (true, w)
+            var q: Int? = nil
+            if let i = f.cappedQueue {
+                s.queueRunning[i] -= 1
+                if s.queueWaiting[i] {
+                    s.queueWaiting[i] = false
+                    q = i
+                }
+            }
+            return (true, w, q)
         }
         guard accepted else { return }
         finishedCount.add(1, ordering: .relaxed)
         completer.signal()
         recordedWake.signal()
-        if wakeProducers { for p in producers { p.signal() } }
+        if wakeProducers {
+            for p in producers { p.signal() }
+        } else if let wakeQueue {
+            producers[wakeQueue].signal()
+        }
     }
 
     /// Stops a running job locally: the database already says it is not ours (cancelled, rescued).
