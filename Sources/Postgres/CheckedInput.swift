@@ -19,6 +19,24 @@ public enum CheckedInput {
         return "'" + cleaned + (text.unicodeScalars.count > 80 ? "...'" : "'")
     }
 
+    /// A queue (or schedule) name: 1...128 of A-Z a-z 0-9 _ . : - (no `=`, `,` or space, so lists like
+    /// `--queues a,b=8` stay unambiguous). The one definition every caller uses.
+    public static func isQueueName(_ text: String) -> Bool {
+        (1...128).contains(text.utf8.count)
+            && text.utf8.allSatisfy { c in
+                (c >= 0x30 && c <= 0x3A) || (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A) || c == 0x5F
+                    || c == 0x2E || c == 0x2D
+            }
+    }
+
+    /// A queue name (``isQueueName(_:)``), or an `InputError` naming the input.
+    public static func queueName(_ text: String, name: String) throws -> String {
+        guard isQueueName(text) else {
+            throw InputError("\(name) must be a queue name, 1-128 of A-Z a-z 0-9 _ . : -, got \(quote(text))")
+        }
+        return text
+    }
+
     /// An integer in `range` (decimal digits with an optional sign; no exponent, no fraction).
     public static func integer<T: FixedWidthInteger>(_ text: String, name: String, range: ClosedRange<T>) throws
         -> T

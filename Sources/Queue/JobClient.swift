@@ -36,7 +36,7 @@ public struct NewJob: Sendable {
         guard kind.range(of: #"^[a-z][a-z0-9_.:-]{0,127}$"#, options: .regularExpression) != nil else {
             throw QueueError.invalidInput("invalid kind '\(kind)': lowercase letters, digits and _ . : - (max 128)")
         }
-        guard queue.range(of: #"^[A-Za-z0-9_.:-]{1,128}$"#, options: .regularExpression) != nil else {
+        guard CheckedInput.isQueueName(queue) else {
             throw QueueError.invalidInput("invalid queue '\(queue)': letters, digits and _ . : - (max 128)")
         }
         guard (-32768...32767).contains(priority) else {

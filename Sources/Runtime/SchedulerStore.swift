@@ -42,7 +42,7 @@ public struct Schedule: Sendable, Equatable {
     /// Checks what the database cannot: the cron expression, the time zone, and the argument JSON's shape.
     /// - Throws: `ScheduleSpecError` naming the bad value.
     public func validate() throws {
-        guard name.range(of: #"^[A-Za-z0-9_.:-]{1,128}$"#, options: .regularExpression) != nil else {
+        guard CheckedInput.isQueueName(name) else {
             throw ScheduleSpecError(message: "schedule name '\(name)' must be 1-128 of A-Z a-z 0-9 _ . : -")
         }
         guard kind.range(of: #"^[a-z][a-z0-9_.:-]{0,127}$"#, options: .regularExpression) != nil else {
@@ -52,7 +52,7 @@ public struct Schedule: Sendable, Equatable {
             throw ScheduleSpecError(
                 message: "unknown maintenance kind '\(kind)' (known: nexjobs.rescue, nexjobs.prune)")
         }
-        guard queue.range(of: #"^[A-Za-z0-9_.:-]{1,128}$"#, options: .regularExpression) != nil else {
+        guard CheckedInput.isQueueName(queue) else {
             throw ScheduleSpecError(message: "queue '\(queue)' must be 1-128 of A-Z a-z 0-9 _ . : -")
         }
         guard (-32768...32767).contains(priority) else {

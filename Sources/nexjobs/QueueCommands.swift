@@ -142,7 +142,7 @@ func parseQueues(_ text: String) throws -> (queues: [String], limits: [String: I
             throw UsageError("--queues: give QUEUE or QUEUE=N (one '='), got \(CheckedInput.quote(entry))")
         }
         let name = parts[0]
-        guard name.range(of: #"^[A-Za-z0-9_.:-]{1,128}$"#, options: .regularExpression) != nil else {
+        guard CheckedInput.isQueueName(name) else {
             throw UsageError(
                 "--queues: each queue must be 1-128 of A-Z a-z 0-9 _ . : -, got \(CheckedInput.quote(name))")
         }

@@ -66,7 +66,7 @@ func schedulerCommand(_ args: [String]) async throws -> Int32 {
     }
     refreshes.margin = try a.duration("refresh-margin", range: .zero...(.seconds(30 * 86_400))) ?? refreshes.margin
     if let q = a.options["queue"] {
-        guard q.range(of: #"^[A-Za-z0-9_.:-]{1,128}$"#, options: .regularExpression) != nil else {
+        guard CheckedInput.isQueueName(q) else {
             throw UsageError("--queue must be 1-128 of A-Z a-z 0-9 _ . : -")
         }
         syncs.queue = q

@@ -250,6 +250,32 @@ final class SyncHandlerTests: XCTestCase {
         XCTAssertEqual(try state.decode(1, as: Int.self), 0, "no list fetched before the totals answered")
     }
 
+    /// `NEXJOBS_SYNC_ACCOUNT_QUEUE_TIKTOK|SNAPCHAT`: each platform's account syncs go to its own queue (a worker can
+    /// then cap each, `--queues default,sync.tiktok=8`); unset, they stay on the default queue.
+    func testAccountSyncsGoToTheirPlatformsQueue() async throws {
+        var made = try await SyncHarness.make(tiktok: 1, snap: 1)
+        made.environment.settings = SyncSettings.fromEnvironment([
+            "NEXJOBS_SYNC_ACCOUNT_QUEUE_TIKTOK": "sync.tiktok", "NEXJOBS_SYNC_ACCOUNT_QUEUE_SNAPCHAT": "sync.snapchat",
+        ])
+        let h = made
+        addTeardownBlock { await h.close() }
+        for c in try await h.connectAll() {
+            try await h.run(SyncConnectionHandler(environment: h.environment), args: #"{"connection_id":"\#(c.id)"}"#)
+        }
+        let queues: [String] = try await h.db.pool.query(
+            """
+            SELECT DISTINCT a.platform || '>' || j.queue FROM nexjobs.jobs j
+              JOIN nexcomet.ad_accounts a ON a.id = (j.args->>'ad_account_id')::bigint
+             WHERE j.kind = 'sync_ad_account' ORDER BY 1
+            """
+        ).map { try $0.decode(0) }
+        XCTAssertEqual(queues, ["snapchat>sync.snapchat", "tiktok>sync.tiktok"])
+        XCTAssertEqual(SyncSettings.fromEnvironment([:]).accountQueue(.tiktok), "default")
+        XCTAssertEqual(
+            SyncSettings.fromEnvironment(["NEXJOBS_SYNC_ACCOUNT_QUEUE_TIKTOK": "bad queue"]).accountQueue(.tiktok),
+            "default", "an invalid name is never used (the processes refuse it at start, HardeningTests)")
+    }
+
     func testTransientErrorIsRethrownForBackoff() async throws {
         let h = try await SyncHarness.make(tiktok: 0, snap: 1)
         addTeardownBlock { await h.close() }

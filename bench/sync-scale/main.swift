@@ -3,7 +3,9 @@
 // enforced by the sandbox. Usage (see bench/sync/README.md, "Scale run", and bench/sync/scale.sh):
 //   sync-scale DATABASE_URL NEXJOBS_BINARY [connections=10000] [options as KEY=VALUE ...]
 // DATABASE_URL is a migrated, empty database. Options: latency_ms=20, workers=4, concurrency=8, tiktok_app_qps=30,
-// snap_app_qps=0 (0 = no limit), daily_sample=500 (connections), deadline_minutes=150, seed=9.
+// snap_app_qps=0 (0 = no limit), daily_sample=500 (connections), deadline_minutes=150, seed=9, platform_cap=0 (N > 0:
+// each platform's account syncs in its own queue, NEXJOBS_SYNC_ACCOUNT_QUEUE_*, and every worker runs
+// `--queues default,sync.tiktok=N,sync.snapchat=N`; 0: one queue, as before).
 import Foundation
 import Platforms
 import Postgres
@@ -26,12 +28,13 @@ let connectionCount = args.count > 3 ? Int(args[3]) ?? -1 : 10_000
 guard (2...100_000).contains(connectionCount) else { fail("connections must be 2...100000") }
 var options: [String: Int] = [
     "latency_ms": 20, "workers": 4, "concurrency": 8, "tiktok_app_qps": 30, "snap_app_qps": 0, "daily_sample": 500,
-    "deadline_minutes": 150, "seed": 9,
+    "deadline_minutes": 150, "seed": 9, "platform_cap": 0,
 ]
 /// Each option's range (the app rates are those `NEXJOBS_RATE_LIMIT_APP_RPS_*` accepts, whole numbers here).
 let ranges: [String: ClosedRange<Int>] = [
     "latency_ms": 0...10_000, "workers": 1...64, "concurrency": 1...1000, "tiktok_app_qps": 0...10_000,
     "snap_app_qps": 0...10_000, "daily_sample": 0...50_000, "deadline_minutes": 1...1440, "seed": 0...1_000_000,
+    "platform_cap": 0...1000,
 ]
 for raw in args.dropFirst(4) {
     let parts = raw.split(separator: "=", maxSplits: 1).map(String.init)
@@ -45,6 +48,9 @@ for raw in args.dropFirst(4) {
 }
 guard options["daily_sample"]! * 2 <= connectionCount else {
     fail("daily_sample must be at most half the connections (an hourly and a daily sample of that many)")
+}
+guard options["platform_cap"]! <= options["concurrency"]! else {
+    fail("platform_cap must be at most concurrency (a worker refuses a queue cap above --concurrency)")
 }
 let opt = options
 let pool = try PGPool(url: databaseURL, maxConnections: 8)
@@ -81,6 +87,10 @@ for (k, v) in [
     "NEXJOBS_LOG_LEVEL": "warning",
 ] {
     childEnv[k] = v
+}
+if opt["platform_cap"]! > 0 {
+    childEnv["NEXJOBS_SYNC_ACCOUNT_QUEUE_TIKTOK"] = "sync.tiktok"
+    childEnv["NEXJOBS_SYNC_ACCOUNT_QUEUE_SNAPCHAT"] = "sync.snapchat"
 }
 let childEnvironment = childEnv
 let env = SyncEnvironment.fromEnvironment(childEnvironment)
@@ -149,9 +159,15 @@ let deployWall = Date()
 let deploy = ContinuousClock.now
 try spawn("scheduler", ["scheduler"])
 for n in 1...opt["workers"]! {
-    try spawn("worker-\(n)", ["worker", "--concurrency", "\(opt["concurrency"]!)"])
+    let cap = opt["platform_cap"]!
+    let queues = cap > 0 ? ["--queues", "default,sync.tiktok=\(cap),sync.snapchat=\(cap)"] : []
+    try spawn("worker-\(n)", ["worker", "--concurrency", "\(opt["concurrency"]!)"] + queues)
 }
-log("deploy: 1 scheduler, \(opt["workers"]!) workers x \(opt["concurrency"]!) (logs in \(logDir.path))")
+log(
+    "deploy: 1 scheduler, \(opt["workers"]!) workers x \(opt["concurrency"]!) (logs in \(logDir.path)); "
+        + (opt["platform_cap"]! > 0
+            ? "account syncs in queues sync.tiktok / sync.snapchat, at most \(opt["platform_cap"]!) of each per worker"
+            : "one queue"))
 
 /// Accounts with a succeeded sync run, and how many succeeded runs there are.
 func progress() async throws -> (accounts: Int, runs: Int) {
@@ -220,6 +236,18 @@ func afterDeploy() async throws {
          WHERE kind = 'sync_ad_account' AND state = 'completed' AND created_at <= \(deployWall.addingTimeInterval(firstSeconds))
         """
     ).map { try $0.decode(0) }
+    /// Per platform: p99 queue wait of the account syncs, and when the platform's last first sync finished.
+    let byPlatform = try await pool.query(
+        """
+        SELECT a.platform,
+               percentile_disc(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM j.attempted_at - j.created_at))::float8,
+               extract(epoch FROM max(j.finished_at) - \(deployWall))::float8
+          FROM nexjobs.jobs j JOIN nexcomet.ad_accounts a ON a.id = (j.args->>'ad_account_id')::bigint
+         WHERE j.kind = 'sync_ad_account' AND j.state = 'completed'
+           AND j.created_at <= \(deployWall.addingTimeInterval(firstSeconds))
+         GROUP BY a.platform ORDER BY a.platform
+        """
+    ).map { (try $0.decode(0) as String, try $0.decode(1) as Double, try $0.decode(2) as Double) }
     let rateLimited: Int = try await pool.query(
         "SELECT count(*)::int FROM nexcomet.sync_runs WHERE outcome = 'rate_limited'"
     ).first!.decode(0)
@@ -234,6 +262,12 @@ func afterDeploy() async throws {
             format: "%d accounts in %.1f min = %.0f accounts/minute; p99 queue wait %.1f min (median %.1f min)",
             worldAccounts, firstSeconds / 60, Double(worldAccounts) * 60 / firstSeconds, p99(waits) / 60,
             (waits.sorted().dropFirst(waits.count / 2).first ?? 0) / 60))
+    for (platform, wait, done) in byPlatform {
+        log(
+            String(
+                format: "  %@: p99 queue wait %.1f min, last first sync done at minute %.1f", platform, wait / 60,
+                done / 60))
+    }
     log(
         String(format: "API calls per account (sync_runs): %.2f", firstCalls) + " ("
             + firstCallsByPlatform.map { String(format: "%@ %.2f", $0.0, $0.1) }.joined(separator: ", ") + ")")

@@ -589,7 +589,7 @@ public struct Console: Sendable {
         guard action == "enable" || action == "disable" else {
             throw ConsoleInputError(404, "Unknown schedule action; use enable or disable.")
         }
-        guard name.range(of: #"^[A-Za-z0-9_.:-]{1,128}$"#, options: .regularExpression) != nil else {
+        guard CheckedInput.isQueueName(name) else {
             throw ConsoleInputError(404, "No schedule is named '\(name)'.")
         }
         guard form["confirm"] == "yes" else {
@@ -744,7 +744,7 @@ struct JobFilter {
             kind = k
         }
         if let qu = value("queue") {
-            guard qu.range(of: #"^[A-Za-z0-9_.:-]{1,128}$"#, options: .regularExpression) != nil else {
+            guard CheckedInput.isQueueName(qu) else {
                 throw ConsoleInputError(400, "A queue is 1...128 letters, digits or _.:-")
             }
             queue = qu
