@@ -40,27 +40,49 @@ extension AdPlatformClient {
     public func revokeAccessToken(_ accessToken: String) async throws -> Bool { false }
 }
 
-/// Spend, impressions and conversions summed over a window.
+/// Spend, impressions and conversions summed over a window (the three that reconciliation compares), with clicks
+/// (Snap swipes) and conversion value, asked in the same request so that ``isQuiet`` covers every stored metric.
 public struct AccountTotals: Sendable, Equatable, CustomStringConvertible {
     public var spend: Decimal
     public var impressions: Int64
     public var conversions: Decimal
+    public var clicks: Int64
+    public var conversionValue: Decimal
 
-    public init(spend: Decimal = 0, impressions: Int64 = 0, conversions: Decimal = 0) {
+    public init(
+        spend: Decimal = 0, impressions: Int64 = 0, conversions: Decimal = 0, clicks: Int64 = 0,
+        conversionValue: Decimal = 0
+    ) {
         self.spend = spend
         self.impressions = impressions
         self.conversions = conversions
+        self.clicks = clicks
+        self.conversionValue = conversionValue
     }
 
     public var description: String { "spend \(spend), impressions \(impressions), conversions \(conversions)" }
 
-    /// The totals of two disjoint windows (or of two parts of one answer) added. Impressions saturate at
-    /// `Int64.max` instead of trapping (the counts come from the platform's response).
+    /// Every metric is zero: the account delivered nothing in the window.
+    public var isQuiet: Bool {
+        spend == 0 && impressions == 0 && conversions == 0 && clicks == 0 && conversionValue == 0
+    }
+
+    /// Spend, impressions and conversions agree (what reconciliation compares, issue 14).
+    public func reconciles(with other: AccountTotals) -> Bool {
+        spend == other.spend && impressions == other.impressions && conversions == other.conversions
+    }
+
+    /// The totals of two disjoint windows (or of two parts of one answer) added. Counts saturate at the Int64
+    /// bounds instead of trapping (they come from the platform's response).
     public static func + (a: AccountTotals, b: AccountTotals) -> AccountTotals {
-        let (impressions, overflow) = a.impressions.addingReportingOverflow(b.impressions)
+        func add(_ x: Int64, _ y: Int64) -> Int64 {
+            let (sum, overflow) = x.addingReportingOverflow(y)
+            return overflow ? (y < 0 ? .min : .max) : sum
+        }
         return AccountTotals(
-            spend: a.spend + b.spend, impressions: overflow ? (b.impressions < 0 ? .min : .max) : impressions,
-            conversions: a.conversions + b.conversions)
+            spend: a.spend + b.spend, impressions: add(a.impressions, b.impressions),
+            conversions: a.conversions + b.conversions, clicks: add(a.clicks, b.clicks),
+            conversionValue: a.conversionValue + b.conversionValue)
     }
 
     public static func += (a: inout AccountTotals, b: AccountTotals) { a = a + b }

@@ -70,6 +70,15 @@ public struct PlatformError: Error, Sendable, CustomStringConvertible {
     var retriedOnRequest: Bool { !fromTokenRequest && (damagedBody || kind == .malformedResponse) }
 
     /// A short stable name of the kind, e.g. for metrics labels.
+    /// A rate limit or a grant problem: whatever the request, the next one to the same account would meet it too,
+    /// so a sync stops here (snooze, refresh, or re-authorization) instead of trying another request.
+    public var stopsTheSync: Bool {
+        switch kind {
+        case .rateLimited, .accessTokenExpired, .reauthorizationRequired: return true
+        case .transient, .permanent, .malformedResponse: return false
+        }
+    }
+
     public var kindName: String {
         switch kind {
         case .rateLimited: return "rate_limited"

@@ -279,7 +279,7 @@ public struct SnapchatClient: AdPlatformClient {
         for part in window.split(maxDays: Self.maxTotalsDays) {
             let query: [(String, String)] = [
                 ("granularity", "TOTAL"), ("breakdown", "campaign"),
-                ("fields", "spend,impressions,conversion_purchases"),
+                ("fields", "spend,impressions,conversion_purchases,swipes,conversion_purchases_value"),
                 ("start_time", part.first.midnightISO8601(in: zone)),
                 ("end_time", part.last.adding(days: 1).midnightISO8601(in: zone)),
                 ("swipe_up_attribution_window", configuration.swipeUpAttributionWindow),
@@ -300,11 +300,14 @@ public struct SnapchatClient: AdPlatformClient {
                             let stats = entry["stats"] ?? .object([])
                             guard let spend = Values.decimal(stats["spend"]),
                                 let impressions = Values.int64(stats["impressions"]),
-                                let conversions = Values.decimal(stats["conversion_purchases"])
+                                let conversions = Values.decimal(stats["conversion_purchases"]),
+                                let swipes = Values.int64(stats["swipes"]),
+                                let value = Values.decimal(stats["conversion_purchases_value"])
                             else { throw malformed(endpoint, "campaign totals are not numbers") }
                             sum += AccountTotals(
                                 spend: spend.map(Values.fromMicros) ?? 0, impressions: impressions ?? 0,
-                                conversions: conversions ?? 0)
+                                conversions: conversions ?? 0, clicks: swipes ?? 0,
+                                conversionValue: value.map(Values.fromMicros) ?? 0)
                         }
                     }
                     return (sum, try nextLink(body, endpoint: endpoint))

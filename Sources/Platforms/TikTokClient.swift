@@ -354,16 +354,23 @@ public struct TikTokClient: AdPlatformClient {
                 query: [
                     ("advertiser_id", account.id), ("service_type", "AUCTION"), ("report_type", "BASIC"),
                     ("data_level", "AUCTION_ADVERTISER"), ("dimensions", QueryString.jsonArray(["advertiser_id"])),
-                    ("metrics", QueryString.jsonArray(["spend", "impressions", "conversion"])),
+                    (
+                        "metrics",
+                        QueryString.jsonArray(["spend", "impressions", "conversion", "clicks", "total_purchase_value"])
+                    ),
                     ("start_date", window.first.description), ("end_date", window.last.description),
                 ], account: account, session: session
             ) { item -> AccountTotals in
                 guard let metrics = item["metrics"] else { throw malformed(path, "report row without metrics") }
                 guard let spend = Values.decimal(metrics["spend"]),
                     let impressions = Values.int64(metrics["impressions"]),
-                    let conversions = Values.decimal(metrics["conversion"])
+                    let conversions = Values.decimal(metrics["conversion"]),
+                    let clicks = Values.int64(metrics["clicks"]),
+                    let value = Values.decimal(metrics["total_purchase_value"])
                 else { throw malformed(path, "advertiser totals are not numbers") }
-                return AccountTotals(spend: spend ?? 0, impressions: impressions ?? 0, conversions: conversions ?? 0)
+                return AccountTotals(
+                    spend: spend ?? 0, impressions: impressions ?? 0, conversions: conversions ?? 0,
+                    clicks: clicks ?? 0, conversionValue: value ?? 0)
             }
             return rows.reduce(into: AccountTotals()) { $0 += $1 }
         }

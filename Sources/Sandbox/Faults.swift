@@ -59,14 +59,18 @@ public struct FaultRule: Sendable, Equatable {
     /// Only requests whose path contains this text (nil: any). Needed to target the OAuth endpoints,
     /// which probabilistic faults never touch.
     public var pathContains: String?
+    /// Only requests whose raw (percent-encoded) query string contains this text (nil: any), e.g.
+    /// `AUCTION_ADVERTISER` or `granularity=TOTAL` for the account-totals requests.
+    public var queryContains: String?
     /// How many times to fire (nil: every matching request).
     public var count: Int?
 
     /// Creates a rule; nil filters match everything.
     public init(
         kind: FaultKind, platform: SandboxPlatform? = nil, account: String? = nil, pathContains: String? = nil,
-        count: Int? = nil
+        queryContains: String? = nil, count: Int? = nil
     ) {
+        self.queryContains = queryContains
         self.kind = kind
         self.platform = platform
         self.account = account
@@ -113,6 +117,7 @@ public struct FaultConfig: Sendable, Equatable {
                         if let p = r.platform { f.append(("platform", JSONText.string(p.rawValue))) }
                         if let a = r.account { f.append(("account", JSONText.string(a))) }
                         if let p = r.pathContains { f.append(("path_contains", JSONText.string(p))) }
+                        if let q = r.queryContains { f.append(("query_contains", JSONText.string(q))) }
                         if let c = r.count { f.append(("count", "\(c)")) }
                         return JSONText.object(f)
                     })
@@ -156,6 +161,7 @@ public struct FaultConfig: Sendable, Equatable {
             }
             rule.account = r["account"]?.text
             rule.pathContains = r["path_contains"]?.text
+            rule.queryContains = r["query_contains"]?.text
             if let raw = r["count"] {
                 guard let n = raw.intValue, (0...1_000_000).contains(n) else {
                     return .failure(SandboxInputError("rule count must be an integer in 0...1000000"))
@@ -178,13 +184,14 @@ struct FaultEngine {
         rng = SplitMix64(seed: seed ^ 0xFA17_FA17)
     }
 
-    mutating func decide(platform: SandboxPlatform, account: String?, path: String, isOAuth: Bool, isReport: Bool)
-        -> FaultKind?
-    {
+    mutating func decide(
+        platform: SandboxPlatform, account: String?, path: String, query: String = "", isOAuth: Bool, isReport: Bool
+    ) -> FaultKind? {
         for i in config.rules.indices {
             let r = config.rules[i]
             if let p = r.platform, p != platform { continue }
             if let a = r.account, a != account { continue }
+            if let q = r.queryContains, !query.contains(q) { continue }
             if let p = r.pathContains {
                 if !path.contains(p) { continue }
             } else if isOAuth {

@@ -516,16 +516,16 @@ public final class Sandbox: Sendable {
     }
 
     /// Counts the request for rate-limit evidence and decides its fault.
-    func admit(_ platform: SandboxPlatform, account: String?, path: String, isOAuth: Bool, isReport: Bool)
-        -> FaultKind?
-    {
+    func admit(
+        _ platform: SandboxPlatform, account: String?, path: String, query: String = "", isOAuth: Bool, isReport: Bool
+    ) -> FaultKind? {
         let second = Int(Date().timeIntervalSince1970)
         return state.withLock { s in
             if let account {
                 s.counts["\(platform.rawValue)|\(account)", default: [:]][second, default: 0] += 1
             }
             return s.faults.decide(
-                platform: platform, account: account, path: path, isOAuth: isOAuth, isReport: isReport)
+                platform: platform, account: account, path: path, query: query, isOAuth: isOAuth, isReport: isReport)
         }
     }
 

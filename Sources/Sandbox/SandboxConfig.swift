@@ -31,7 +31,7 @@ public struct SandboxConfig: Sendable {
     /// default): unlimited.
     public var snapAppQPS: Int?
     /// Percent of ad accounts (0...100, default 0) that deliver nothing in their whole history: their entities
-    /// exist, every report row is zero. Chosen per account by a hash of the seed and the account id, so the same
+    /// exist, every report row is zero. Chosen per account by a hash of the seed and the account's position, so the same
     /// seed picks the same accounts. Models the dormant accounts whose report calls issue 14 found wasted.
     public var quietAccountPercent: Int
 

@@ -63,7 +63,9 @@ extension Sandbox {
         if !isOAuth, snapTokenIsValid(req), let over = admitAppQPS(.snapchat) {
             return snapTooManyRequests(limit: over.limit)
         }
-        switch admit(.snapchat, account: account, path: req.path, isOAuth: isOAuth, isReport: false) {
+        switch admit(
+            .snapchat, account: account, path: req.path, query: req.rawQuery, isOAuth: isOAuth, isReport: false)
+        {
         case nil:
             return body()
         case .slow:

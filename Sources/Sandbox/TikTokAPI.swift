@@ -64,7 +64,9 @@ extension Sandbox {
             // the limit, like "Advertiser (...)'s QPS (21) reaches QPS limit 20").
             return tiktokError(40100, "App's QPS (\(over.qps)) reaches QPS limit \(over.limit)")
         }
-        switch admit(.tiktok, account: account, path: req.path, isOAuth: isOAuth, isReport: isReport) {
+        switch admit(
+            .tiktok, account: account, path: req.path, query: req.rawQuery, isOAuth: isOAuth, isReport: isReport)
+        {
         case nil:
             return body()
         case .slow:

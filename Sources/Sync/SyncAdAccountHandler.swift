@@ -119,25 +119,29 @@ public struct SyncAdAccountHandler: JobHandler {
             // days without delivery). Lists of a quiet account are fetched once it delivers: the first report
             // naming an unknown ad fetches them.
             var earlyTotals: AccountTotals?
+            var earlyError: PlatformError?
+            var quiet = false
             if settings.reconcile, settings.callPlan == .lean {
                 do {
                     let api = try await settings.retryingTransient {
                         try await client.accountTotals(account: account, window: window, session: session)
                     }
                     earlyTotals = api
-                    if api == AccountTotals(), try await Self.storedIsQuiet(id, window: window, on: pool) {
+                    if api.isQuiet, try await Self.storedIsQuiet(id, window: window, on: pool) {
+                        quiet = true
                         reconcile = Reconciliation(status: "ok")
                         context.logger.info(
                             "no delivery in the window; reports skipped", ("ad_account", "\(id)"),
                             ("window", window.description))
                     }
-                } catch let e as PlatformError where e.kind == .permanent {
-                    // The platform refuses this totals query (not the account): the full plan, as without it.
-                    // Rate limits, expired grants and transient failures go to the error policy like any request's.
-                    earlyTotals = nil
+                } catch let e as PlatformError where !e.stopsTheSync {
+                    // The totals query failed on its own (refused, damaged, down after the in-job retries): the
+                    // full plan, as without it; reconciliation records `skipped` without asking again. Rate limits
+                    // and grant errors go to the error policy like any request's (the reports would meet them too).
+                    earlyError = e
                 }
             }
-            if reconcile == nil {
+            if !quiet {
                 // 1. Entities: the stored snapshot while it is fresh (lean plan) or when this job committed it before
                 // a crash or snooze; else the three lists, committed at once.
                 let freshSince = settings.now().addingTimeInterval(
@@ -205,7 +209,9 @@ public struct SyncAdAccountHandler: JobHandler {
                 // TikTok's report without stat_time_day spans up to 365 days, Snap's TOTAL stats have no documented
                 // range limit; see the clients' `accountTotals`) against the stored ad-level sums of that window; a
                 // difference re-syncs the whole window once, and one that persists is recorded (never fails the sync).
-                if settings.reconcile {
+                if let e = earlyError {
+                    reconcile = Reconciliation(status: "skipped", error: e.description)
+                } else if settings.reconcile {
                     do {
                         func compare() async throws -> (api: AccountTotals, stored: AccountTotals) {
                             let api = try await settings.retryingTransient {
@@ -213,12 +219,17 @@ public struct SyncAdAccountHandler: JobHandler {
                             }
                             return (api, try await Self.storedTotals(id, window: window, on: pool))
                         }
-                        // The totals fetched before the reports serve as the first comparison's API side.
+                        // The totals fetched before the reports serve as the first comparison's API side; when they
+                        // differ they are asked again before re-syncing (the platform may have restated a day while
+                        // the reports were fetched: one request more, only on a difference).
                         var check =
                             if let api = earlyTotals {
                                 (api: api, stored: try await Self.storedTotals(id, window: window, on: pool))
                             } else { try await compare() }
-                        if check.api == check.stored {
+                        if !check.api.reconciles(with: check.stored), earlyTotals != nil {
+                            check = try await compare()
+                        }
+                        if check.api.reconciles(with: check.stored) {
                             reconcile = Reconciliation(status: "ok")
                         } else {
                             context.logger.warning(
@@ -227,7 +238,7 @@ public struct SyncAdAccountHandler: JobHandler {
                             try await syncWindows(window.split(maxDays: Self.reportWindowDays(platform)))
                             check = try await compare()
                             reconcile =
-                                check.api == check.stored
+                                check.api.reconciles(with: check.stored)
                                 ? Reconciliation(status: "resynced")
                                 : Reconciliation(status: "mismatch", api: check.api, stored: check.stored)
                         }

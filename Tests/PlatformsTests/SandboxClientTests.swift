@@ -230,7 +230,8 @@ final class SandboxClientTests: XCTestCase {
                     $0.date >= window.first.description && $0.date <= window.last.description
                 }.reduce(into: AccountTotals()) {
                     $0 += AccountTotals(
-                        spend: $1.spend, impressions: $1.impressions, conversions: Decimal($1.conversions))
+                        spend: $1.spend, impressions: $1.impressions, conversions: Decimal($1.conversions),
+                        clicks: $1.clicks, conversionValue: $1.conversionValue)
                 }
             }
             for (days, requests) in [(90, 1), (365, 1), (400, 2)] {
@@ -239,6 +240,8 @@ final class SandboxClientTests: XCTestCase {
                 let totals = try await client.accountTotals(account: account, window: window, session: session)
                 XCTAssertEqual(totals, expected(window), "\(platform) \(days) days")
                 XCTAssertGreaterThan(totals.spend, 0)
+                XCTAssertGreaterThan(totals.clicks, 0, "clicks / swipes are asked too (the quiet-account check)")
+                XCTAssertGreaterThan(totals.conversionValue, 0)
                 let log = harness.sandbox.reportRequests()
                 XCTAssertEqual(log.count, requests, "\(platform) \(days) days: \(log)")
                 XCTAssertTrue(log.allSatisfy { $0.granularity == "TOTAL" }, "\(log)")

@@ -62,7 +62,8 @@ extension WorkerTests {
         try await withWorker(worker) {
             await assertEventually(timeout: .seconds(10)) { self.probe.starts(ids[0]) == 1 }
             for i in 0..<2 {
-                XCTAssertEqual(probe.running("capped"), 1)
+                // started() is recorded just before the gate handler enters its queue: wait for the count.
+                await assertEventually(timeout: .seconds(10)) { self.probe.running("capped") == 1 }
                 probe.release(ids[i])
                 await assertEventually(timeout: .seconds(10), "job \(i + 2) started long before the poll") {
                     self.probe.starts(ids[i + 1]) == 1

@@ -246,7 +246,7 @@ final class SandboxControlTests: SandboxTestCase {
 final class SandboxQuietAccountTests: XCTestCase {
     /// `quietAccountPercent` silences a share of the accounts without changing the rest of the world: same ids and
     /// entities, the other accounts' truth unchanged, the quiet ones with no row and zero totals; `setQuiet` wakes one.
-    func testQuietAccountsDeliverNothingAndTheRestOfTheWorldIsUnchanged() {
+    func testQuietAccountsDeliverNothingAndTheRestOfTheWorldIsUnchanged() throws {
         let loud = Sandbox(config: SandboxConfig(tiktokConnections: 10, snapConnections: 10, today: fixedToday))
         let quiet = Sandbox(
             config: SandboxConfig(
@@ -265,7 +265,7 @@ final class SandboxQuietAccountTests: XCTestCase {
         }
         let total = loud.accounts().count
         XCTAssertTrue((total / 4...total * 3 / 4).contains(silent.count), "about half of \(total): \(silent.count)")
-        let woken = silent[0]
+        let woken = try XCTUnwrap(silent.first)
         XCTAssertTrue(quiet.setQuiet(account: woken, false))
         let first = loud.accounts().first { $0.id == woken }!.firstDay
         XCTAssertEqual(quiet.groundTruth(account: woken, from: first), loud.groundTruth(account: woken, from: first))

@@ -110,7 +110,11 @@ final class DamagedResponseSyncTests: XCTestCase {
         try await h.db.pool.execute("DELETE FROM nexjobs.jobs WHERE kind = 'sync_ad_account'")
         let job = try await JobClient(pool: h.db.pool).enqueue(
             NewJob(kind: SyncAdAccountHandler.kind, args: #"{"ad_account_id":\#(accountID)}"#, maxAttempts: 3))
-        h.sandbox.setFaults(FaultConfig(rules: [FaultRule(kind: .truncatedJSON, pathContains: "report/integrated")]))
+        // The daily report only (its dimensions name stat_time_day); the account totals, asked first, answer.
+        h.sandbox.setFaults(
+            FaultConfig(rules: [
+                FaultRule(kind: .truncatedJSON, pathContains: "report/integrated", queryContains: "stat_time_day")
+            ]))
 
         var options = WorkerOptions()
         options.pollInterval = .milliseconds(50)

@@ -143,12 +143,22 @@ final class ReconcileTests: XCTestCase {
         try await h.run(
             SyncConnectionHandler(environment: h.environment), args: #"{"connection_id":"\#(connections[0].id)"}"#)
         let all = try await accounts(h)
-        h.sandbox.skewAccountTotals(account: all[0].external, spendCents: -5, times: 1)
+        // Off twice: the totals asked before the reports and asked again after them; the re-sync then agrees.
+        h.sandbox.skewAccountTotals(account: all[0].external, spendCents: -5, times: 2)
         let results = try await h.drain(SyncAdAccountHandler(environment: h.environment))
         for (job, error) in results { XCTAssertNil(error ?? nil, "job \(job)") }
         let run = try await latestRun(h, all[0].id)
         XCTAssertEqual(run.status, "resynced")
         XCTAssertNil(run.difference)
+        // Off once (the early answer predates a restatement): asking again agrees, and nothing is re-synced.
+        h.sandbox.skewAccountTotals(account: all[0].external, spendCents: -5, times: 1)
+        h.sandbox.resetRequestCounts()
+        try await h.run(SyncAdAccountHandler(environment: h.environment), args: #"{"ad_account_id":\#(all[0].id)}"#)
+        let again = try await latestRun(h, all[0].id)
+        XCTAssertEqual(again.status, "ok")
+        let log = h.sandbox.reportRequests().filter { $0.accountID == all[0].external }
+        XCTAssertEqual(log.filter { $0.granularity == "TOTAL" }.count, 2, "asked before the reports and once more")
+        XCTAssertEqual(log.filter { $0.granularity == "DAY" }.count, 1, "one window, no re-sync: \(log)")
         let counted: Int = try await h.db.pool.query(
             "SELECT coalesce(sum(mismatches), 0)::int FROM nexcomet.sync_reconcile_counters"
         ).first!.decode(0)
@@ -229,5 +239,28 @@ final class ReconcileTests: XCTestCase {
             XCTAssertGreaterThan(entities, 0, "\(a.platform): lists fetched once it delivers")
         }
         assertSameMetrics(try await h.databaseMetrics(), h.truth(firstDay: firstDays), "the synced window")
+
+        // They stop again (over their whole history, as if restated to nothing): the platform's totals are zero but
+        // the stored rows are not, so the full plan runs once and removes them; the sync after that is quiet.
+        for a in all { XCTAssertTrue(h.sandbox.setQuiet(account: a.external, true)) }
+        h.sandbox.resetRequestCounts()
+        let errors2 = try await h.resyncAccounts()
+        XCTAssertEqual(errors2, [:])
+        for a in all {
+            let r = try await run(a.id)
+            XCTAssertEqual(r.status, "ok", a.platform)
+            XCTAssertGreaterThan(r.rows, 0, "\(a.platform): stored rows were removed")
+            XCTAssertEqual(r.calls, 2, "\(a.platform): totals + 1 window (the lists are fresh)")
+        }
+        let left: Int = try await h.db.pool.query("SELECT count(*)::int FROM nexcomet.daily_metrics").first!.decode(0)
+        XCTAssertEqual(left, 0, "the window's rows are gone (the whole stored history lies in it)")
+        h.sandbox.resetRequestCounts()
+        let errors3 = try await h.resyncAccounts()
+        XCTAssertEqual(errors3, [:])
+        for a in all {
+            let r = try await run(a.id)
+            XCTAssertEqual(r.calls, 1, a.platform)
+            XCTAssertEqual(requests(a.external), 1, a.platform)
+        }
     }
 }

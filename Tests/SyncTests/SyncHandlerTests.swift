@@ -195,14 +195,15 @@ final class SyncHandlerTests: XCTestCase {
     /// A body that is never JSON fails the attempt with a retryable (transient) error, not a discard, and writes
     /// nothing; the queue retries it with an attempt charged (see DamagedResponseSyncTests for the whole cycle).
     func testDamagedResponseFailsTheAttemptRetryablyAndWritesNothing() async throws {
-        var made = try await SyncHarness.make(tiktok: 1, snap: 0)
-        made.environment.settings.reconcile = false
-        let h = made
+        let h = try await SyncHarness.make(tiktok: 1, snap: 0)
         addTeardownBlock { await h.close() }
         let connections = try await h.connectAll()
         try await h.run(
             SyncConnectionHandler(environment: h.environment), args: #"{"connection_id":"\#(connections[0].id)"}"#)
-        h.sandbox.setFaults(FaultConfig(rules: [FaultRule(kind: .malformedJSON, pathContains: "report/integrated")]))
+        h.sandbox.setFaults(
+            FaultConfig(rules: [
+                FaultRule(kind: .malformedJSON, pathContains: "report/integrated", queryContains: "stat_time_day")
+            ]))
         let jobs = try await h.drain(SyncAdAccountHandler(environment: h.environment))
         XCTAssertFalse(jobs.isEmpty)
         for (_, error) in jobs {
@@ -211,9 +212,7 @@ final class SyncHandlerTests: XCTestCase {
             XCTAssertTrue(text.contains("/open_api/v1.3/report/integrated/get/") && text.contains("not JSON"), text)
         }
         // Commits are per step (issue 14): the entity lists are committed first; the damaged report window
-        // writes nothing, and the job's progress says the retry resumes at the first window. (Without
-        // reconciliation, set below: with it the account totals, a report request too, come first and fail the
-        // attempt before the lists; `testADamagedTotalsAnswerFailsTheAttemptBeforeAnyList` covers that order.)
+        // writes nothing, and the job's progress says the retry resumes at the first window.
         let written: Int = try await h.db.pool.query("SELECT count(*)::int FROM nexcomet.daily_metrics").first!
             .decode(0)
         XCTAssertEqual(written, 0, "nothing is written from a report window whose response was damaged")
@@ -224,30 +223,44 @@ final class SyncHandlerTests: XCTestCase {
         XCTAssertTrue(progress.allSatisfy { $0 == nil }, "no report window committed: \(progress)")
     }
 
-    /// With reconciliation (the default) the totals request is the sync's first: a damaged answer to it fails the
-    /// attempt retryably before any list or report is fetched, and nothing is written.
-    func testADamagedTotalsAnswerFailsTheAttemptBeforeAnyList() async throws {
-        let h = try await SyncHarness.make(tiktok: 1, snap: 0)
+    /// The account totals are asked first; when only they fail (here: damaged on every try), the sync goes on with
+    /// the full plan, stores exactly the truth, and records reconciliation `skipped` with the error, asking no more.
+    func testAFailingTotalsRequestFallsBackToTheFullPlanAndIsRecordedSkipped() async throws {
+        let h = try await SyncHarness.make(tiktok: 1, snap: 1)
         addTeardownBlock { await h.close() }
         let connections = try await h.connectAll()
-        try await h.run(
-            SyncConnectionHandler(environment: h.environment), args: #"{"connection_id":"\#(connections[0].id)"}"#)
-        h.sandbox.setFaults(FaultConfig(rules: [FaultRule(kind: .malformedJSON, pathContains: "report/integrated")]))
-        h.sandbox.resetRequestCounts()
-        let jobs = try await h.drain(SyncAdAccountHandler(environment: h.environment))
-        XCTAssertFalse(jobs.isEmpty)
-        for (_, error) in jobs {
-            let text = try XCTUnwrap(error ?? nil)
-            XCTAssertTrue(text.hasPrefix("PlatformError") && text.contains("tiktok transient"), text)
+        for c in connections {
+            try await h.run(SyncConnectionHandler(environment: h.environment), args: #"{"connection_id":"\#(c.id)"}"#)
         }
-        XCTAssertFalse(h.sandbox.reportRequests().contains { $0.granularity == "DAY" }, "no daily report was asked")
-        let state = try await h.db.pool.query(
+        h.sandbox.setFaults(
+            FaultConfig(rules: [
+                FaultRule(kind: .malformedJSON, platform: .tiktok, queryContains: "AUCTION_ADVERTISER"),
+                FaultRule(kind: .serverError, platform: .snapchat, queryContains: "granularity=TOTAL"),
+            ]))
+        h.sandbox.resetRequestCounts()
+        for (job, error) in try await h.drain(SyncAdAccountHandler(environment: h.environment)) {
+            XCTAssertNil(error ?? nil, "job \(job)")
+        }
+        h.sandbox.setFaults(.none)
+        let runs = try await h.db.pool.query(
             """
-            SELECT (SELECT count(*) FROM nexcomet.daily_metrics)::int, (SELECT count(*) FROM nexcomet.ads)::int
+            SELECT a.platform, r.reconcile_status, r.reconcile_difference->>'error' FROM nexcomet.sync_runs r
+              JOIN nexcomet.ad_accounts a ON a.id = r.ad_account_id WHERE r.outcome = 'succeeded'
             """
-        ).first!
-        XCTAssertEqual(try state.decode(0, as: Int.self), 0)
-        XCTAssertEqual(try state.decode(1, as: Int.self), 0, "no list fetched before the totals answered")
+        ).map { (try $0.decode(0) as String, try $0.decode(1) as String?, try $0.decode(2) as String?) }
+        XCTAssertEqual(Set(runs.map(\.0)), ["tiktok", "snapchat"])
+        for (platform, status, error) in runs {
+            XCTAssertEqual(status, "skipped", platform)
+            let text = try XCTUnwrap(error, platform)
+            XCTAssertTrue(text.contains(platform == "tiktok" ? "not JSON" : "HTTP 50"), text)
+        }
+        // The full plan ran: 3 daily windows per account, every metric exact.
+        let log = h.sandbox.reportRequests()
+        for account in Set(log.map(\.accountID)) {
+            XCTAssertEqual(log.filter { $0.accountID == account && $0.granularity == "DAY" }.count, 3, account)
+        }
+        let first = try await h.retainedFirstDays(days: 90)
+        assertSameMetrics(try await h.databaseMetrics(from: first), h.truth(firstDay: first), "stored metrics")
     }
 
     /// `NEXJOBS_SYNC_ACCOUNT_QUEUE_TIKTOK|SNAPCHAT`: each platform's account syncs go to its own queue (a worker can
