@@ -85,11 +85,13 @@ final class WorkerProcessTests: XCTestCase {
     }
 
     /// `--queues default,capped=1` reaches the worker: the four `capped` jobs run one after another (their
-    /// attempts do not overlap) although the worker has four slots, and the caps are logged at start.
+    /// attempts do not overlap) although the worker has four slots, and the caps are logged at start. The jobs
+    /// complete in their own transaction (`record_tx`), so `finished_at` is written before the slot is freed; a
+    /// completion written by the worker's batched completer could carry a later time than the next job's claim.
     func testQueueCapFromTheCommandLineRunsTheCappedQueueOneAtATime() async throws {
         try await db.pool.execute(
             """
-            SELECT nexjobs.enqueue('noop', '{"sleep_ms": 300}', 'capped') FROM generate_series(1, 4)
+            SELECT nexjobs.enqueue('noop', '{"sleep_ms": 300, "record_tx": true}', 'capped') FROM generate_series(1, 4)
             """)
         let w = try worker(["--queues", "default,capped=1", "--concurrency", "4"], logLevel: "info")
         try await assertEventually {

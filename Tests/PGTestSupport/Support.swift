@@ -254,3 +254,15 @@ extension TestDatabase {
         ).first!.decode(0)
     }
 }
+
+/// A time still to wait (a backoff, a reserved slot), read some moments after the instant it counts from: it only
+/// shrinks with the time the test takes (a stalled machine), never grows, so it is checked one-sided: at most a hair
+/// above `expected`, at least `expected - slack` (default 1.5 s; keep it below the gap between the values a test
+/// tells apart).
+public func assertAhead(
+    _ seconds: Double, _ expected: Double, slack: Double = 1.5, _ message: String = "",
+    file: StaticString = #filePath, line: UInt = #line
+) {
+    XCTAssertLessThanOrEqual(seconds, expected + 0.05, message, file: file, line: line)
+    XCTAssertGreaterThanOrEqual(seconds, expected - slack, message, file: file, line: line)
+}

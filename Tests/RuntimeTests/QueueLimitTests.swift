@@ -91,4 +91,25 @@ extension WorkerTests {
         }
         XCTAssertEqual(probe.peak("a"), 3)
     }
+
+    /// A claim that finds fewer jobs than it reserved gives the slots back; a producer that found them taken in the
+    /// meantime is woken then, not at its poll. Concurrency 1, two queues, a 1 h poll: when the empty queue's
+    /// producer reserves the one slot first, the other's job (enqueued before the worker listens: no NOTIFY) waits
+    /// for that release. The race goes either way, so it is run 20 times; each job must start within 10 s.
+    func testSlotsAClaimGivesBackWakeAProducerThatFoundThemTaken() async throws {
+        for round in 0..<20 {
+            let worker = makeWorker {
+                $0.concurrency = 1
+                $0.queues = ["empty-\(round)", "work-\(round)"]
+                $0.pollInterval = .seconds(3600)
+            }
+            let id = try await client.enqueue(NewJob(kind: "probe", args: #"{"mode": "ok"}"#, queue: "work-\(round)"))
+                .id
+            try await withWorker(worker) {
+                try await assertEventually(timeout: .seconds(10), "round \(round): the job started before the poll") {
+                    try await self.state(id) == .completed
+                }
+            }
+        }
+    }
 }

@@ -262,10 +262,29 @@ public final class Worker: Sendable {
     }
 
     /// Returns promised slots (a claim failed, or its jobs started and hold their own).
+    ///
+    /// Slots given back unused (a claim that found fewer jobs than it reserved, or failed) may be the ones another
+    /// producer found taken: when slots are free after the release, a producer marked waiting is woken, as by a
+    /// job's end, instead of sleeping until its poll.
     func releaseSlots(_ n: Int, cap: QueueCap? = nil) {
-        state.withLock { s in
+        let (wakeAll, wakeQueue) = state.withLock { s -> (Bool, Int?) in
             s.reserved -= n
-            if let cap { s.queueReserved[cap.index] -= n }
+            var queue: Int? = nil
+            if let cap {
+                s.queueReserved[cap.index] -= n
+                if s.queueWaiting[cap.index], cap.limit - s.queueRunning[cap.index] - s.queueReserved[cap.index] > 0 {
+                    s.queueWaiting[cap.index] = false
+                    queue = cap.index
+                }
+            }
+            guard s.slotWaiting, options.concurrency - s.inFlight.count - s.reserved > 0 else { return (false, queue) }
+            s.slotWaiting = false
+            return (true, queue)
+        }
+        if wakeAll {
+            for p in producers { p.signal() }
+        } else if let wakeQueue {
+            producers[wakeQueue].signal()
         }
     }
 
