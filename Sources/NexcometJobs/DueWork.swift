@@ -1,5 +1,6 @@
 import Foundation
 import Postgres
+import Platforms
 import Privacy
 import Runtime
 import Sync
@@ -24,16 +25,22 @@ public struct ConnectionSyncSource: DueWorkSource {
     /// Random extra delay, as a share of the cadence, added to each next sync time; default 0.1.
     public var jitter: Double = 0.1
     public var queue: String = "default"
+    /// The queue of a platform's `sync_connection` jobs (`NEXJOBS_SYNC_QUEUE_TIKTOK|SNAPCHAT`, keyed by the
+    /// platform's name, `tiktok` / `snapchat`); a platform not named uses ``queue``. Default: none.
+    public var platformQueues: [String: String] = [:]
     public var priority: Int = 0
 
     public init() {}
 
     public func run(_ context: DueWorkContext) async throws -> Int {
         var total = 0
+        let platforms = JSONValue.object(platformQueues.sorted { $0.key < $1.key }.map { ($0.key, .string($0.value)) })
+            .jsonText
         while context.isLeader() {
             let row = try await context.pool.query(
                 """
-                SELECT due, enqueued FROM nexcomet.enqueue_due_syncs(\(batchSize), \(jitter), \(queue), \(priority))
+                SELECT due, enqueued
+                  FROM nexcomet.enqueue_due_syncs(\(batchSize), \(jitter), \(queue), \(priority), \(platforms)::jsonb)
                 """
             ).first
             let due: Int = try row?.decode(0) ?? 0

@@ -52,6 +52,9 @@ public struct WebService: Sendable {
     public var tokenStore: ConnectionStore?
     /// Operator console logins (`NEXJOBS_CONSOLE_TOKENS`); nil: the console answers 503.
     public var consoleAccess: ConsoleAccess?
+    /// The queue of a platform's `sync_connection` jobs (keyed `tiktok` / `snapchat`,
+    /// `NEXJOBS_SYNC_QUEUE_TIKTOK|SNAPCHAT`); a platform not named uses the default queue.
+    public var platformQueues: [String: String] = [:]
 
     public init(pool: PGPool, webhookSecret: [UInt8]?, logger: Logger) {
         self.pool = pool
@@ -125,7 +128,7 @@ public struct WebService: Sendable {
                 guard
                     let row = try await c.query(
                         """
-                        SELECT c.status, o.processing_restricted, o.deleted_at IS NOT NULL
+                        SELECT c.status, o.processing_restricted, o.deleted_at IS NOT NULL, c.platform
                           FROM nexcomet.ad_connections c JOIN nexcomet.organizations o ON o.id = c.organization_id
                          WHERE c.id = \(id) FOR SHARE OF c, o
                         """
@@ -139,8 +142,11 @@ public struct WebService: Sendable {
                     return .refused(
                         409, "connection \(id) belongs to a \(deleted ? "deleted" : "restricted") organization")
                 }
+                let platform: String = try row.decode(3)
                 return .enqueued(
-                    try await JobClient(pool: pool).enqueue(SyncConnectionArgs(connectionID: RowID(id)), on: c))
+                    try await JobClient(pool: pool).enqueue(
+                        SyncConnectionArgs(connectionID: RowID(id)),
+                        options: JobOptions(queue: platformQueues[platform] ?? "default"), on: c))
             }
             let job: EnqueueResult
             switch outcome {

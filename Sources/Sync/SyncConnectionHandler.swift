@@ -45,7 +45,7 @@ public struct SyncConnectionHandler: JobHandler {
             let accounts = try await environment.settings.retryingTransient {
                 try await client.adAccounts(session: session)
             }
-            let queue = environment.settings.accountQueue(stored.platform)
+            let queue = environment.settings.syncQueue(stored.platform)
             let enqueued = try await context.pool.withTransaction { c -> Int in
                 // A disconnect, restriction or deletion may have committed while the platform was answering: the
                 // row locks wait for one in progress, and a connection no longer runnable gets no accounts back.

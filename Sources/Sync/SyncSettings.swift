@@ -16,11 +16,12 @@ public struct SyncSettings: Sendable {
     public var refreshMargin: Duration
     /// Queue the handlers enqueue follow-up jobs on. Default `default`.
     public var queue: String
-    /// Queue of the `sync_ad_account` jobs of each platform (`NEXJOBS_SYNC_ACCOUNT_QUEUE_TIKTOK` / `_SNAPCHAT`);
-    /// a platform without one uses ``queue``. With TikTok's syncs in their own queue, a worker started with
+    /// Queue of each platform's sync jobs (`NEXJOBS_SYNC_QUEUE_TIKTOK` / `_SNAPCHAT`): the `sync_ad_account` jobs
+    /// `sync_connection` enqueues here, and the `sync_connection` jobs themselves (scheduler, sql/065; resync
+    /// webhook); a platform without one uses ``queue``. With TikTok's syncs in their own queue, a worker started with
     /// `--queues default,sync.tiktok=8,sync.snapchat=8` never lets the syncs waiting on TikTok's per-app quota hold
     /// every slot while Snap's wait (the 10,000-connection scale run, `bench/sync/README.md`). Default: none.
-    public var accountQueues: [AdPlatform: String] = [:]
+    public var syncQueues: [AdPlatform: String] = [:]
     /// Snooze of a rate-limited job when the platform gives no retry time (TikTok never does). Default 30 s.
     public var rateLimitSnooze: Duration
     /// Extra tries of one platform call that failed with a transient error, before the job fails and is retried
@@ -52,11 +53,11 @@ public struct SyncSettings: Sendable {
     }
 
     /// The queue of a platform's `sync_ad_account` jobs.
-    public func accountQueue(_ platform: AdPlatform) -> String { accountQueues[platform] ?? queue }
+    public func syncQueue(_ platform: AdPlatform) -> String { syncQueues[platform] ?? queue }
 
     /// The per-platform account-sync queue variables.
-    public static let accountQueueVariables: [(AdPlatform, String)] = [
-        (.tiktok, "NEXJOBS_SYNC_ACCOUNT_QUEUE_TIKTOK"), (.snapchat, "NEXJOBS_SYNC_ACCOUNT_QUEUE_SNAPCHAT"),
+    public static let syncQueueVariables: [(AdPlatform, String)] = [
+        (.tiktok, "NEXJOBS_SYNC_QUEUE_TIKTOK"), (.snapchat, "NEXJOBS_SYNC_QUEUE_SNAPCHAT"),
     ]
 
     /// Runs one platform call, trying it again up to ``transientRetries`` times after a transient failure.
@@ -83,7 +84,7 @@ public struct SyncSettings: Sendable {
     /// `NEXJOBS_SYNC_RETENTION_FREE|PRO|ENTERPRISE` 1...36500 days, `NEXJOBS_SYNC_RATE_LIMIT_SNOOZE` 0.001...86400
     /// seconds, `NEXJOBS_SYNC_TRANSIENT_RETRIES` 0...10, `NEXJOBS_RATE_LIMIT_RPS` 0.01...10000,
     /// `NEXJOBS_RATE_LIMIT_APP_RPS_TIKTOK` / `NEXJOBS_RATE_LIMIT_APP_RPS_SNAPCHAT` 0...10000 (0 = unlimited),
-    /// `NEXJOBS_SYNC_ACCOUNT_QUEUE_TIKTOK` / `_SNAPCHAT` queue names (1-128 of A-Z a-z 0-9 _ . : -).
+    /// `NEXJOBS_SYNC_QUEUE_TIKTOK` / `_SNAPCHAT` queue names (1-128 of A-Z a-z 0-9 _ . : -).
     /// - Throws: `InputError` naming the variable and its range.
     public static func checkEnvironment(_ env: [String: String]) throws {
         for name in ["NEXJOBS_SYNC_LOOKBACK_TIKTOK", "NEXJOBS_SYNC_LOOKBACK_SNAPCHAT"] {
@@ -102,7 +103,7 @@ public struct SyncSettings: Sendable {
         }
         _ = try accountRate(env)
         for (_, name) in appRateVariables { _ = try appRate(env, name) }
-        for (_, name) in accountQueueVariables {
+        for (_, name) in syncQueueVariables {
             _ = try CheckedInput.environment(env, name) { try CheckedInput.queueName($0, name: $1) }
         }
     }
@@ -140,7 +141,7 @@ public struct SyncSettings: Sendable {
     /// `NEXJOBS_SYNC_RETENTION_FREE|PRO|ENTERPRISE` (days), `NEXJOBS_SYNC_RATE_LIMIT_SNOOZE` (seconds, may be
     /// fractional), `NEXJOBS_SYNC_TRANSIENT_RETRIES`, `NEXJOBS_SYNC_CALL_PLAN` (`lean` or `per-level`),
     /// `NEXJOBS_SYNC_ENTITY_REFRESH` (seconds, 0...604800), `NEXJOBS_SYNC_RECONCILE` (`0`/`false` turns it off),
-    /// `NEXJOBS_SYNC_ACCOUNT_QUEUE_TIKTOK` / `_SNAPCHAT` (queue names).
+    /// `NEXJOBS_SYNC_QUEUE_TIKTOK` / `_SNAPCHAT` (queue names).
     public static func fromEnvironment(_ env: [String: String]) -> SyncSettings {
         var s = SyncSettings()
         if let v = env["NEXJOBS_SYNC_LOOKBACK_TIKTOK"].flatMap({ Int($0) }), (0...365).contains(v) {
@@ -166,8 +167,8 @@ public struct SyncSettings: Sendable {
         if let v = env["NEXJOBS_SYNC_TRANSIENT_RETRIES"].flatMap({ Int($0) }), (0...10).contains(v) {
             s.transientRetries = v
         }
-        for (platform, name) in accountQueueVariables {
-            if let v = env[name], CheckedInput.isQueueName(v) { s.accountQueues[platform] = v }
+        for (platform, name) in syncQueueVariables {
+            if let v = env[name], CheckedInput.isQueueName(v) { s.syncQueues[platform] = v }
         }
         return s
     }

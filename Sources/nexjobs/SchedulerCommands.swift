@@ -3,6 +3,7 @@ import Logs
 import NexcometJobs
 import Postgres
 import Runtime
+import Sync
 
 func schedulerCommand(_ args: [String]) async throws -> Int32 {
     let a = try Arguments(
@@ -73,6 +74,10 @@ func schedulerCommand(_ args: [String]) async throws -> Int32 {
         refreshes.queue = q
         privacy.queue = q
     }
+    // Each platform's discoveries in its own queue, as its account syncs (NEXJOBS_SYNC_QUEUE_*, checked at start).
+    let syncSettings = SyncSettings.fromEnvironment(ProcessInfo.processInfo.environment)
+    syncs.platformQueues = Dictionary(
+        uniqueKeysWithValues: syncSettings.syncQueues.map { ($0.key.rawValue, $0.value) })
     o.sources = [CronScheduleSource(), syncs, refreshes, privacy]
     if let id = a.options["id"], id.isEmpty || id.count > 200 || id.utf8.contains(0) {
         throw UsageError("--id must be 1-200 characters")

@@ -41,11 +41,12 @@ let topHelp = """
       NEXJOBS_RATE_LIMIT_APP_RPS_TIKTOK, NEXJOBS_RATE_LIMIT_APP_RPS_SNAPCHAT
                            requests per second per app, all workers together, 0...10000 (0 = unlimited;
                            defaults: TikTok 10 = Basic tier, Snapchat unlimited)
-      NEXJOBS_SYNC_ACCOUNT_QUEUE_TIKTOK, NEXJOBS_SYNC_ACCOUNT_QUEUE_SNAPCHAT
-                           queue of each platform's sync_ad_account jobs, 1-128 of A-Z a-z 0-9 _ . : -
+      NEXJOBS_SYNC_QUEUE_TIKTOK, NEXJOBS_SYNC_QUEUE_SNAPCHAT
+                           queue of each platform's sync jobs (sync_connection, sync_ad_account),
+                           1-128 of A-Z a-z 0-9 _ . : -
                            (default: the default queue); pair with nexjobs worker --queues
                            default,sync.tiktok=8,sync.snapchat=8 so neither platform takes every slot
-                           (worker and scheduler exit 2 at start when one is out of range)
+                           (worker, scheduler and serve exit 2 at start when one is out of range)
       NEXJOBS_METRICS_TOKEN   bearer token of /metrics (nexjobs serve), 32 to 512 characters
       NEXJOBS_DIRECT_DATABASE_URL  PostgreSQL itself when DATABASE_URL is PgBouncer (transaction mode): the
                            worker's LISTEN connection and the scheduler's leader lease use it

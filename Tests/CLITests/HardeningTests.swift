@@ -182,12 +182,15 @@ final class HardeningTests: XCTestCase {
             ("NEXJOBS_SYNC_RATE_LIMIT_SNOOZE", "inf"), ("NEXJOBS_RATE_LIMIT_RPS", "nan"),
             ("NEXJOBS_SYNC_TRANSIENT_RETRIES", "99"), ("NEXJOBS_LOG_LEVEL", "loud"),
             ("NEXJOBS_RATE_LIMIT_APP_RPS_TIKTOK", "-1"), ("NEXJOBS_RATE_LIMIT_APP_RPS_SNAPCHAT", "10001"),
-            ("NEXJOBS_RATE_LIMIT_APP_RPS_TIKTOK", "0.05"), ("NEXJOBS_SYNC_ACCOUNT_QUEUE_TIKTOK", "sync tiktok"),
-            ("NEXJOBS_SYNC_ACCOUNT_QUEUE_SNAPCHAT", "a,b"), ("NEXJOBS_SYNC_ACCOUNT_QUEUE_TIKTOK", "a=8"),
-            ("NEXJOBS_SYNC_ACCOUNT_QUEUE_SNAPCHAT", String(repeating: "q", count: 129)),
+            ("NEXJOBS_RATE_LIMIT_APP_RPS_TIKTOK", "0.05"), ("NEXJOBS_SYNC_QUEUE_TIKTOK", "sync tiktok"),
+            ("NEXJOBS_SYNC_QUEUE_SNAPCHAT", "a,b"), ("NEXJOBS_SYNC_QUEUE_TIKTOK", "a=8"),
+            ("NEXJOBS_SYNC_QUEUE_SNAPCHAT", String(repeating: "q", count: 129)),
         ] {
             try await refused(["worker"], mentions: [name], env: [name: value])
             try await refused(["scheduler", "--once"], mentions: [name], env: [name: value])
+            if name.hasPrefix("NEXJOBS_SYNC_QUEUE_") {
+                try await refused(["serve", "--listen", "127.0.0.1:0"], mentions: [name], env: [name: value])
+            }
         }
     }
 

@@ -94,6 +94,17 @@ final class WebServiceTests: XCTestCase {
         XCTAssertEqual(count, 1, "a resync already pending is not doubled")
     }
 
+    /// With `platformQueues` (NEXJOBS_SYNC_QUEUE_*), a resync goes to its connection's platform queue.
+    func testAResyncGoesToItsPlatformsQueue() async throws {
+        let id = try await connection()
+        var s = service(secret: secret)
+        s.platformQueues = ["tiktok": "sync.tiktok"]
+        let response = await s.router().handle(webhook(#"{"connection_id": \#(id)}"#))
+        XCTAssertEqual(response.status, 202, String(decoding: response.body, as: UTF8.self))
+        let queue: String = try await db.pool.query("SELECT queue FROM nexjobs.jobs").first!.decode(0)
+        XCTAssertEqual(queue, "sync.tiktok")
+    }
+
     func testBadWebhooksAreRefusedAndEnqueueNothing() async throws {
         let id = try await connection()
         let paused = try await connection(status: "needs_reauth")

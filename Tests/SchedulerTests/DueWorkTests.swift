@@ -104,6 +104,27 @@ final class DueWorkTests: XCTestCase {
         await db.drop()
     }
 
+    /// `platformQueues` (NEXJOBS_SYNC_QUEUE_*): each platform's discoveries go to its own queue, a platform not
+    /// named to the source's queue.
+    func testDueSyncsGoToTheirPlatformsQueue() async throws {
+        let db = try await TestDatabase.create()
+        try await seed(db, connections: 10, due: 10, orgs: 2)
+        var source = ConnectionSyncSource()
+        source.queue = "discover"
+        source.platformQueues = ["tiktok": "sync.tiktok"]
+        let counts = try await scheduler(db, [source]).tickOnce()
+        XCTAssertEqual(counts["sync_connection"], 10)
+        let routed: [String] = try await db.pool.query(
+            """
+            SELECT c.platform || '>' || j.queue || ':' || count(*) FROM nexjobs.jobs j
+              JOIN nexcomet.ad_connections c ON c.id = (j.args->>'connection_id')::bigint
+             WHERE j.kind = 'sync_connection' GROUP BY c.platform, j.queue ORDER BY 1
+            """
+        ).map { try $0.decode(0) }
+        XCTAssertEqual(routed, ["snapchat>discover:5", "tiktok>sync.tiktok:5"])
+        await db.drop()
+    }
+
     func testAConnectionWithALiveSyncJobGetsNoSecondOne() async throws {
         let db = try await TestDatabase.create()
         try await seed(db, connections: 3, due: 3, orgs: 1)

@@ -263,12 +263,12 @@ final class SyncHandlerTests: XCTestCase {
         assertSameMetrics(try await h.databaseMetrics(from: first), h.truth(firstDay: first), "stored metrics")
     }
 
-    /// `NEXJOBS_SYNC_ACCOUNT_QUEUE_TIKTOK|SNAPCHAT`: each platform's account syncs go to its own queue (a worker can
+    /// `NEXJOBS_SYNC_QUEUE_TIKTOK|SNAPCHAT`: each platform's account syncs go to its own queue (a worker can
     /// then cap each, `--queues default,sync.tiktok=8`); unset, they stay on the default queue.
     func testAccountSyncsGoToTheirPlatformsQueue() async throws {
         var made = try await SyncHarness.make(tiktok: 1, snap: 1)
         made.environment.settings = SyncSettings.fromEnvironment([
-            "NEXJOBS_SYNC_ACCOUNT_QUEUE_TIKTOK": "sync.tiktok", "NEXJOBS_SYNC_ACCOUNT_QUEUE_SNAPCHAT": "sync.snapchat",
+            "NEXJOBS_SYNC_QUEUE_TIKTOK": "sync.tiktok", "NEXJOBS_SYNC_QUEUE_SNAPCHAT": "sync.snapchat",
         ])
         let h = made
         addTeardownBlock { await h.close() }
@@ -283,9 +283,9 @@ final class SyncHandlerTests: XCTestCase {
             """
         ).map { try $0.decode(0) }
         XCTAssertEqual(queues, ["snapchat>sync.snapchat", "tiktok>sync.tiktok"])
-        XCTAssertEqual(SyncSettings.fromEnvironment([:]).accountQueue(.tiktok), "default")
+        XCTAssertEqual(SyncSettings.fromEnvironment([:]).syncQueue(.tiktok), "default")
         XCTAssertEqual(
-            SyncSettings.fromEnvironment(["NEXJOBS_SYNC_ACCOUNT_QUEUE_TIKTOK": "bad queue"]).accountQueue(.tiktok),
+            SyncSettings.fromEnvironment(["NEXJOBS_SYNC_QUEUE_TIKTOK": "bad queue"]).syncQueue(.tiktok),
             "default", "an invalid name is never used (the processes refuse it at start, HardeningTests)")
     }
 
