@@ -85,6 +85,9 @@ export NEXJOBS_TIKTOK_BASE_URL=$base/open_api/v1.3/
 export NEXJOBS_SNAP_CLIENT_ID=dev-client NEXJOBS_SNAP_CLIENT_SECRET=dev-snap-secret
 export NEXJOBS_SNAP_API_BASE_URL=$base/v1/ NEXJOBS_SNAP_TOKEN_URL=$base/login/oauth2/access_token
 export NEXJOBS_SYNC_RATE_LIMIT_SNOOZE=2
+# Each platform's syncs in its own queue, at most 3 of each running per worker (README, "Claim"): syncs waiting on
+# one platform's app quota never hold all 8 slots.
+export NEXJOBS_SYNC_QUEUE_TIKTOK=sync.tiktok NEXJOBS_SYNC_QUEUE_SNAPCHAT=sync.snapchat
 
 # Demo data is recreated on every start: a fresh sandbox process does not know the previous run's tokens.
 psql "$DATABASE_URL" -qc "DELETE FROM nexcomet.organizations WHERE name LIKE 'Demo %'"
@@ -107,7 +110,7 @@ echo "dev: demo organizations $org_pro (pro, 90 days) and $org_free (free, 7 day
 "$bin" scheduler >"$state/logs/scheduler.log" 2>&1 &
 pids+=($!)
 for n in 1 2; do
-  "$bin" worker --concurrency 8 >"$state/logs/worker-$n.log" 2>&1 &
+  "$bin" worker --concurrency 8 --queues default,sync.tiktok=3,sync.snapchat=3 >"$state/logs/worker-$n.log" 2>&1 &
   pids+=($!)
 done
 "$bin" serve --listen "127.0.0.1:$serve_port" >"$state/logs/serve.log" 2>&1 &
