@@ -1848,13 +1848,13 @@ public enum EmbeddedMigrations {
                          LIMIT batch_size
                            FOR UPDATE OF c SKIP LOCKED
                     ), ins AS (
-                        INSERT INTO nexjobs.jobs (kind, args, queue, priority, unique_key)
+                        INSERT INTO nexjobs.jobs AS j (kind, args, queue, priority, unique_key)
                         SELECT 'sync_connection', jsonb_build_object('connection_id', d.id::text), d.target, priority,
                                'sync_connection:' || d.id
                           FROM d
                         ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND state IN ('available', 'retryable', 'running')
                         DO NOTHING
-                        RETURNING queue
+                        RETURNING j.queue  -- qualified: a bare `queue` is the parameter (#variable_conflict use_variable)
                     ), adv AS (
                         UPDATE nexcomet.ad_connections c
                            SET next_sync_at = now() + d.sync_cadence * CASE WHEN d.first_sync THEN random()

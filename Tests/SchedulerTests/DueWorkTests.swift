@@ -3,6 +3,7 @@ import NexcometJobs
 import PGTestSupport
 import Postgres
 import Runtime
+import Synchronization
 import XCTest
 
 /// Set-based due work: connection syncs and token refreshes.
@@ -112,6 +113,19 @@ final class DueWorkTests: XCTestCase {
         var source = ConnectionSyncSource()
         source.queue = "discover"
         source.platformQueues = ["tiktok": "sync.tiktok"]
+        // Each queue that got jobs is notified (workers of sync.tiktok wake at once, not at their poll).
+        let heard = Mutex<[String]>([])
+        let listener = PGListener(
+            config: db.pool.config, channels: ["nexjobs_jobs"],
+            onNotify: { n in heard.withLock { $0.append(n.payload) } })
+        listener.start()
+        defer { listener.stop() }
+        let listening = await waitUntil(timeout: .seconds(10)) {
+            _ = try? await db.pool.execute("SELECT pg_notify('nexjobs_jobs', 'ready')")
+            return heard.withLock { $0.contains("ready") }
+        }
+        XCTAssertTrue(listening)
+        heard.withLock { $0.removeAll() }
         let counts = try await scheduler(db, [source]).tickOnce()
         XCTAssertEqual(counts["sync_connection"], 10)
         let routed: [String] = try await db.pool.query(
@@ -122,6 +136,10 @@ final class DueWorkTests: XCTestCase {
             """
         ).map { try $0.decode(0) }
         XCTAssertEqual(routed, ["snapchat>discover:5", "tiktok>sync.tiktok:5"])
+        let notified = await waitUntil(timeout: .seconds(10)) {
+            Set(heard.withLock { $0 }) == ["discover", "sync.tiktok"]
+        }
+        XCTAssertTrue(notified, "\(heard.withLock { $0 })")
         await db.drop()
     }
 

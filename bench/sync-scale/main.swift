@@ -4,7 +4,7 @@
 //   sync-scale DATABASE_URL NEXJOBS_BINARY [connections=10000] [options as KEY=VALUE ...]
 // DATABASE_URL is a migrated, empty database. Options: latency_ms=20, workers=4, concurrency=8, tiktok_app_qps=30,
 // snap_app_qps=0 (0 = no limit), daily_sample=500 (connections), deadline_minutes=150, seed=9, platform_cap=0 (N > 0:
-// each platform's account syncs in its own queue, NEXJOBS_SYNC_QUEUE_*, and every worker runs
+// each platform's sync jobs in its own queue, NEXJOBS_SYNC_QUEUE_*, and every worker runs
 // `--queues default,sync.tiktok=N,sync.snapchat=N`; 0: one queue, as before).
 import Foundation
 import Platforms

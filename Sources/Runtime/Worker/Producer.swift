@@ -62,7 +62,7 @@ final class Producer: Sendable {
         do {
             rows = try session.query(query(limit: want))
         } catch {
-            worker.releaseSlots(want, cap: cap)
+            worker.releaseSlots(want, cap: cap, releasing: self)
             worker.logger.warning(
                 "claim on the listener connection failed; the claim loop takes over",
                 ("queue", queue), ("error", "\(error)"))
@@ -70,7 +70,7 @@ final class Producer: Sendable {
             return
         }
         do {
-            try worker.startClaimed(rows, reserved: want, cap: cap)
+            try worker.startClaimed(rows, reserved: want, cap: cap, releasing: self)
         } catch {
             worker.logger.error("claimed jobs could not be started; their lease will expire", ("error", "\(error)"))
         }
@@ -92,14 +92,15 @@ final class Producer: Sendable {
             }
             do {
                 let rows: PGRows
+                worker.loopClaims.add(1, ordering: .relaxed)
                 do {
                     rows = try await worker.pool.query(query(limit: want))
                 } catch {
-                    worker.releaseSlots(want, cap: cap)
+                    worker.releaseSlots(want, cap: cap, releasing: self)
                     throw error
                 }
                 backoff = .milliseconds(100)
-                try worker.startClaimed(rows, reserved: want, cap: cap)
+                try worker.startClaimed(rows, reserved: want, cap: cap, releasing: self)
                 if rows.count < want { await wake.wait(timeout: pollInterval) }
             } catch {
                 worker.logger.warning(

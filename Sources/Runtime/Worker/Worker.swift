@@ -82,6 +82,8 @@ public final class Worker: Sendable {
     private let drained = Atomic<Bool>(false)
     /// Claims made on the listener thread (for tests and stats).
     let directClaims = Atomic<Int>(0)
+    /// Claim statements of the producers' claim loops (tests: a wake-up loop shows as a runaway count).
+    let loopClaims = Atomic<Int>(0)
     private let hurry = Atomic<Bool>(false)
     private let stopRequestedAt = Mutex<ContinuousClock.Instant?>(nil)
     private let finishedCount = Atomic<Int>(0)
@@ -246,13 +248,19 @@ public final class Worker: Sendable {
             guard !isStopping else { return 0 }
             let free = options.concurrency - s.inFlight.count - s.reserved
             var want = min(free, options.claimBatch, atMost)
+            var atCap = false
             if let cap {
                 let room = cap.limit - s.queueRunning[cap.index] - s.queueReserved[cap.index]
-                if room <= 0 { s.queueWaiting[cap.index] = true }
+                if room <= 0 {
+                    s.queueWaiting[cap.index] = true
+                    atCap = true
+                }
                 want = min(want, room)
             }
             guard want > 0 else {
-                if free <= 0 { s.slotWaiting = true }
+                // A producer at its queue's cap waits for one of its own jobs to end (`queueWaiting`), not for any
+                // free slot: marking it slot-waiting would wake it on every release only to find its cap full.
+                if free <= 0, !atCap { s.slotWaiting = true }
                 return 0
             }
             s.reserved += want
@@ -266,7 +274,11 @@ public final class Worker: Sendable {
     /// Slots given back unused (a claim that found fewer jobs than it reserved, or failed) may be the ones another
     /// producer found taken: when slots are free after the release, a producer marked waiting is woken, as by a
     /// job's end, instead of sleeping until its poll.
-    func releaseSlots(_ n: Int, cap: QueueCap? = nil) {
+    ///
+    /// `releasing` is the producer giving the slots back: it is never woken by its own release (it is running, not
+    /// waiting; a latched wake-up would make it claim again at once, and two producers could then keep waking
+    /// each other with empty claims, or a failing claim skip its backoff).
+    func releaseSlots(_ n: Int, cap: QueueCap? = nil, releasing: Producer? = nil) {
         let (wakeAll, wakeQueue) = state.withLock { s -> (Bool, Int?) in
             s.reserved -= n
             var queue: Int? = nil
@@ -282,15 +294,15 @@ public final class Worker: Sendable {
             return (true, queue)
         }
         if wakeAll {
-            for p in producers { p.signal() }
-        } else if let wakeQueue {
+            for p in producers where p !== releasing { p.signal() }
+        } else if let wakeQueue, producers[wakeQueue] !== releasing {
             producers[wakeQueue].signal()
         }
     }
 
     /// Starts the claimed jobs, then returns the promised slots (the started jobs now hold theirs).
-    func startClaimed(_ rows: PGRows, reserved: Int, cap: QueueCap? = nil) throws {
-        defer { releaseSlots(reserved, cap: cap) }
+    func startClaimed(_ rows: PGRows, reserved: Int, cap: QueueCap? = nil, releasing: Producer? = nil) throws {
+        defer { releaseSlots(reserved, cap: cap, releasing: releasing) }
         for row in rows { start(try ClaimedJob(row: row), cap: cap) }
     }
 
