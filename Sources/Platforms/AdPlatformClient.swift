@@ -75,13 +75,9 @@ public struct AccountTotals: Sendable, Equatable, CustomStringConvertible {
     /// The totals of two disjoint windows (or of two parts of one answer) added. Counts saturate at the Int64
     /// bounds instead of trapping (they come from the platform's response).
     public static func + (a: AccountTotals, b: AccountTotals) -> AccountTotals {
-        func add(_ x: Int64, _ y: Int64) -> Int64 {
-            let (sum, overflow) = x.addingReportingOverflow(y)
-            return overflow ? (y < 0 ? .min : .max) : sum
-        }
-        return AccountTotals(
-            spend: a.spend + b.spend, impressions: add(a.impressions, b.impressions),
-            conversions: a.conversions + b.conversions, clicks: add(a.clicks, b.clicks),
+        AccountTotals(
+            spend: a.spend + b.spend, impressions: a.impressions.saturatingAdding(b.impressions),
+            conversions: a.conversions + b.conversions, clicks: a.clicks.saturatingAdding(b.clicks),
             conversionValue: a.conversionValue + b.conversionValue)
     }
 
@@ -102,5 +98,14 @@ extension AdPlatformClient {
     /// All ads of the account, including paused and deleted ones.
     public func ads(account: AdAccount, session: TokenSession) async throws -> [AdEntity] {
         try await entities(.ad, account: account, session: session)
+    }
+}
+
+extension FixedWidthInteger {
+    /// `self + other`, held at the type's bounds instead of trapping: counts summed from a platform's response
+    /// (a hostile or broken answer must not kill the worker with a signal).
+    public func saturatingAdding(_ other: Self) -> Self {
+        let (sum, overflow) = addingReportingOverflow(other)
+        return overflow ? (other < 0 ? .min : .max) : sum
     }
 }

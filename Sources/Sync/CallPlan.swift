@@ -82,9 +82,7 @@ public enum LevelDerivation {
     static func plus<T: FixedWidthInteger>(_ a: T?, _ b: T?) -> T? {
         switch (a, b) {
         case (nil, nil): return nil
-        default:
-            let (sum, overflow) = (a ?? 0).addingReportingOverflow(b ?? 0)
-            return overflow ? ((b ?? 0) < 0 ? .min : .max) : sum
+        default: return (a ?? 0).saturatingAdding(b ?? 0)
         }
     }
 }

@@ -55,6 +55,12 @@ public struct SyncSettings: Sendable {
     /// The queue of a platform's `sync_ad_account` jobs.
     public func syncQueue(_ platform: AdPlatform) -> String { syncQueues[platform] ?? queue }
 
+    /// ``syncQueues`` keyed by the platform's name (`tiktok`, `snapchat`: `ad_connections.platform`), as the
+    /// scheduler's `enqueue_due_syncs` and the resync webhook route `sync_connection` jobs.
+    public var syncQueuesByName: [String: String] {
+        Dictionary(uniqueKeysWithValues: syncQueues.map { ($0.key.rawValue, $0.value) })
+    }
+
     /// The per-platform account-sync queue variables.
     public static let syncQueueVariables: [(AdPlatform, String)] = [
         (.tiktok, "NEXJOBS_SYNC_QUEUE_TIKTOK"), (.snapchat, "NEXJOBS_SYNC_QUEUE_SNAPCHAT"),

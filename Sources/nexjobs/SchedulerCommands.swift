@@ -75,9 +75,7 @@ func schedulerCommand(_ args: [String]) async throws -> Int32 {
         privacy.queue = q
     }
     // Each platform's discoveries in its own queue, as its account syncs (NEXJOBS_SYNC_QUEUE_*, checked at start).
-    let syncSettings = SyncSettings.fromEnvironment(ProcessInfo.processInfo.environment)
-    syncs.platformQueues = Dictionary(
-        uniqueKeysWithValues: syncSettings.syncQueues.map { ($0.key.rawValue, $0.value) })
+    syncs.platformQueues = SyncSettings.fromEnvironment(ProcessInfo.processInfo.environment).syncQueuesByName
     o.sources = [CronScheduleSource(), syncs, refreshes, privacy]
     if let id = a.options["id"], id.isEmpty || id.count > 200 || id.utf8.contains(0) {
         throw UsageError("--id must be 1-200 characters")

@@ -73,10 +73,7 @@ func serveCommand(_ args: [String]) async throws -> Int32 {
         url: openPool(maxConnections: 4).config.connectionString, maxConnections: 4, acquireTimeout: .seconds(5),
         applicationName: "nexjobs-serve", statementTimeout: .seconds(5), lockTimeout: .seconds(2))
     var service = WebService(pool: pool, webhookSecret: secret, logger: logger)
-    service.platformQueues = Dictionary(
-        uniqueKeysWithValues: SyncSettings.fromEnvironment(ProcessInfo.processInfo.environment).syncQueues.map {
-            ($0.key.rawValue, $0.value)
-        })
+    service.platformQueues = SyncSettings.fromEnvironment(ProcessInfo.processInfo.environment).syncQueuesByName
     // POST /webhooks/reauthorized opens sealed tokens with the token key ring; without it that webhook answers 503.
     service.tokenStore = (try? KeyRing.fromEnvironment()).map { ConnectionStore(vault: TokenVault(keyRing: $0)) }
     do { service.consoleAccess = try ConsoleAccess.from(environment: env) } catch let e as WebServiceError {
