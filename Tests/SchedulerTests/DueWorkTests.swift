@@ -137,7 +137,8 @@ final class DueWorkTests: XCTestCase {
         ).map { try $0.decode(0) }
         XCTAssertEqual(routed, ["snapchat>discover:5", "tiktok>sync.tiktok:5"])
         let notified = await waitUntil(timeout: .seconds(10)) {
-            Set(heard.withLock { $0 }) == ["discover", "sync.tiktok"]
+            // A probe sent while the listener was connecting may arrive late: only the queues count.
+            Set(heard.withLock { $0 }.filter { $0 != "ready" }) == ["discover", "sync.tiktok"]
         }
         XCTAssertTrue(notified, "\(heard.withLock { $0 })")
         await db.drop()
