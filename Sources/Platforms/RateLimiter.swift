@@ -69,7 +69,11 @@ public struct RateLimitPolicy: Sendable {
         return .microseconds(Int64(micros))
     }
 
-    static func key(_ platform: AdPlatform, _ accountId: String) -> String { "\(platform.rawValue):\(accountId)" }
+    /// The account key of `platform`: `tiktok:account:<id>`. Its own namespace, so that no account id (as a platform
+    /// or a hostile API returns it, e.g. "app") can share a key, and with it a quota, with the app key.
+    static func key(_ platform: AdPlatform, _ accountId: String) -> String {
+        "\(platform.rawValue):account:\(accountId)"
+    }
 
     /// The app key of `platform`: `tiktok:app:<app id>`, or `tiktok:app` when no app id is configured.
     func appKey(_ platform: AdPlatform) -> String {

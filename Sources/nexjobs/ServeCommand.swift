@@ -24,6 +24,11 @@ func serveCommand(_ args: [String]) async throws -> Int32 {
                                        enqueues sync_connection (unique per connection), answers 202
                                        {"job_id": ..., "duplicate": ...}; 401 bad signature or a timestamp more
                                        than 5 min off, 400 bad body, 404 unknown connection, 409 not active
+              POST /webhooks/reauthorized  {"connection_id": N, "sealed_tokens": "<base64>"}, signed the same way;
+                                       the tokens sealed with the NEXJOBS_TOKEN_KEYS ring: replaces the
+                                       connection's tokens, clears needs_reauth, keeps its ad accounts and
+                                       history (as nexjobs connections reauthorize); 200, or 400/401/404/409/503
+              GET  /login, /, /jobs, /schedules, /connections, /privacy   operator console (README.md, "Console")
 
               --listen HOST:PORT   address to bind (default: 0.0.0.0:$PORT when PORT is set, else 127.0.0.1:8080)
               --max-connections N  connections open at once, 1...4096 (default 128); one more is answered 503 and
@@ -41,7 +46,11 @@ func serveCommand(_ args: [String]) async throws -> Int32 {
             connections are replaced without an error answer.
 
             Environment: DATABASE_URL; NEXJOBS_WEBHOOK_SECRET (at least 32 characters; webhooks answer 503 without it);
-            NEXJOBS_METRICS_TOKEN (32 to 512 characters; /metrics answers 503 without it).
+            NEXJOBS_METRICS_TOKEN (32 to 512 characters; /metrics answers 503 without it); NEXJOBS_TOKEN_KEYS (the
+            reauthorized webhook answers 503 without it); NEXJOBS_CONSOLE_TOKENS (comma-separated, 16...512
+            characters each; the console answers 503 without it), NEXJOBS_CONSOLE_LOGIN_INTERVAL (least time between
+            two login attempts from one address, 100ms...1h, default 1s; sooner is 429), NEXJOBS_CONSOLE_SECURE_COOKIE
+            (0 or 1); NEXJOBS_SYNC_QUEUE_TIKTOK|SNAPCHAT (the queue a resync webhook's job goes to).
             Signatures are lowercase hex. /metrics is computed at most once per 5 s; request bodies are limited to
             16 KiB. A captured signed request can be replayed within its 5 minutes: it only enqueues a resync, which
             the unique key keeps to one pending at a time.
@@ -74,8 +83,16 @@ func serveCommand(_ args: [String]) async throws -> Int32 {
         applicationName: "nexjobs-serve", statementTimeout: .seconds(5), lockTimeout: .seconds(2))
     var service = WebService(pool: pool, webhookSecret: secret, logger: logger)
     service.platformQueues = SyncSettings.fromEnvironment(ProcessInfo.processInfo.environment).syncQueuesByName
-    // POST /webhooks/reauthorized opens sealed tokens with the token key ring; without it that webhook answers 503.
-    service.tokenStore = (try? KeyRing.fromEnvironment()).map { ConnectionStore(vault: TokenVault(keyRing: $0)) }
+    // POST /webhooks/reauthorized opens sealed tokens with the token key ring; unset, that webhook answers 503.
+    // Set but malformed is a start-up error (exit 2), not a webhook that quietly answers 503.
+    if let keys = env[KeyRing.environmentVariable], !keys.isEmpty {
+        do {
+            service.tokenStore = ConnectionStore(
+                vault: TokenVault(keyRing: try KeyRing.fromEnvironment(environment: env)))
+        } catch {
+            throw UsageError("\(error)")
+        }
+    }
     do { service.consoleAccess = try ConsoleAccess.from(environment: env) } catch let e as WebServiceError {
         throw UsageError(e.description)
     }

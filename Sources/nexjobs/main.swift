@@ -48,6 +48,7 @@ let topHelp = """
                            default,sync.tiktok=8,sync.snapchat=8 so neither platform takes every slot
                            (worker, scheduler and serve exit 2 at start when one is out of range)
       NEXJOBS_METRICS_TOKEN   bearer token of /metrics (nexjobs serve), 32 to 512 characters
+      NEXJOBS_CONSOLE_TOKENS, NEXJOBS_CONSOLE_LOGIN_INTERVAL, NEXJOBS_CONSOLE_SECURE_COOKIE   console (serve --help)
       NEXJOBS_DIRECT_DATABASE_URL  PostgreSQL itself when DATABASE_URL is PgBouncer (transaction mode): the
                            worker's LISTEN connection and the scheduler's leader lease use it
 

@@ -192,6 +192,18 @@ final class HardeningTests: XCTestCase {
                 try await refused(["serve", "--listen", "127.0.0.1:0"], mentions: [name], env: [name: value])
             }
         }
+        // serve's own settings: a console interval out of range, and a token key ring that is set but malformed
+        // (it used to be ignored, leaving the reauthorized webhook answering 503 with nothing said at start).
+        let console = "NEXJOBS_CONSOLE_TOKENS"
+        for (name, value) in [
+            ("NEXJOBS_CONSOLE_LOGIN_INTERVAL", "0"), ("NEXJOBS_CONSOLE_LOGIN_INTERVAL", "2h"),
+            ("NEXJOBS_CONSOLE_LOGIN_INTERVAL", "1e9"), ("NEXJOBS_TOKEN_KEYS", "k1:not-base64!"),
+            ("NEXJOBS_TOKEN_KEYS", "k1:" + Data(repeating: 7, count: 16).base64EncodedString()),
+        ] {
+            try await refused(
+                ["serve", "--listen", "127.0.0.1:0"], mentions: [name],
+                env: [name: value, console: "console-token-0123456789abcdef"])
+        }
     }
 
     func testReadersWorkWithExtremeTimestamps() async throws {

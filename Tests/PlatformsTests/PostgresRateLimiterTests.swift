@@ -264,7 +264,7 @@ final class PostgresRateLimiterTests: XCTestCase {
             let keys: [String] = try await db.pool.query("SELECT key FROM nexjobs.rate_limits ORDER BY key").map {
                 try $0.decode(0)
             }
-            XCTAssertEqual(keys, (accounts.map { "tiktok:\($0.id)" } + ["tiktok:app:sandbox-app"]).sorted())
+            XCTAssertEqual(keys, (accounts.map { "tiktok:account:\($0.id)" } + ["tiktok:app:sandbox-app"]).sorted())
         } catch {
             for pool in pools { await pool.close() }
             await harness.stop()

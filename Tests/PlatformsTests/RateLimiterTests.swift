@@ -43,6 +43,20 @@ final class RateLimiterTests: XCTestCase {
             RateLimitPolicy(requestsPerSecond: [.snapchat: 4], headroom: 0).spacing(for: .snapchat), .milliseconds(250))
     }
 
+    /// An account id is whatever the platform (or a hostile fake of it) returns: one spelled like the app key must
+    /// still get a key, and a quota, of its own.
+    func testAccountKeysCannotCollideWithTheAppKey() {
+        let noAppID = RateLimitPolicy(requestsPerSecond: [.tiktok: 10], appRequestsPerSecond: [.tiktok: 20])
+        for id in ["app", "app:x", "7001"] {
+            let keys = noAppID.keys(.tiktok, id).map(\.key)
+            XCTAssertEqual(keys, ["tiktok:account:\(id)", "tiktok:app"])
+        }
+        var withAppID = noAppID
+        withAppID.appIds = [.tiktok: "x"]
+        XCTAssertEqual(withAppID.keys(.tiktok, "app:x").map(\.key), ["tiktok:account:app:x", "tiktok:app:x"])
+        XCTAssertTrue(withAppID.keys(.snapchat, "app").isEmpty, "nothing limits snapchat here")
+    }
+
     func testInProcessLimiterKeepsTenConcurrentClientsUnderTenPerSecond() async throws {
         let limiter = InProcessRateLimiter(policy: RateLimitPolicy(requestsPerSecond: [.tiktok: 10]))
         let result = try await runConcurrentClients(clients: 10, pages: 2) { _ in limiter }
@@ -75,12 +89,13 @@ final class RateLimiterTests: XCTestCase {
 
     func testPolicyPacesEachRequestUnderItsAccountAndItsApp() {
         let policy = RateLimitPolicy()
-        XCTAssertEqual(policy.keys(.tiktok, "7001").map(\.key), ["tiktok:7001", "tiktok:app"])
+        XCTAssertEqual(policy.keys(.tiktok, "7001").map(\.key), ["tiktok:account:7001", "tiktok:app"])
         XCTAssertEqual(policy.appSpacing(for: .tiktok), .microseconds(111_112), "TikTok Basic tier: 10/s")
-        XCTAssertEqual(policy.keys(.snapchat, "u-1").map(\.key), ["snapchat:u-1"], "Snap: no app limit by default")
+        XCTAssertEqual(
+            policy.keys(.snapchat, "u-1").map(\.key), ["snapchat:account:u-1"], "Snap: no app limit by default")
         var named = RateLimitPolicy(appRequestsPerSecond: [.tiktok: 20, .snapchat: 0], appIds: [.tiktok: "app-9"])
-        XCTAssertEqual(named.keys(.tiktok, "7001").map(\.key), ["tiktok:7001", "tiktok:app:app-9"])
-        XCTAssertEqual(named.keys(.snapchat, "u-1").map(\.key), ["snapchat:u-1"], "0 means unlimited")
+        XCTAssertEqual(named.keys(.tiktok, "7001").map(\.key), ["tiktok:account:7001", "tiktok:app:app-9"])
+        XCTAssertEqual(named.keys(.snapchat, "u-1").map(\.key), ["snapchat:account:u-1"], "0 means unlimited")
         named.requestsPerSecond = [:]
         XCTAssertEqual(named.keys(.tiktok, "7001").map(\.key), ["tiktok:app:app-9"])
         XCTAssertTrue(named.keys(.snapchat, "u-1").isEmpty)

@@ -30,6 +30,54 @@ final class ConsoleTests: XCTestCase {
             "refresh failed: access_token=[redacted] expired")
     }
 
+    /// Login attempts from one address are spaced (`ConsoleAccess.loginInterval`, kept in `nexjobs.rate_limits` so
+    /// every `serve` process shares it): an attempt too soon is refused with 429 and Retry-After before its token is
+    /// checked (a right token then is refused too), another address is not held up, and once the interval has passed
+    /// (its row moved into the past here, instead of waiting) the right token logs in.
+    func testLoginAttemptsAreSpacedPerAddress() async throws {
+        let db = try await TestDatabase.create()
+        addTeardownBlock { await db.drop() }
+        let token = "console-login-test-token-0123456789"
+        var access = ConsoleAccess(tokens: [token])
+        access.loginInterval = .seconds(600)
+        let router = Router()
+        Console(pool: db.pool, access: access, logger: Logger(label: "test", minimum: .error)).register(on: router)
+        func login(_ t: String, from address: String) async -> HTTPResponse {
+            await router.handle(
+                HTTPRequest(
+                    method: "POST", path: "/login",
+                    headers: ["Content-Type": "application/x-www-form-urlencoded"], body: Array("token=\(t)".utf8),
+                    remoteAddress: address))
+        }
+        let wrong = await login("wrong-token-0000000000", from: "192.0.2.7")
+        XCTAssertEqual(wrong.status, 401)
+        for t in ["wrong-token-0000000001", token] {
+            let early = await login(t, from: "192.0.2.7")
+            XCTAssertEqual(early.status, 429, "token checked despite the interval")
+            let retry = Int(early.headers["Retry-After"] ?? "") ?? 0
+            XCTAssertTrue((500...600).contains(retry), "Retry-After \(early.headers["Retry-After"] ?? "nil")")
+            XCTAssertNil(early.headers["Set-Cookie"])
+        }
+        let other = await login(token, from: "192.0.2.8")
+        XCTAssertEqual(other.status, 302, "another address has its own interval")
+        try await db.pool.execute(
+            "UPDATE nexjobs.rate_limits SET next_slot = now() - interval '1 second' WHERE key = 'console-login:192.0.2.7'"
+        )
+        let later = await login(token, from: "192.0.2.7")
+        XCTAssertEqual(later.status, 302)
+        XCTAssertNotNil(later.headers["Set-Cookie"])
+        // The environment's value goes through the checked duration parser.
+        let env = ["NEXJOBS_CONSOLE_TOKENS": token]
+        XCTAssertEqual(try ConsoleAccess.from(environment: env)?.loginInterval, .seconds(1))
+        XCTAssertEqual(
+            try ConsoleAccess.from(environment: env.merging(["NEXJOBS_CONSOLE_LOGIN_INTERVAL": "5s"]) { $1 })?
+                .loginInterval, .seconds(5))
+        for bad in ["0", "2h", "-1s", "abc"] {
+            XCTAssertThrowsError(
+                try ConsoleAccess.from(environment: env.merging(["NEXJOBS_CONSOLE_LOGIN_INTERVAL": bad]) { $1 }), bad)
+        }
+    }
+
     func testJobFilterRejectsBadInput() {
         XCTAssertThrowsError(try JobFilter(["state": "bogus"])) {
             XCTAssertEqual(($0 as? ConsoleInputError)?.status, 400)
@@ -108,7 +156,8 @@ final class ConsoleTests: XCTestCase {
             "INSERT INTO nexcomet.ad_accounts (connection_id, platform, external_id, currency) VALUES (\(conn), 'tiktok', '7001', 'USD') RETURNING id"
         )
         try await pool.execute(
-            "INSERT INTO nexjobs.rate_limits (key, next_slot) VALUES ('tiktok:7001', now() + interval '2 minutes')")
+            "INSERT INTO nexjobs.rate_limits (key, next_slot) VALUES ('tiktok:account:7001', now() + interval '2 minutes')"
+        )
         let restricted = try await job(
             "SELECT nexjobs.enqueue('sync_connection', jsonb_build_object('connection_id', '\(conn)'))")
         let limited = try await job(
@@ -130,7 +179,7 @@ final class ConsoleTests: XCTestCase {
         XCTAssertTrue(restrictedCodes.contains("rate_limited"), "\(restrictedCodes)")
         let limitedWhy = try await JobWhy.explain(limited, on: pool)!
         XCTAssertTrue(
-            limitedWhy.reasons.contains { $0.code == "rate_limited" && $0.text.contains("tiktok:7001") },
+            limitedWhy.reasons.contains { $0.code == "rate_limited" && $0.text.contains("tiktok:account:7001") },
             "\(limitedWhy.reasons)")
         // The app's shared quota (sql/051) is named too; a Snap app row is not this TikTok job's business.
         try await pool.execute(

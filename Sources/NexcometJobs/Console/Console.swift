@@ -103,6 +103,20 @@ public struct Console: Sendable {
 
     func login(_ req: HTTPRequest) async -> HTTPResponse {
         guard let access else { return await loginForm(req, message: "The console is disabled.", status: 503) }
+        do {
+            let (admitted, retryAfter) = try await access.admitLogin(from: req.remoteAddress, pool: pool)
+            guard admitted else {
+                logger.info("console login throttled", ("remote", req.remoteAddress))
+                var r = await loginForm(
+                    req, message: "Too many login attempts from your address; try again in \(retryAfter) s.",
+                    status: 429)
+                r.headers["Retry-After"] = "\(retryAfter)"
+                return r
+            }
+        } catch {
+            logger.warning("console login failed", ("error", "\(error)"))
+            return HTML.error(503, "The database is unavailable.")
+        }
         let token = req.formBody["token"] ?? ""
         guard let who = access.check(token: token) else {
             logger.info("console login refused", ("remote", req.remoteAddress))

@@ -24,6 +24,13 @@ public struct ConsoleAccess: Sendable {
     let tokenHashes: [[UInt8]]
     public var sessionLifetime: Duration = .seconds(12 * 3600)
     public var alwaysSecureCookie = false
+    /// Least time between two login attempts from one address (`NEXJOBS_CONSOLE_LOGIN_INTERVAL`, 100ms...1h, default
+    /// 1s), shared by every `serve` process through `nexjobs.rate_limits` (key `console-login:<address>`). An attempt
+    /// sooner is refused with 429 before its token is looked at, so guessing runs at one try per interval per
+    /// address. Behind a reverse proxy every operator shares the proxy's address (and so the interval); forwarded
+    /// headers are not trusted, they are the client's to write.
+    public var loginInterval: Duration = .seconds(1)
+    static let loginIntervalRange: ClosedRange<Duration> = .milliseconds(100)...(.seconds(3600))
     static let cookieName = "nexjobs_session"
 
     /// Nil when `NEXJOBS_CONSOLE_TOKENS` is unset or empty (the console then answers 503).
@@ -35,6 +42,14 @@ public struct ConsoleAccess: Sendable {
             throw WebServiceError("each NEXJOBS_CONSOLE_TOKENS token must be 16...512 characters")
         }
         var access = ConsoleAccess(tokens: tokens)
+        if let d = try CheckedInput.environment(
+            environment, "NEXJOBS_CONSOLE_LOGIN_INTERVAL",
+            {
+                try CheckedInput.duration($0, name: $1, range: loginIntervalRange)
+            })
+        {
+            access.loginInterval = d
+        }
         if let s = environment["NEXJOBS_CONSOLE_SECURE_COOKIE"] {
             guard s == "0" || s == "1" else { throw WebServiceError("NEXJOBS_CONSOLE_SECURE_COOKIE must be 0 or 1") }
             access.alwaysSecureCookie = s == "1"
@@ -52,6 +67,23 @@ public struct ConsoleAccess: Sendable {
         var match = false
         for h in tokenHashes where constantTimeEquals(h, given) { match = true }
         return match ? String(hexEncode(given).prefix(12)) : nil
+    }
+
+    /// Books this login attempt's slot for `address`; false (nothing booked) when the previous attempt from it was
+    /// less than `loginInterval` ago. Returns the wait left in `retryAfter` seconds (at least 1) when refused.
+    func admitLogin(from address: String, pool: PGPool) async throws -> (admitted: Bool, retryAfter: Int) {
+        let key = "console-login:\(address.prefix(100))"
+        let spacing =
+            loginInterval.components.seconds * 1_000_000 + loginInterval.components.attoseconds / 1_000_000_000_000
+        let wait: Int64? = try await pool.query(
+            "SELECT nexjobs.rate_limit_reserve_all(ARRAY[\(key)]::text[], ARRAY[\(spacing)]::bigint[], 0)"
+        ).first?.decode(0)
+        if wait != nil { return (true, 0) }
+        let left: Double =
+            try await pool.query(
+                "SELECT greatest(0, extract(epoch FROM next_slot - now()))::float8 FROM nexjobs.rate_limits WHERE key = \(key)"
+            ).first?.decode(0) ?? 1
+        return (false, max(1, Int(left.rounded(.up))))
     }
 
     static func csrf(forSessionID id: [UInt8]) -> String {

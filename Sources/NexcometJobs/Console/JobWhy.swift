@@ -72,7 +72,7 @@ public enum JobWhy {
             let rows = try await pool.query(
                 """
                 SELECT r.key, r.next_slot FROM nexcomet.ad_accounts a
-                  JOIN nexjobs.rate_limits r ON r.key = a.platform || ':' || a.external_id
+                  JOIN nexjobs.rate_limits r ON r.key = a.platform || ':account:' || a.external_id
                  WHERE (a.id = \(accountID) OR a.connection_id = \(d.kind == "sync_connection" ? connectionID : nil))
                    AND r.next_slot > now()
                 UNION ALL
