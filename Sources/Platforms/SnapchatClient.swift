@@ -13,6 +13,9 @@ public struct SnapchatConfiguration: Sendable {
     public var redirectURI: String
     /// Page size for entity lists (Snap allows 50-1000). Default 1000.
     public var pageSize: Int
+    /// Breakdown entities per stats page (`limit`, Snap allows 1-200 for stats, ad-apis.md B2; more pages follow
+    /// `paging.next_link`). Default 200, the most one request may carry.
+    public var statsPageSize: Int
     /// Longest DAY stats window in days (Snap's limit is 31). Default 31.
     public var maxReportDays: Int
     /// Sent explicitly because Snap's default is disputed. Default `28_DAY`.
@@ -35,7 +38,7 @@ public struct SnapchatConfiguration: Sendable {
         clientId: String, clientSecret: String, redirectURI: String = "", pageSize: Int = 1000,
         maxReportDays: Int = 31, swipeUpAttributionWindow: String = "28_DAY", viewAttributionWindow: String = "1_DAY",
         refreshMargin: Duration = .seconds(60), requestTimeout: Duration = .seconds(30), responseTries: Int = 3,
-        responseRetryDelay: Duration = .milliseconds(250)
+        responseRetryDelay: Duration = .milliseconds(250), statsPageSize: Int = 200
     ) {
         self.apiBaseURL = apiBaseURL
         self.tokenURL = tokenURL
@@ -43,6 +46,7 @@ public struct SnapchatConfiguration: Sendable {
         self.clientSecret = clientSecret
         self.redirectURI = redirectURI
         self.pageSize = max(50, min(pageSize, 1000))
+        self.statsPageSize = max(1, min(statsPageSize, 200))
         self.maxReportDays = max(1, min(maxReportDays, 31))
         self.swipeUpAttributionWindow = swipeUpAttributionWindow
         self.viewAttributionWindow = viewAttributionWindow
@@ -238,7 +242,7 @@ public struct SnapchatClient: AdPlatformClient {
         for part in window.split(maxDays: configuration.maxReportDays) {
             let query = Self.statsQuery(
                 window: part, zone: zone, breakdown: breakdown, swipeUp: configuration.swipeUpAttributionWindow,
-                view: configuration.viewAttributionWindow)
+                view: configuration.viewAttributionWindow, limit: configuration.statsPageSize)
             var next = QueryString.url(base: configuration.apiBaseURL, path: path, query: query)
             while let url = next {
                 let (page, link) = try await get(url, accountId: account.id, session: session) { body in
@@ -284,6 +288,7 @@ public struct SnapchatClient: AdPlatformClient {
                 ("end_time", part.last.adding(days: 1).midnightISO8601(in: zone)),
                 ("swipe_up_attribution_window", configuration.swipeUpAttributionWindow),
                 ("view_attribution_window", configuration.viewAttributionWindow),
+                ("limit", String(configuration.statsPageSize)),
             ]
             var next = QueryString.url(base: configuration.apiBaseURL, path: path, query: query)
             while let url = next {
@@ -321,13 +326,13 @@ public struct SnapchatClient: AdPlatformClient {
 
     /// Query of one DAY stats request: `[first 00:00, last+1 00:00)` in the account zone, each with its own offset.
     static func statsQuery(
-        window: DateWindow, zone: TimeZone, breakdown: String, swipeUp: String, view: String
+        window: DateWindow, zone: TimeZone, breakdown: String, swipeUp: String, view: String, limit: Int
     ) -> [(String, String)] {
         [
             ("granularity", "DAY"), ("breakdown", breakdown), ("fields", statsFields.joined(separator: ",")),
             ("start_time", window.first.midnightISO8601(in: zone)),
             ("end_time", window.last.adding(days: 1).midnightISO8601(in: zone)),
-            ("swipe_up_attribution_window", swipeUp), ("view_attribution_window", view),
+            ("swipe_up_attribution_window", swipeUp), ("view_attribution_window", view), ("limit", String(limit)),
         ]
     }
 

@@ -264,9 +264,11 @@ public struct TikTokClient: AdPlatformClient {
     ) async throws -> [DailyMetric] {
         var rows: [DailyMetric] = []
         // Windows of up to 30 days, the documented maximum for `stat_time_day` (ad-apis.md A4 "Max range per
-        // request: DAY 30 days"; a longer range answers 40067); pages of 1000 rows (A4 `page_size` <= 1000). TikTok
-        // leaves entity-days without delivery out of the report (the sandbox does the same), so there is no filter
-        // to add for them; the metrics asked for are exactly the five stored (`reportMetrics`).
+        // request: DAY 30 days"; a longer range answers 40067); pages of 1000 rows (A4 `page_size` <= 1000); the
+        // metrics asked for are exactly the five stored (`reportMetrics`). No filter leaves out entity-days without
+        // delivery: our references (ad-apis.md A4) name none for the integrated report, and whether TikTok returns
+        // zero rows at all is not documented there (the sandbox leaves them out). Were they returned, they would
+        // cost pages (1000 rows each), never correctness: the writer drops rows without activity.
         for part in window.split(maxDays: configuration.maxReportDays) {
             rows += try await report(level, account: account, window: part, session: session)
         }

@@ -521,9 +521,25 @@ extension Sandbox {
                 + (granularity == "DAY" ? [("timeseries", ts)] : [("stats", statsJSON(total))])
         }
 
+        // `limit` 1...200 for stats (ad-apis.md B2) pages the breakdown's entities; `cursor` is the offset of the
+        // page's first one. Absent: every entity in one answer. `next_link` repeats the whole query (fields, range,
+        // granularity, attribution windows) with the next cursor, as an absolute URL.
+        var limit: Int? = nil
+        if let raw = req.query["limit"] {
+            guard let l = Int(raw), (1...200).contains(l) else {
+                return snapError(400, "E1001", "The value for limit must be between 1 and 200")
+            }
+            limit = l
+        }
+        var offset = 0
+        if let cursor = req.query["cursor"] {
+            guard let o = Int(cursor), o >= 0 else { return snapError(400, "E1001", "Invalid cursor") }
+            offset = o
+        }
+        var nextLink: String? = nil
         var stat: [(String, String)]
         if let breakdown {
-            let groups: [(String, [Ad])]
+            var groups: [(String, [Ad])]
             let type: String
             switch breakdown {
             case "campaign" where ["adaccounts"].contains(kind):
@@ -542,6 +558,12 @@ extension Sandbox {
             default:
                 return snapError(400, "E1001", "Unsupported breakdown \(breakdown) for \(statType) stats")
             }
+            let end = min(groups.count, offset + (limit ?? groups.count))
+            if end < groups.count {
+                let rest = req.rawQuery.split(separator: "&").filter { !$0.hasPrefix("cursor=") }.joined(separator: "&")
+                nextLink = "\(baseURL)\(req.path)?\(rest)&cursor=\(end)"
+            }
+            groups = offset < groups.count ? Array(groups[offset..<end]) : []
             stat = header(id, statType)
             stat.append(
                 (
@@ -561,7 +583,8 @@ extension Sandbox {
                 JSONText.array([
                     JSONText.object([("sub_request_status", JSONText.string("SUCCESS")), (item, JSONText.object(stat))])
                 ])
-            )
+            ),
+            ("paging", nextLink.map { JSONText.object([("next_link", JSONText.string($0))]) } ?? "{}"),
         ])
     }
 

@@ -52,10 +52,11 @@ final class LocalDateTests: XCTestCase {
         let query = Dictionary(
             uniqueKeysWithValues: SnapchatClient.statsQuery(
                 window: DateWindow(first: date("2024-03-10"), last: date("2024-03-10")), zone: la, breakdown: "ad",
-                swipeUp: "28_DAY", view: "1_DAY"))
+                swipeUp: "28_DAY", view: "1_DAY", limit: 200))
         XCTAssertEqual(query["start_time"], "2024-03-10T00:00:00-08:00")
         XCTAssertEqual(query["end_time"], "2024-03-11T00:00:00-07:00")
         XCTAssertEqual(query["granularity"], "DAY")
+        XCTAssertEqual(query["limit"], "200")
     }
 
     func testLocalDayOfAnInstant() {

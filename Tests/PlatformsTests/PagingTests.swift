@@ -50,12 +50,14 @@ final class PagingTests: XCTestCase {
             transport: transport)
     }
 
-    func snap(_ sandbox: Sandbox, pageSize: Int, transport: HookTransport) -> SnapchatClient {
+    func snap(_ sandbox: Sandbox, pageSize: Int, statsPageSize: Int = 200, transport: HookTransport)
+        -> SnapchatClient
+    {
         SnapchatClient(
             configuration: SnapchatConfiguration(
                 apiBaseURL: URL(string: sandbox.snapAPIBaseURL)!, tokenURL: URL(string: sandbox.snapOAuthURL)!,
                 clientId: "client", clientSecret: "secret-XYZ", redirectURI: "http://localhost/cb",
-                pageSize: pageSize, requestTimeout: .seconds(10)),
+                pageSize: pageSize, requestTimeout: .seconds(10), statsPageSize: statsPageSize),
             transport: transport)
     }
 
@@ -122,6 +124,53 @@ final class PagingTests: XCTestCase {
             XCTAssertEqual(entities.map(\.id).sorted(), expected.sorted(), "\(level)")
             XCTAssertEqual(transport.requestedPaths.count, pages, "\(level) pages")
         }
+    }
+
+    /// Snap stats `limit` (1...200, ad-apis.md B2) + `paging.next_link` with 1, 2 and 3 breakdown entities per page:
+    /// the daily stats of every level and the account totals, every entity-day once with its ground-truth spend and
+    /// impressions, in exactly ceil(entities / limit) requests per window.
+    func testSnapStatsAndTotalsFollowNextLinkWithLimitsOneTwoThree() async throws {
+        let sandbox = Sandbox(config: small)
+        try sandbox.start(port: 0)
+        defer { Task { await sandbox.stop() } }
+        let info = sandbox.accounts(platform: .snapchat)[0]
+        let account = AdAccount(
+            platform: .snapchat, id: info.id, name: info.name, currency: info.currency, timeZone: info.timezone)
+        let truth = sandbox.groundTruth(platform: .snapchat, account: info.id)
+        let days = truth.compactMap { LocalDate(parsing: $0.date) }
+        let window = DateWindow(first: try XCTUnwrap(days.min()), last: try XCTUnwrap(days.max()))
+        let whole = try await snap(sandbox, pageSize: 50, transport: HookTransport()).accountTotals(
+            account: account, window: window, session: session(sandbox, .snapchat))
+        for limit in 1...3 {
+            for level in ReportLevel.allCases {
+                let transport = HookTransport()
+                let client = snap(sandbox, pageSize: 50, statsPageSize: limit, transport: transport)
+                let rows = try await client.dailyMetrics(
+                    level, account: account, window: window, session: session(sandbox, .snapchat))
+                let wanted = truth.filter { $0.level == sandboxLevel(level) }
+                var byKey: [String: (Decimal, Int64)] = [:]
+                for r in rows where r.spend != 0 || (r.impressions ?? 0) != 0 {
+                    XCTAssertNil(byKey["\(r.entityId)|\(r.date)"], "\(level) limit \(limit): a row twice")
+                    byKey["\(r.entityId)|\(r.date)"] = (r.spend, r.impressions ?? 0)
+                }
+                XCTAssertEqual(byKey.count, wanted.count, "\(level) rows at limit \(limit)")
+                for t in wanted {
+                    XCTAssertEqual(byKey["\(t.entityID)|\(t.date)"]?.0, t.spend, "\(level) \(t.entityID) \(t.date)")
+                    XCTAssertEqual(byKey["\(t.entityID)|\(t.date)"]?.1, t.impressions)
+                }
+                let entities = sandbox.entities(account: info.id, level: sandboxLevel(level)).count
+                XCTAssertEqual(
+                    transport.requestedPaths.count, (entities + limit - 1) / limit, "\(level) pages at limit \(limit)")
+            }
+            let transport = HookTransport()
+            let totals = try await snap(sandbox, pageSize: 50, statsPageSize: limit, transport: transport)
+                .accountTotals(account: account, window: window, session: session(sandbox, .snapchat))
+            XCTAssertEqual(totals, whole, "totals at limit \(limit)")
+            let campaigns = sandbox.entities(account: info.id, level: .campaign).count
+            XCTAssertEqual(transport.requestedPaths.count, (campaigns + limit - 1) / limit, "totals pages")
+        }
+        XCTAssertEqual(whole.spend, truth.filter { $0.level == .ad }.reduce(Decimal(0)) { $0 + $1.spend })
+        XCTAssertEqual(whole.impressions, truth.filter { $0.level == .ad }.reduce(Int64(0)) { $0 + $1.impressions })
     }
 
     /// An ad created between two page requests (it lands in the first ad group, so every later item shifts by one
