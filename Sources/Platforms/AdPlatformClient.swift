@@ -72,6 +72,14 @@ public struct AccountTotals: Sendable, Equatable, CustomStringConvertible {
         spend == other.spend && impressions == other.impressions && conversions == other.conversions
     }
 
+    /// Whether spend, impressions and conversions each lie between `lower` and `upper` (inclusive): stored sums
+    /// read from reports made after the totals `lower` and before the totals `upper` agree with the platform at some
+    /// instant in between, when the numbers only grew meanwhile (today's delivery, late conversions).
+    public func lies(between lower: AccountTotals, and upper: AccountTotals) -> Bool {
+        lower.spend <= spend && spend <= upper.spend && lower.impressions <= impressions
+            && impressions <= upper.impressions && lower.conversions <= conversions && conversions <= upper.conversions
+    }
+
     /// The totals of two disjoint windows (or of two parts of one answer) added. Counts saturate at the Int64
     /// bounds instead of trapping (they come from the platform's response).
     public static func + (a: AccountTotals, b: AccountTotals) -> AccountTotals {

@@ -107,6 +107,8 @@ public final class Sandbox: Sendable {
         var reportLog: [ReportRequest] = []
         /// Account id to (spend cents added to its account-level totals, remaining times; nil: always).
         var totalSkew: [String: (cents: Int64, times: Int?)] = [:]
+        /// Accounts whose today grows with every report request (``Sandbox/setLiveToday(account:step:)``).
+        var liveToday: [String: (step: Int64, added: Int64)] = [:]
         /// Per-app QPS limits (absent: unlimited) and their rolling windows and refusal counts.
         var appQPS: [SandboxPlatform: Int] = [:]
         var appWindows: [SandboxPlatform: AppQPSWindow] = [:]
@@ -366,6 +368,17 @@ public final class Sandbox: Sendable {
         state.withLock { $0.totalSkew[account] = spendCents == 0 ? nil : (spendCents, times) }
     }
 
+    /// Makes today's delivery of `account` grow while a sync runs, as a spending account's does: every report or
+    /// stats request for it (entity reports and account totals alike) first adds `step` impressions and `step`
+    /// cents of spend to each of its ads that delivers today. Answers made at one instant agree with each other;
+    /// answers made one after the other do not. `step` 0 stops it (what was added stays).
+    public func setLiveToday(account: String, step: Int64) {
+        state.withLock { s in
+            let added = s.liveToday[account]?.added ?? 0
+            s.liveToday[account] = (max(0, min(step, 1_000_000)), added)
+        }
+    }
+
     /// The skew to apply to one account-total answer now (0 when none), counting it down.
     func takeTotalSkew(_ account: String) -> Int64 {
         state.withLock { s in
@@ -442,6 +455,9 @@ public final class Sandbox: Sendable {
         last: CivilDay
     ) {
         state.withLock {
+            if let live = $0.liveToday[account], live.step > 0 {
+                $0.liveToday[account]!.added = min(live.added + live.step, 1_000_000_000_000)  // far from overflow
+            }
             $0.reportLog.append(
                 ReportRequest(
                     platform: platform, accountID: account, level: level, granularity: granularity,
@@ -457,9 +473,14 @@ public final class Sandbox: Sendable {
     }
 
     func metrics(_ account: Account, _ ad: Ad, _ day: CivilDay, today: CivilDay? = nil) -> DayMetrics {
-        MetricsModel.adDay(
-            seed: config.seed, account: account, ad: ad, day: day, today: today ?? localToday(account),
-            firstDay: world.firstDay[account.id]!)
+        let today = today ?? localToday(account)
+        var m = MetricsModel.adDay(
+            seed: config.seed, account: account, ad: ad, day: day, today: today, firstDay: world.firstDay[account.id]!)
+        if day == today, m.impressions > 0, let added = state.withLock({ $0.liveToday[account.id]?.added }) {
+            m.impressions += added
+            m.spendCents += added * (account.currency == "JPY" ? 100 : 1)  // yen has no minor unit
+        }
+        return m
     }
 
     private func truthRow(_ a: Account, _ level: SandboxLevel, _ id: String, _ day: CivilDay, _ m: DayMetrics)

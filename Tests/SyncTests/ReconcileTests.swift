@@ -165,6 +165,65 @@ final class ReconcileTests: XCTestCase {
         XCTAssertEqual(counted, 0)
     }
 
+    /// Today moves while a sync runs (every report request adds delivery to today, as a spending account's
+    /// numbers grow): the stored sums lie between the totals asked before and after the reports, which is agreement,
+    /// not a mismatch. Nothing is re-synced (3 report windows per account, 2 totals requests), nothing counted.
+    /// Without the bracketing every account re-synced its 90 days and recorded a false mismatch.
+    func testNumbersThatGrowDuringTheSyncAreNotAMismatch() async throws {
+        let h = try await SyncHarness.make(tiktok: 1, snap: 1)
+        addTeardownBlock { await h.close() }
+        let connections = try await h.connectAll()
+        for c in connections {
+            try await h.run(SyncConnectionHandler(environment: h.environment), args: #"{"connection_id":"\#(c.id)"}"#)
+        }
+        let all = try await accounts(h)
+        for a in all { h.sandbox.setLiveToday(account: a.external, step: 7) }
+        h.sandbox.resetRequestCounts()
+        let results = try await h.drain(SyncAdAccountHandler(environment: h.environment))
+        for (job, error) in results { XCTAssertNil(error ?? nil, "job \(job)") }
+        let log = h.sandbox.reportRequests()
+        for a in all {
+            let run = try await latestRun(h, a.id)
+            XCTAssertEqual(run.status, "ok", "\(a.platform) \(a.external): \(run.difference ?? "")")
+            let mine = log.filter { $0.accountID == a.external }
+            XCTAssertEqual(mine.filter { $0.granularity == "DAY" }.count, 3, "no re-sync: \(a.platform)")
+            XCTAssertEqual(mine.filter { $0.granularity == "TOTAL" }.count, 2, "before and after the reports")
+        }
+        let counted: Int = try await h.db.pool.query(
+            "SELECT coalesce(sum(mismatches), 0)::int FROM nexcomet.sync_reconcile_counters"
+        ).first!.decode(0)
+        XCTAssertEqual(counted, 0)
+    }
+
+    /// A difference one re-sync does not clear is re-synced at most once a day: the next sync (here the hourly one
+    /// right after) records and counts it again without fetching its window twice.
+    func testAPersistentMismatchIsResyncedAtMostOnceADay() async throws {
+        let h = try await SyncHarness.make(tiktok: 1, snap: 0)
+        addTeardownBlock { await h.close() }
+        let connections = try await h.connectAll()
+        try await h.run(
+            SyncConnectionHandler(environment: h.environment), args: #"{"connection_id":"\#(connections[0].id)"}"#)
+        let all = try await accounts(h)
+        let a = all[0]
+        h.sandbox.skewAccountTotals(account: a.external, spendCents: 99)
+        for (job, error) in try await h.drain(SyncAdAccountHandler(environment: h.environment)) {
+            XCTAssertNil(error ?? nil, "job \(job)")
+        }
+        let first = try await latestRun(h, a.id)
+        XCTAssertEqual(first.status, "mismatch")
+        h.sandbox.resetRequestCounts()
+        try await h.run(SyncAdAccountHandler(environment: h.environment), args: #"{"ad_account_id":\#(a.id)}"#)
+        let again = try await latestRun(h, a.id)
+        XCTAssertEqual(again.status, "mismatch")
+        let log = h.sandbox.reportRequests().filter { $0.accountID == a.external }
+        XCTAssertEqual(log.filter { $0.granularity == "DAY" }.count, 1, "the incremental window once: \(log)")
+        XCTAssertEqual(log.filter { $0.granularity == "TOTAL" }.count, 2)
+        let counted: Int = try await h.db.pool.query(
+            "SELECT coalesce(sum(mismatches), 0)::int FROM nexcomet.sync_reconcile_counters"
+        ).first!.decode(0)
+        XCTAssertEqual(counted, 2, "both syncs counted")
+    }
+
     /// Issue 14, totals first: an account that delivered nothing in the window costs ONE request (the totals), not
     /// the lists and the report windows; when it starts delivering, the next sync fetches the lists and the
     /// window and stores exactly the truth.
