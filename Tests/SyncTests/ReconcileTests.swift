@@ -19,6 +19,22 @@ final class ReconcileTests: XCTestCase {
         ).map { (try $0.decode(0), try $0.decode(1), try $0.decode(2), try $0.decode(3)) }
     }
 
+    /// Connects every sandbox connection and discovers its ad accounts (sync_connection), then lists them.
+    func discovered(_ h: SyncHarness) async throws -> [(
+        id: Int64, external: String, platform: String, connection: Int64
+    )] {
+        for c in try await h.connectAll() {
+            try await h.run(SyncConnectionHandler(environment: h.environment), args: #"{"connection_id":"\#(c.id)"}"#)
+        }
+        return try await accounts(h)
+    }
+
+    /// Every platform's `nexjobs_sync_reconcile_mismatch_total` added up.
+    func mismatchesCounted(_ h: SyncHarness) async throws -> Int {
+        try await h.db.pool.query("SELECT coalesce(sum(mismatches), 0)::int FROM nexcomet.sync_reconcile_counters")
+            .first!.decode(0)
+    }
+
     func latestRun(_ h: SyncHarness, _ account: Int64) async throws -> (status: String?, difference: String?) {
         let r = try await h.db.pool.query(
             """
@@ -34,11 +50,7 @@ final class ReconcileTests: XCTestCase {
     func testAPersistentMismatchIsResyncedOnceThenRecordedCountedAndShown() async throws {
         let h = try await SyncHarness.make(tiktok: 1, snap: 1)
         addTeardownBlock { await h.close() }
-        let connections = try await h.connectAll()
-        for c in connections {
-            try await h.run(SyncConnectionHandler(environment: h.environment), args: #"{"connection_id":"\#(c.id)"}"#)
-        }
-        let all = try await accounts(h)
+        let all = try await discovered(h)
         let skewed = [
             try XCTUnwrap(all.first { $0.platform == "tiktok" }),
             try XCTUnwrap(all.first { $0.platform == "snapchat" }),
@@ -98,15 +110,11 @@ final class ReconcileTests: XCTestCase {
     func testAFirstSyncMakesExactlyOneTotalsRequestOverTheWholeWindow() async throws {
         let h = try await SyncHarness.make(tiktok: 1, snap: 1)
         addTeardownBlock { await h.close() }
-        let connections = try await h.connectAll()
-        for c in connections {
-            try await h.run(SyncConnectionHandler(environment: h.environment), args: #"{"connection_id":"\#(c.id)"}"#)
-        }
+        let all = try await discovered(h)
         h.sandbox.resetRequestCounts()
         let results = try await h.drain(SyncAdAccountHandler(environment: h.environment))
         for (job, error) in results { XCTAssertNil(error ?? nil, "job \(job)") }
         let log = h.sandbox.reportRequests()
-        let all = try await accounts(h)
         XCTAssertEqual(Set(all.map(\.platform)), ["tiktok", "snapchat"])
         for a in all {
             let window = try await h.db.pool.query(
@@ -139,10 +147,7 @@ final class ReconcileTests: XCTestCase {
     func testATransientMismatchIsClearedByOneResync() async throws {
         let h = try await SyncHarness.make(tiktok: 1, snap: 0)
         addTeardownBlock { await h.close() }
-        let connections = try await h.connectAll()
-        try await h.run(
-            SyncConnectionHandler(environment: h.environment), args: #"{"connection_id":"\#(connections[0].id)"}"#)
-        let all = try await accounts(h)
+        let all = try await discovered(h)
         // Off twice: the totals asked before the reports and asked again after them; the re-sync then agrees.
         h.sandbox.skewAccountTotals(account: all[0].external, spendCents: -5, times: 2)
         let results = try await h.drain(SyncAdAccountHandler(environment: h.environment))
@@ -159,9 +164,7 @@ final class ReconcileTests: XCTestCase {
         let log = h.sandbox.reportRequests().filter { $0.accountID == all[0].external }
         XCTAssertEqual(log.filter { $0.granularity == "TOTAL" }.count, 2, "asked before the reports and once more")
         XCTAssertEqual(log.filter { $0.granularity == "DAY" }.count, 1, "one window, no re-sync: \(log)")
-        let counted: Int = try await h.db.pool.query(
-            "SELECT coalesce(sum(mismatches), 0)::int FROM nexcomet.sync_reconcile_counters"
-        ).first!.decode(0)
+        let counted = try await mismatchesCounted(h)
         XCTAssertEqual(counted, 0)
     }
 
@@ -172,11 +175,7 @@ final class ReconcileTests: XCTestCase {
     func testNumbersThatGrowDuringTheSyncAreNotAMismatch() async throws {
         let h = try await SyncHarness.make(tiktok: 1, snap: 1)
         addTeardownBlock { await h.close() }
-        let connections = try await h.connectAll()
-        for c in connections {
-            try await h.run(SyncConnectionHandler(environment: h.environment), args: #"{"connection_id":"\#(c.id)"}"#)
-        }
-        let all = try await accounts(h)
+        let all = try await discovered(h)
         for a in all { h.sandbox.setLiveToday(account: a.external, step: 7) }
         h.sandbox.resetRequestCounts()
         let results = try await h.drain(SyncAdAccountHandler(environment: h.environment))
@@ -189,9 +188,7 @@ final class ReconcileTests: XCTestCase {
             XCTAssertEqual(mine.filter { $0.granularity == "DAY" }.count, 3, "no re-sync: \(a.platform)")
             XCTAssertEqual(mine.filter { $0.granularity == "TOTAL" }.count, 2, "before and after the reports")
         }
-        let counted: Int = try await h.db.pool.query(
-            "SELECT coalesce(sum(mismatches), 0)::int FROM nexcomet.sync_reconcile_counters"
-        ).first!.decode(0)
+        let counted = try await mismatchesCounted(h)
         XCTAssertEqual(counted, 0)
     }
 
@@ -200,10 +197,7 @@ final class ReconcileTests: XCTestCase {
     func testAPersistentMismatchIsResyncedAtMostOnceADay() async throws {
         let h = try await SyncHarness.make(tiktok: 1, snap: 0)
         addTeardownBlock { await h.close() }
-        let connections = try await h.connectAll()
-        try await h.run(
-            SyncConnectionHandler(environment: h.environment), args: #"{"connection_id":"\#(connections[0].id)"}"#)
-        let all = try await accounts(h)
+        let all = try await discovered(h)
         let a = all[0]
         h.sandbox.skewAccountTotals(account: a.external, spendCents: 99)
         for (job, error) in try await h.drain(SyncAdAccountHandler(environment: h.environment)) {
@@ -218,9 +212,7 @@ final class ReconcileTests: XCTestCase {
         let log = h.sandbox.reportRequests().filter { $0.accountID == a.external }
         XCTAssertEqual(log.filter { $0.granularity == "DAY" }.count, 1, "the incremental window once: \(log)")
         XCTAssertEqual(log.filter { $0.granularity == "TOTAL" }.count, 2)
-        let counted: Int = try await h.db.pool.query(
-            "SELECT coalesce(sum(mismatches), 0)::int FROM nexcomet.sync_reconcile_counters"
-        ).first!.decode(0)
+        let counted = try await mismatchesCounted(h)
         XCTAssertEqual(counted, 2, "both syncs counted")
     }
 
@@ -230,11 +222,7 @@ final class ReconcileTests: XCTestCase {
     func testAQuietAccountCostsOneTotalsRequestAndIsSyncedInFullOnceItDelivers() async throws {
         let h = try await SyncHarness.make(tiktok: 1, snap: 1, quietAccountPercent: 100)
         addTeardownBlock { await h.close() }
-        let connections = try await h.connectAll()
-        for c in connections {
-            try await h.run(SyncConnectionHandler(environment: h.environment), args: #"{"connection_id":"\#(c.id)"}"#)
-        }
-        let all = try await accounts(h)
+        let all = try await discovered(h)
         XCTAssertEqual(Set(all.map(\.platform)), ["tiktok", "snapchat"])
         func requests(_ external: String) -> Int {
             h.sandbox.requestCounts().filter { $0.accountID == external }.reduce(0) { $0 + $1.count }
