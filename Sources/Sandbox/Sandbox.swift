@@ -109,6 +109,8 @@ public final class Sandbox: Sendable {
         var totalSkew: [String: (cents: Int64, times: Int?)] = [:]
         /// Accounts whose today grows with every report request (``Sandbox/setLiveToday(account:step:)``).
         var liveToday: [String: (step: Int64, added: Int64)] = [:]
+        /// Ads the entity lists leave out (``Sandbox/hideFromLists(ad:_:)``); their reports are unchanged.
+        var hiddenFromLists: Set<String> = []
         /// Per-app QPS limits (absent: unlimited) and their rolling windows and refusal counts.
         var appQPS: [SandboxPlatform: Int] = [:]
         var appWindows: [SandboxPlatform: AppQPSWindow] = [:]
@@ -378,6 +380,16 @@ public final class Sandbox: Sendable {
             s.liveToday[account] = (max(0, min(step, 1_000_000)), added)
         }
     }
+
+    /// Leaves `ad` out of the ad lists (TikTok `ad/get/`, Snap `adaccounts/{id}/ads`) while it still delivers in the
+    /// reports, as an ad a platform reports but no longer lists would; `false` lists it again.
+    public func hideFromLists(ad: String, _ hidden: Bool = true) {
+        state.withLock { s in
+            if hidden { s.hiddenFromLists.insert(ad) } else { s.hiddenFromLists.remove(ad) }
+        }
+    }
+
+    func isHiddenFromLists(_ ad: String) -> Bool { state.withLock { $0.hiddenFromLists.contains(ad) } }
 
     /// The skew to apply to one account-total answer now (0 when none), counting it down.
     func takeTotalSkew(_ account: String) -> Int64 {

@@ -350,7 +350,7 @@ extension Sandbox {
                             ]))
                     continue
                 }
-                for ad in g.ads {
+                for ad in g.ads where !isHiddenFromLists(ad.id) {
                     let creative = SplitMix64(seed: ad.key ^ config.seed)
                     var rng = creative
                     items.append(

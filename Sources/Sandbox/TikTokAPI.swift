@@ -359,7 +359,7 @@ extension Sandbox {
                     ])
                     continue
                 }
-                for ad in g.ads {
+                for ad in g.ads where !isHiddenFromLists(ad.id) {
                     guard keep(ad.status, ["campaign_ids": c.id, "adgroup_ids": g.id, "ad_ids": ad.id]) else {
                         continue
                     }

@@ -98,7 +98,9 @@ public struct SyncAdAccountHandler: JobHandler {
         var rowCount = 0
         var reconcile: Reconciliation?
         do {
+            var listsFetched = false
             func fetchEntities() async throws {
+                listsFetched = true
                 entities = []
                 for level in ReportLevel.allCases {
                     entities += try await settings.retryingTransient {
@@ -167,8 +169,9 @@ public struct SyncAdAccountHandler: JobHandler {
                             // One ad-level report; campaign and ad-group rows are its sums (LevelDerivation says why).
                             let adRows = try await fetchReport(.ad, part)
                             let knownAds = Set(entities.lazy.filter { $0.level == .ad }.map(\.id))
-                            if adRows.contains(where: { !knownAds.contains($0.entityId) }) {
-                                // A new ad: the lists are out of date; fetch them once for this sync.
+                            if !listsFetched, adRows.contains(where: { !knownAds.contains($0.entityId) }) {
+                                // A new ad: the lists are out of date; fetch them, at most once per sync (an ad the
+                                // fresh lists still lack makes each window ask the two levels below instead).
                                 try await fetchEntities()
                                 try await commitEntities(entities, id: id, window: window, context: context)
                             }

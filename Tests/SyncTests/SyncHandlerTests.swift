@@ -263,6 +263,50 @@ final class SyncHandlerTests: XCTestCase {
         assertSameMetrics(try await h.databaseMetrics(from: first), h.truth(firstDay: first), "stored metrics")
     }
 
+    /// An ad the reports name but the lists never return (on both platforms): lists fetched in this sync are not
+    /// fetched again for it (a first sync: 3 lists, not 3 more per window), stored lists are fetched again once per
+    /// sync (the next sync: 3), and each window asks the two levels the derivation cannot place. Every stored metric
+    /// is still exact.
+    func testAnAdTheListsNeverReturnRefetchesTheListsAtMostOncePerSync() async throws {
+        let h = try await SyncHarness.make(tiktok: 1, snap: 1)
+        addTeardownBlock { await h.close() }
+        for c in try await h.connectAll() {
+            try await h.run(SyncConnectionHandler(environment: h.environment), args: #"{"connection_id":"\#(c.id)"}"#)
+        }
+        let accounts = h.sandbox.accounts(platform: .tiktok) + h.sandbox.accounts(platform: .snapchat)
+        for a in accounts {
+            // An ad that delivers in the window (ground truth has rows for it).
+            let ad = try XCTUnwrap(h.sandbox.groundTruth(account: a.id).first { $0.level == .ad }?.entityID)
+            h.sandbox.hideFromLists(ad: ad)
+        }
+        func assertRequests(windows: Int, _ what: String) {
+            let log = h.sandbox.reportRequests()
+            var requests: [String: Int] = [:]
+            for c in h.sandbox.requestCounts() { requests[c.accountID, default: 0] += c.count }
+            for a in accounts {
+                let reports = log.filter { $0.accountID == a.id }
+                let daily = reports.filter { $0.granularity == "DAY" }.count
+                XCTAssertEqual(daily, windows * 3, "\(what) \(a.platform): windows x (ads + ad groups + campaigns)")
+                // Pages of 1,000: one request per list.
+                let lists = (requests[a.id] ?? 0) - reports.count
+                XCTAssertEqual(lists, 3, "\(what) \(a.platform): the three lists once")
+            }
+        }
+        h.sandbox.resetRequestCounts()
+        for (job, error) in try await h.drain(SyncAdAccountHandler(environment: h.environment)) {
+            XCTAssertNil(error ?? nil, "job \(job)")
+        }
+        assertRequests(windows: 3, "first sync")
+        let ids: [Int64] = try await h.db.pool.query("SELECT id FROM nexcomet.ad_accounts").map { try $0.decode(0) }
+        h.sandbox.resetRequestCounts()
+        for id in ids {
+            try await h.run(SyncAdAccountHandler(environment: h.environment), args: #"{"ad_account_id":\#(id)}"#)
+        }
+        assertRequests(windows: 1, "next sync")
+        let first = try await h.retainedFirstDays(days: 90)
+        assertSameMetrics(try await h.databaseMetrics(from: first), h.truth(firstDay: first), "stored metrics")
+    }
+
     /// `NEXJOBS_SYNC_QUEUE_TIKTOK|SNAPCHAT`: each platform's account syncs go to its own queue (a worker can
     /// then cap each, `--queues default,sync.tiktok=8`); unset, they stay on the default queue.
     func testAccountSyncsGoToTheirPlatformsQueue() async throws {
