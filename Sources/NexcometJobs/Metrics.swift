@@ -1,5 +1,6 @@
 import Foundation
 import HTTP
+import Platforms
 import Postgres
 import Privacy
 
@@ -8,6 +9,8 @@ import Privacy
 /// Everything is read from the database, so every serve process reports the same values: gauges from the live
 /// tables, counters and histograms from cumulative tables that only grow: job events staged by a trigger and
 /// folded in at each scrape (sql/045_job_stats.sql), API calls added by a trigger (sql/046_api_call_stats.sql).
+/// Counter sums over shards are held at Int64.max (in SQL and when buckets are accumulated), never an
+/// out-of-range error or a trap.
 /// Series (all prefixed `nexjobs_`):
 /// - `jobs{queue,state}` (gauge): queue depth by state; `oldest_due_seconds{queue}` (gauge): age of the oldest
 ///   job that is due and not started (0 when none);
@@ -77,7 +80,7 @@ enum Metrics {
             "Job attempt outcomes: completed, failed, retried, snoozed, handed_back, cancelled.")
         for r in try await pool.query(
             """
-            SELECT kind, queue, outcome, sum(count)::bigint FROM nexjobs.job_stats_outcomes
+            SELECT kind, queue, outcome, least(sum(count), 9223372036854775807)::bigint FROM nexjobs.job_stats_outcomes
              GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
             """)
         {
@@ -130,7 +133,7 @@ enum Metrics {
             "Ad-platform API requests by platform and HTTP status class (error: no response).")
         for r in try await pool.query(
             """
-            SELECT platform, status_class, sum(count)::bigint FROM nexcomet.api_call_totals
+            SELECT platform, status_class, least(sum(count), 9223372036854775807)::bigint FROM nexcomet.api_call_totals
              GROUP BY 1, 2 ORDER BY 1, 2
             """)
         {
@@ -171,7 +174,7 @@ enum Metrics {
         var series: [String: [String: Series]] = ["duration": [:], "wait": [:]]  // metric -> labels -> series
         for r in try await pool.query(
             """
-            SELECT metric, kind, queue, bucket::int, sum(count)::bigint, sum(sum)::float8
+            SELECT metric, kind, queue, bucket::int, least(sum(count), 9223372036854775807)::bigint, sum(sum)::float8
               FROM nexjobs.job_stats_buckets GROUP BY 1, 2, 3, 4
             """)
         {
@@ -184,7 +187,7 @@ enum Metrics {
             guard (0...bounds.count).contains(bucket) else { continue }
             let key = "kind=\"\(label(kind))\",queue=\"\(label(queue))\""
             var s = series[metric]?[key] ?? Series(buckets: Array(repeating: 0, count: bounds.count + 1), sum: 0)
-            s.buckets[bucket] += count
+            s.buckets[bucket] = s.buckets[bucket].saturatingAdding(count)
             s.sum += sum
             series[metric, default: [:]][key] = s
         }
@@ -197,10 +200,10 @@ enum Metrics {
             for (key, s) in (series[metric] ?? [:]).sorted(by: { $0.key < $1.key }) {
                 var cumulative: Int64 = 0
                 for (i, bound) in bounds.enumerated() {
-                    cumulative += s.buckets[i]
+                    cumulative = cumulative.saturatingAdding(s.buckets[i])
                     out += "\(name)_bucket{\(key),le=\"\(bound)\"} \(cumulative)\n"
                 }
-                cumulative += s.buckets[bounds.count]
+                cumulative = cumulative.saturatingAdding(s.buckets[bounds.count])
                 out += "\(name)_bucket{\(key),le=\"+Inf\"} \(cumulative)\n"
                 out += "\(name)_sum{\(key)} \(number(s.sum))\n"
                 out += "\(name)_count{\(key)} \(cumulative)\n"

@@ -13,14 +13,25 @@ import Sync
 /// expires_in optional) sealed with ``Privacy/TokenVault`` under a key of the shared `NEXJOBS_TOKEN_KEYS` ring
 /// (AES-256-GCM, the key id in its header) with associated data
 /// ``Sync/ConnectionStore/reauthorizeAssociatedData(connectionID:)``, so a sealed document captured from one
-/// request does not open for another connection, and the HMAC signature with its 5-minute timestamp window stops
-/// replays. Why not "the app writes the tokens itself and only names the connection": NexJobs stays the only
-/// writer of the token columns (one sealing format, one row lock against a refresh in flight).
+/// request does not open for another connection. Why not "the app writes the tokens itself and only names the
+/// connection": NexJobs stays the only writer of the token columns (one sealing format, one row lock against a
+/// refresh in flight).
 ///
-/// The accepted request runs ``Sync/ConnectionStore/reauthorize(_:tokens:on:)``, the path of
+/// Replays: the signature's 5-minute timestamp window alone does not stop them (a captured request stays valid for
+/// those minutes and would restore the tokens it carried, undoing a later rotation, and set the connection active
+/// again). So each accepted delivery is recorded in `nexjobs.webhook_deliveries` (sql/066), keyed by the SHA-256 of
+/// its signed message `<timestamp>.<body>`, in the same transaction as the token change: the same request again
+/// answers 409 "already processed" and changes nothing, while a refused or failed request records nothing and may
+/// be retried. Rows are kept until a window past their timestamp's validity, then deleted by a later delivery.
+/// The signature covers the timestamp and body but not the path: this body replayed to `/webhooks/resync` is
+/// accepted there as a resync of the same connection (harmless: it only enqueues that connection's sync, at most
+/// one pending). The scheme stays as it is because the Nexcomet app already signs this way.
+///
+/// The accepted request runs ``Sync/ConnectionStore/reauthorize(_:tokens:inTransaction:)``, the path of
 /// `nexjobs connections reauthorize`: 200 `{"connection_id": N, "was_needs_reauth": true|false}`.
 /// Errors: 503 webhooks or token keys not configured, 401 signature, 400 body or sealed tokens that do not open
-/// (the reason is not detailed), 404 unknown connection, 409 disconnected connection. Tokens are never logged.
+/// (the reason is not detailed), 404 unknown connection, 409 disconnected connection, 409 already processed (a
+/// replay). Tokens are never logged.
 extension WebService {
     func reauthorized(_ request: HTTPRequest) async -> HTTPResponse {
         func refuse(_ status: Int, _ message: String) -> HTTPResponse { webhookRefusal(status, message, request) }
@@ -50,9 +61,39 @@ extension WebService {
         var tokens = OAuthTokens(
             accessToken: doc.access_token, refreshToken: doc.refresh_token.flatMap { $0.isEmpty ? nil : $0 })
         if let seconds = doc.expires_in { tokens.accessTokenExpiresAt = now().addingTimeInterval(Double(seconds)) }
+        // The signature check passed, so the header is a plain number of seconds.
+        let stamp = request.headers["X-Nexjobs-Timestamp"] ?? ""
+        let digest = sha256(Array((stamp + ".").utf8) + request.body)
+        let validUntil = Date(timeIntervalSince1970: Double(stamp) ?? 0).addingTimeInterval(maxSkew)
+        /// Rolls the transaction back (no delivery recorded) when the reauthorization did not happen.
+        struct NotApplied: Error { var outcome: ReauthorizeOutcome }
         do {
-            let outcome = try await pool.withConnection { c in try await store.reauthorize(id, tokens: tokens, on: c) }
+            let outcome: ReauthorizeOutcome?
+            do {
+                outcome = try await pool.withTransaction { c -> ReauthorizeOutcome? in
+                    // Rows a whole window past their validity: no server whose clock is within `maxSkew` of the
+                    // database's accepts their request any more.
+                    try await c.execute(
+                        """
+                        DELETE FROM nexjobs.webhook_deliveries
+                         WHERE expires_at < now() - \(maxSkew)::float8 * interval '1 second'
+                        """)
+                    // A concurrent identical delivery holds this key until it commits (then: replay) or rolls
+                    // back (then: this one goes on).
+                    let fresh = try await c.query(
+                        """
+                        INSERT INTO nexjobs.webhook_deliveries (webhook, digest, expires_at)
+                        VALUES ('reauthorized', decode(\(hexEncode(digest)), 'hex'), \(validUntil))
+                        ON CONFLICT (webhook, digest) DO NOTHING RETURNING 1
+                        """)
+                    guard !fresh.isEmpty else { return nil }
+                    let outcome = try await store.reauthorize(id, tokens: tokens, inTransaction: c)
+                    guard case .reauthorized = outcome else { throw NotApplied(outcome: outcome) }
+                    return outcome
+                }
+            } catch let e as NotApplied { outcome = e.outcome }
             switch outcome {
+            case nil: return refuse(409, "already processed: this signed request was accepted before")
             case .notFound: return refuse(404, "connection \(id) does not exist")
             case .disconnected: return refuse(409, "connection \(id) was disconnected")
             case .reauthorized(let was):

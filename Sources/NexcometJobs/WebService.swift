@@ -20,7 +20,10 @@ import Synchronization
 /// - `POST /webhooks/resync`: body `{"connection_id": N}` (number or string). Signed like Stripe's and GitHub's
 ///   webhooks: header `X-Nexjobs-Timestamp` (Unix seconds) and `X-Nexjobs-Signature: sha256=<hex>`, the hex
 ///   HMAC-SHA256 under the shared secret of `<timestamp>.<raw body>`; a timestamp more than `maxSkew` (5 min)
-///   away from now is refused, so a captured request cannot be replayed later. An accepted request enqueues
+///   away from now is refused, so a captured request cannot be replayed later; within those minutes it can (no
+///   replay store here, see `resync`), and so can the body of a signed `/webhooks/reauthorized` request sent to
+///   this path (the signature does not cover the path): either only enqueues that connection's sync, at most one
+///   pending. An accepted request enqueues
 ///   `sync_connection` with the scheduler's unique key `sync_connection:<id>` (a sync already pending or running
 ///   is reported as a duplicate, not doubled) and answers 202 `{"job_id": ..., "duplicate": ...}`.
 ///   Errors: 503 webhooks disabled (no secret configured), 401 bad or missing signature or timestamp, 400 bad
@@ -109,6 +112,10 @@ public struct WebService: Sendable {
     func resync(_ request: HTTPRequest) async -> HTTPResponse {
         func refuse(_ status: Int, _ message: String) -> HTTPResponse { webhookRefusal(status, message, request) }
         if let (status, message) = signatureRefusal(request) { return refuse(status, message) }
+        // No replay store (unlike /webhooks/reauthorized): a resync is idempotent. The unique key keeps one pending
+        // sync per connection, so a replayed request within the timestamp window at most enqueues the sync the
+        // original asked for (or reports the pending one as a duplicate), and a sync changes no settings; recording
+        // every delivery would cost a write per request and protect nothing.
 
         struct Body: Decodable { var connection_id: RowID }
         let id = (try? JSONDecoder().decode(Body.self, from: Data(request.body)))?.connection_id.value

@@ -164,11 +164,15 @@ extension SyncAdAccountHandler {
         ).first!.decode(0)
     }
 
-    /// Sums of the stored ad-level rows of `window` (the rows the account totals must equal).
+    /// Sums of the stored ad-level rows of `window` (the rows the account totals must equal). The impressions sum
+    /// is numeric in SQL (sum(bigint) is numeric) and held at the Int64 bounds, like the saturating sums of the
+    /// platform clients: absurd stored counts make a reconciliation mismatch, never an out-of-range error (22003)
+    /// that would fail the sync job on every attempt.
     static func storedTotals(_ id: Int64, window: DateWindow, on pool: PGPool) async throws -> AccountTotals {
         let r = try await pool.query(
             """
-            SELECT coalesce(sum(spend), 0)::text, coalesce(sum(impressions), 0)::bigint,
+            SELECT coalesce(sum(spend), 0)::text,
+                   greatest(least(coalesce(sum(impressions), 0), 9223372036854775807), -9223372036854775808)::bigint,
                    coalesce(sum(conversions), 0)::text
               FROM nexcomet.daily_metrics
              WHERE ad_account_id = \(id) AND level = 'ad'

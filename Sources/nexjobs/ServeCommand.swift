@@ -27,7 +27,9 @@ func serveCommand(_ args: [String]) async throws -> Int32 {
               POST /webhooks/reauthorized  {"connection_id": N, "sealed_tokens": "<base64>"}, signed the same way;
                                        the tokens sealed with the NEXJOBS_TOKEN_KEYS ring: replaces the
                                        connection's tokens, clears needs_reauth, keeps its ad accounts and
-                                       history (as nexjobs connections reauthorize); 200, or 400/401/404/409/503
+                                       history (as nexjobs connections reauthorize); 200, or 400/401/404/409/503;
+                                       the same signed request again answers 409 "already processed" and
+                                       changes nothing (deliveries recorded in nexjobs.webhook_deliveries)
               GET  /login, /, /jobs, /schedules, /connections, /privacy   operator console (README.md, "Console")
 
               --listen HOST:PORT   address to bind (default: 0.0.0.0:$PORT when PORT is set, else 127.0.0.1:8080)
@@ -52,8 +54,10 @@ func serveCommand(_ args: [String]) async throws -> Int32 {
             two login attempts from one address, 100ms...1h, default 1s; sooner is 429), NEXJOBS_CONSOLE_SECURE_COOKIE
             (0 or 1); NEXJOBS_SYNC_QUEUE_TIKTOK|SNAPCHAT (the queue a resync webhook's job goes to).
             Signatures are lowercase hex. /metrics is computed at most once per 5 s; request bodies are limited to
-            16 KiB. A captured signed request can be replayed within its 5 minutes: it only enqueues a resync, which
-            the unique key keeps to one pending at a time.
+            16 KiB. The signature covers timestamp and body, not the path. A captured signed resync request can be
+            replayed within its 5 minutes, and a reauthorized body sent to /webhooks/resync is accepted as a resync
+            of that connection: either only enqueues a resync, which the unique key keeps to one pending at a time.
+            A reauthorized request is applied at most once (a replay answers 409).
             """)
         return Exit.ok
     }

@@ -145,6 +145,41 @@ final class MetricsTests: XCTestCase {
         try Self.promtoolCheck(text)
     }
 
+    /// Counters whose shards sum past Int64 (2 x 2^62 = 2^63) made /metrics fail (SQL 22003 on `sum()::bigint`) or
+    /// trap (the cumulative histogram buckets added in Swift); they are held at Int64.max.
+    func testHugeCountersSaturateInsteadOfFailing() async throws {
+        try await db.pool.execute(
+            """
+            INSERT INTO nexcomet.api_call_totals (platform, status_class, shard, count)
+            VALUES ('tiktok', '2xx', 0, 4611686018427387904), ('tiktok', '2xx', 1, 4611686018427387904)
+            """)
+        try await db.pool.execute(
+            """
+            INSERT INTO nexjobs.job_stats_outcomes (kind, queue, outcome, shard, count)
+            VALUES ('k', 'q', 'completed', 0, 4611686018427387904), ('k', 'q', 'completed', 1, 4611686018427387904)
+            """)
+        // Bucket 0 overflows in SQL (two shards), bucket 1 only when the cumulative count is added up.
+        try await db.pool.execute(
+            """
+            INSERT INTO nexjobs.job_stats_buckets (kind, queue, metric, bucket, shard, count, sum)
+            VALUES ('k', 'q', 'duration', 0, 0, 4611686018427387904, 1), ('k', 'q', 'duration', 0, 1, 4611686018427387904, 1),
+                   ('k', 'q', 'duration', 1, 0, 4611686018427387904, 1)
+            """)
+        let response = await get(service(token: token).router(), authorization: "Bearer \(token)")
+        let text = String(decoding: response.body, as: UTF8.self)
+        XCTAssertEqual(response.status, 200, text)
+        XCTAssertTrue(
+            text.contains(
+                #"nexjobs_platform_api_calls_total{platform="tiktok",status_class="2xx"} 9223372036854775807"#),
+            text)
+        XCTAssertTrue(
+            text.contains(#"nexjobs_job_outcomes_total{kind="k",queue="q",outcome="completed"} 9223372036854775807"#),
+            text)
+        XCTAssertTrue(
+            text.contains(#"nexjobs_job_duration_seconds_count{kind="k",queue="q"} 9223372036854775807"#), text)
+        try Self.promtoolCheck(text)
+    }
+
     /// Runs `promtool check metrics` on `text`; fails (never skips) when promtool is missing.
     static func promtoolCheck(_ text: String, file: StaticString = #filePath, line: UInt = #line) throws {
         let p = Process()

@@ -154,4 +154,91 @@ final class ReauthorizeTests: XCTestCase {
             HTTPRequest(method: "POST", path: "/webhooks/reauthorized", headers: headers, body: Array(body.utf8)))
         XCTAssertEqual(off.status, 503)
     }
+
+    /// A captured reauthorized request sent again within its timestamp window (the signature still valid) must not
+    /// restore the tokens it carried after a later rotation, nor set the connection active again: 409, nothing
+    /// changed. A request that failed (here: disconnected connection) recorded nothing and can be retried.
+    func testReplayedReauthorizedWebhookIsRefusedAndChangesNothing() async throws {
+        let db = try await TestDatabase.create()
+        addTeardownBlock { await db.drop() }
+        let ring = try KeyRing(keys: [(id: "k1", key: (0..<32).map { UInt8($0 * 7 % 251) })])
+        let store = ConnectionStore(vault: TokenVault(keyRing: ring))
+        let secret = Array("0123456789abcdef0123456789abcdef-replay".utf8)
+        var service = WebService(pool: db.pool, webhookSecret: secret, logger: Logger(label: "t", minimum: .error))
+        service.tokenStore = store
+        let router = service.router()
+        let org: Int64 = try await db.pool.query(
+            "INSERT INTO nexcomet.organizations (name) VALUES ('o') RETURNING id"
+        ).first!.decode(0)
+        let id = try await db.pool.withConnection { c in
+            try await store.create(
+                organizationID: org, platform: .tiktok, tokens: OAuthTokens(accessToken: "old-access"), on: c)
+        }
+        let sealed = Data(
+            try store.vault.seal(
+                #"{"access_token":"captured-access","refresh_token":"captured-refresh"}"#,
+                associatedData: ConnectionStore.reauthorizeAssociatedData(connectionID: id))
+        ).base64EncodedString()
+        // One signed request, sent several times byte for byte (as an eavesdropper would).
+        let body = Array(#"{"connection_id":\#(id),"sealed_tokens":"\#(sealed)"}"#.utf8)
+        let stamp = String(Int(Date().timeIntervalSince1970))
+        var headers = HTTPHeaders()
+        headers.add("X-Nexjobs-Timestamp", stamp)
+        headers.add("X-Nexjobs-Signature", WebService.signature(secret: secret, timestamp: stamp, body: body))
+        func send(_ path: String = "/webhooks/reauthorized") async -> HTTPResponse {
+            await router.handle(HTTPRequest(method: "POST", path: path, headers: headers, body: body))
+        }
+        func state() async throws -> (status: String, access: String?, refresh: String?) {
+            let c = try await db.pool.withConnection { c in try await store.load(id, on: c) }
+            return (c.status, c.tokens?.accessToken, c.tokens?.refreshToken)
+        }
+
+        // Failed first: the connection is disconnected. Nothing is recorded, so the same request may be retried.
+        try await db.pool.execute("UPDATE nexcomet.ad_connections SET status = 'disconnected' WHERE id = \(id)")
+        let failed = await send()
+        XCTAssertEqual(failed.status, 409, String(decoding: failed.body, as: UTF8.self))
+        XCTAssertTrue(String(decoding: failed.body, as: UTF8.self).contains("disconnected"))
+        let recorded: Int = try await db.pool.query("SELECT count(*)::int FROM nexjobs.webhook_deliveries")
+            .first!.decode(0)
+        XCTAssertEqual(recorded, 0, "a request that changed nothing is not recorded")
+        try await db.pool.execute("UPDATE nexcomet.ad_connections SET status = 'needs_reauth' WHERE id = \(id)")
+
+        // Accepted once.
+        let first = await send()
+        XCTAssertEqual(first.status, 200, String(decoding: first.body, as: UTF8.self))
+        var now = try await state()
+        XCTAssertEqual(now.status, "active")
+        XCTAssertEqual(now.access, "captured-access")
+        XCTAssertEqual(now.refresh, "captured-refresh")
+
+        // The operator rotates the tokens (`connections reauthorize`); a replay must not restore the captured ones.
+        let rotated = try await db.pool.withConnection { c in
+            try await store.reauthorize(
+                id, tokens: OAuthTokens(accessToken: "rotated-access", refreshToken: "rotated-refresh"), on: c)
+        }
+        XCTAssertEqual(rotated, .reauthorized(wasNeedsReauth: false))
+        let replay = await send()
+        XCTAssertEqual(replay.status, 409, String(decoding: replay.body, as: UTF8.self))
+        XCTAssertTrue(String(decoding: replay.body, as: UTF8.self).contains("already processed"))
+        XCTAssertFalse(String(decoding: replay.body, as: UTF8.self).contains("captured"))
+        now = try await state()
+        XCTAssertEqual(now.access, "rotated-access", "the replay did not restore the captured tokens")
+        XCTAssertEqual(now.refresh, "rotated-refresh")
+
+        // Nor does it set a connection marked since then active again.
+        try await db.pool.execute("UPDATE nexcomet.ad_connections SET status = 'needs_reauth' WHERE id = \(id)")
+        let again = await send()
+        XCTAssertEqual(again.status, 409)
+        now = try await state()
+        XCTAssertEqual(now.status, "needs_reauth")
+        XCTAssertNil(now.access)
+
+        // The signature does not cover the path: the same bytes sent to /webhooks/resync are taken as a resync of
+        // this connection (documented, harmless: one pending sync at most).
+        try await db.pool.execute("UPDATE nexcomet.ad_connections SET status = 'active' WHERE id = \(id)")
+        let asResync = await send("/webhooks/resync")
+        XCTAssertEqual(asResync.status, 202, String(decoding: asResync.body, as: UTF8.self))
+        let repeated = await send("/webhooks/resync")
+        XCTAssertTrue(String(decoding: repeated.body, as: UTF8.self).contains(#""duplicate":true"#))
+    }
 }

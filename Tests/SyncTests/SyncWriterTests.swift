@@ -150,4 +150,26 @@ final class SyncWriterTests: XCTestCase {
             XCTAssertTrue(e.description.contains("ad account 424242 does not exist"), e.description)
         }
     }
+
+    /// Stored counts whose sum exceeds Int64 (two ad rows of 2^62 impressions: 2^63) made `storedTotals` fail with
+    /// 22003 (numeric out of range for bigint) on every attempt of the sync job; the sum is now held at Int64.max,
+    /// so reconciliation sees a mismatch instead of an error.
+    func testStoredTotalsSaturateHugeImpressionSums() async throws {
+        let db = try await TestDatabase.create()
+        addTeardownBlock { await db.drop() }
+        let id = try await account(db)
+        try await db.pool.execute(
+            """
+            INSERT INTO nexcomet.daily_metrics
+                   (platform, ad_account_id, level, entity_id, date, currency, spend, impressions, conversions)
+            SELECT 'tiktok', \(id), 'ad', e, \(first.description)::date, 'USD', 1.25, 4611686018427387904, 2
+              FROM unnest(ARRAY['1', '2']) AS e
+            """)
+        let totals = try await SyncAdAccountHandler.storedTotals(id, window: window, on: db.pool)
+        XCTAssertEqual(totals.impressions, Int64.max)
+        XCTAssertEqual(totals.spend, Decimal(string: "2.5"))
+        XCTAssertEqual(totals.conversions, 4)
+        let quiet = try await SyncAdAccountHandler.storedIsQuiet(id, window: window, on: db.pool)
+        XCTAssertFalse(quiet)
+    }
 }
