@@ -143,11 +143,18 @@ public struct SyncAdAccountHandler: JobHandler {
                     earlyError = e
                 }
             }
+            let freshSince = settings.now().addingTimeInterval(
+                -Double(settings.entityRefreshInterval.components.seconds))
+            if quiet, try await Self.storedEntitiesAreStale(id, freshSince: freshSince, on: pool) {
+                // A quiet account that delivered before keeps its stored lists current at the same interval as any
+                // other (renames, pauses, deletions and new entities reach the database); one that never delivered
+                // has none stored and costs nothing more.
+                try await fetchEntities()
+                try await commitEntities(entities, id: id, window: window, context: context)
+            }
             if !quiet {
                 // 1. Entities: the stored snapshot while it is fresh (lean plan) or when this job committed it before
                 // a crash or snooze; else the three lists, committed at once.
-                let freshSince = settings.now().addingTimeInterval(
-                    -Double(settings.entityRefreshInterval.components.seconds))
                 if resume != nil || settings.callPlan == .lean,
                     let stored = try await Self.storedEntities(
                         id, account: account, freshSince: resume != nil ? Date(timeIntervalSince1970: 0) : freshSince,
@@ -320,6 +327,14 @@ public struct SyncAdAccountHandler: JobHandler {
         context.logger.info(
             "ad account synced", ("ad_account", "\(id)"), ("window", window.description),
             ("rows", "\(rowCount)"), ("changed", "\(result.upserted)"), ("deleted", "\(result.deleted)"))
+    }
+
+    /// Whether the account has stored entity lists fetched before `freshSince` (false when none were ever stored).
+    static func storedEntitiesAreStale(_ id: Int64, freshSince: Date, on pool: PGPool) async throws -> Bool {
+        let rows = try await pool.query(
+            "SELECT entities_synced_at < \(freshSince) FROM nexcomet.ad_accounts WHERE id = \(id)")
+        guard let row = rows.first, let stale: Bool = try row.decode(0) else { return false }
+        return stale
     }
 
     /// Whether a sync of this ad account recorded a reconciliation `mismatch` (a difference one re-sync did not

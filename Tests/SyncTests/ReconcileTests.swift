@@ -309,5 +309,23 @@ final class ReconcileTests: XCTestCase {
             XCTAssertEqual(r.calls, 1, a.platform)
             XCTAssertEqual(requests(a.external), 1, a.platform)
         }
+
+        // Still quiet a day later, but an ad was created meanwhile: lists stored before are refreshed at the usual
+        // interval (totals + 3 lists), so the new ad reaches the database; the reports are still skipped.
+        var added: [String: String] = [:]
+        for a in all { added[a.external] = try XCTUnwrap(h.sandbox.addAd(account: a.external)) }
+        h.advanceDays(1)
+        h.sandbox.resetRequestCounts()
+        let errors4 = try await h.resyncAccounts()
+        XCTAssertEqual(errors4, [:])
+        for a in all {
+            let r = try await run(a.id)
+            XCTAssertEqual(r.calls, 4, "\(a.platform): totals + the three lists")
+            XCTAssertEqual(h.sandbox.reportRequests().filter { $0.accountID == a.external }.count, 1, a.platform)
+            let stored: Int = try await h.db.pool.query(
+                "SELECT count(*)::int FROM nexcomet.ads WHERE ad_account_id = \(a.id) AND external_id = \(added[a.external]!)"
+            ).first!.decode(0)
+            XCTAssertEqual(stored, 1, "\(a.platform): the ad created while quiet is stored")
+        }
     }
 }
