@@ -80,6 +80,16 @@ extension SyncProcessTests {
                 "SELECT reconcile_status FROM nexcomet.sync_runs WHERE job_id = \(killed.job) AND outcome = 'succeeded'"
             ).first?.decode(0)
             XCTAssertEqual(reconcile, "ok", "no re-sync: the totals matched")
+            // Every HTTP request of the resumed attempt (`sync_runs.api_calls`: pages, retries, lists, refreshes)
+            // is one of those reports: the totals and each remaining window once. The entity lists the killed
+            // attempt committed are reused, not fetched again (3 more requests otherwise). The log may also hold the
+            // killed attempt's last window request, answered after the reset (the sandbox logs a report when it
+            // answers), hence distinct windows.
+            let resumedCalls: Int = try await stack.db.pool.query(
+                "SELECT api_calls FROM nexcomet.sync_runs WHERE job_id = \(killed.job) AND outcome = 'succeeded'"
+            ).first!.decode(0)
+            let remaining = Set(requests.map { "\($0["first"]?.stringValue ?? "")|\($0["last"]?.stringValue ?? "")" })
+            XCTAssertEqual(resumedCalls, remaining.count + 1, "the resumed attempt fetched no list again: \(log)")
             for r in requests {
                 let first = r["first"]?.stringValue ?? ""
                 XCTAssertGreaterThan(first, committed, "a committed window (through \(committed)) was fetched again")
