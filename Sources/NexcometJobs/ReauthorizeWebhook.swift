@@ -20,7 +20,8 @@ import Sync
 /// The accepted request runs ``Sync/ConnectionStore/reauthorize(_:tokens:on:)``, the path of
 /// `nexjobs connections reauthorize`: 200 `{"connection_id": N, "was_needs_reauth": true|false}`.
 /// Errors: 503 webhooks or token keys not configured, 401 signature, 400 body or sealed tokens that do not open
-/// (the reason is not detailed), 404 unknown connection, 409 disconnected connection. Tokens are never logged.
+/// (the reason is not detailed), 404 unknown connection, 409 disconnected connection or
+/// deleted or restricted organization (nothing changed). Tokens are never logged.
 extension WebService {
     func reauthorized(_ request: HTTPRequest) async -> HTTPResponse {
         func refuse(_ status: Int, _ message: String) -> HTTPResponse { webhookRefusal(status, message, request) }
@@ -55,6 +56,8 @@ extension WebService {
             switch outcome {
             case .notFound: return refuse(404, "connection \(id) does not exist")
             case .disconnected: return refuse(409, "connection \(id) was disconnected")
+            case .organizationUnavailable(let deleted):
+                return refuse(409, "connection \(id) belongs to a \(deleted ? "deleted" : "restricted") organization")
             case .reauthorized(let was):
                 logger.info("webhook reauthorized", ("connection_id", String(id)), ("was_needs_reauth", "\(was)"))
                 return .json(#"{"connection_id":\#(id),"was_needs_reauth":\#(was)}"#)
