@@ -30,8 +30,8 @@ import Sync
 /// The accepted request runs ``Sync/ConnectionStore/reauthorize(_:tokens:inTransaction:)``, the path of
 /// `nexjobs connections reauthorize`: 200 `{"connection_id": N, "was_needs_reauth": true|false}`.
 /// Errors: 503 webhooks or token keys not configured, 401 signature, 400 body or sealed tokens that do not open
-/// (the reason is not detailed), 404 unknown connection, 409 disconnected connection, 409 already processed (a
-/// replay). Tokens are never logged.
+/// (the reason is not detailed), 404 unknown connection, 409 disconnected connection or deleted or restricted
+/// organization (nothing changed), 409 already processed (a replay). Tokens are never logged.
 extension WebService {
     func reauthorized(_ request: HTTPRequest) async -> HTTPResponse {
         func refuse(_ status: Int, _ message: String) -> HTTPResponse { webhookRefusal(status, message, request) }
@@ -96,6 +96,8 @@ extension WebService {
             case nil: return refuse(409, "already processed: this signed request was accepted before")
             case .notFound: return refuse(404, "connection \(id) does not exist")
             case .disconnected: return refuse(409, "connection \(id) was disconnected")
+            case .organizationUnavailable(let deleted):
+                return refuse(409, "connection \(id) belongs to a \(deleted ? "deleted" : "restricted") organization")
             case .reauthorized(let was):
                 logger.info("webhook reauthorized", ("connection_id", String(id)), ("was_needs_reauth", "\(was)"))
                 return .json(#"{"connection_id":\#(id),"was_needs_reauth":\#(was)}"#)

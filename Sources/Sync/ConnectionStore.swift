@@ -14,6 +14,9 @@ public struct StoredConnection: Sendable {
     public var tokens: OAuthTokens?
     /// Key id of the stored ciphertexts.
     public var keyID: String?
+    /// How many times the tokens were written or wiped (sql/067): a refresh or a grant error computed from these
+    /// tokens may store or mark only while the row still has this generation.
+    public var tokenGeneration: Int64 = 0
 }
 
 /// Why a stored connection could not be used. Safe to log: it never contains token text.
@@ -73,7 +76,7 @@ public struct ConnectionStore: Sendable {
         let rows = try await connection.query(
             """
             SELECT organization_id, platform, status, access_token_ciphertext, refresh_token_ciphertext,
-                   token_key_id, access_token_expires_at, refresh_token_expires_at
+                   token_key_id, access_token_expires_at, refresh_token_expires_at, token_generation
               FROM nexcomet.ad_connections WHERE id = \(id) \(unsafeSQL: forUpdate ? "FOR UPDATE" : "")
             """)
         guard let row = rows.first else {
@@ -84,7 +87,7 @@ public struct ConnectionStore: Sendable {
         }
         var stored = StoredConnection(
             id: id, organizationID: try row.decode(0), platform: platform, status: try row.decode(2), tokens: nil,
-            keyID: try row.decode(5))
+            keyID: try row.decode(5), tokenGeneration: try row.decode(8))
         guard let accessText = row.text(3) else { return stored }
         let access = try open(accessText, id: id, column: "access_token")
         let refresh = try row.text(4).map { try open($0, id: id, column: "refresh_token") }
@@ -94,18 +97,41 @@ public struct ConnectionStore: Sendable {
         return stored
     }
 
-    /// Seals and stores tokens (under the active key), their expiry times, and clears `refresh_enqueued_at`.
+    /// Seals and stores tokens (under the active key), their expiry times, clears `refresh_enqueued_at` and advances
+    /// the token generation.
     ///
     /// A nil refresh token keeps the stored one (Snap may omit it on refresh); a nil refresh expiry keeps the
-    /// stored expiry likewise.
+    /// stored expiry likewise. Unconditional: for tokens that replace whatever is stored (a new grant). A refresh
+    /// stores with ``saveRefreshedTokens(_:_:replacing:on:)`` instead.
     public func saveTokens(_ id: Int64, _ tokens: OAuthTokens, on connection: PGConnection) async throws {
+        guard try await write(id, tokens, ifGeneration: nil, on: connection) != nil else {
+            throw ConnectionStoreError(
+                code: .notFound, connectionID: id, message: "no such connection, or it was disconnected")
+        }
+    }
+
+    /// Stores tokens refreshed from the tokens of generation `generation`, only if the row still holds them.
+    ///
+    /// A reauthorization, another refresh or a wipe committed since then advanced the generation: the refreshed
+    /// tokens came from a grant that is no longer the stored one and must not overwrite it (sql/067).
+    /// - Returns: the new generation, or nil when the row moved on (or is disconnected, or gone); nothing written.
+    public func saveRefreshedTokens(
+        _ id: Int64, _ tokens: OAuthTokens, replacing generation: Int64, on connection: PGConnection
+    ) async throws -> Int64? {
+        try await write(id, tokens, ifGeneration: generation, on: connection)
+    }
+
+    private func write(_ id: Int64, _ tokens: OAuthTokens, ifGeneration generation: Int64?, on connection: PGConnection)
+        async throws -> Int64?
+    {
         let access = try vault.seal(
             tokens.accessToken, associatedData: Self.associatedData(connectionID: id, column: "access_token"))
         let refresh = try tokens.refreshToken.map {
             try vault.seal($0, associatedData: Self.associatedData(connectionID: id, column: "refresh_token"))
         }
         // A kept refresh ciphertext may be under an older key: its header names that key, so it still opens.
-        let n = try await connection.execute(
+        // A disconnected connection's tokens were deleted on purpose: a refresh in flight must not bring them back.
+        let rows = try await connection.query(
             """
             UPDATE nexcomet.ad_connections
                SET access_token_ciphertext = \(Bytea.encode(access))::bytea,
@@ -114,14 +140,13 @@ public struct ConnectionStore: Sendable {
                    access_token_expires_at = \(tokens.accessTokenExpiresAt),
                    refresh_token_expires_at = coalesce(\(tokens.refreshTokenExpiresAt), refresh_token_expires_at),
                    refresh_enqueued_at = NULL,
+                   token_generation = token_generation + 1,
                    updated_at = now()
              WHERE id = \(id) AND status <> 'disconnected'
+               AND (\(generation)::bigint IS NULL OR token_generation = \(generation)::bigint)
+            RETURNING token_generation
             """)
-        // A disconnected connection's tokens were deleted on purpose: a refresh in flight must not bring them back.
-        guard n == 1 else {
-            throw ConnectionStoreError(
-                code: .notFound, connectionID: id, message: "no such connection, or it was disconnected")
-        }
+        return try rows.first?.decode(0)
     }
 
     /// Outcome of ``rotateKeys(pool:batchSize:)``.

@@ -15,8 +15,10 @@ import Queue
 ///   was wrong, never a token or the query string.
 /// - `reauthorizationRequired`: the connection becomes `needs_reauth` with one open `reauth_required`
 ///   notification (the partial unique index keeps it to one), then ``JobDiscard``. A connection whose stored
-///   tokens were replaced by another job meanwhile is not marked: that job's refresh rotated the tokens this one
-///   held, so the failure is retried instead.
+///   tokens are no longer the ones this job used (another job's refresh, a reauthorization: the token generation
+///   moved on, sql/067) is not marked, neither before the transaction nor in it (the UPDATE is conditional on the
+///   generation, so a reauthorization committed after the first check still wins): the failure is retried with
+///   the stored tokens.
 /// - `permanent` (a well-formed answer whose API code or status says the request is invalid): ``JobDiscard`` with
 ///   the error's message.
 ///
@@ -27,14 +29,31 @@ struct ErrorPolicy {
     var connectionID: Int64
     var organizationID: Int64
     var platform: AdPlatform
-    /// The access token the job started with, to detect a concurrent refresh.
-    var startingAccessToken: String?
+    /// The token generation the job's requests use (the one it loaded, advanced by its own refreshes).
+    var generation: TokenGeneration
     var session: TokenSession?
     var adAccountID: Int64? = nil
     var window: DateWindow? = nil
     var started = ContinuousClock.now
 
     var defaultSnooze: Duration = .seconds(30)
+
+    init(
+        context: JobContext, store: ConnectionStore, connectionID: Int64, organizationID: Int64,
+        platform: AdPlatform, tokenGeneration: Int64, session: TokenSession?, adAccountID: Int64? = nil,
+        window: DateWindow? = nil, defaultSnooze: Duration = .seconds(30)
+    ) {
+        self.context = context
+        self.store = store
+        self.connectionID = connectionID
+        self.organizationID = organizationID
+        self.platform = platform
+        self.generation = TokenGeneration(tokenGeneration)
+        self.session = session
+        self.adAccountID = adAccountID
+        self.window = window
+        self.defaultSnooze = defaultSnooze
+    }
 
     func fail(_ error: PlatformError) async throws -> Never {
         switch error.kind {
@@ -45,9 +64,7 @@ struct ErrorPolicy {
             await recordRun(outcome: "failed", error: error.description)
             throw error
         case .reauthorizationRequired:
-            if try await tokensReplacedElsewhere() {
-                throw RetryableSyncError(message: "tokens were refreshed by another job; retrying with them")
-            }
+            if try await tokensReplacedElsewhere() { throw Self.replaced }
             try await markNeedsReauth(reason: error.description)
             throw JobDiscard("re-authorization required: \(error)")
         case .permanent:
@@ -56,27 +73,41 @@ struct ErrorPolicy {
         }
     }
 
+    static let replaced = RetryableSyncError(
+        message: "the connection's tokens were replaced meanwhile (refresh or reauthorization); retrying with them")
+
     private func tokensReplacedElsewhere() async throws -> Bool {
-        guard let startingAccessToken else { return false }
-        let current = try await context.pool.withConnection { c in
-            try await store.load(connectionID, on: c).tokens?.accessToken
-        }
-        let own = await session?.tokens.accessToken
-        return current != nil && current != startingAccessToken && current != own
+        let rows = try await context.pool.query(
+            "SELECT status, token_generation FROM nexcomet.ad_connections WHERE id = \(connectionID)")
+        guard let row = rows.first, try row.decode(0) as String == "active" else { return false }
+        return try row.decode(1) as Int64 != (await generation.value)
     }
 
     /// Marks the connection `needs_reauth`, writes the one open notification and the failed run, in one transaction.
+    ///
+    /// Only for the tokens the failing requests used: when the connection is still active but its token generation
+    /// moved on (a reauthorization or another job's refresh committed since this job read it), nothing is written
+    /// and ``RetryableSyncError`` is thrown, so the new tokens are neither flagged nor wiped (sql/030).
     func markNeedsReauth(reason: String) async throws {
+        let generation = await generation.value
         try await context.pool.withTransaction { c in
             // The organization before the connection (the erasure's lock order): the notification's foreign key
             // would otherwise lock the organization after the connection and could deadlock with an erasure.
             try await c.execute(
                 "SELECT 1 FROM nexcomet.organizations WHERE id = \(organizationID) FOR KEY SHARE")
-            try await c.execute(
+            let marked = try await c.query(
                 """
                 UPDATE nexcomet.ad_connections SET status = 'needs_reauth', last_error = \(reason), updated_at = now()
-                 WHERE id = \(connectionID) AND status = 'active'
+                 WHERE id = \(connectionID) AND status = 'active' AND token_generation = \(generation)
+                RETURNING 1
                 """)
+            if marked.isEmpty {
+                let status =
+                    try await c.query(
+                        "SELECT status FROM nexcomet.ad_connections WHERE id = \(connectionID)"
+                    ).first?.decode(0) as String?
+                if status == "active" { throw Self.replaced }
+            }
             try await c.execute(
                 """
                 INSERT INTO nexcomet.notifications (organization_id, connection_id, kind, payload)

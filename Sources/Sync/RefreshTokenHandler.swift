@@ -24,7 +24,7 @@ public struct RefreshTokenHandler: JobHandler {
         }
         let policy = ErrorPolicy(
             context: context, store: store, connectionID: id, organizationID: stored.organizationID,
-            platform: stored.platform, startingAccessToken: nil, session: nil,
+            platform: stored.platform, tokenGeneration: stored.tokenGeneration, session: nil,
             defaultSnooze: environment.settings.rateLimitSnooze)
         guard stored.tokens?.refreshToken != nil else {
             // Long-lived grants (TikTok advertiser tokens) have no refresh token: fine until the access token expires.
@@ -35,9 +35,10 @@ public struct RefreshTokenHandler: JobHandler {
         }
         let client = try environment.client(stored.platform, pool: context.pool)
         do {
-            let (_, refreshed) = try await TokenRefresher.refreshIfNeeded(
+            let refreshed = try await TokenRefresher.refreshIfNeeded(
                 connectionID: id, store: store, client: client, margin: environment.settings.refreshMargin,
-                now: environment.settings.now(), pool: context.pool, complete: context)
+                now: environment.settings.now(), pool: context.pool, complete: context
+            ).refreshed
             context.logger.info("token refresh", ("connection", "\(id)"), ("refreshed", "\(refreshed)"))
         } catch let e as PlatformError {
             try await policy.fail(e)

@@ -74,7 +74,7 @@ public struct SyncAdAccountHandler: JobHandler {
         let today = LocalDate(settings.now(), in: tz)
         var policy = ErrorPolicy(
             context: context, store: store, connectionID: row.connectionID, organizationID: stored.organizationID,
-            platform: platform, startingAccessToken: stored.tokens?.accessToken, session: nil, adAccountID: id,
+            platform: platform, tokenGeneration: stored.tokenGeneration, session: nil, adAccountID: id,
             window: window, defaultSnooze: settings.rateLimitSnooze)
         guard let tokens = stored.tokens else {
             try await policy.markNeedsReauth(reason: "the connection holds no access token")
@@ -82,8 +82,9 @@ public struct SyncAdAccountHandler: JobHandler {
         }
         let client = try environment.client(platform, pool: context.pool)
         let connectionID = row.connectionID
+        let generation = policy.generation
         let session = TokenSession(tokens: tokens) { fresh in
-            try await context.pool.withConnection { c in try await store.saveTokens(connectionID, fresh, on: c) }
+            try await generation.store(fresh, connectionID: connectionID, store: store, pool: context.pool)
         }
         policy.session = session
         let account = row.account

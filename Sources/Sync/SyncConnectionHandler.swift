@@ -24,7 +24,7 @@ public struct SyncConnectionHandler: JobHandler {
         }
         var policy = ErrorPolicy(
             context: context, store: store, connectionID: id, organizationID: stored.organizationID,
-            platform: stored.platform, startingAccessToken: stored.tokens?.accessToken, session: nil,
+            platform: stored.platform, tokenGeneration: stored.tokenGeneration, session: nil,
             defaultSnooze: environment.settings.rateLimitSnooze)
         guard stored.tokens != nil else {
             try await policy.markNeedsReauth(reason: "the connection holds no access token")
@@ -32,15 +32,16 @@ public struct SyncConnectionHandler: JobHandler {
         }
         let client = try environment.client(stored.platform, pool: context.pool)
         do {
-            let (current, _) = try await TokenRefresher.refreshIfNeeded(
+            let current = try await TokenRefresher.refreshIfNeeded(
                 connectionID: id, store: store, client: client, margin: environment.settings.refreshMargin,
                 now: environment.settings.now(), pool: context.pool)
-            guard let tokens = current else { return }
+            guard let tokens = current.tokens else { return }
             let pool = context.pool
+            let generation = TokenGeneration(current.generation)
             let session = TokenSession(tokens: tokens) { fresh in
-                try await pool.withConnection { c in try await store.saveTokens(id, fresh, on: c) }
+                try await generation.store(fresh, connectionID: id, store: store, pool: pool)
             }
-            policy.startingAccessToken = tokens.accessToken
+            policy.generation = generation
             policy.session = session
             let accounts = try await environment.settings.retryingTransient {
                 try await client.adAccounts(session: session)

@@ -13,10 +13,12 @@ import Queue
 ///    to `leaseWait`) and decide again, so a waiter picks up the tokens the holder stored. Else it takes the lease
 ///    for `leaseDuration` and commits: the row lock lasts only for this transaction.
 /// 2. The OAuth call runs with no transaction and no lock open.
-/// 3. A second short transaction stores the new tokens if the row is still ours: the lease is still held by this
-///    refresher, or (the lease expired and was taken over) the stored refresh-token ciphertext is still the one it
-///    started from (compare-and-set). It then clears the lease and completes the job. If the row changed meanwhile,
-///    `TokenRefreshConflict` is thrown (the job retries and finds the tokens someone else stored).
+/// 3. A second short transaction stores the new tokens only if the row still holds the tokens the refresh started
+///    from: its token generation (sql/067) is unchanged (compare-and-set; a key rotation reseals without changing
+///    it). It then clears the lease (if still its own) and completes the job. If the tokens changed meanwhile
+///    (another refresher took over an expired lease and stored, a sync's session refreshed, `reauthorize` stored a
+///    new grant and cleared the lease, a wipe), nothing is written and `TokenRefreshConflict` is thrown (the job
+///    retries and finds the stored tokens): a refresh of the old grant never overwrites a newer one.
 /// A failed OAuth call releases the lease at once. `leaseDuration` (2 min) exceeds the client's request timeout
 /// (30 s), so a live holder never loses its lease.
 enum TokenRefresher {
@@ -25,15 +27,15 @@ enum TokenRefresher {
 
     /// - Parameter complete: when given, the job completes in the same transaction as the token write (or as the
     ///   decision that no refresh is needed).
-    /// - Returns: the tokens to use, and whether this call refreshed them.
+    /// - Returns: the tokens to use, whether this call refreshed them, and their token generation.
     static func refreshIfNeeded(
         connectionID: Int64, store: ConnectionStore, client: any AdPlatformClient, margin: Duration, now: Date,
         pool: PGPool, complete context: JobContext? = nil
-    ) async throws -> (tokens: OAuthTokens?, refreshed: Bool) {
+    ) async throws -> (tokens: OAuthTokens?, refreshed: Bool, generation: Int64) {
         enum Decision: Sendable {
-            case done(OAuthTokens?)
+            case done(OAuthTokens?, generation: Int64)
             case wait
-            case refresh(refreshToken: String, ciphertext: String?)
+            case refresh(refreshToken: String, generation: Int64)
         }
         let owner = UUID().uuidString
         let marginSeconds = Double(margin.components.seconds)
@@ -45,11 +47,11 @@ enum TokenRefresher {
                     let expiry = tokens.accessTokenExpiresAt, expiry.timeIntervalSince(now) < marginSeconds
                 else {
                     if let context { try await context.complete(on: c) }
-                    return .done(stored.tokens)
+                    return .done(stored.tokens, generation: stored.tokenGeneration)
                 }
                 let row = try await c.query(
                     """
-                    SELECT coalesce(token_refresh_lease_until > now(), false), refresh_token_ciphertext::text
+                    SELECT coalesce(token_refresh_lease_until > now(), false)
                       FROM nexcomet.ad_connections WHERE id = \(connectionID)
                     """
                 ).first!
@@ -61,18 +63,18 @@ enum TokenRefresher {
                            token_refresh_lease_until = now() + make_interval(secs => \(Double(leaseDuration.components.seconds)))
                      WHERE id = \(connectionID)
                     """)
-                return .refresh(refreshToken: refreshToken, ciphertext: row.text(1))
+                return .refresh(refreshToken: refreshToken, generation: stored.tokenGeneration)
             }
             switch decision {
-            case .done(let tokens):
-                return (tokens, false)
+            case .done(let tokens, let generation):
+                return (tokens, false, generation)
             case .wait:
                 guard ContinuousClock.now < waitUntil else {
                     throw TokenRefreshConflict(
                         connectionID: connectionID, message: "another refresh still holds the connection's lease")
                 }
                 try await Task.sleep(for: .milliseconds(100))
-            case .refresh(let refreshToken, let ciphertext):
+            case .refresh(let refreshToken, let generation):
                 var fresh: OAuthTokens
                 do {
                     fresh = try await client.refreshTokens(refreshToken)
@@ -87,32 +89,33 @@ enum TokenRefresher {
                 }
                 if fresh.refreshToken == nil { fresh.refreshToken = refreshToken }
                 let stored = fresh
-                let written: Bool = try await pool.withTransaction { c in
-                    let ours: Bool =
-                        try await c.query(
-                            """
-                            SELECT token_refresh_lease_owner IS NOT DISTINCT FROM \(owner)
-                                   OR refresh_token_ciphertext::text IS NOT DISTINCT FROM \(ciphertext)
-                              FROM nexcomet.ad_connections WHERE id = \(connectionID) FOR UPDATE
-                            """
-                        ).first?.decode(0) ?? false
-                    guard ours else { return false }
-                    try await store.saveTokens(connectionID, stored, on: c)
+                let written: Int64? = try await pool.withTransaction { c in
+                    guard
+                        let next = try await store.saveRefreshedTokens(
+                            connectionID, stored, replacing: generation, on: c)
+                    else { return nil }
                     try await c.execute(
                         """
                         UPDATE nexcomet.ad_connections
                            SET token_refresh_lease_owner = NULL, token_refresh_lease_until = NULL
-                         WHERE id = \(connectionID)
+                         WHERE id = \(connectionID) AND token_refresh_lease_owner = \(owner)
                         """)
                     if let context { try await context.complete(on: c) }
-                    return true
+                    return next
                 }
-                guard written else {
+                guard let written else {
+                    // Our lease, if still ours, is released so no one waits it out.
+                    _ = try? await pool.execute(
+                        """
+                        UPDATE nexcomet.ad_connections
+                           SET token_refresh_lease_owner = NULL, token_refresh_lease_until = NULL
+                         WHERE id = \(connectionID) AND token_refresh_lease_owner = \(owner)
+                        """)
                     throw TokenRefreshConflict(
                         connectionID: connectionID,
                         message: "the connection's tokens changed during the refresh; the new tokens were not stored")
                 }
-                return (stored, true)
+                return (stored, true, written)
             }
         }
     }

@@ -54,7 +54,9 @@ func connectionsCommand(_ args: [String]) async throws -> Int32 {
 
         reauthorize: replaces the tokens of connection ID after the user authorized the app again (tokens on
         STDIN as for add). The connection becomes active and due at once; its ad accounts, metrics and sync history
-        are kept, so nothing is counted twice. Exit 3 when ID does not exist or was disconnected.
+        are kept, so nothing is counted twice. A token refresh or sync still running with the old tokens cannot
+        overwrite the new ones. Exit 3 (nothing changed) when ID does not exist, was disconnected, or belongs to a
+        deleted organization or one whose processing is restricted.
 
         list: one line per connection: id, organization, platform, status, key id, access token expiry,
         last sync, ad accounts, and reconciliation of the accounts' latest syncs (ok, resynced, skipped, or
@@ -108,6 +110,11 @@ func connectionsCommand(_ args: [String]) async throws -> Int32 {
             return Exit.notFound
         case .disconnected:
             printErr("error: connection \(id) was disconnected; store a new grant with connections add")
+            return Exit.notFound
+        case .organizationUnavailable(let deleted):
+            printErr(
+                "error: connection \(id) belongs to a \(deleted ? "deleted" : "restricted") organization;"
+                    + " nothing changed")
             return Exit.notFound
         }
     case "list":

@@ -21,8 +21,15 @@ final class ReauthorizeTests: XCTestCase {
         try await h.syncEverything(connections.map(\.id))
         let accountsBefore: [Int64] = try await h.db.pool.query("SELECT id FROM nexcomet.ad_accounts ORDER BY id")
             .map { try $0.decode(0) }
-        let runsBefore: Int = try await h.db.pool.query("SELECT count(*)::int FROM nexcomet.sync_runs").first!
-            .decode(0)
+        // The history as it stands: every run row (whole) and every metric row.
+        func rows(_ sql: String) async throws -> [String] {
+            try await h.db.pool.query(PGQuery(unsafeSQL: sql)).map { try $0.decode(0) }
+        }
+        let runsSQL = "SELECT row_to_json(r)::text FROM nexcomet.sync_runs r ORDER BY id"
+        let runsBefore = try await rows(runsSQL)
+        let metricsBefore = try await h.databaseMetrics()
+        XCTAssertFalse(runsBefore.isEmpty)
+        XCTAssertFalse(metricsBefore.isEmpty)
 
         // The user removes the app on TikTok: the next sync marks the connection.
         let tiktok = try XCTUnwrap(connections.first { $0.info.platform == .tiktok })
@@ -60,9 +67,14 @@ final class ReauthorizeTests: XCTestCase {
         let accountsAfter: [Int64] = try await h.db.pool.query("SELECT id FROM nexcomet.ad_accounts ORDER BY id")
             .map { try $0.decode(0) }
         XCTAssertEqual(accountsAfter, accountsBefore)
-        let runsAfter: Int = try await h.db.pool.query("SELECT count(*)::int FROM nexcomet.sync_runs").first!
-            .decode(0)
-        XCTAssertGreaterThan(runsAfter, runsBefore, "the history is kept")
+        // The history is kept: every run recorded before the revocation is still there, unchanged (not merely more
+        // rows than before), and every metric row stored before is still there with the same values.
+        let runsAfter = try await rows(runsSQL)
+        XCTAssertEqual(Array(runsAfter.prefix(runsBefore.count)), runsBefore, "the old sync runs are kept unchanged")
+        XCTAssertGreaterThan(runsAfter.count, runsBefore.count, "the new syncs are recorded after them")
+        let metricsAfter = try await h.databaseMetrics()
+        XCTAssertEqual(
+            metricsBefore.filter { metricsAfter[$0.key] != $0.value }.count, 0, "metric rows stored before are kept")
         let first = try await h.retainedFirstDays(days: 90)
         assertSameMetrics(try await h.databaseMetrics(from: first), h.truth(firstDay: first), "after reauthorization")
 
@@ -140,6 +152,24 @@ final class ReauthorizeTests: XCTestCase {
         XCTAssertEqual(still.tokens?.accessToken, "new-access-XYZ")
         XCTAssertEqual(still.tokens?.refreshToken, "new-refresh-XYZ")
         XCTAssertNotNil(still.tokens?.accessTokenExpiresAt)
+
+        // A restricted or deleted organization: 409, nothing changed.
+        let other = #"{"access_token":"other-access-XYZ","refresh_token":"other-refresh-XYZ"}"#
+        for change in ["processing_restricted = true, processing_restricted_by = 'object'", "deleted_at = now()"] {
+            try await db.pool.execute(
+                PGQuery(unsafeSQL: "UPDATE nexcomet.organizations SET \(change) WHERE id = $1", binds: [String(org)]))
+            let refused = await post(#"{"connection_id":\#(id),"sealed_tokens":"\#(try sealed(other, for: id))"}"#)
+            XCTAssertEqual(refused.status, 409, change)
+            let text = String(decoding: refused.body, as: UTF8.self)
+            XCTAssertTrue(text.contains("restricted") || text.contains("deleted"), text)
+            still = try await db.pool.withConnection { c in try await store.load(id, on: c) }
+            XCTAssertEqual(still.tokens?.accessToken, "new-access-XYZ", change)
+            try await db.pool.execute(
+                """
+                UPDATE nexcomet.organizations SET processing_restricted = false, processing_restricted_by = NULL,
+                       deleted_at = NULL WHERE id = \(org)
+                """)
+        }
 
         // Without token keys the webhook is off.
         var keyless = WebService(pool: db.pool, webhookSecret: secret, logger: Logger(label: "t", minimum: .error))

@@ -79,6 +79,23 @@ final class SyncCommandTests: XCTestCase {
         XCTAssertEqual(rb, 3, ob)
         let (rc, oc) = try await runNexjobs(["connections", "reauthorize", "abc"], input: "x\n", db: db, env: env)
         XCTAssertEqual(rc, 2, oc)
+        // A restricted organization's connection: exit 3, a clear message, nothing changed.
+        try await db.pool.execute(
+            """
+            UPDATE nexcomet.organizations SET processing_restricted = true, processing_restricted_by = 'restrict'
+             WHERE id = \(Int64(orgID)!)
+            """)
+        let (rd, od) = try await runNexjobs(
+            ["connections", "reauthorize", String(ids[1])], input: "restricted-access-9\n", db: db, env: env)
+        XCTAssertEqual(rd, 3, od)
+        XCTAssertTrue(od.contains("restricted organization") && od.contains("nothing changed"), od)
+        let kept = try await db.pool.withConnection { c in try await store.load(ids[1], on: c) }
+        XCTAssertEqual(kept.tokens?.accessToken, "json-access-token-2")
+        try await db.pool.execute(
+            """
+            UPDATE nexcomet.organizations SET processing_restricted = false, processing_restricted_by = NULL
+             WHERE id = \(Int64(orgID)!)
+            """)
         let count: Int = try await db.pool.query("SELECT count(*)::int FROM nexcomet.ad_connections").first!.decode(0)
         XCTAssertEqual(count, 3, "reauthorize creates no connection")
 

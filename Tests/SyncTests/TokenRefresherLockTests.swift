@@ -75,7 +75,7 @@ final class TokenRefresherLockTests: XCTestCase {
                 baseURL: URL(string: "http://127.0.0.1:\(port)/open_api/v1.3/")!, appId: "app", secret: "app-secret"))
         let store = h.store
         let pool = h.db.pool
-        @Sendable func refresh() async throws -> (tokens: OAuthTokens?, refreshed: Bool) {
+        @Sendable func refresh() async throws -> (tokens: OAuthTokens?, refreshed: Bool, generation: Int64) {
             try await TokenRefresher.refreshIfNeeded(
                 connectionID: id, store: store, client: client, margin: .seconds(600), now: Date(), pool: pool)
         }
