@@ -277,20 +277,38 @@ extension Sandbox {
         }
     }
 
-    /// Applies `limit` (50...1000, default: everything) and `cursor` paging with an absolute `next_link`.
-    private func snapPage(_ req: HTTPRequest, root: String, items: [String]) -> HTTPResponse {
-        var limit = items.count
+    /// The request's `limit` (nil when absent) in `range` and `cursor` offset (0 when absent), or the documented
+    /// 400 answer for a bad one: entity lists allow 50...1000, stats 1...200 (ad-apis.md B2).
+    private func snapPaging(_ req: HTTPRequest, range: ClosedRange<Int>) -> Answer<(limit: Int?, offset: Int)> {
+        var limit: Int? = nil
         if let raw = req.query["limit"] {
-            guard let l = Int(raw), (50...1000).contains(l) else {
-                return snapError(400, "E1001", "The value for limit must be between 50 and 1000")
+            guard let l = Int(raw), range.contains(l) else {
+                return .failure(
+                    snapError(
+                        400, "E1001", "The value for limit must be between \(range.lowerBound) and \(range.upperBound)")
+                )
             }
             limit = l
         }
         var offset = 0
         if let cursor = req.query["cursor"] {
-            guard let o = Int(cursor), o >= 0 else { return snapError(400, "E1001", "Invalid cursor") }
+            guard let o = Int(cursor), o >= 0 else {
+                return .failure(snapError(400, "E1001", "Invalid cursor"))
+            }
             offset = o
         }
+        return .success((limit, offset))
+    }
+
+    /// Applies `limit` (50...1000, default: everything) and `cursor` paging with an absolute `next_link`.
+    private func snapPage(_ req: HTTPRequest, root: String, items: [String]) -> HTTPResponse {
+        let paging: (limit: Int?, offset: Int)
+        switch snapPaging(req, range: 50...1000) {
+        case .failure(let r): return r
+        case .success(let p): paging = p
+        }
+        let limit = paging.limit ?? items.count
+        let offset = paging.offset
         let end = min(items.count, offset + max(limit, 1))
         let page = offset < items.count ? Array(items[offset..<end]) : []
         var fields: [(String, String)] = [(root, JSONText.array(page))]
@@ -524,17 +542,11 @@ extension Sandbox {
         // `limit` 1...200 for stats (ad-apis.md B2) pages the breakdown's entities; `cursor` is the offset of the
         // page's first one. Absent: every entity in one answer. `next_link` repeats the whole query (fields, range,
         // granularity, attribution windows) with the next cursor, as an absolute URL.
-        var limit: Int? = nil
-        if let raw = req.query["limit"] {
-            guard let l = Int(raw), (1...200).contains(l) else {
-                return snapError(400, "E1001", "The value for limit must be between 1 and 200")
-            }
-            limit = l
-        }
-        var offset = 0
-        if let cursor = req.query["cursor"] {
-            guard let o = Int(cursor), o >= 0 else { return snapError(400, "E1001", "Invalid cursor") }
-            offset = o
+        let limit: Int?
+        let offset: Int
+        switch snapPaging(req, range: 1...200) {
+        case .failure(let r): return r
+        case .success(let p): (limit, offset) = (p.limit, p.offset)
         }
         var nextLink: String? = nil
         var stat: [(String, String)]

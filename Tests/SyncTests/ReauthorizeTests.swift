@@ -91,15 +91,26 @@ final class ReauthorizeTests: XCTestCase {
         XCTAssertEqual(gone, .disconnected)
     }
 
-    func testSignedReauthorizedWebhookCarriesSealedTokensOnly() async throws {
+    /// A database with one organization and one TikTok connection (access token "old-access"), and a web service
+    /// whose reauthorized webhook opens tokens sealed with `store`.
+    struct WebhookFixture {
+        var db: TestDatabase
+        var store: ConnectionStore
+        var secret: [UInt8]
+        var router: Router
+        var org: Int64
+        var id: Int64
+    }
+
+    func webhookFixture(keySeed: Int, secret: String) async throws -> WebhookFixture {
         let db = try await TestDatabase.create()
         addTeardownBlock { await db.drop() }
-        let ring = try KeyRing(keys: [(id: "k1", key: (0..<32).map { UInt8($0 * 3 % 251) })])
+        let ring = try KeyRing(keys: [(id: "k1", key: (0..<32).map { UInt8($0 * keySeed % 251) })])
         let store = ConnectionStore(vault: TokenVault(keyRing: ring))
-        let secret = Array("0123456789abcdef0123456789abcdef-test".utf8)
-        var service = WebService(pool: db.pool, webhookSecret: secret, logger: Logger(label: "t", minimum: .error))
+        let secretBytes = Array(secret.utf8)
+        var service = WebService(
+            pool: db.pool, webhookSecret: secretBytes, logger: Logger(label: "t", minimum: .error))
         service.tokenStore = store
-        let router = service.router()
         let org: Int64 = try await db.pool.query(
             "INSERT INTO nexcomet.organizations (name) VALUES ('o') RETURNING id"
         ).first!.decode(0)
@@ -107,6 +118,12 @@ final class ReauthorizeTests: XCTestCase {
             try await store.create(
                 organizationID: org, platform: .tiktok, tokens: OAuthTokens(accessToken: "old-access"), on: c)
         }
+        return WebhookFixture(db: db, store: store, secret: secretBytes, router: service.router(), org: org, id: id)
+    }
+
+    func testSignedReauthorizedWebhookCarriesSealedTokensOnly() async throws {
+        let f = try await webhookFixture(keySeed: 3, secret: "0123456789abcdef0123456789abcdef-test")
+        let (db, store, secret, router, org, id) = (f.db, f.store, f.secret, f.router, f.org, f.id)
         try await db.pool.execute("UPDATE nexcomet.ad_connections SET status = 'needs_reauth' WHERE id = \(id)")
 
         func sealed(_ doc: String, for connection: Int64) throws -> String {
@@ -189,21 +206,8 @@ final class ReauthorizeTests: XCTestCase {
     /// restore the tokens it carried after a later rotation, nor set the connection active again: 409, nothing
     /// changed. A request that failed (here: disconnected connection) recorded nothing and can be retried.
     func testReplayedReauthorizedWebhookIsRefusedAndChangesNothing() async throws {
-        let db = try await TestDatabase.create()
-        addTeardownBlock { await db.drop() }
-        let ring = try KeyRing(keys: [(id: "k1", key: (0..<32).map { UInt8($0 * 7 % 251) })])
-        let store = ConnectionStore(vault: TokenVault(keyRing: ring))
-        let secret = Array("0123456789abcdef0123456789abcdef-replay".utf8)
-        var service = WebService(pool: db.pool, webhookSecret: secret, logger: Logger(label: "t", minimum: .error))
-        service.tokenStore = store
-        let router = service.router()
-        let org: Int64 = try await db.pool.query(
-            "INSERT INTO nexcomet.organizations (name) VALUES ('o') RETURNING id"
-        ).first!.decode(0)
-        let id = try await db.pool.withConnection { c in
-            try await store.create(
-                organizationID: org, platform: .tiktok, tokens: OAuthTokens(accessToken: "old-access"), on: c)
-        }
+        let f = try await webhookFixture(keySeed: 7, secret: "0123456789abcdef0123456789abcdef-replay")
+        let (db, store, secret, router, id) = (f.db, f.store, f.secret, f.router, f.id)
         let sealed = Data(
             try store.vault.seal(
                 #"{"access_token":"captured-access","refresh_token":"captured-refresh"}"#,
