@@ -17,6 +17,8 @@ struct HTTPConnection {
     /// The server's stop signal: readable once stopping begins.
     let wakeFD: Int32
     let remoteAddress: String
+    /// The peer's host without the port (``HTTPRequest/clientAddress``).
+    let clientAddress: String
     let server: HTTPServer
     /// Accepted beyond `maxConnections`: one request, read within `reservedReadTimeout`, answered only when its
     /// path is one of `reservedPaths` (else 503), then closed.
@@ -113,7 +115,8 @@ struct HTTPConnection {
             var request = HTTPRequest(
                 method: head.method, path: path,
                 rawQuery: head.rawQuery, headers: HTTPHeaders(head.headers.map { ($0.name, $0.value) }),
-                body: Array(buffer[headEnd..<total]), remoteAddress: remoteAddress)
+                body: Array(buffer[headEnd..<total]), remoteAddress: remoteAddress,
+                clientAddress: clientAddress)
             request.pathSegments = segments
             buffer.removeFirst(total)
 

@@ -16,13 +16,16 @@ public struct HTTPRequest: Sendable {
     public var pathParameters: [String: String]
     /// The peer address as `host:port`, or empty when unknown.
     public var remoteAddress: String
+    /// The peer's host alone (an IPv4-mapped IPv6 address as IPv4), without the port: what identifies a client across
+    /// its connections (the per-client connection cap, the console's login spacing). Defaults to `remoteAddress`.
+    public var clientAddress: String
     /// The decoded path segments, kept apart so an encoded `/` (`%2F`) inside a segment does not split it.
     var pathSegments: [String]?
 
     /// Creates a request; `query` is decoded from `rawQuery`.
     public init(
         method: String = "GET", path: String = "/", rawQuery: String = "", headers: HTTPHeaders = .init(),
-        body: [UInt8] = [], remoteAddress: String = ""
+        body: [UInt8] = [], remoteAddress: String = "", clientAddress: String? = nil
     ) {
         self.method = method
         self.path = path
@@ -32,6 +35,7 @@ public struct HTTPRequest: Sendable {
         self.body = body
         self.pathParameters = [:]
         self.remoteAddress = remoteAddress
+        self.clientAddress = clientAddress ?? remoteAddress
         self.pathSegments = nil
     }
 

@@ -249,7 +249,8 @@ public final class HTTPServer: Sendable {
             }
             let thread = Thread { [self] in
                 let connection = HTTPConnection(
-                    fd: fd, wakeFD: wakeFD, remoteAddress: remote, server: self, reserved: reserved)
+                    fd: fd, wakeFD: wakeFD, remoteAddress: remote, clientAddress: client, server: self,
+                    reserved: reserved)
                 connection.serve()
                 leave(connection: fd, client: client, reserved: reserved)
             }

@@ -29,6 +29,10 @@ public struct ConnectionSyncSource: DueWorkSource {
     /// platform's name, `tiktok` / `snapchat`); a platform not named uses ``queue``. Default: none.
     public var platformQueues: [String: String] = [:]
     public var priority: Int = 0
+    /// First syncs (connections never synced) are enqueued only while fewer sync jobs than this wait in the queue
+    /// (sql/068); the rest stay due and are admitted as the backlog drains, so a wave of new connections neither
+    /// floods the queue nor delays the regular syncs of the others. nil: no limit. Default 1,000.
+    public var firstSyncBacklog: Int? = 1000
 
     public init() {}
 
@@ -40,7 +44,8 @@ public struct ConnectionSyncSource: DueWorkSource {
             let row = try await context.pool.query(
                 """
                 SELECT due, enqueued
-                  FROM nexcomet.enqueue_due_syncs(\(batchSize), \(jitter), \(queue), \(priority), \(platforms)::jsonb)
+                  FROM nexcomet.enqueue_due_syncs(\(batchSize), \(jitter), \(queue), \(priority), \(platforms)::jsonb,
+                                                  \(firstSyncBacklog)::integer)
                 """
             ).first
             let due: Int = try row?.decode(0) ?? 0

@@ -3,7 +3,7 @@ import Platforms
 import Postgres
 
 /// How a `sync_ad_account` spends API requests (see `Sync.docc/Sync.md`, "Call plan").
-public enum SyncCallPlan: String, Sendable {
+public enum SyncCallPlan: String, Sendable, CaseIterable {
     /// Ad-level report only, campaign and ad-group rows summed from it; the entity lists are fetched again only
     /// when the stored snapshot is older than ``SyncSettings/entityRefreshInterval`` or a report names an unknown
     /// ad. The default.
@@ -130,8 +130,12 @@ struct Reconciliation: Sendable {
     var api: AccountTotals?
     var stored: AccountTotals?
     var error: String?
+    /// False for a `mismatch` recorded without re-syncing (one re-synced within the last day did not clear it):
+    /// written as `"resynced": false`, so that only a re-synced mismatch holds back the next day's re-syncs.
+    var resynced = true
 
-    /// `{"api": {...}, "stored": {...}, "difference": {...}}` (amounts as JSON numbers), or `{"error": "..."}`.
+    /// `{"api": {...}, "stored": {...}, "difference": {...}}` (amounts as JSON numbers; `"resynced": false` added for
+    /// a mismatch not re-synced), or `{"error": "..."}`.
     var differenceJSON: String? {
         if let error {
             return JSONValue.object([("error", .string(error))]).jsonText
@@ -146,7 +150,8 @@ struct Reconciliation: Sendable {
             spend: api.spend - stored.spend,
             impressions: overflow ? (stored.impressions < 0 ? .max : .min) : impressions,
             conversions: api.conversions - stored.conversions)
-        return #"{"api":\#(side(api)),"stored":\#(side(stored)),"difference":\#(side(diff))}"#
+        let note = resynced ? "" : #","resynced":false"#
+        return #"{"api":\#(side(api)),"stored":\#(side(stored)),"difference":\#(side(diff))\#(note)}"#
     }
 }
 

@@ -255,7 +255,8 @@ public struct SyncAdAccountHandler: JobHandler {
                         } else if try await Self.mismatchedRecently(id, on: pool) {
                             // A difference one re-sync did not clear within the last day is not re-synced again on
                             // every (hourly) sync: recorded and counted, at the cost of one re-sync a day at most.
-                            reconcile = Reconciliation(status: "mismatch", api: check.api, stored: check.stored)
+                            reconcile = Reconciliation(
+                                status: "mismatch", api: check.api, stored: check.stored, resynced: false)
                         } else {
                             context.logger.warning(
                                 "ad account totals differ from the stored sums; re-syncing the window once",
@@ -338,13 +339,16 @@ public struct SyncAdAccountHandler: JobHandler {
         return stale
     }
 
-    /// Whether a sync of this ad account recorded a reconciliation `mismatch` (a difference one re-sync did not
-    /// clear) in the last 24 hours.
+    /// Whether a sync of this ad account re-synced its window and still recorded a reconciliation `mismatch` in the
+    /// last 24 hours. Mismatches recorded without a re-sync (`"resynced": false`) do not count, so they cannot keep
+    /// postponing the next re-sync: a lasting difference is re-synced once a day. Per account, not per window: a
+    /// first sync's lasting mismatch also spares the incremental windows of that day their re-sync.
     static func mismatchedRecently(_ id: Int64, on pool: PGPool) async throws -> Bool {
         try await !pool.query(
             """
             SELECT 1 FROM nexcomet.sync_runs
              WHERE ad_account_id = \(id) AND reconcile_status = 'mismatch' AND started_at > now() - interval '24 hours'
+               AND coalesce((reconcile_difference->>'resynced')::boolean, true)
              LIMIT 1
             """
         ).isEmpty

@@ -107,6 +107,16 @@ public struct SyncSettings: Sendable {
         _ = try CheckedInput.environment(env, "NEXJOBS_SYNC_TRANSIENT_RETRIES") {
             try CheckedInput.integer($0, name: $1, range: 0...10)
         }
+        _ = try CheckedInput.environment(env, "NEXJOBS_SYNC_ENTITY_REFRESH") {
+            try CheckedInput.integer($0, name: $1, range: 0...604_800)
+        }
+        if let v = env["NEXJOBS_SYNC_RECONCILE"], !v.isEmpty, !["0", "1", "true", "false"].contains(v) {
+            throw InputError("NEXJOBS_SYNC_RECONCILE must be 0, 1, true or false, got \(CheckedInput.quote(v))")
+        }
+        if let v = env["NEXJOBS_SYNC_CALL_PLAN"], !v.isEmpty, SyncCallPlan(rawValue: v) == nil {
+            let plans = SyncCallPlan.allCases.map(\.rawValue).joined(separator: ", ")
+            throw InputError("NEXJOBS_SYNC_CALL_PLAN must be one of \(plans), got \(CheckedInput.quote(v))")
+        }
         _ = try accountRate(env)
         for (_, name) in appRateVariables { _ = try appRate(env, name) }
         for (_, name) in syncQueueVariables {

@@ -10,7 +10,7 @@ func schedulerCommand(_ args: [String]) async throws -> Int32 {
         args,
         valued: [
             "tick", "term", "renew", "standby-retry", "safety-margin", "id", "sync-batch", "sync-jitter",
-            "refresh-margin", "queue",
+            "refresh-margin", "queue", "first-sync-backlog",
         ],
         flags: ["once", "json"])
     if a.wantsHelp {
@@ -36,6 +36,9 @@ func schedulerCommand(_ args: [String]) async throws -> Int32 {
               --id ID                    holder id shown by `nexjobs stats`, 1-200 characters (default: host:pid:random)
               --sync-batch N             connections per sync statement, 1...1000000 (default: 10000)
               --sync-jitter F            random extra delay as a share of the cadence, 0...1 (default: 0.1)
+              --first-sync-backlog N     enqueue first syncs (connections never synced) only while fewer than N
+                                         sync jobs wait in the queue, 1...10000000 (default: 1000); the others
+                                         stay due and are admitted as it drains. Regular syncs are not held back.
               --refresh-margin DURATION  refresh tokens expiring within this, 0s...30d (default: 10m)
               --queue Q                  queue of sync, refresh and privacy-request jobs, 1-128 of A-Z a-z 0-9 _ . : -
                                          (default: default)
@@ -62,6 +65,7 @@ func schedulerCommand(_ args: [String]) async throws -> Int32 {
     var refreshes = TokenRefreshSource()
     var privacy = PrivacyRequestSource()
     syncs.batchSize = try a.int("sync-batch", range: 1...1_000_000) ?? syncs.batchSize
+    syncs.firstSyncBacklog = try a.int("first-sync-backlog", range: 1...10_000_000) ?? syncs.firstSyncBacklog
     if let j = a.options["sync-jitter"] {
         syncs.jitter = try CheckedInput.decimal(j, name: "--sync-jitter", range: 0...1)
     }

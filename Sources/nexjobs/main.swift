@@ -37,6 +37,9 @@ let topHelp = """
                            days of history a first sync fetches, 1...36500
       NEXJOBS_SYNC_RATE_LIMIT_SNOOZE  seconds a rate-limited job waits, 0.001...86400
       NEXJOBS_SYNC_TRANSIENT_RETRIES  in-job retries of transient platform errors, 0...10
+      NEXJOBS_SYNC_ENTITY_REFRESH     seconds the stored entity lists are reused, 0...604800 (default 21600)
+      NEXJOBS_SYNC_RECONCILE          0, 1, true or false (default: on)
+      NEXJOBS_SYNC_CALL_PLAN          lean (default) or per-level (the plan before issue 14, for comparison)
       NEXJOBS_RATE_LIMIT_RPS          requests per second per ad account, 0.01...10000
       NEXJOBS_RATE_LIMIT_APP_RPS_TIKTOK, NEXJOBS_RATE_LIMIT_APP_RPS_SNAPCHAT
                            requests per second per app, all workers together, 0...10000 (0 = unlimited;

@@ -59,7 +59,9 @@ final class ConsoleBrowserTests: XCTestCase {
 
         let serve = NexjobsProcess(
             ["serve", "--listen", "127.0.0.1:0"], databaseURL: db.url,
-            environment: ["NEXJOBS_CONSOLE_TOKENS": "other-token-abcdefghijkl," + token])
+            environment: [
+                "NEXJOBS_CONSOLE_TOKENS": "other-token-abcdefghijkl," + token, "NEXJOBS_CONSOLE_LOGIN_INTERVAL": "60s",
+            ])
         try serve.start()
         addTeardownBlock { serve.signal(SIGKILL) }
         var port = 0
@@ -185,6 +187,10 @@ final class ConsoleBrowserTests: XCTestCase {
         let wrongLogin = try await http(base + "/login", form: "token=wrong-token-000000000000", cookie: nil)
         XCTAssertEqual(wrongLogin.status, 401)
         XCTAssertTrue(wrongLogin.body.contains("Unknown token"), wrongLogin.body)
+        // The next attempt, on a new connection (a new source port) within the 60 s interval, is refused unread.
+        let again = try await http(base + "/login", form: "token=\(token)", cookie: nil)
+        XCTAssertEqual(again.status, 429, "login spacing is per host, not per connection")
+        XCTAssertNotNil(again.headers["Retry-After"])
         let health = try await http(base + "/healthz", cookie: nil)
         XCTAssertEqual(health.status, 200)
         XCTAssertFalse(serve.text.contains(token), "the token is never logged")

@@ -185,12 +185,18 @@ final class HardeningTests: XCTestCase {
             ("NEXJOBS_RATE_LIMIT_APP_RPS_TIKTOK", "0.05"), ("NEXJOBS_SYNC_QUEUE_TIKTOK", "sync tiktok"),
             ("NEXJOBS_SYNC_QUEUE_SNAPCHAT", "a,b"), ("NEXJOBS_SYNC_QUEUE_TIKTOK", "a=8"),
             ("NEXJOBS_SYNC_QUEUE_SNAPCHAT", String(repeating: "q", count: 129)),
+            ("NEXJOBS_SYNC_ENTITY_REFRESH", "-5"), ("NEXJOBS_SYNC_RECONCILE", "yes"),
+            ("NEXJOBS_SYNC_CALL_PLAN", "cheap"),
         ] {
             try await refused(["worker"], mentions: [name], env: [name: value])
             try await refused(["scheduler", "--once"], mentions: [name], env: [name: value])
             if name.hasPrefix("NEXJOBS_SYNC_QUEUE_") {
                 try await refused(["serve", "--listen", "127.0.0.1:0"], mentions: [name], env: [name: value])
             }
+        }
+        // A console setting out of range is refused even while the console is off (no tokens).
+        for (name, value) in [("NEXJOBS_CONSOLE_LOGIN_INTERVAL", "0"), ("NEXJOBS_CONSOLE_SECURE_COOKIE", "yes")] {
+            try await refused(["serve", "--listen", "127.0.0.1:0"], mentions: [name], env: [name: value])
         }
         // serve's own settings: a console interval out of range, and a token key ring that is set but malformed
         // (it used to be ignored, leaving the reauthorized webhook answering 503 with nothing said at start).

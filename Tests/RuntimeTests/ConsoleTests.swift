@@ -42,12 +42,13 @@ final class ConsoleTests: XCTestCase {
         access.loginInterval = .seconds(600)
         let router = Router()
         Console(pool: db.pool, access: access, logger: Logger(label: "test", minimum: .error)).register(on: router)
+        // Each attempt from a new connection (a port of its own): the spacing is per host.
         func login(_ t: String, from address: String) async -> HTTPResponse {
             await router.handle(
                 HTTPRequest(
                     method: "POST", path: "/login",
                     headers: ["Content-Type": "application/x-www-form-urlencoded"], body: Array("token=\(t)".utf8),
-                    remoteAddress: address))
+                    remoteAddress: "\(address):\(Int.random(in: 1024...65535))", clientAddress: address))
         }
         let wrong = await login("wrong-token-0000000000", from: "192.0.2.7")
         XCTAssertEqual(wrong.status, 401)

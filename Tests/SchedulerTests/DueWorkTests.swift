@@ -77,8 +77,9 @@ final class DueWorkTests: XCTestCase {
         await db.drop()
     }
 
-    /// Issue 14: connections that never synced (a deploy, an import) are enqueued at once, but their next syncs
-    /// are spread uniformly over one cadence instead of staying within 10 % of it for ever.
+    /// Issue 14: connections that never synced (a deploy, an import), here all admitted at once (no backlog limit;
+    /// the limit's own test is `testFirstSyncsAreAdmittedByBacklog...`): their next syncs are spread uniformly over
+    /// one cadence instead of staying within 10 % of it for ever.
     func testFirstSyncsSpreadTheNextSyncsOverAWholeCadence() async throws {
         let db = try await TestDatabase.create()
         try await db.pool.execute("INSERT INTO nexcomet.organizations (name) VALUES ('o')")
@@ -87,7 +88,9 @@ final class DueWorkTests: XCTestCase {
             INSERT INTO nexcomet.ad_connections (organization_id, platform)
             SELECT 1, 'tiktok' FROM generate_series(1, 2000)
             """)
-        let counts = try await scheduler(db, [ConnectionSyncSource()]).tickOnce()
+        var source = ConnectionSyncSource()
+        source.firstSyncBacklog = nil
+        let counts = try await scheduler(db, [source]).tickOnce()
         XCTAssertEqual(counts["sync_connection"], 2_000, "every first sync starts at once")
         // Next syncs by 6-minute bucket of the hour: each of the ten buckets holds about 200 (uniform). The phase is
         // measured from the tick's own now() (its job's created_at, same transaction), not this later query's: a
@@ -142,6 +145,57 @@ final class DueWorkTests: XCTestCase {
         }
         XCTAssertTrue(notified, "\(heard.withLock { $0 })")
         await db.drop()
+    }
+
+    /// sql/068, "the scheduler should spread first syncs": a wave of new connections is admitted by backlog (first
+    /// syncs only while fewer than `firstSyncBacklog` sync jobs wait, oldest due first), while connections synced
+    /// before are enqueued as they come due whatever the backlog.
+    func testFirstSyncsAreAdmittedByBacklogWhileRegularSyncsAreNotHeldBack() async throws {
+        let db = try await TestDatabase.create()
+        addTeardownBlock { await db.drop() }
+        try await seed(db, connections: 6, due: 5, orgs: 1)  // ids 1-6, synced before; 1-5 due now
+        try await db.pool.execute(
+            """
+            INSERT INTO nexcomet.ad_connections (organization_id, platform, next_sync_at)
+            SELECT 1, 'tiktok', now() - interval '1 minute' - interval '1 second' * g FROM generate_series(1, 30) g
+            """)  // ids 7-36, never synced, due; 36 has waited longest
+        var source = ConnectionSyncSource()
+        source.firstSyncBacklog = 10
+        let s = scheduler(db, [source])
+        func firstSyncsEnqueued() async throws -> [Int] {
+            try await db.pool.query(
+                """
+                SELECT (args->>'connection_id')::int FROM nexjobs.jobs
+                 WHERE kind = 'sync_connection' AND (args->>'connection_id')::int > 6 ORDER BY 1
+                """
+            ).map { try $0.decode(0) }
+        }
+        var counts = try await s.tickOnce()
+        XCTAssertEqual(counts["sync_connection"], 15, "5 regular + 10 first syncs (nothing waited)")
+        var firsts = try await firstSyncsEnqueued()
+        XCTAssertEqual(firsts, Array(27...36), "the longest-waiting new connections first")
+        // 15 jobs wait (>= 10): no first sync is admitted, but a regular sync that comes due is.
+        try await db.pool.execute("UPDATE nexcomet.ad_connections SET next_sync_at = now() WHERE id = 6")
+        counts = try await s.tickOnce()
+        XCTAssertEqual(counts["sync_connection"], 1, "the regular sync only")
+        firsts = try await firstSyncsEnqueued()
+        XCTAssertEqual(firsts.count, 10)
+        // Workers drain the queue down to 4 waiting: 6 more first syncs.
+        try await db.pool.execute(
+            """
+            UPDATE nexjobs.jobs SET state = 'completed', finished_at = now()
+             WHERE id IN (SELECT id FROM nexjobs.jobs WHERE state = 'available' ORDER BY id LIMIT 12)
+            """)
+        counts = try await s.tickOnce()
+        XCTAssertEqual(counts["sync_connection"], 6)
+        firsts = try await firstSyncsEnqueued()
+        XCTAssertEqual(firsts, Array(21...36))
+        // No limit (nil): everything due at once, as before sql/068.
+        source.firstSyncBacklog = nil
+        counts = try await scheduler(db, [source]).tickOnce()
+        XCTAssertEqual(counts["sync_connection"], 14)
+        firsts = try await firstSyncsEnqueued()
+        XCTAssertEqual(firsts, Array(7...36))
     }
 
     func testAConnectionWithALiveSyncJobGetsNoSecondOne() async throws {

@@ -209,11 +209,26 @@ final class ReconcileTests: XCTestCase {
         try await h.run(SyncAdAccountHandler(environment: h.environment), args: #"{"ad_account_id":\#(a.id)}"#)
         let again = try await latestRun(h, a.id)
         XCTAssertEqual(again.status, "mismatch")
+        XCTAssertTrue(again.difference?.contains(#""resynced": false"#) ?? false, again.difference ?? "nil")
         let log = h.sandbox.reportRequests().filter { $0.accountID == a.external }
         XCTAssertEqual(log.filter { $0.granularity == "DAY" }.count, 1, "the incremental window once: \(log)")
         XCTAssertEqual(log.filter { $0.granularity == "TOTAL" }.count, 2)
         let counted = try await mismatchesCounted(h)
         XCTAssertEqual(counted, 2, "both syncs counted")
+        // A day after the re-sync (the unsynced mismatch of an hour ago does not postpone it): re-synced again.
+        try await h.db.pool.execute(
+            """
+            UPDATE nexcomet.sync_runs SET started_at = started_at - interval '25 hours'
+             WHERE ad_account_id = \(a.id) AND reconcile_status = 'mismatch'
+               AND NOT (reconcile_difference ? 'resynced')
+            """)
+        h.sandbox.resetRequestCounts()
+        try await h.run(SyncAdAccountHandler(environment: h.environment), args: #"{"ad_account_id":\#(a.id)}"#)
+        let third = h.sandbox.reportRequests().filter { $0.accountID == a.external }
+        XCTAssertEqual(third.filter { $0.granularity == "DAY" }.count, 2, "re-synced once more: \(third)")
+        let lastRun = try await latestRun(h, a.id)
+        XCTAssertEqual(lastRun.status, "mismatch")
+        XCTAssertFalse(lastRun.difference?.contains("resynced") ?? true, "this one followed a re-sync")
     }
 
     /// Issue 14, totals first: an account that delivered nothing in the window costs ONE request (the totals), not

@@ -32,9 +32,10 @@ psql -q -v ON_ERROR_STOP=1 "$DATABASE_URL" <<SQL
 UPDATE nexjobs.schedules SET enabled = false;
 INSERT INTO nexcomet.organizations (name, plan)
 SELECT 'org ' || g, (ARRAY['free', 'pro', 'enterprise'])[1 + g % 3] FROM generate_series(1, 2000) g;
-INSERT INTO nexcomet.ad_connections (organization_id, platform, next_sync_at, access_token_expires_at)
+-- Connections synced before (regular syncs; first syncs are admitted by backlog, sql/068, which would cap a tick).
+INSERT INTO nexcomet.ad_connections (organization_id, platform, next_sync_at, access_token_expires_at, last_synced_at)
 SELECT 1 + g % 2000, CASE WHEN g % 2 = 0 THEN 'tiktok' ELSE 'snapchat' END,
-       now() + interval '1 hour', now() + interval '1 day'
+       now() + interval '1 hour', now() + interval '1 day', now() - interval '1 hour'
   FROM generate_series(1, $TOTAL) g;
 -- On top: 40 restricted organizations with 2,000 connections, always due (the worst case: the due scan passes
 -- over them every tick) and never scheduled.

@@ -5,7 +5,8 @@
 // DATABASE_URL is a migrated, empty database. Options: latency_ms=20, workers=4, concurrency=8, tiktok_app_qps=30,
 // snap_app_qps=0 (0 = no limit), daily_sample=500 (connections), deadline_minutes=150, seed=9, platform_cap=0 (N > 0:
 // each platform's sync jobs in its own queue, NEXJOBS_SYNC_QUEUE_*, and every worker runs
-// `--queues default,sync.tiktok=N,sync.snapchat=N`; 0: one queue, as before).
+// `--queues default,sync.tiktok=N,sync.snapchat=N`; 0: one queue, as before), first_sync_backlog=1000 (the
+// scheduler's `--first-sync-backlog`, sql/068; 0 = no limit, every first sync enqueued at once as before).
 import Foundation
 import Platforms
 import Postgres
@@ -28,13 +29,13 @@ let connectionCount = args.count > 3 ? Int(args[3]) ?? -1 : 10_000
 guard (2...100_000).contains(connectionCount) else { fail("connections must be 2...100000") }
 var options: [String: Int] = [
     "latency_ms": 20, "workers": 4, "concurrency": 8, "tiktok_app_qps": 30, "snap_app_qps": 0, "daily_sample": 500,
-    "deadline_minutes": 150, "seed": 9, "platform_cap": 0,
+    "deadline_minutes": 150, "seed": 9, "platform_cap": 0, "first_sync_backlog": 1000,
 ]
 /// Each option's range (the app rates are those `NEXJOBS_RATE_LIMIT_APP_RPS_*` accepts, whole numbers here).
 let ranges: [String: ClosedRange<Int>] = [
     "latency_ms": 0...10_000, "workers": 1...64, "concurrency": 1...1000, "tiktok_app_qps": 0...10_000,
     "snap_app_qps": 0...10_000, "daily_sample": 0...50_000, "deadline_minutes": 1...1440, "seed": 0...1_000_000,
-    "platform_cap": 0...1000,
+    "platform_cap": 0...1000, "first_sync_backlog": 0...10_000_000,
 ]
 for raw in args.dropFirst(4) {
     let parts = raw.split(separator: "=", maxSplits: 1).map(String.init)
@@ -157,7 +158,8 @@ func checkChildren() {
 }
 let deployWall = Date()
 let deploy = ContinuousClock.now
-try spawn("scheduler", ["scheduler"])
+let backlog = opt["first_sync_backlog"]!
+try spawn("scheduler", ["scheduler", "--first-sync-backlog", backlog == 0 ? "10000000" : "\(backlog)"])
 for n in 1...opt["workers"]! {
     let cap = opt["platform_cap"]!
     let queues = cap > 0 ? ["--queues", "default,sync.tiktok=\(cap),sync.snapchat=\(cap)"] : []
@@ -167,7 +169,8 @@ log(
     "deploy: 1 scheduler, \(opt["workers"]!) workers x \(opt["concurrency"]!) (logs in \(logDir.path)); "
         + (opt["platform_cap"]! > 0
             ? "account syncs in queues sync.tiktok / sync.snapchat, at most \(opt["platform_cap"]!) of each per worker"
-            : "one queue"))
+            : "one queue")
+        + (backlog == 0 ? "; every first sync enqueued at once" : "; first syncs admitted below \(backlog) waiting"))
 
 /// Accounts with a succeeded sync run, and how many succeeded runs there are.
 func progress() async throws -> (accounts: Int, runs: Int) {

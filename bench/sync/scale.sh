@@ -7,7 +7,7 @@
 #   create databases; a throwaway database bench_scale_<random> is created, migrated and dropped.
 #   KEY=VALUE: latency_ms=20 workers=4 concurrency=8 tiktok_app_qps=30 snap_app_qps=0 daily_sample=500
 #   deadline_minutes=150 seed=9 platform_cap=0 (N > 0: per-platform account-sync queues, each capped at N per
-#   worker; see bench/sync-scale/main.swift).
+#   worker) first_sync_backlog=1000 (0: no admission limit); see bench/sync-scale/main.swift.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ADMIN_URL="${1:-${NEXJOBS_BENCH_DATABASE_URL:-${NEXJOBS_TEST_DATABASE_URL:-}}}"

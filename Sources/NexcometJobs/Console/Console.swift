@@ -104,9 +104,10 @@ public struct Console: Sendable {
     func login(_ req: HTTPRequest) async -> HTTPResponse {
         guard let access else { return await loginForm(req, message: "The console is disabled.", status: 503) }
         do {
-            let (admitted, retryAfter) = try await access.admitLogin(from: req.remoteAddress, pool: pool)
+            // The host without the port: every new connection has a port of its own.
+            let (admitted, retryAfter) = try await access.admitLogin(from: req.clientAddress, pool: pool)
             guard admitted else {
-                logger.info("console login throttled", ("remote", req.remoteAddress))
+                logger.info("console login throttled", ("remote", req.clientAddress))
                 var r = await loginForm(
                     req, message: "Too many login attempts from your address; try again in \(retryAfter) s.",
                     status: 429)

@@ -35,6 +35,15 @@ public struct ConsoleAccess: Sendable {
 
     /// Nil when `NEXJOBS_CONSOLE_TOKENS` is unset or empty (the console then answers 503).
     public static func from(environment: [String: String]) throws -> ConsoleAccess? {
+        // The other console settings are checked even when the console is off: a typo must not wait for the day
+        // the tokens are set.
+        let interval = try CheckedInput.environment(environment, "NEXJOBS_CONSOLE_LOGIN_INTERVAL") {
+            try CheckedInput.duration($0, name: $1, range: loginIntervalRange)
+        }
+        let secure = environment["NEXJOBS_CONSOLE_SECURE_COOKIE"]
+        if let secure, secure != "0" && secure != "1" {
+            throw WebServiceError("NEXJOBS_CONSOLE_SECURE_COOKIE must be 0 or 1")
+        }
         guard let text = environment["NEXJOBS_CONSOLE_TOKENS"], !text.isEmpty else { return nil }
         let tokens = text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         guard !tokens.isEmpty else { return nil }
@@ -42,18 +51,8 @@ public struct ConsoleAccess: Sendable {
             throw WebServiceError("each NEXJOBS_CONSOLE_TOKENS token must be 16...512 characters")
         }
         var access = ConsoleAccess(tokens: tokens)
-        if let d = try CheckedInput.environment(
-            environment, "NEXJOBS_CONSOLE_LOGIN_INTERVAL",
-            {
-                try CheckedInput.duration($0, name: $1, range: loginIntervalRange)
-            })
-        {
-            access.loginInterval = d
-        }
-        if let s = environment["NEXJOBS_CONSOLE_SECURE_COOKIE"] {
-            guard s == "0" || s == "1" else { throw WebServiceError("NEXJOBS_CONSOLE_SECURE_COOKIE must be 0 or 1") }
-            access.alwaysSecureCookie = s == "1"
-        }
+        if let interval { access.loginInterval = interval }
+        access.alwaysSecureCookie = secure == "1"
         return access
     }
 
