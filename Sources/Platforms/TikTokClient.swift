@@ -82,7 +82,10 @@ public struct TikTokClient: AdPlatformClient {
     /// `POST /open_api/v1.3/oauth2/revoke_token/` with JSON `{app_id, secret, access_token}`: invalidates the
     /// advertiser grant ("The advertiser access token does not expire. If you want to invalidate the token, use
     /// /oauth2/revoke_token/", TikTok Marketing API authorization guide,
-    /// https://business-api.tiktok.com/portal/docs?id=1738373164380162). A token TikTok already rejects (40104,
+    /// https://business-api.tiktok.com/portal/docs?id=1738373164380162; the body as two independent third-party
+    /// connectors send it, one citing TikTok's "Revoke a long-term access token" page,
+    /// business-api.tiktok.com/portal/docs/revoke-a-long-term-access-token/v1.3, which our search index does not
+    /// hold). A token TikTok already rejects (40104,
     /// 40105: empty, invalid or revoked) counts as revoked.
     public func revokeAccessToken(_ accessToken: String) async throws -> Bool {
         let path = "oauth2/revoke_token/"
