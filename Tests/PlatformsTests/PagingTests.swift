@@ -255,4 +255,42 @@ final class PagingTests: XCTestCase {
         let known = Set(truth.map(\.entityID)).union([newAd])
         XCTAssertTrue(rows.allSatisfy { known.contains($0.entityId) })
     }
+
+    /// The same for Snap's stats: an ad created after the second page of an ad breakdown (limit 2) shifts every later
+    /// ad by one place, so one ad comes back on two pages; every entity-day that existed before comes back once,
+    /// with its ground-truth spend.
+    func testSnapStatsThatShiftBetweenPagesKeepEveryRowOnce() async throws {
+        let sandbox = Sandbox(config: small)
+        try sandbox.start(port: 0)
+        defer { Task { await sandbox.stop() } }
+        let info = sandbox.accounts(platform: .snapchat)[0]
+        let account = AdAccount(
+            platform: .snapchat, id: info.id, name: info.name, currency: info.currency, timeZone: info.timezone)
+        let truth = sandbox.groundTruth(platform: .snapchat, account: info.id).filter { $0.level == .ad }
+        let days = truth.compactMap { LocalDate(parsing: $0.date) }
+        let window = DateWindow(first: try XCTUnwrap(days.min()), last: try XCTUnwrap(days.max()))
+        let added = LockedBox<String?>(nil)
+        let pages = LockedBox(0)
+        let transport = HookTransport { url in
+            guard url.absoluteString.contains("/stats?") else { return }
+            guard
+                pages.withLock({ p in
+                    p += 1
+                    return p
+                }) == 2
+            else { return }
+            added.withLock { a in if a == nil { a = sandbox.addAd(account: info.id) } }
+        }
+        let rows = try await snap(sandbox, pageSize: 50, statsPageSize: 2, transport: transport).dailyMetrics(
+            .ad, account: account, window: window, session: session(sandbox, .snapchat))
+        let newAd = try XCTUnwrap(added.current)
+        XCTAssertGreaterThan(pages.current, 4, "8 ads at 2 per page, one repeated: \(pages.current) pages")
+        let keys = rows.map { "\($0.entityId)|\($0.date)" }
+        XCTAssertEqual(keys.count, Set(keys).count, "no entity-day twice")
+        var spend: [String: Decimal] = [:]
+        for r in rows { spend["\(r.entityId)|\(r.date)"] = r.spend }
+        for t in truth { XCTAssertEqual(spend["\(t.entityID)|\(t.date)"], t.spend, "\(t.entityID) \(t.date)") }
+        let known = Set(sandbox.entities(account: info.id, level: .ad).map(\.id)).union([newAd])
+        XCTAssertTrue(rows.allSatisfy { known.contains($0.entityId) })
+    }
 }
