@@ -8,6 +8,9 @@ import Foundation
 public actor TokenSession {
     public private(set) var tokens: OAuthTokens
     private let onRefresh: @Sendable (OAuthTokens) async throws -> Void
+    /// Replaces the client's platform refresh when set: the owner's own way to obtain new tokens (a refresh
+    /// serialized across processes, which may also find tokens another process stored).
+    private let refreshWith: (@Sendable (String) async throws -> OAuthTokens)?
     private var inFlight: Task<OAuthTokens, any Error>?
     /// Number of refreshes performed through this session (for tests and logs).
     public private(set) var refreshCount = 0
@@ -30,9 +33,14 @@ public actor TokenSession {
         responseClasses[key, default: 0] += 1
     }
 
-    /// Creates a session; `onRefresh` is awaited with the new tokens after each successful refresh.
-    public init(tokens: OAuthTokens, onRefresh: @escaping @Sendable (OAuthTokens) async throws -> Void = { _ in }) {
+    /// Creates a session; `onRefresh` is awaited with the new tokens after each successful refresh. `refreshWith`,
+    /// when given, is called with the refresh token instead of the client's platform refresh.
+    public init(
+        tokens: OAuthTokens, onRefresh: @escaping @Sendable (OAuthTokens) async throws -> Void = { _ in },
+        refreshWith: (@Sendable (String) async throws -> OAuthTokens)? = nil
+    ) {
         self.tokens = tokens
+        self.refreshWith = refreshWith
         self.onRefresh = onRefresh
     }
 
@@ -51,7 +59,8 @@ public actor TokenSession {
         guard let refreshToken = tokens.refreshToken else {
             throw RefreshUnavailable()
         }
-        let task = Task { try await refresher(refreshToken) }
+        let run = refreshWith ?? refresher
+        let task = Task { try await run(refreshToken) }
         inFlight = task
         defer { inFlight = nil }
         var fresh = try await task.value

@@ -83,9 +83,9 @@ public struct SyncAdAccountHandler: JobHandler {
         let client = try environment.client(platform, pool: context.pool)
         let connectionID = row.connectionID
         let generation = policy.generation
-        let session = TokenSession(tokens: tokens) { fresh in
-            try await generation.store(fresh, connectionID: connectionID, store: store, pool: context.pool)
-        }
+        let session = await generation.session(
+            tokens: tokens, connectionID: connectionID, client: client, store: store, pool: context.pool,
+            now: settings.now)
         policy.session = session
         let account = row.account
         let pool = context.pool

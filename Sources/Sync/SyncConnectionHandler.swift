@@ -38,9 +38,9 @@ public struct SyncConnectionHandler: JobHandler {
             guard let tokens = current.tokens else { return }
             let pool = context.pool
             let generation = TokenGeneration(current.generation)
-            let session = TokenSession(tokens: tokens) { fresh in
-                try await generation.store(fresh, connectionID: id, store: store, pool: pool)
-            }
+            let session = await generation.session(
+                tokens: tokens, connectionID: id, client: client, store: store, pool: pool,
+                now: environment.settings.now)
             policy.generation = generation
             policy.session = session
             let accounts = try await environment.settings.retryingTransient {

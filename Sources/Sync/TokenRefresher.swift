@@ -25,12 +25,15 @@ enum TokenRefresher {
     static let leaseDuration: Duration = .seconds(120)
     static let leaseWait: Duration = .seconds(60)
 
-    /// - Parameter complete: when given, the job completes in the same transaction as the token write (or as the
-    ///   decision that no refresh is needed).
+    /// - Parameters:
+    ///   - complete: when given, the job completes in the same transaction as the token write (or as the decision
+    ///     that no refresh is needed).
+    ///   - force: refresh even when the access token is not near expiry, as long as the row still holds this token
+    ///     generation (a session whose token the platform refused); a newer generation is returned as it is.
     /// - Returns: the tokens to use, whether this call refreshed them, and their token generation.
     static func refreshIfNeeded(
         connectionID: Int64, store: ConnectionStore, client: any AdPlatformClient, margin: Duration, now: Date,
-        pool: PGPool, complete context: JobContext? = nil
+        pool: PGPool, complete context: JobContext? = nil, force: Int64? = nil
     ) async throws -> (tokens: OAuthTokens?, refreshed: Bool, generation: Int64) {
         enum Decision: Sendable {
             case done(OAuthTokens?, generation: Int64)
@@ -43,8 +46,9 @@ enum TokenRefresher {
         while true {
             let decision: Decision = try await pool.withTransaction { c in
                 let stored = try await store.load(connectionID, on: c, forUpdate: true)
+                let nearExpiry = stored.tokens?.accessTokenExpiresAt.map { $0.timeIntervalSince(now) < marginSeconds }
                 guard let tokens = stored.tokens, stored.status == "active", let refreshToken = tokens.refreshToken,
-                    let expiry = tokens.accessTokenExpiresAt, expiry.timeIntervalSince(now) < marginSeconds
+                    nearExpiry == true || stored.tokenGeneration == force
                 else {
                     if let context { try await context.complete(on: c) }
                     return .done(stored.tokens, generation: stored.tokenGeneration)

@@ -4,6 +4,7 @@ import Logs
 import PGTestSupport
 import Postgres
 import Queue
+import Synchronization
 import XCTest
 
 @testable import Platforms
@@ -78,26 +79,52 @@ final class ReauthorizeRaceTests: XCTestCase {
         XCTAssertTrue(free, "no lease left behind")
     }
 
-    /// 1b. A sync's token session (the `onRefresh` the sync handlers install) refreshes the OLD grant while the
-    /// reauthorization commits: the session's save is refused and the new grant stays.
+    /// A TikTok client whose refresh endpoint runs `answer` (given the refresh token it was sent) on a fixture server.
+    func refreshFixture(_ answer: @escaping @Sendable (String) async -> HTTPResponse) throws -> TikTokClient {
+        let router = Router()
+        router.add("POST", "/open_api/v1.3/oauth2/refresh_token/") { req in
+            let sent = (try? JSONValue.parse(req.bodyText))?["refresh_token"]?.stringValue ?? ""
+            return await answer(sent)
+        }
+        let server = HTTPServer(handler: router.handle)
+        let port = try server.start()
+        addTeardownBlock { await server.stop(grace: .seconds(1)) }
+        return TikTokClient(
+            configuration: TikTokConfiguration(
+                baseURL: URL(string: "http://127.0.0.1:\(port)/open_api/v1.3/")!, appId: "app", secret: "app-secret"))
+    }
+
+    static func refreshed(_ n: Int) -> HTTPResponse {
+        .json(
+            #"{"code":0,"message":"OK","request_id":"r","data":{"access_token":"refreshed-\#(n)-at","refresh_token":"refreshed-\#(n)-rt","access_token_expire_in":86400,"refresh_token_expire_in":31536000}}"#
+        )
+    }
+
+    /// 1b. A sync's token session (the leased one the sync handlers use) refreshes the OLD grant while the
+    /// reauthorization commits: nothing is stored and the new grant stays; the session does not go on with tokens
+    /// that were not stored. Control: with no reauthorization the same kind of session stores its refreshes.
     func testASyncSessionRefreshDoesNotOverwriteReauthorizedTokens() async throws {
         let h = try await SyncHarness.make(tiktok: 0, snap: 0)
         addTeardownBlock { await h.close() }
         let id = try await connection(h)
         let stored = try await h.db.pool.withConnection { c in try await h.store.load(id, on: c) }
-        let generation = TokenGeneration(stored.tokenGeneration)
         let (store, pool, grant) = (h.store, h.db.pool, newGrant)
-        let session = TokenSession(tokens: stored.tokens!) { fresh in
-            try await generation.store(fresh, connectionID: id, store: store, pool: pool)
+        let other = try PGPool(url: h.db.url, maxConnections: 1)
+        addTeardownBlock { await other.close() }
+        let client = try refreshFixture { refreshToken in
+            guard refreshToken == "old-rt" else { return .text("unexpected refresh token", status: 500) }
+            // The platform answers the refresh of the old grant after the reauthorization committed.
+            let outcome = try? await other.withConnection { c in try await store.reauthorize(id, tokens: grant, on: c) }
+            guard outcome == .reauthorized(wasNeedsReauth: false) else { return .text("fixture failed", status: 500) }
+            return Self.refreshed(0)
         }
+        let generation = TokenGeneration(stored.tokenGeneration)
+        let session = await generation.session(
+            tokens: stored.tokens!, connectionID: id, client: client, store: store, pool: pool, now: { Date() })
         do {
-            _ = try await session.refresh(replacing: "old-at") { refreshToken in
-                XCTAssertEqual(refreshToken, "old-rt")
-                // The platform answers the refresh of the old grant after the reauthorization committed.
-                let outcome = try await pool.withConnection { c in try await store.reauthorize(id, tokens: grant, on: c)
-                }
-                XCTAssertEqual(outcome, .reauthorized(wasNeedsReauth: false))
-                return OAuthTokens(accessToken: "from-old-grant-at", refreshToken: "from-old-grant-rt")
+            _ = try await session.refresh(replacing: "old-at") { _ in
+                XCTFail("the client's own refresh is not used")
+                return OAuthTokens(accessToken: "unused")
             }
             XCTFail("the session stored the refresh of the old grant")
         } catch is TokenRefreshConflict {}
@@ -105,20 +132,76 @@ final class ReauthorizeRaceTests: XCTestCase {
         let sessionTokens = await session.tokens
         XCTAssertEqual(sessionTokens.accessToken, "old-at", "the session does not go on with unstored tokens")
 
-        // Control: without a reauthorization the same session stores its refresh (and may refresh again).
+        // Control: without a reauthorization the session stores its refresh, twice in a row.
+        let calls = Mutex(0)
+        let counting = try refreshFixture { _ in
+            Self.refreshed(
+                calls.withLock { n in
+                    n += 1; return n
+                })
+        }
         let again = TokenGeneration(
             try await h.db.pool.withConnection { c in try await h.store.load(id, on: c) }.tokenGeneration)
-        let own = TokenSession(tokens: newGrant) { fresh in
-            try await again.store(fresh, connectionID: id, store: store, pool: pool)
-        }
-        for n in 1...2 {
+        let own = await again.session(
+            tokens: newGrant, connectionID: id, client: counting, store: store, pool: pool, now: { Date() })
+        for _ in 1...2 {
             let current = await own.tokens.accessToken
-            _ = try await own.refresh(replacing: current) { _ in OAuthTokens(accessToken: "refreshed-\(n)") }
+            _ = try await own.refresh(replacing: current) { _ in OAuthTokens(accessToken: "unused") }
         }
         let after = try await h.db.pool.withConnection { c in try await h.store.load(id, on: c) }
-        XCTAssertEqual(after.tokens?.accessToken, "refreshed-2")
-        XCTAssertEqual(
-            after.tokens?.refreshToken, "reauth-rt", "a refresh without a refresh token keeps the stored one")
+        XCTAssertEqual(after.tokens?.accessToken, "refreshed-2-at")
+        XCTAssertEqual(after.tokens?.refreshToken, "refreshed-2-rt")
+        XCTAssertEqual(calls.withLock { $0 }, 2)
+    }
+
+    /// Several jobs' sessions of one connection need a refresh at once (a Snap access token lasts 30 minutes;
+    /// TikTok retires a refresh token once used): one refreshes at the platform under the connection's lease, the
+    /// others wait for it and take the tokens it stored. One platform call, one stored generation, every session on
+    /// the new tokens, and no session refreshing with a retired refresh token (which the fixture refuses, as
+    /// TikTok would, and which used to mark the connection needs_reauth).
+    func testConcurrentSessionRefreshesOfOneConnectionRefreshOnce() async throws {
+        let h = try await SyncHarness.make(tiktok: 0, snap: 0)
+        addTeardownBlock { await h.close() }
+        let id = try await connection(h)
+        let stored = try await h.db.pool.withConnection { c in try await h.store.load(id, on: c) }
+        let calls = Mutex<[String]>([])
+        let client = try refreshFixture { refreshToken in
+            let n = calls.withLock { c in
+                c.append(refreshToken)
+                return c.count
+            }
+            guard refreshToken == "old-rt", n == 1 else {
+                return .json(#"{"code":40104,"message":"refresh token expired or revoked","request_id":"r","data":{}}"#)
+            }
+            // Slow enough that the other sessions ask while this refresh is in flight.
+            try? await Task.sleep(for: .milliseconds(300))
+            return Self.refreshed(1)
+        }
+        let sessions = (0..<4).map { _ in TokenGeneration(stored.tokenGeneration) }
+        var built: [TokenSession] = []
+        for g in sessions {
+            built.append(
+                await g.session(
+                    tokens: stored.tokens!, connectionID: id, client: client, store: h.store, pool: h.db.pool,
+                    now: { Date() }))
+        }
+        let results = try await withThrowingTaskGroup(of: String.self) { group in
+            for s in built {
+                group.addTask {
+                    try await s.refresh(replacing: "old-at") { _ in OAuthTokens(accessToken: "x") }.accessToken
+                }
+            }
+            var out: [String] = []
+            for try await r in group { out.append(r) }
+            return out
+        }
+        XCTAssertEqual(results, Array(repeating: "refreshed-1-at", count: 4))
+        XCTAssertEqual(calls.withLock { $0 }, ["old-rt"], "one platform refresh for all four sessions")
+        let after = try await h.db.pool.withConnection { c in try await h.store.load(id, on: c) }
+        XCTAssertEqual(after.status, "active")
+        XCTAssertEqual(after.tokens?.accessToken, "refreshed-1-at")
+        XCTAssertEqual(after.tokenGeneration, stored.tokenGeneration + 1)
+        for g in sessions { let v = await g.value; XCTAssertEqual(v, stored.tokenGeneration + 1) }
     }
 
     func policy(_ h: SyncHarness, _ id: Int64, generation: Int64) -> ErrorPolicy {
