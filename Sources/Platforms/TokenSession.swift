@@ -9,8 +9,9 @@ public actor TokenSession {
     public private(set) var tokens: OAuthTokens
     private let onRefresh: @Sendable (OAuthTokens) async throws -> Void
     /// Replaces the client's platform refresh when set: the owner's own way to obtain new tokens (a refresh
-    /// serialized across processes, which may also find tokens another process stored).
-    private let refreshWith: (@Sendable (String) async throws -> OAuthTokens)?
+    /// serialized across processes, which may also find tokens another process stored). It returns the tokens and
+    /// whether it called the platform for them (only then is the refresh counted in `refreshCount`).
+    private let refreshWith: (@Sendable (String) async throws -> (tokens: OAuthTokens, calledPlatform: Bool))?
     private var inFlight: Task<OAuthTokens, any Error>?
     /// Number of refreshes performed through this session (for tests and logs).
     public private(set) var refreshCount = 0
@@ -37,7 +38,7 @@ public actor TokenSession {
     /// when given, is called with the refresh token instead of the client's platform refresh.
     public init(
         tokens: OAuthTokens, onRefresh: @escaping @Sendable (OAuthTokens) async throws -> Void = { _ in },
-        refreshWith: (@Sendable (String) async throws -> OAuthTokens)? = nil
+        refreshWith: (@Sendable (String) async throws -> (tokens: OAuthTokens, calledPlatform: Bool))? = nil
     ) {
         self.tokens = tokens
         self.refreshWith = refreshWith
@@ -59,17 +60,21 @@ public actor TokenSession {
         guard let refreshToken = tokens.refreshToken else {
             throw RefreshUnavailable()
         }
-        let run = refreshWith ?? refresher
-        let task = Task { try await run(refreshToken) }
-        inFlight = task
+        let override = refreshWith
+        let task = Task { () -> (tokens: OAuthTokens, calledPlatform: Bool) in
+            if let override { return try await override(refreshToken) }
+            return (try await refresher(refreshToken), true)
+        }
+        inFlight = Task { try await task.value.tokens }
         defer { inFlight = nil }
-        var fresh = try await task.value
+        let outcome = try await task.value
+        var fresh = outcome.tokens
         // Snap may omit the refresh token on refresh: the old one stays valid.
         if fresh.refreshToken == nil { fresh.refreshToken = refreshToken }
         if fresh.grantedAccountIds.isEmpty { fresh.grantedAccountIds = tokens.grantedAccountIds }
         try await onRefresh(fresh)
         tokens = fresh
-        refreshCount += 1
+        if outcome.calledPlatform { refreshCount += 1 }
         lastRefreshAt = Date()
         return fresh
     }

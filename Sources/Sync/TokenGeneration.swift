@@ -42,7 +42,7 @@ extension TokenGeneration {
                         connectionID: connectionID, message: "the connection has no tokens to refresh or take")
                 }
                 await adopt(r.generation)
-                return fresh
+                return (fresh, r.refreshed)
             })
     }
 }

@@ -28,8 +28,8 @@ enum TokenRefresher {
     /// - Parameters:
     ///   - complete: when given, the job completes in the same transaction as the token write (or as the decision
     ///     that no refresh is needed).
-    ///   - force: refresh even when the access token is not near expiry, as long as the row still holds this token
-    ///     generation (a session whose token the platform refused); a newer generation is returned as it is.
+    ///   - force: decide by generation instead of expiry: refresh while the row still holds this token generation
+    ///     (a session whose token is about to expire or was refused), and return a newer one as it is.
     /// - Returns: the tokens to use, whether this call refreshed them, and their token generation.
     static func refreshIfNeeded(
         connectionID: Int64, store: ConnectionStore, client: any AdPlatformClient, margin: Duration, now: Date,
@@ -46,9 +46,12 @@ enum TokenRefresher {
         while true {
             let decision: Decision = try await pool.withTransaction { c in
                 let stored = try await store.load(connectionID, on: c, forUpdate: true)
-                let nearExpiry = stored.tokens?.accessTokenExpiresAt.map { $0.timeIntervalSince(now) < marginSeconds }
-                guard let tokens = stored.tokens, stored.status == "active", let refreshToken = tokens.refreshToken,
-                    nearExpiry == true || stored.tokenGeneration == force
+                // Forced (a session's refresh): decided by the generation alone, so newer tokens stored meanwhile
+                // are taken as they are, whatever the clock says of their expiry.
+                let due =
+                    force.map { stored.tokenGeneration == $0 }
+                    ?? (stored.tokens?.accessTokenExpiresAt.map { $0.timeIntervalSince(now) < marginSeconds } == true)
+                guard let tokens = stored.tokens, stored.status == "active", let refreshToken = tokens.refreshToken, due
                 else {
                     if let context { try await context.complete(on: c) }
                     return .done(stored.tokens, generation: stored.tokenGeneration)

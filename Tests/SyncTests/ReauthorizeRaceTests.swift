@@ -131,6 +131,8 @@ final class ReauthorizeRaceTests: XCTestCase {
         try await assertHoldsNewGrant(h, id)
         let sessionTokens = await session.tokens
         XCTAssertEqual(sessionTokens.accessToken, "old-at", "the session does not go on with unstored tokens")
+        let kept = await generation.value
+        XCTAssertEqual(kept, stored.tokenGeneration, "no generation adopted from a refresh that was not stored")
 
         // Control: without a reauthorization the session stores its refresh, twice in a row.
         let calls = Mutex(0)
@@ -197,11 +199,28 @@ final class ReauthorizeRaceTests: XCTestCase {
         }
         XCTAssertEqual(results, Array(repeating: "refreshed-1-at", count: 4))
         XCTAssertEqual(calls.withLock { $0 }, ["old-rt"], "one platform refresh for all four sessions")
+        var counted = 0
+        for s in built { counted += await s.refreshCount }
+        XCTAssertEqual(counted, 1, "only the platform call counts as a request (sync_runs.api_calls)")
         let after = try await h.db.pool.withConnection { c in try await h.store.load(id, on: c) }
         XCTAssertEqual(after.status, "active")
         XCTAssertEqual(after.tokens?.accessToken, "refreshed-1-at")
         XCTAssertEqual(after.tokenGeneration, stored.tokenGeneration + 1)
         for g in sessions { let v = await g.value; XCTAssertEqual(v, stored.tokenGeneration + 1) }
+
+        // A session still on an older generation takes the newer tokens without calling the platform, even with a
+        // clock that says they expired (a test harness's moved clock): the generation decides, not the expiry.
+        let late = TokenGeneration(stored.tokenGeneration)
+        let lateSession = await late.session(
+            tokens: stored.tokens!, connectionID: id, client: client, store: h.store, pool: h.db.pool,
+            now: { Date().addingTimeInterval(10 * 86_400) })
+        let taken = try await lateSession.refresh(replacing: "old-at") { _ in OAuthTokens(accessToken: "x") }
+        XCTAssertEqual(taken.accessToken, "refreshed-1-at")
+        XCTAssertEqual(calls.withLock { $0.count }, 1, "no platform call to take stored tokens")
+        let lateCount = await lateSession.refreshCount
+        XCTAssertEqual(lateCount, 0)
+        let lateValue = await late.value
+        XCTAssertEqual(lateValue, stored.tokenGeneration + 1)
     }
 
     func policy(_ h: SyncHarness, _ id: Int64, generation: Int64) -> ErrorPolicy {
