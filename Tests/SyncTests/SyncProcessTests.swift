@@ -264,6 +264,17 @@ final class SyncProcessTests: XCTestCase {
                 .first!.decode(0) as Int > 0
             }
             _ = try await post(stack.base + "/_sandbox/expire", #"{"connection": 0}"#)
+            // Its syncs may all have finished before the expiry: make the connection due again, so that a sync
+            // meets the expired token whatever the timing, and wait until the refreshed token is stored.
+            let snap = try XCTUnwrap(stack.connectionIDs.first { $0.platform == "snapchat" && $0.index == 0 })
+            try await stack.db.pool.execute(
+                "UPDATE nexcomet.ad_connections SET next_sync_at = now() WHERE id = \(snap.id)")
+            let ring = try KeyRing.fromEnvironment(environment: stack.env)
+            let vault = ConnectionStore(vault: TokenVault(keyRing: ring))
+            try await assertEventually(timeout: .seconds(120), "the expired Snap token was refreshed and stored") {
+                let current = try await stack.db.pool.withConnection { c in try await vault.load(snap.id, on: c) }
+                return current.tokens?.accessToken != snap.accessToken
+            }
             try await waitForSyncs(
                 stack, accounts: totals.count - revokedAccounts.count, runs: 1, timeout: .seconds(400))
 
@@ -288,11 +299,7 @@ final class SyncProcessTests: XCTestCase {
             ).first!.decode(0)
             XCTAssertGreaterThan(snoozedOrRetried, 0, "faults were actually hit")
             // The expired Snap token was refreshed and the new one stored (sealed).
-            let snap = try XCTUnwrap(stack.connectionIDs.first { $0.platform == "snapchat" && $0.index == 0 })
-            let ring = try KeyRing.fromEnvironment(environment: stack.env)
-            let now = try await stack.db.pool.withConnection { c in
-                try await ConnectionStore(vault: TokenVault(keyRing: ring)).load(snap.id, on: c)
-            }
+            let now = try await stack.db.pool.withConnection { c in try await vault.load(snap.id, on: c) }
             XCTAssertNotEqual(now.tokens?.accessToken, snap.accessToken, "the expired Snap token was refreshed")
             if let t = now.tokens?.accessToken { stack.tokens.insert(t) }
             if let t = now.tokens?.refreshToken { stack.tokens.insert(t) }
