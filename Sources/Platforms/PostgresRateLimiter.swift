@@ -25,8 +25,8 @@ public struct PostgresRateLimiter: RequestRateLimiter {
         let keys = policy.keys(platform, accountId)
         guard !keys.isEmpty else { return }
         let names = keys.map(\.key)
-        let spacings = keys.map { Self.micros($0.spacing) }
-        let maxWaitMicros = Self.micros(policy.maxWait)
+        let spacings = keys.map { $0.spacing.microsecondsSaturating }
+        let maxWaitMicros = policy.maxWait.microsecondsSaturating
         let waitMicros: Int64?
         do {
             let rows = try await pool.query(
@@ -53,10 +53,5 @@ public struct PostgresRateLimiter: RequestRateLimiter {
         let wait = Duration.microseconds(waitMicros)
         logger.log(wait >= .seconds(1) ? .info : .debug, "rate limit wait", ["key": keyList, "wait": "\(wait)"])
         try await Task.sleep(for: wait)
-    }
-
-    static func micros(_ duration: Duration) -> Int64 {
-        let (seconds, attoseconds) = duration.components
-        return seconds * 1_000_000 + attoseconds / 1_000_000_000_000
     }
 }

@@ -12,7 +12,7 @@ public actor TokenSession {
     /// serialized across processes, which may also find tokens another process stored). It returns the tokens and
     /// whether it called the platform for them (only then is the refresh counted in `refreshCount`).
     private let refreshWith: (@Sendable (String) async throws -> (tokens: OAuthTokens, calledPlatform: Bool))?
-    private var inFlight: Task<OAuthTokens, any Error>?
+    private var inFlight: Task<(tokens: OAuthTokens, calledPlatform: Bool), any Error>?
     /// Number of refreshes performed through this session (for tests and logs).
     public private(set) var refreshCount = 0
     /// When this session last refreshed its tokens; nil before the first refresh.
@@ -56,7 +56,7 @@ public actor TokenSession {
         using refresher: @escaping @Sendable (String) async throws -> OAuthTokens
     ) async throws -> OAuthTokens {
         if tokens.accessToken != staleAccessToken { return tokens }
-        if let inFlight { return try await inFlight.value }
+        if let inFlight { return try await inFlight.value.tokens }
         guard let refreshToken = tokens.refreshToken else {
             throw RefreshUnavailable()
         }
@@ -65,7 +65,7 @@ public actor TokenSession {
             if let override { return try await override(refreshToken) }
             return (try await refresher(refreshToken), true)
         }
-        inFlight = Task { try await task.value.tokens }
+        inFlight = task
         defer { inFlight = nil }
         let outcome = try await task.value
         var fresh = outcome.tokens

@@ -26,6 +26,28 @@ final class HookTransport: PlatformTransport {
     }
 }
 
+/// A transport that creates an ad in `account` right after the `afterPage`-th request whose URL contains `path`
+/// (so every later item of that read shifts by one place), once.
+struct AdAddedMidRead {
+    let added = LockedBox<String?>(nil)
+    let pages = LockedBox(0)
+    let transport: HookTransport
+
+    init(_ sandbox: Sandbox, account: String, afterPage: Int, of path: String) {
+        let (added, pages) = (self.added, self.pages)
+        transport = HookTransport { url in
+            guard url.absoluteString.contains(path) else { return }
+            guard
+                pages.withLock({ p in
+                    p += 1
+                    return p
+                }) == afterPage
+            else { return }
+            added.withLock { a in if a == nil { a = sandbox.addAd(account: account) } }
+        }
+    }
+}
+
 private func sandboxLevel(_ level: ReportLevel) -> SandboxLevel {
     switch level {
     case .campaign: return .campaign
@@ -232,28 +254,26 @@ final class PagingTests: XCTestCase {
             sandbox.entities(account: info.id, level: .ad).prefix(2).contains { $0.id == r.entityID }
         }.count
         XCTAssertGreaterThan(8 * 3, groupRows)
-        let added = LockedBox<String?>(nil)
-        let pages = LockedBox(0)
-        let transport = HookTransport { url in
-            guard url.absoluteString.contains("report/integrated/get/?") else { return }
-            guard
-                pages.withLock({ p in
-                    p += 1
-                    return p
-                }) == 8
-            else { return }
-            added.withLock { a in if a == nil { a = sandbox.addAd(account: info.id) } }
-        }
-        let rows = try await tiktok(sandbox, pageSize: 3, transport: transport).dailyMetrics(
+        let shift = AdAddedMidRead(sandbox, account: info.id, afterPage: 8, of: "report/integrated/get/?")
+        let rows = try await tiktok(sandbox, pageSize: 3, transport: shift.transport).dailyMetrics(
             .ad, account: account, window: window, session: session(sandbox, .tiktok))
-        let newAd = try XCTUnwrap(added.current)
+        let newAd = try XCTUnwrap(shift.added.current)
+        assertEveryRowOnce(rows, truth: truth, known: Set(truth.map(\.entityID)).union([newAd]))
+    }
+
+    /// Every entity-day of `truth` exactly once with its spend, and no entity outside `known`.
+    func assertEveryRowOnce(
+        _ rows: [DailyMetric], truth: [TruthRow], known: Set<String>, file: StaticString = #filePath, line: UInt = #line
+    ) {
         let keys = rows.map { "\($0.entityId)|\($0.date)" }
-        XCTAssertEqual(keys.count, Set(keys).count, "no entity-day twice")
+        XCTAssertEqual(keys.count, Set(keys).count, "no entity-day twice", file: file, line: line)
         var spend: [String: Decimal] = [:]
         for r in rows { spend["\(r.entityId)|\(r.date)"] = r.spend }
-        for t in truth { XCTAssertEqual(spend["\(t.entityID)|\(t.date)"], t.spend, "\(t.entityID) \(t.date)") }
-        let known = Set(truth.map(\.entityID)).union([newAd])
-        XCTAssertTrue(rows.allSatisfy { known.contains($0.entityId) })
+        for t in truth {
+            XCTAssertEqual(
+                spend["\(t.entityID)|\(t.date)"], t.spend, "\(t.entityID) \(t.date)", file: file, line: line)
+        }
+        XCTAssertTrue(rows.allSatisfy { known.contains($0.entityId) }, file: file, line: line)
     }
 
     /// The same for Snap's stats: an ad created after the second page of an ad breakdown (limit 2) shifts every later
@@ -269,28 +289,13 @@ final class PagingTests: XCTestCase {
         let truth = sandbox.groundTruth(platform: .snapchat, account: info.id).filter { $0.level == .ad }
         let days = truth.compactMap { LocalDate(parsing: $0.date) }
         let window = DateWindow(first: try XCTUnwrap(days.min()), last: try XCTUnwrap(days.max()))
-        let added = LockedBox<String?>(nil)
-        let pages = LockedBox(0)
-        let transport = HookTransport { url in
-            guard url.absoluteString.contains("/stats?") else { return }
-            guard
-                pages.withLock({ p in
-                    p += 1
-                    return p
-                }) == 2
-            else { return }
-            added.withLock { a in if a == nil { a = sandbox.addAd(account: info.id) } }
-        }
-        let rows = try await snap(sandbox, pageSize: 50, statsPageSize: 2, transport: transport).dailyMetrics(
+        let shift = AdAddedMidRead(sandbox, account: info.id, afterPage: 2, of: "/stats?")
+        let rows = try await snap(sandbox, pageSize: 50, statsPageSize: 2, transport: shift.transport).dailyMetrics(
             .ad, account: account, window: window, session: session(sandbox, .snapchat))
-        let newAd = try XCTUnwrap(added.current)
-        XCTAssertGreaterThan(pages.current, 4, "8 ads at 2 per page, one repeated: \(pages.current) pages")
-        let keys = rows.map { "\($0.entityId)|\($0.date)" }
-        XCTAssertEqual(keys.count, Set(keys).count, "no entity-day twice")
-        var spend: [String: Decimal] = [:]
-        for r in rows { spend["\(r.entityId)|\(r.date)"] = r.spend }
-        for t in truth { XCTAssertEqual(spend["\(t.entityID)|\(t.date)"], t.spend, "\(t.entityID) \(t.date)") }
+        let newAd = try XCTUnwrap(shift.added.current)
+        let pages = shift.pages.current
+        XCTAssertGreaterThan(pages, 4, "8 ads at 2 per page, one repeated: \(pages) pages")
         let known = Set(sandbox.entities(account: info.id, level: .ad).map(\.id)).union([newAd])
-        XCTAssertTrue(rows.allSatisfy { known.contains($0.entityId) })
+        assertEveryRowOnce(rows, truth: truth, known: known)
     }
 }

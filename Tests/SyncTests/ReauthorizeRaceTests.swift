@@ -46,8 +46,7 @@ final class ReauthorizeRaceTests: XCTestCase {
         addTeardownBlock { await other.close() }
         let store = h.store
         let grant = newGrant
-        let router = Router()
-        router.add("POST", "/open_api/v1.3/oauth2/refresh_token/") { _ in
+        let client = try tikTokRefreshFixture { _ in
             // While the refresher holds the lease and waits for this answer, the user authorizes the app again.
             let leased: Bool =
                 (try? await other.query(
@@ -61,12 +60,6 @@ final class ReauthorizeRaceTests: XCTestCase {
                 #"{"code":0,"message":"OK","request_id":"r","data":{"access_token":"from-old-grant-at","refresh_token":"from-old-grant-rt","access_token_expire_in":86400,"refresh_token_expire_in":31536000}}"#
             )
         }
-        let server = HTTPServer(handler: router.handle)
-        let port = try server.start()
-        addTeardownBlock { await server.stop(grace: .seconds(1)) }
-        let client = TikTokClient(
-            configuration: TikTokConfiguration(
-                baseURL: URL(string: "http://127.0.0.1:\(port)/open_api/v1.3/")!, appId: "app", secret: "app-secret"))
         do {
             let r = try await TokenRefresher.refreshIfNeeded(
                 connectionID: id, store: h.store, client: client, margin: .seconds(600), now: Date(), pool: h.db.pool)
@@ -77,21 +70,6 @@ final class ReauthorizeRaceTests: XCTestCase {
             "SELECT token_refresh_lease_owner IS NULL FROM nexcomet.ad_connections WHERE id = \(id)"
         ).first!.decode(0)
         XCTAssertTrue(free, "no lease left behind")
-    }
-
-    /// A TikTok client whose refresh endpoint runs `answer` (given the refresh token it was sent) on a fixture server.
-    func refreshFixture(_ answer: @escaping @Sendable (String) async -> HTTPResponse) throws -> TikTokClient {
-        let router = Router()
-        router.add("POST", "/open_api/v1.3/oauth2/refresh_token/") { req in
-            let sent = (try? JSONValue.parse(req.bodyText))?["refresh_token"]?.stringValue ?? ""
-            return await answer(sent)
-        }
-        let server = HTTPServer(handler: router.handle)
-        let port = try server.start()
-        addTeardownBlock { await server.stop(grace: .seconds(1)) }
-        return TikTokClient(
-            configuration: TikTokConfiguration(
-                baseURL: URL(string: "http://127.0.0.1:\(port)/open_api/v1.3/")!, appId: "app", secret: "app-secret"))
     }
 
     static func refreshed(_ n: Int) -> HTTPResponse {
@@ -111,7 +89,7 @@ final class ReauthorizeRaceTests: XCTestCase {
         let (store, pool, grant) = (h.store, h.db.pool, newGrant)
         let other = try PGPool(url: h.db.url, maxConnections: 1)
         addTeardownBlock { await other.close() }
-        let client = try refreshFixture { refreshToken in
+        let client = try tikTokRefreshFixture { refreshToken in
             guard refreshToken == "old-rt" else { return .text("unexpected refresh token", status: 500) }
             // The platform answers the refresh of the old grant after the reauthorization committed.
             let outcome = try? await other.withConnection { c in try await store.reauthorize(id, tokens: grant, on: c) }
@@ -136,7 +114,7 @@ final class ReauthorizeRaceTests: XCTestCase {
 
         // Control: without a reauthorization the session stores its refresh, twice in a row.
         let calls = Mutex(0)
-        let counting = try refreshFixture { _ in
+        let counting = try tikTokRefreshFixture { _ in
             Self.refreshed(
                 calls.withLock { n in
                     n += 1; return n
@@ -167,7 +145,7 @@ final class ReauthorizeRaceTests: XCTestCase {
         let id = try await connection(h)
         let stored = try await h.db.pool.withConnection { c in try await h.store.load(id, on: c) }
         let calls = Mutex<[String]>([])
-        let client = try refreshFixture { refreshToken in
+        let client = try tikTokRefreshFixture { refreshToken in
             let n = calls.withLock { c in
                 c.append(refreshToken)
                 return c.count

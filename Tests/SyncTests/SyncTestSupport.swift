@@ -1,4 +1,5 @@
 import Foundation
+import HTTP
 import Logs
 import PGTestSupport
 import Platforms
@@ -265,4 +266,21 @@ func assertSameMetrics(
 func norm(_ text: String) -> String {
     guard let d = Decimal(string: text, locale: Locale(identifier: "en_US_POSIX")) else { return text }
     return NSDecimalNumber(decimal: d).description(withLocale: Locale(identifier: "en_US_POSIX"))
+}
+
+extension XCTestCase {
+    /// A TikTok client whose refresh endpoint runs `answer` (given the refresh token it was sent) on a fixture server.
+    func tikTokRefreshFixture(_ answer: @escaping @Sendable (String) async -> HTTPResponse) throws -> TikTokClient {
+        let router = Router()
+        router.add("POST", "/open_api/v1.3/oauth2/refresh_token/") { req in
+            let sent = (try? JSONValue.parse(req.bodyText))?["refresh_token"]?.stringValue ?? ""
+            return await answer(sent)
+        }
+        let server = HTTPServer(handler: router.handle)
+        let port = try server.start()
+        addTeardownBlock { await server.stop(grace: .seconds(1)) }
+        return TikTokClient(
+            configuration: TikTokConfiguration(
+                baseURL: URL(string: "http://127.0.0.1:\(port)/open_api/v1.3/")!, appId: "app", secret: "app-secret"))
+    }
 }

@@ -42,8 +42,7 @@ final class TokenRefresherLockTests: XCTestCase {
         let log = Log()
         // A TikTok-like OAuth endpoint that rotates refresh tokens and, while answering, checks from another
         // connection that the connection row can be locked without waiting.
-        let router = Router()
-        router.add("POST", "/open_api/v1.3/oauth2/refresh_token/") { req in
+        let client = try tikTokRefreshFixture { sent in
             // A lock held across this call stays for all of it; the second refresher's short lease check may lock
             // the row for an instant, so a few tries over 200 ms tell the two apart.
             var lockable = false
@@ -57,7 +56,6 @@ final class TokenRefresherLockTests: XCTestCase {
                     try? await Task.sleep(for: .milliseconds(20))
                 }
             }
-            let sent = req.bodyText.contains(#""old-rt""#) ? "old-rt" : req.bodyText
             let n = log.add(sent, lockable)
             try? await Task.sleep(for: .milliseconds(300))
             guard sent == "old-rt", n == 1 else {
@@ -67,12 +65,6 @@ final class TokenRefresherLockTests: XCTestCase {
                 #"{"code":0,"message":"OK","request_id":"r","data":{"access_token":"new-at","refresh_token":"new-rt","access_token_expire_in":86400,"refresh_token_expire_in":31536000}}"#
             )
         }
-        let server = HTTPServer(handler: router.handle)
-        let port = try server.start()
-        addTeardownBlock { await server.stop(grace: .seconds(1)) }
-        let client = TikTokClient(
-            configuration: TikTokConfiguration(
-                baseURL: URL(string: "http://127.0.0.1:\(port)/open_api/v1.3/")!, appId: "app", secret: "app-secret"))
         let store = h.store
         let pool = h.db.pool
         @Sendable func refresh() async throws -> (tokens: OAuthTokens?, refreshed: Bool, generation: Int64) {
@@ -108,16 +100,9 @@ final class TokenRefresherLockTests: XCTestCase {
                     accessToken: "old-at", refreshToken: "old-rt", accessTokenExpiresAt: Date().addingTimeInterval(60)),
                 on: c)
         }
-        let router = Router()
-        router.add("POST", "/open_api/v1.3/oauth2/refresh_token/") { _ in
+        let client = try tikTokRefreshFixture { _ in
             .json(#"{"code":40107,"message":"Refresh token is invalid.","request_id":"r","data":{}}"#)
         }
-        let server = HTTPServer(handler: router.handle)
-        let port = try server.start()
-        addTeardownBlock { await server.stop(grace: .seconds(1)) }
-        let client = TikTokClient(
-            configuration: TikTokConfiguration(
-                baseURL: URL(string: "http://127.0.0.1:\(port)/open_api/v1.3/")!, appId: "app", secret: "app-secret"))
         do {
             _ = try await TokenRefresher.refreshIfNeeded(
                 connectionID: id, store: h.store, client: client, margin: .seconds(600), now: Date(), pool: h.db.pool)

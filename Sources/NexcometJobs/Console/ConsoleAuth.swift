@@ -72,8 +72,7 @@ public struct ConsoleAccess: Sendable {
     /// less than `loginInterval` ago. Returns the wait left in `retryAfter` seconds (at least 1) when refused.
     func admitLogin(from address: String, pool: PGPool) async throws -> (admitted: Bool, retryAfter: Int) {
         let key = "console-login:\(address.prefix(100))"
-        let spacing =
-            loginInterval.components.seconds * 1_000_000 + loginInterval.components.attoseconds / 1_000_000_000_000
+        let spacing = loginInterval.microsecondsSaturating
         let wait: Int64? = try await pool.query(
             "SELECT nexjobs.rate_limit_reserve_all(ARRAY[\(key)]::text[], ARRAY[\(spacing)]::bigint[], 0)"
         ).first?.decode(0)
