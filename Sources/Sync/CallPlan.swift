@@ -88,15 +88,20 @@ public enum LevelDerivation {
 }
 
 extension SyncAdAccountHandler {
+    /// Whether the account's stored entity snapshot was fetched at or after `freshSince`; nil when none was ever
+    /// stored (`ad_accounts.entities_synced_at`, sql/060).
+    static func entitiesAreFresh(_ id: Int64, since freshSince: Date, on pool: PGPool) async throws -> Bool? {
+        let row = try await pool.query(
+            "SELECT entities_synced_at >= \(freshSince) FROM nexcomet.ad_accounts WHERE id = \(id)"
+        ).first
+        return try row?.decode(0, as: Bool?.self) ?? nil
+    }
+
     /// The account's stored entity snapshot, when it was fetched at or after `freshSince`; nil otherwise.
     static func storedEntities(
         _ id: Int64, account: AdAccount, freshSince: Date, on pool: PGPool
     ) async throws -> [AdEntity]? {
-        let fresh = try await pool.query(
-            """
-            SELECT entities_synced_at >= \(freshSince) FROM nexcomet.ad_accounts WHERE id = \(id)
-            """)
-        guard let row = fresh.first, let isFresh: Bool = try row.decode(0), isFresh else { return nil }
+        guard try await entitiesAreFresh(id, since: freshSince, on: pool) == true else { return nil }
         let rows = try await pool.query(
             """
             SELECT 'campaign', external_id, coalesce(name, ''), NULL::text, status FROM nexcomet.campaigns

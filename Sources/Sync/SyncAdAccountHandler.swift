@@ -146,7 +146,7 @@ public struct SyncAdAccountHandler: JobHandler {
             }
             let freshSince = settings.now().addingTimeInterval(
                 -Double(settings.entityRefreshInterval.components.seconds))
-            if quiet, try await Self.storedEntitiesAreStale(id, freshSince: freshSince, on: pool) {
+            if quiet, try await Self.entitiesAreFresh(id, since: freshSince, on: pool) == false {
                 // A quiet account that delivered before keeps its stored lists current at the same interval as any
                 // other (renames, pauses, deletions and new entities reach the database); one that never delivered
                 // has none stored and costs nothing more.
@@ -329,14 +329,6 @@ public struct SyncAdAccountHandler: JobHandler {
         context.logger.info(
             "ad account synced", ("ad_account", "\(id)"), ("window", window.description),
             ("rows", "\(rowCount)"), ("changed", "\(result.upserted)"), ("deleted", "\(result.deleted)"))
-    }
-
-    /// Whether the account has stored entity lists fetched before `freshSince` (false when none were ever stored).
-    static func storedEntitiesAreStale(_ id: Int64, freshSince: Date, on pool: PGPool) async throws -> Bool {
-        let rows = try await pool.query(
-            "SELECT entities_synced_at < \(freshSince) FROM nexcomet.ad_accounts WHERE id = \(id)")
-        guard let row = rows.first, let stale: Bool = try row.decode(0) else { return false }
-        return stale
     }
 
     /// Whether a sync of this ad account re-synced its window and still recorded a reconciliation `mismatch` in the
