@@ -41,6 +41,10 @@ enum TokenRefresher {
             case refresh(refreshToken: String, generation: Int64)
         }
         let owner = UUID().uuidString
+        let releaseLease: PGQuery = """
+            UPDATE nexcomet.ad_connections SET token_refresh_lease_owner = NULL, token_refresh_lease_until = NULL
+             WHERE id = \(connectionID) AND token_refresh_lease_owner = \(owner)
+            """
         let marginSeconds = Double(margin.components.seconds)
         let waitUntil = ContinuousClock.now + leaseWait
         while true {
@@ -86,38 +90,19 @@ enum TokenRefresher {
                 do {
                     fresh = try await client.refreshTokens(refreshToken)
                 } catch {
-                    _ = try? await pool.execute(
-                        """
-                        UPDATE nexcomet.ad_connections
-                           SET token_refresh_lease_owner = NULL, token_refresh_lease_until = NULL
-                         WHERE id = \(connectionID) AND token_refresh_lease_owner = \(owner)
-                        """)
+                    _ = try? await pool.execute(releaseLease)
                     throw error
                 }
                 if fresh.refreshToken == nil { fresh.refreshToken = refreshToken }
                 let stored = fresh
                 let written: Int64? = try await pool.withTransaction { c in
-                    guard
-                        let next = try await store.saveRefreshedTokens(
-                            connectionID, stored, replacing: generation, on: c)
-                    else { return nil }
-                    try await c.execute(
-                        """
-                        UPDATE nexcomet.ad_connections
-                           SET token_refresh_lease_owner = NULL, token_refresh_lease_until = NULL
-                         WHERE id = \(connectionID) AND token_refresh_lease_owner = \(owner)
-                        """)
-                    if let context { try await context.complete(on: c) }
+                    let next = try await store.saveRefreshedTokens(connectionID, stored, replacing: generation, on: c)
+                    // Stored or not, our lease (if still ours) is released, so no one waits it out.
+                    try await c.execute(releaseLease)
+                    if next != nil, let context { try await context.complete(on: c) }
                     return next
                 }
                 guard let written else {
-                    // Our lease, if still ours, is released so no one waits it out.
-                    _ = try? await pool.execute(
-                        """
-                        UPDATE nexcomet.ad_connections
-                           SET token_refresh_lease_owner = NULL, token_refresh_lease_until = NULL
-                         WHERE id = \(connectionID) AND token_refresh_lease_owner = \(owner)
-                        """)
                     throw TokenRefreshConflict(
                         connectionID: connectionID,
                         message: "the connection's tokens changed during the refresh; the new tokens were not stored")
